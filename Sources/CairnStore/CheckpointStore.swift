@@ -1,0 +1,82 @@
+import CairnCore
+
+/// The storage contract between the scheduler and whatever keeps its state.
+///
+/// Small on purpose, as LangGraph's savers are: one way in (`commit`, a batch written in one
+/// transaction, pending writes first-write-wins) and a handful of reads. SQLite, in-memory and
+/// (later) the Redis hot tier implement it; `CheckpointStoreConformance` tests them all alike.
+public protocol CheckpointStore: Sendable {
+    /// Writes a batch atomically. Runs, graphs and workers are upserts; checkpoints, channel
+    /// values and pending writes are insert-or-ignore: writing the same key twice keeps the first.
+    func commit(_ batch: StoreBatch) async throws
+
+    func run(_ runID: String) async throws -> RunRecord?
+    func runs(_ filter: RunFilter) async throws -> [RunRecord]
+    /// Runs whose status is `queued` or `running`: the work to pick up after a restart.
+    func unfinishedRuns() async throws -> [RunRecord]
+    func runCounts() async throws -> [RunStatus: Int]
+
+    func graph(_ hash: String) async throws -> GraphRecord?
+    func bundle(_ hash: String) async throws -> [UInt8]?
+
+    /// The checkpoint with this id, or the newest of the run when `checkpointID` is nil.
+    func checkpoint(runID: String, namespace: String, checkpointID: String?) async throws -> CheckpointRecord?
+    /// A run's checkpoints, newest first.
+    func checkpoints(runID: String, namespace: String, limit: Int) async throws -> [CheckpointRecord]
+    /// A channel's value at a version, rebuilt from deltas where needed.
+    func channelValue(runID: String, namespace: String, channel: String, version: String) async throws -> JSONValue
+    func pendingWrites(runID: String, namespace: String, checkpointID: String) async throws -> [PendingWriteRecord]
+    func taskExecutions(runID: String) async throws -> [TaskExecutionRecord]
+    func workers() async throws -> [WorkerRecord]
+}
+
+public enum StoreError: Error, CustomStringConvertible, Equatable {
+    case missingValue(runID: String, channel: String, version: String)
+    case badDelta(runID: String, channel: String, version: String)
+    case unavailable(String)
+
+    public var description: String {
+        switch self {
+        case .missingValue(let r, let c, let v): return "run \(r): channel '\(c)' has no stored value at version \(v)"
+        case .badDelta(let r, let c, let v): return "run \(r): channel '\(c)' version \(v) is a delta over a value that is not a list"
+        case .unavailable(let m): return "store unavailable: \(m)"
+        }
+    }
+}
+
+extension CheckpointStore {
+    /// The whole state at a checkpoint: every channel at the version the checkpoint names.
+    public func state(at checkpoint: CheckpointRecord) async throws -> [String: JSONValue] {
+        var state: [String: JSONValue] = [:]
+        for (channel, version) in checkpoint.channelVersions {
+            state[channel] = try await channelValue(runID: checkpoint.runID, namespace: checkpoint.namespace,
+                                                    channel: channel, version: version)
+        }
+        return state
+    }
+}
+
+/// Rebuilds a value from a chain of deltas ending in a full snapshot (shared by implementations).
+enum DeltaChain {
+    static func rebuild(runID: String, channel: String, version: String,
+                        load: (String) throws -> ChannelValueRecord?) throws -> JSONValue {
+        var chain: [ChannelValueRecord] = []
+        var v = version
+        while true {
+            guard let rec = try load(v) else { throw StoreError.missingValue(runID: runID, channel: channel, version: v) }
+            chain.append(rec)
+            guard let base = rec.baseVersion else { break }
+            if chain.count > 100_000 { throw StoreError.badDelta(runID: runID, channel: channel, version: v) }
+            v = base
+        }
+        guard chain.count > 1 else { return chain[0].value }
+        guard case .array(var items) = chain.last!.value else {
+            throw StoreError.badDelta(runID: runID, channel: channel, version: version)
+        }
+        for rec in chain.dropLast().reversed() {
+            guard case .array(let more) = rec.value else { throw StoreError.badDelta(runID: runID, channel: channel, version: rec.version) }
+            items.append(contentsOf: more)
+        }
+        return .array(items)
+    }
+}

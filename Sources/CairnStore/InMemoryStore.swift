@@ -1,0 +1,130 @@
+import CairnCore
+
+/// A `CheckpointStore` in memory, for unit tests of one module. It keeps blobs encoded exactly
+/// as SQLite does, so integrity checks behave the same.
+public actor InMemoryStore: CheckpointStore {
+    private var graphs: [String: GraphRecord] = [:]
+    private var bundles: [String: [UInt8]] = [:]
+    private var runsByID: [String: RunRecord] = [:]
+    private var checkpointsByRun: [String: [String: CheckpointRecord]] = [:]
+    private var values: [String: StoredBlob] = [:]
+    private var valueBases: [String: String] = [:]
+    private var writes: [String: [String: (PendingWriteRecord, StoredBlob)]] = [:]
+    private var executions: [TaskExecutionRecord] = []
+    private var workerRecords: [String: WorkerRecord] = [:]
+
+    public init() {}
+
+    private func key(_ parts: String...) -> String { parts.joined(separator: "\u{1F}") }
+
+    public func commit(_ b: StoreBatch) async throws {
+        for g in b.graphs where graphs[g.hash] == nil { graphs[g.hash] = g }
+        for x in b.bundles where bundles[x.hash] == nil { bundles[x.hash] = x.data }
+        for r in b.runs {
+            if let old = runsByID[r.runID] {
+                var merged = r
+                merged.createdAt = old.createdAt
+                runsByID[r.runID] = merged
+            } else {
+                runsByID[r.runID] = r
+            }
+        }
+        for c in b.checkpoints {
+            let k = key(c.runID, c.namespace)
+            if checkpointsByRun[k]?[c.checkpointID] == nil { checkpointsByRun[k, default: [:]][c.checkpointID] = c }
+        }
+        for v in b.channelValues {
+            let k = key(v.runID, v.namespace, v.channel, v.version)
+            if values[k] == nil {
+                values[k] = StoredBlob(v.value)
+                if let base = v.baseVersion { valueBases[k] = base }
+            }
+        }
+        for w in b.pendingWrites {
+            let k = key(w.runID, w.namespace, w.checkpointID)
+            let wk = key(w.taskID, String(w.idx))
+            if writes[k]?[wk] == nil { writes[k, default: [:]][wk] = (w, StoredBlob(w.value)) }
+        }
+        executions.append(contentsOf: b.taskExecutions)
+        for w in b.workers {
+            if var old = workerRecords[w.workerID] {
+                old.lastSeen = w.lastSeen; old.disconnectedAt = w.disconnectedAt; old.tasksDone = w.tasksDone; old.slots = w.slots
+                workerRecords[w.workerID] = old
+            } else {
+                workerRecords[w.workerID] = w
+            }
+        }
+    }
+
+    public func run(_ runID: String) async throws -> RunRecord? { runsByID[runID] }
+
+    public func runs(_ filter: RunFilter) async throws -> [RunRecord] {
+        runsByID.values
+            .filter { r in
+                (filter.status == nil || r.status == filter.status) && (filter.graphName == nil || r.graphName == filter.graphName)
+                    && (filter.createdAfter == nil || r.createdAt >= filter.createdAfter!)
+            }
+            .sorted { ($0.createdAt, $0.runID) > ($1.createdAt, $1.runID) }
+            .prefix(max(1, filter.limit)).map { $0 }
+    }
+
+    public func unfinishedRuns() async throws -> [RunRecord] {
+        runsByID.values.filter { $0.status.isActive }.sorted { $0.createdAt < $1.createdAt }
+    }
+
+    public func runCounts() async throws -> [RunStatus: Int] {
+        var out: [RunStatus: Int] = [:]
+        for r in runsByID.values { out[r.status, default: 0] += 1 }
+        return out
+    }
+
+    public func graph(_ hash: String) async throws -> GraphRecord? { graphs[hash] }
+    public func bundle(_ hash: String) async throws -> [UInt8]? { bundles[hash] }
+
+    public func checkpoint(runID: String, namespace: String, checkpointID: String?) async throws -> CheckpointRecord? {
+        let all = checkpointsByRun[key(runID, namespace)] ?? [:]
+        if let checkpointID { return all[checkpointID] }
+        return all.keys.max().flatMap { all[$0] }
+    }
+
+    public func checkpoints(runID: String, namespace: String, limit: Int) async throws -> [CheckpointRecord] {
+        let all = checkpointsByRun[key(runID, namespace)] ?? [:]
+        return all.keys.sorted(by: >).prefix(limit).compactMap { all[$0] }
+    }
+
+    public func channelValue(runID: String, namespace: String, channel: String, version: String) async throws -> JSONValue {
+        try DeltaChain.rebuild(runID: runID, channel: channel, version: version) { v in
+            let k = key(runID, namespace, channel, v)
+            guard let blob = values[k] else { return nil }
+            let value = try blob.decode(context: "run \(runID) channel '\(channel)' version \(v)")
+            return ChannelValueRecord(runID: runID, namespace: namespace, channel: channel, version: v,
+                                      baseVersion: valueBases[k], value: value)
+        }
+    }
+
+    public func pendingWrites(runID: String, namespace: String, checkpointID: String) async throws -> [PendingWriteRecord] {
+        let all = writes[key(runID, namespace, checkpointID)] ?? [:]
+        return try all.values.sorted { ($0.0.taskID, $0.0.idx) < ($1.0.taskID, $1.0.idx) }.map { rec, blob in
+            var r = rec
+            r.value = try blob.decode(context: "run \(runID) checkpoint \(checkpointID) task \(rec.taskID) write")
+            return r
+        }
+    }
+
+    public func taskExecutions(runID: String) async throws -> [TaskExecutionRecord] {
+        executions.filter { $0.runID == runID }
+    }
+
+    public func workers() async throws -> [WorkerRecord] {
+        workerRecords.values.sorted { $0.connectedAt < $1.connectedAt }
+    }
+
+    /// Test hook: corrupts a stored channel value's bytes.
+    public func corruptChannelValue(runID: String, namespace: String = "", channel: String, version: String) {
+        let k = key(runID, namespace, channel, version)
+        if var blob = values[k], !blob.data.isEmpty {
+            blob.data[blob.data.count / 2] ^= 0xFF
+            values[k] = blob
+        }
+    }
+}

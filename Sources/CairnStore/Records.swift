@@ -1,0 +1,205 @@
+import CairnCore
+
+/// A run's lifecycle state, as stored (a CHECK constraint in SQLite keeps it to these).
+public enum RunStatus: String, Sendable, CaseIterable, Codable {
+    case queued, running, paused, completed, failed, cancelled
+
+    public var isFinished: Bool { self == .completed || self == .failed || self == .cancelled }
+    public var isActive: Bool { self == .queued || self == .running }
+}
+
+public struct RunRecord: Sendable, Equatable {
+    public var runID: String
+    public var graphHash: String
+    public var graphName: String
+    public var graphVersion: Int
+    public var status: RunStatus
+    public var durability: String
+    public var input: JSONValue?
+    public var output: JSONValue?
+    public var error: String?
+    public var interrupt: JSONValue?
+    public var cost: Double
+    public var apiCalls: Int
+    public var resumeCount: Int
+    public var step: Int
+    public var checkpointID: String?
+    public var createdAt: Double
+    public var updatedAt: Double
+    public var finishedAt: Double?
+
+    public init(runID: String, graphHash: String, graphName: String, graphVersion: Int, status: RunStatus,
+                durability: String, input: JSONValue?, createdAt: Double) {
+        self.runID = runID; self.graphHash = graphHash; self.graphName = graphName; self.graphVersion = graphVersion
+        self.status = status; self.durability = durability; self.input = input; self.output = nil; self.error = nil
+        self.interrupt = nil; self.cost = 0; self.apiCalls = 0; self.resumeCount = 0; self.step = 0
+        self.checkpointID = nil; self.createdAt = createdAt; self.updatedAt = createdAt; self.finishedAt = nil
+    }
+}
+
+/// The graph file a run used, kept verbatim so the run can be re-planned after a restart.
+public struct GraphRecord: Sendable, Equatable {
+    public var hash: String
+    public var name: String
+    public var version: Int
+    public var fileName: String
+    public var source: String
+    public var bundleHash: String?
+    public var createdAt: Double
+
+    public init(hash: String, name: String, version: Int, fileName: String, source: String, bundleHash: String?, createdAt: Double) {
+        self.hash = hash; self.name = name; self.version = version; self.fileName = fileName; self.source = source
+        self.bundleHash = bundleHash; self.createdAt = createdAt
+    }
+}
+
+public struct BundleRecord: Sendable, Equatable {
+    public var hash: String
+    public var data: [UInt8]
+    public init(hash: String, data: [UInt8]) { self.hash = hash; self.data = data }
+}
+
+/// One checkpoint: the channel versions after a step, the tasks planned next, its parent.
+public struct CheckpointRecord: Sendable, Equatable {
+    public var runID: String
+    public var namespace: String
+    public var checkpointID: String
+    public var parentID: String?
+    public var step: Int
+    /// `input`, `loop`, `update` or `fork`.
+    public var source: String
+    /// channel → version id (the id of the checkpoint that last wrote it).
+    public var channelVersions: [String: String]
+    /// The planned tasks, as a JSON list of `{id, node, trigger, input?}`.
+    public var nextTasks: JSONValue
+    /// Join progress, updated channels, interrupts: free-form JSON.
+    public var metadata: JSONValue
+    public var createdAt: Double
+
+    public init(runID: String, namespace: String = "", checkpointID: String, parentID: String?, step: Int, source: String,
+                channelVersions: [String: String], nextTasks: JSONValue, metadata: JSONValue, createdAt: Double) {
+        self.runID = runID; self.namespace = namespace; self.checkpointID = checkpointID; self.parentID = parentID
+        self.step = step; self.source = source; self.channelVersions = channelVersions; self.nextTasks = nextTasks
+        self.metadata = metadata; self.createdAt = createdAt
+    }
+}
+
+/// A channel's value at one version. A delta (append channels) holds only the items appended
+/// since `baseVersion`; reading it walks back to the last full snapshot.
+public struct ChannelValueRecord: Sendable, Equatable {
+    public var runID: String
+    public var namespace: String
+    public var channel: String
+    public var version: String
+    public var baseVersion: String?
+    public var value: JSONValue
+
+    public init(runID: String, namespace: String = "", channel: String, version: String, baseVersion: String?, value: JSONValue) {
+        self.runID = runID; self.namespace = namespace; self.channel = channel; self.version = version
+        self.baseVersion = baseVersion; self.value = value
+    }
+
+    public var isDelta: Bool { baseVersion != nil }
+}
+
+/// A task's write, stored the moment the task finishes. First write wins: a re-run task can
+/// never overwrite the first result. Negative `idx` values are control records.
+public struct PendingWriteRecord: Sendable, Equatable {
+    public var runID: String
+    public var namespace: String
+    public var checkpointID: String
+    public var taskID: String
+    public var idx: Int
+    public var channel: String
+    public var value: JSONValue
+
+    /// The task's routing and summary (goto, sends, interrupt, node): written with every result.
+    public static let resultIdx = -1
+    /// A task's final error.
+    public static let errorIdx = -2
+
+    public init(runID: String, namespace: String = "", checkpointID: String, taskID: String, idx: Int, channel: String, value: JSONValue) {
+        self.runID = runID; self.namespace = namespace; self.checkpointID = checkpointID; self.taskID = taskID
+        self.idx = idx; self.channel = channel; self.value = value
+    }
+}
+
+public struct TaskExecutionRecord: Sendable, Equatable {
+    public var runID: String
+    public var taskID: String
+    public var node: String
+    public var step: Int
+    public var attempt: Int
+    public var worker: String
+    /// `completed`, `failed`, `lost` or `stale`.
+    public var status: String
+    public var startedAt: Double
+    public var finishedAt: Double
+    public var error: String?
+    public var cost: Double
+    public var apiCalls: Int
+
+    public init(runID: String, taskID: String, node: String, step: Int, attempt: Int, worker: String, status: String,
+                startedAt: Double, finishedAt: Double, error: String?, cost: Double, apiCalls: Int) {
+        self.runID = runID; self.taskID = taskID; self.node = node; self.step = step; self.attempt = attempt
+        self.worker = worker; self.status = status; self.startedAt = startedAt; self.finishedAt = finishedAt
+        self.error = error; self.cost = cost; self.apiCalls = apiCalls
+    }
+
+    public var durationMS: Int64 { Int64(((finishedAt - startedAt) * 1000).rounded()) }
+}
+
+public struct WorkerRecord: Sendable, Equatable {
+    public var workerID: String
+    public var name: String
+    public var slots: Int
+    public var kinds: [String]
+    public var address: String
+    public var connectedAt: Double
+    public var lastSeen: Double
+    public var disconnectedAt: Double?
+    public var tasksDone: Int
+
+    public init(workerID: String, name: String, slots: Int, kinds: [String], address: String, connectedAt: Double,
+                lastSeen: Double, disconnectedAt: Double?, tasksDone: Int) {
+        self.workerID = workerID; self.name = name; self.slots = slots; self.kinds = kinds; self.address = address
+        self.connectedAt = connectedAt; self.lastSeen = lastSeen; self.disconnectedAt = disconnectedAt; self.tasksDone = tasksDone
+    }
+}
+
+/// Everything written together in one transaction.
+public struct StoreBatch: Sendable {
+    public var graphs: [GraphRecord] = []
+    public var bundles: [BundleRecord] = []
+    public var runs: [RunRecord] = []
+    public var checkpoints: [CheckpointRecord] = []
+    public var channelValues: [ChannelValueRecord] = []
+    public var pendingWrites: [PendingWriteRecord] = []
+    public var taskExecutions: [TaskExecutionRecord] = []
+    public var workers: [WorkerRecord] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { rowCount == 0 }
+
+    public var rowCount: Int {
+        graphs.count + bundles.count + runs.count + checkpoints.count + channelValues.count + pendingWrites.count
+            + taskExecutions.count + workers.count
+    }
+
+    public mutating func merge(_ other: StoreBatch) {
+        graphs += other.graphs; bundles += other.bundles; runs += other.runs; checkpoints += other.checkpoints
+        channelValues += other.channelValues; pendingWrites += other.pendingWrites
+        taskExecutions += other.taskExecutions; workers += other.workers
+    }
+}
+
+public struct RunFilter: Sendable, Equatable {
+    public var status: RunStatus?
+    public var graphName: String?
+    public var createdAfter: Double?
+    public var limit: Int
+    public init(status: RunStatus? = nil, graphName: String? = nil, createdAfter: Double? = nil, limit: Int = 50) {
+        self.status = status; self.graphName = graphName; self.createdAfter = createdAfter; self.limit = limit
+    }
+}

@@ -1,0 +1,122 @@
+import GRDB
+
+/// The SQLite schema as a list of versioned migrations. Released migration identifiers are
+/// never edited: a change is a new migration, so an older file upgrades in place when opened.
+enum SQLiteSchema {
+    static let migrationIDs = ["v1-core", "v2-executions-workers"]
+
+    static func migrator() -> DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1-core") { db in
+            try db.execute(sql: """
+                CREATE TABLE graphs (
+                    hash TEXT PRIMARY KEY NOT NULL,
+                    name TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    file_name TEXT NOT NULL,
+                    source TEXT NOT NULL,
+                    bundle_hash TEXT,
+                    created_at REAL NOT NULL
+                );
+                CREATE TABLE bundles (
+                    hash TEXT PRIMARY KEY NOT NULL,
+                    size INTEGER NOT NULL CHECK (size >= 0),
+                    data BLOB NOT NULL
+                );
+                CREATE TABLE runs (
+                    run_id TEXT PRIMARY KEY NOT NULL,
+                    graph_hash TEXT NOT NULL REFERENCES graphs(hash),
+                    graph_name TEXT NOT NULL,
+                    graph_version INTEGER NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('queued','running','paused','completed','failed','cancelled')),
+                    durability TEXT NOT NULL CHECK (durability IN ('hot','sync')),
+                    input BLOB,
+                    output BLOB,
+                    error TEXT,
+                    interrupt BLOB,
+                    cost REAL NOT NULL DEFAULT 0,
+                    api_calls INTEGER NOT NULL DEFAULT 0,
+                    resume_count INTEGER NOT NULL DEFAULT 0,
+                    step INTEGER NOT NULL DEFAULT 0,
+                    checkpoint_id TEXT,
+                    created_at REAL NOT NULL,
+                    updated_at REAL NOT NULL,
+                    finished_at REAL
+                );
+                CREATE INDEX runs_by_status ON runs(status, updated_at);
+                CREATE INDEX runs_by_graph ON runs(graph_name, created_at);
+                CREATE INDEX runs_by_created ON runs(created_at);
+                CREATE TABLE checkpoints (
+                    run_id TEXT NOT NULL,
+                    ns TEXT NOT NULL DEFAULT '',
+                    checkpoint_id TEXT NOT NULL,
+                    parent_id TEXT,
+                    step INTEGER NOT NULL,
+                    source TEXT NOT NULL CHECK (source IN ('input','loop','update','fork')),
+                    channel_versions BLOB NOT NULL,
+                    next_tasks BLOB NOT NULL,
+                    metadata BLOB NOT NULL,
+                    created_at REAL NOT NULL,
+                    PRIMARY KEY (run_id, ns, checkpoint_id)
+                ) WITHOUT ROWID;
+                CREATE TABLE channel_values (
+                    run_id TEXT NOT NULL,
+                    ns TEXT NOT NULL DEFAULT '',
+                    channel TEXT NOT NULL,
+                    version TEXT NOT NULL,
+                    base_version TEXT,
+                    codec INTEGER NOT NULL,
+                    sha256 BLOB NOT NULL,
+                    data BLOB NOT NULL,
+                    PRIMARY KEY (run_id, ns, channel, version)
+                ) WITHOUT ROWID;
+                CREATE TABLE pending_writes (
+                    run_id TEXT NOT NULL,
+                    ns TEXT NOT NULL DEFAULT '',
+                    checkpoint_id TEXT NOT NULL,
+                    task_id TEXT NOT NULL,
+                    idx INTEGER NOT NULL,
+                    channel TEXT NOT NULL,
+                    codec INTEGER NOT NULL,
+                    sha256 BLOB NOT NULL,
+                    data BLOB NOT NULL,
+                    PRIMARY KEY (run_id, ns, checkpoint_id, task_id, idx)
+                ) WITHOUT ROWID;
+                """)
+        }
+        m.registerMigration("v2-executions-workers") { db in
+            try db.execute(sql: """
+                CREATE TABLE task_executions (
+                    id INTEGER PRIMARY KEY,
+                    run_id TEXT NOT NULL,
+                    task_id TEXT NOT NULL,
+                    node TEXT NOT NULL,
+                    step INTEGER NOT NULL,
+                    attempt INTEGER NOT NULL CHECK (attempt >= 1),
+                    worker TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('completed','failed','lost','stale')),
+                    started_at REAL NOT NULL,
+                    finished_at REAL NOT NULL,
+                    duration_ms INTEGER NOT NULL,
+                    error TEXT,
+                    cost REAL NOT NULL DEFAULT 0,
+                    api_calls INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX task_executions_by_run ON task_executions(run_id, step);
+                CREATE INDEX task_executions_failed ON task_executions(status, finished_at);
+                CREATE TABLE workers (
+                    worker_id TEXT PRIMARY KEY NOT NULL,
+                    name TEXT NOT NULL,
+                    slots INTEGER NOT NULL CHECK (slots >= 1),
+                    kinds TEXT NOT NULL,
+                    address TEXT NOT NULL,
+                    connected_at REAL NOT NULL,
+                    last_seen REAL NOT NULL,
+                    disconnected_at REAL,
+                    tasks_done INTEGER NOT NULL DEFAULT 0
+                );
+                """)
+        }
+        return m
+    }
+}

@@ -1,0 +1,315 @@
+import CairnCore
+import Foundation
+import GRDB
+import Logging
+
+/// The authoritative store: one SQLite file in WAL mode, one writer (this object's pool),
+/// every batch in one transaction, hot statements cached.
+public final class SQLiteStore: CheckpointStore {
+    public let path: String
+    private let pool: DatabasePool
+    private let logger: Logger
+
+    /// Opens (creating if needed) and migrates the file. `upTo` stops at an older migration:
+    /// tests use it to build a file as an older release wrote it.
+    public init(path: String, logger: Logger, upTo migration: String? = nil) throws {
+        self.path = path
+        self.logger = logger
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        pool = try DatabasePool(path: path, configuration: config)
+        let migrator = SQLiteSchema.migrator()
+        let before = try pool.read { try migrator.appliedIdentifiers($0) }
+        if let migration {
+            try migrator.migrate(pool, upTo: migration)
+        } else {
+            try migrator.migrate(pool)
+        }
+        let after = try pool.read { try migrator.appliedIdentifiers($0) }
+        let applied = after.subtracting(before)
+        if !applied.isEmpty && !before.isEmpty {
+            logger.notice("upgraded store in place", metadata: ["path": "\(path)", "migrations": "\(applied.sorted())"])
+        }
+    }
+
+    /// Migration identifiers applied to the file.
+    public func appliedMigrations() throws -> [String] {
+        try pool.read { try SQLiteSchema.migrator().appliedIdentifiers($0) }.sorted()
+    }
+
+    /// Truncates the WAL: run periodically so it cannot grow without bound under load.
+    public func checkpointWAL() async throws {
+        try await pool.writeWithoutTransaction { db in
+            _ = try db.checkpoint(.truncate)
+        }
+    }
+
+    public var walSize: Int64 {
+        let attrs = try? FileManager.default.attributesOfItem(atPath: path + "-wal")
+        return (attrs?[.size] as? NSNumber)?.int64Value ?? 0
+    }
+
+    // MARK: writing
+
+    public func commit(_ batch: StoreBatch) async throws {
+        if batch.isEmpty { return }
+        try await pool.write { db in try Self.write(batch, db) }
+    }
+
+    static func write(_ b: StoreBatch, _ db: Database) throws {
+        if !b.graphs.isEmpty {
+            let s = try db.cachedStatement(sql: "INSERT OR IGNORE INTO graphs (hash, name, version, file_name, source, bundle_hash, created_at) VALUES (?,?,?,?,?,?,?)")
+            for g in b.graphs { try s.execute(arguments: [g.hash, g.name, g.version, g.fileName, g.source, g.bundleHash, g.createdAt]) }
+        }
+        if !b.bundles.isEmpty {
+            let s = try db.cachedStatement(sql: "INSERT OR IGNORE INTO bundles (hash, size, data) VALUES (?,?,?)")
+            for x in b.bundles { try s.execute(arguments: [x.hash, x.data.count, Data(x.data)]) }
+        }
+        if !b.runs.isEmpty {
+            let s = try db.cachedStatement(sql: """
+                INSERT INTO runs (run_id, graph_hash, graph_name, graph_version, status, durability, input, output, error, interrupt,
+                                  cost, api_calls, resume_count, step, checkpoint_id, created_at, updated_at, finished_at)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, output=excluded.output, error=excluded.error,
+                  interrupt=excluded.interrupt, cost=excluded.cost, api_calls=excluded.api_calls, resume_count=excluded.resume_count,
+                  step=excluded.step, checkpoint_id=excluded.checkpoint_id, updated_at=excluded.updated_at, finished_at=excluded.finished_at,
+                  graph_hash=excluded.graph_hash, graph_name=excluded.graph_name, graph_version=excluded.graph_version,
+                  durability=excluded.durability, input=excluded.input
+                """)
+            for r in b.runs {
+                try s.execute(arguments: [r.runID, r.graphHash, r.graphName, r.graphVersion, r.status.rawValue, r.durability,
+                                          r.input.map { Data($0.jsonBytes()) }, r.output.map { Data($0.jsonBytes()) }, r.error,
+                                          r.interrupt.map { Data($0.jsonBytes()) }, r.cost, r.apiCalls, r.resumeCount, r.step,
+                                          r.checkpointID, r.createdAt, r.updatedAt, r.finishedAt])
+            }
+        }
+        if !b.checkpoints.isEmpty {
+            let s = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO checkpoints (run_id, ns, checkpoint_id, parent_id, step, source, channel_versions, next_tasks, metadata, created_at)
+                VALUES (?,?,?,?,?,?,?,?,?,?)
+                """)
+            for c in b.checkpoints {
+                let versions = JSONValue.object(c.channelVersions.mapValues { .string($0) })
+                try s.execute(arguments: [c.runID, c.namespace, c.checkpointID, c.parentID, c.step, c.source,
+                                          Data(versions.jsonBytes()), Data(c.nextTasks.jsonBytes()), Data(c.metadata.jsonBytes()), c.createdAt])
+            }
+        }
+        if !b.channelValues.isEmpty {
+            let s = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO channel_values (run_id, ns, channel, version, base_version, codec, sha256, data) VALUES (?,?,?,?,?,?,?,?)
+                """)
+            for v in b.channelValues {
+                let blob = StoredBlob(v.value)
+                try s.execute(arguments: [v.runID, v.namespace, v.channel, v.version, v.baseVersion, Int(blob.codec.rawValue), Data(blob.sha256), Data(blob.data)])
+            }
+        }
+        if !b.pendingWrites.isEmpty {
+            let s = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO pending_writes (run_id, ns, checkpoint_id, task_id, idx, channel, codec, sha256, data) VALUES (?,?,?,?,?,?,?,?,?)
+                """)
+            for w in b.pendingWrites {
+                let blob = StoredBlob(w.value)
+                try s.execute(arguments: [w.runID, w.namespace, w.checkpointID, w.taskID, w.idx, w.channel, Int(blob.codec.rawValue), Data(blob.sha256), Data(blob.data)])
+            }
+        }
+        if !b.taskExecutions.isEmpty {
+            let s = try db.cachedStatement(sql: """
+                INSERT INTO task_executions (run_id, task_id, node, step, attempt, worker, status, started_at, finished_at, duration_ms, error, cost, api_calls)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                """)
+            for t in b.taskExecutions {
+                try s.execute(arguments: [t.runID, t.taskID, t.node, t.step, t.attempt, t.worker, t.status, t.startedAt, t.finishedAt,
+                                          t.durationMS, t.error, t.cost, t.apiCalls])
+            }
+        }
+        if !b.workers.isEmpty {
+            let s = try db.cachedStatement(sql: """
+                INSERT INTO workers (worker_id, name, slots, kinds, address, connected_at, last_seen, disconnected_at, tasks_done)
+                VALUES (?,?,?,?,?,?,?,?,?)
+                ON CONFLICT(worker_id) DO UPDATE SET last_seen=excluded.last_seen, disconnected_at=excluded.disconnected_at,
+                  tasks_done=excluded.tasks_done, slots=excluded.slots
+                """)
+            for w in b.workers {
+                try s.execute(arguments: [w.workerID, w.name, w.slots, w.kinds.joined(separator: ","), w.address, w.connectedAt,
+                                          w.lastSeen, w.disconnectedAt, w.tasksDone])
+            }
+        }
+    }
+
+    // MARK: reading
+
+    public func run(_ runID: String) async throws -> RunRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE run_id = ?", arguments: [runID]).map(Self.runRecord)
+        }
+    }
+
+    public func runs(_ filter: RunFilter) async throws -> [RunRecord] {
+        var clauses: [String] = []
+        var args: [any DatabaseValueConvertible] = []
+        if let s = filter.status { clauses.append("status = ?"); args.append(s.rawValue) }
+        if let g = filter.graphName { clauses.append("graph_name = ?"); args.append(g) }
+        if let t = filter.createdAfter { clauses.append("created_at >= ?"); args.append(t) }
+        let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        let sql = "SELECT * FROM runs \(whereSQL) ORDER BY created_at DESC, run_id DESC LIMIT \(max(1, filter.limit))"
+        let arguments = StatementArguments(args) ?? StatementArguments()
+        return try await pool.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.runRecord)
+        }
+    }
+
+    public func unfinishedRuns() async throws -> [RunRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM runs WHERE status IN ('queued','running') ORDER BY created_at").map(Self.runRecord)
+        }
+    }
+
+    public func runCounts() async throws -> [RunStatus: Int] {
+        try await pool.read { db in
+            var out: [RunStatus: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM runs GROUP BY status") {
+                if let s = RunStatus(rawValue: row["status"]) { out[s] = row["n"] }
+            }
+            return out
+        }
+    }
+
+    public func graph(_ hash: String) async throws -> GraphRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM graphs WHERE hash = ?", arguments: [hash]).map { r in
+                GraphRecord(hash: r["hash"], name: r["name"], version: r["version"], fileName: r["file_name"],
+                            source: r["source"], bundleHash: r["bundle_hash"], createdAt: r["created_at"])
+            }
+        }
+    }
+
+    public func bundle(_ hash: String) async throws -> [UInt8]? {
+        try await pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT data FROM bundles WHERE hash = ?", arguments: [hash]).map { [UInt8]($0) }
+        }
+    }
+
+    public func checkpoint(runID: String, namespace: String, checkpointID: String?) async throws -> CheckpointRecord? {
+        try await pool.read { db in
+            let row: Row?
+            if let checkpointID {
+                row = try Row.fetchOne(db, sql: "SELECT * FROM checkpoints WHERE run_id = ? AND ns = ? AND checkpoint_id = ?",
+                                       arguments: [runID, namespace, checkpointID])
+            } else {
+                row = try Row.fetchOne(db, sql: "SELECT * FROM checkpoints WHERE run_id = ? AND ns = ? ORDER BY checkpoint_id DESC LIMIT 1",
+                                       arguments: [runID, namespace])
+            }
+            return try row.map(Self.checkpointRecord)
+        }
+    }
+
+    public func checkpoints(runID: String, namespace: String, limit: Int) async throws -> [CheckpointRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM checkpoints WHERE run_id = ? AND ns = ? ORDER BY checkpoint_id DESC LIMIT ?",
+                             arguments: [runID, namespace, limit]).map(Self.checkpointRecord)
+        }
+    }
+
+    public func channelValue(runID: String, namespace: String, channel: String, version: String) async throws -> JSONValue {
+        try await pool.read { db in
+            let stmt = try db.cachedStatement(sql: "SELECT * FROM channel_values WHERE run_id = ? AND ns = ? AND channel = ? AND version = ?")
+            return try DeltaChain.rebuild(runID: runID, channel: channel, version: version) { v in
+                guard let r = try Row.fetchOne(stmt, arguments: [runID, namespace, channel, v]) else { return nil }
+                let blob = try Self.blob(r)
+                let value = try blob.decode(context: "run \(runID) channel '\(channel)' version \(v)")
+                return ChannelValueRecord(runID: runID, namespace: namespace, channel: channel, version: v,
+                                          baseVersion: r["base_version"], value: value)
+            }
+        }
+    }
+
+    public func pendingWrites(runID: String, namespace: String, checkpointID: String) async throws -> [PendingWriteRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM pending_writes WHERE run_id = ? AND ns = ? AND checkpoint_id = ? ORDER BY task_id, idx
+                """, arguments: [runID, namespace, checkpointID]).map { r in
+                let task: String = r["task_id"]
+                let value = try Self.blob(r).decode(context: "run \(runID) checkpoint \(checkpointID) task \(task) write")
+                return PendingWriteRecord(runID: runID, namespace: namespace, checkpointID: checkpointID, taskID: task,
+                                          idx: r["idx"], channel: r["channel"], value: value)
+            }
+        }
+    }
+
+    public func taskExecutions(runID: String) async throws -> [TaskExecutionRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM task_executions WHERE run_id = ? ORDER BY id", arguments: [runID]).map { r in
+                TaskExecutionRecord(runID: r["run_id"], taskID: r["task_id"], node: r["node"], step: r["step"], attempt: r["attempt"],
+                                    worker: r["worker"], status: r["status"], startedAt: r["started_at"], finishedAt: r["finished_at"],
+                                    error: r["error"], cost: r["cost"], apiCalls: r["api_calls"])
+            }
+        }
+    }
+
+    public func workers() async throws -> [WorkerRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM workers ORDER BY connected_at").map { r in
+                let kinds: String = r["kinds"]
+                return WorkerRecord(workerID: r["worker_id"], name: r["name"], slots: r["slots"],
+                                    kinds: kinds.split(separator: ",").map(String.init), address: r["address"],
+                                    connectedAt: r["connected_at"], lastSeen: r["last_seen"], disconnectedAt: r["disconnected_at"],
+                                    tasksDone: r["tasks_done"])
+            }
+        }
+    }
+
+    // MARK: row mapping
+
+    static func blob(_ r: Row) throws -> StoredBlob {
+        let codecRaw: Int = r["codec"]
+        guard let codec = StoredBlob.Codec(rawValue: UInt8(clamping: codecRaw)) else {
+            throw StoredBlob.IntegrityError(context: "stored blob", reason: "unknown codec \(codecRaw)")
+        }
+        let sha: Data = r["sha256"]
+        let data: Data = r["data"]
+        return StoredBlob(codec: codec, sha256: [UInt8](sha), data: [UInt8](data))
+    }
+
+    static func json(_ r: Row, _ column: String) -> JSONValue? {
+        guard let d: Data = r[column] else { return nil }
+        return try? JSONValue.parse([UInt8](d))
+    }
+
+    static func runRecord(_ r: Row) -> RunRecord {
+        var rec = RunRecord(runID: r["run_id"], graphHash: r["graph_hash"], graphName: r["graph_name"], graphVersion: r["graph_version"],
+                            status: RunStatus(rawValue: r["status"]) ?? .failed, durability: r["durability"],
+                            input: json(r, "input"), createdAt: r["created_at"])
+        rec.output = json(r, "output")
+        rec.error = r["error"]
+        rec.interrupt = json(r, "interrupt")
+        rec.cost = r["cost"]
+        rec.apiCalls = r["api_calls"]
+        rec.resumeCount = r["resume_count"]
+        rec.step = r["step"]
+        rec.checkpointID = r["checkpoint_id"]
+        rec.updatedAt = r["updated_at"]
+        rec.finishedAt = r["finished_at"]
+        return rec
+    }
+
+    static func checkpointRecord(_ r: Row) throws -> CheckpointRecord {
+        let runID: String = r["run_id"]
+        let id: String = r["checkpoint_id"]
+        func parse(_ col: String) throws -> JSONValue {
+            let d: Data = r[col]
+            do { return try JSONValue.parse([UInt8](d)) } catch {
+                throw StoredBlob.IntegrityError(context: "run \(runID) checkpoint \(id)", reason: "\(col) is not valid JSON")
+            }
+        }
+        var versions: [String: String] = [:]
+        for (k, v) in try parse("channel_versions").objectValue ?? [:] { versions[k] = v.stringValue }
+        return CheckpointRecord(runID: runID, namespace: r["ns"], checkpointID: id, parentID: r["parent_id"], step: r["step"],
+                                source: r["source"], channelVersions: versions, nextTasks: try parse("next_tasks"),
+                                metadata: try parse("metadata"), createdAt: r["created_at"])
+    }
+}

@@ -1,0 +1,55 @@
+import CairnCore
+import Logging
+
+/// Group commit in front of a store: callers hand in batches and wait; whatever arrives while a
+/// transaction is in flight goes into the next one. Under load, many results share a transaction
+/// (no per-task transaction); at rest a lone batch is written at once (no timer delay).
+public actor StoreWriter {
+    public let store: any CheckpointStore
+    private let logger: Logger
+    private let maxRows: Int
+    private var pending = StoreBatch()
+    private var waiters: [CheckedContinuation<Void, any Error>] = []
+    private var flushing = false
+
+    public private(set) var transactions: UInt64 = 0
+    public private(set) var rowsWritten: UInt64 = 0
+
+    public init(store: any CheckpointStore, logger: Logger, maxRows: Int = 5_000) {
+        self.store = store
+        self.logger = logger
+        self.maxRows = maxRows
+    }
+
+    /// Writes `batch` durably; returns when its transaction has committed.
+    public func write(_ batch: StoreBatch) async throws {
+        if batch.isEmpty { return }
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            pending.merge(batch)
+            waiters.append(c)
+            if !flushing {
+                flushing = true
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    private func drain() async {
+        while !waiters.isEmpty {
+            let batch = pending
+            let group = waiters
+            pending = StoreBatch()
+            waiters = []
+            do {
+                try await store.commit(batch)
+                transactions += 1
+                rowsWritten += UInt64(batch.rowCount)
+                group.forEach { $0.resume() }
+            } catch {
+                logger.error("store write failed", metadata: ["error": "\(error)", "rows": "\(batch.rowCount)"])
+                group.forEach { $0.resume(throwing: error) }
+            }
+        }
+        flushing = false
+    }
+}
