@@ -89,6 +89,7 @@ let package = Package(
             name: "CairnClient",
             dependencies: [
                 "CairnCore", "CairnGraph", "CairnProtocol",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -1,0 +1,214 @@
+import CairnCore
+import CairnProtocol
+import Foundation
+import NIOCore
+import NIOPosix
+import SwiftProtobuf
+
+/// Where and how to reach a coordinator.
+public struct ClientConfig: Sendable {
+    public var host: String = "127.0.0.1"
+    public var port: Int = 7400
+    public var token: String?
+    public var connectTimeout: Double = 5
+    public var maxFrameSize: Int = Frame.defaultMaxSize
+
+    public init() {}
+
+    /// Parses `HOST:PORT` (or `HOST`, or `:PORT`).
+    public static func parseAddress(_ text: String, defaultPort: Int = 7400) -> (host: String, port: Int)? {
+        var t = text
+        if t.hasPrefix("tcp://") { t.removeFirst(6) }
+        guard let colon = t.lastIndex(of: ":") else { return t.isEmpty ? nil : (t, defaultPort) }
+        let host = String(t[..<colon])
+        guard let port = Int(t[t.index(after: colon)...]), (1...65535).contains(port) else { return nil }
+        return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+}
+
+/// A failure talking to the coordinator, phrased for a person.
+public enum ClientError: Error, CustomStringConvertible {
+    case unreachable(address: String, reason: String)
+    case rejected(code: Cairn_V1_ErrorCode, message: String)
+    case server(code: Cairn_V1_ErrorCode, message: String)
+    case protocolError(String)
+    case closed
+
+    public var description: String {
+        switch self {
+        case .unreachable(let a, let r): return "cannot reach the coordinator at \(a): \(r)"
+        case .rejected(let code, let m):
+            return code == .errorUnauthenticated ? "the coordinator refused the connection: \(m)" : "the coordinator refused the connection: \(m)"
+        case .server(_, let m): return m
+        case .protocolError(let m): return "protocol error: \(m)"
+        case .closed: return "the coordinator closed the connection"
+        }
+    }
+
+    public var code: Cairn_V1_ErrorCode? {
+        switch self {
+        case .rejected(let c, _), .server(let c, _): return c
+        default: return nil
+        }
+    }
+}
+
+/// A client connection to a coordinator. Use it inside `CairnClient.withConnection`.
+public final class CairnClient {
+    private var frames: NIOAsyncChannelInboundStream<Frame>.AsyncIterator
+    private let outbound: NIOAsyncChannelOutboundWriter<Frame>
+    private let codec = WireCodec()
+    private var nextID: UInt64 = 1
+
+    init(frames: NIOAsyncChannelInboundStream<Frame>.AsyncIterator, outbound: NIOAsyncChannelOutboundWriter<Frame>) {
+        self.frames = frames
+        self.outbound = outbound
+    }
+
+    /// Connects, says Hello, runs `body`, and closes.
+    public static func withConnection<T: Sendable>(_ config: ClientConfig, _ body: (CairnClient) async throws -> T) async throws -> T {
+        let address = "\(config.host):\(config.port)"
+        let group = MultiThreadedEventLoopGroup.singleton
+        let channel: FramedChannel.AsyncChannel
+        do {
+            let maxFrame = config.maxFrameSize
+            channel = try await ClientBootstrap(group: group)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(.milliseconds(Int64(config.connectTimeout * 1000)))
+                .connect(host: config.host, port: config.port) { ch in FramedChannel.configure(ch, maxFrameSize: maxFrame) }
+        } catch {
+            throw ClientError.unreachable(address: address, reason: Self.describe(error))
+        }
+        return try await channel.executeThenClose { inbound, outbound in
+            let client = CairnClient(frames: inbound.makeAsyncIterator(), outbound: outbound)
+            try await client.handshake(token: config.token)
+            return try await body(client)
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        let text = "\(error)"
+        if text.contains("refused") || text.contains("ECONNREFUSED") { return "connection refused (is cairn-coordinator running there?)" }
+        if text.contains("timeout") || text.contains("Timeout") { return "timed out" }
+        return text
+    }
+
+    func handshake(token: String?) async throws {
+        var hello = Cairn_V1_Hello()
+        hello.protocolVersion = cairnProtocolVersion
+        hello.role = .client
+        hello.token = token ?? ""
+        hello.clientName = "cairn"
+        try await outbound.send(.hello(hello), codec: codec)
+        switch try await receive() {
+        case .welcome: return
+        case .error(let e): throw ClientError.rejected(code: e.code, message: e.message)
+        case let other: throw ClientError.protocolError("expected Welcome, got \(other.type)")
+        }
+    }
+
+    func receive() async throws -> WireMessage {
+        do {
+            guard let frame = try await frames.next() else { throw ClientError.closed }
+            return try codec.decode(frame)
+        } catch let e as ClientError {
+            throw e
+        } catch {
+            throw ClientError.protocolError("\(error)")
+        }
+    }
+
+    /// Sends one request and returns its response.
+    public func call(_ body: Cairn_V1_ClientRequest.OneOf_Body) async throws -> Cairn_V1_ClientResponse {
+        let id = try await send(body)
+        return try await response(for: id)
+    }
+
+    func send(_ body: Cairn_V1_ClientRequest.OneOf_Body) async throws -> UInt64 {
+        var req = Cairn_V1_ClientRequest()
+        req.id = nextID
+        nextID += 1
+        req.body = body
+        try await outbound.send(.clientRequest(req), codec: codec)
+        return req.id
+    }
+
+    func response(for id: UInt64) async throws -> Cairn_V1_ClientResponse {
+        while true {
+            switch try await receive() {
+            case .clientResponse(let r) where r.id == id: return r
+            case .clientResponse: continue
+            case .error(let e): throw ClientError.server(code: e.code, message: e.message)
+            case let other: throw ClientError.protocolError("unexpected \(other.type)")
+            }
+        }
+    }
+
+    // MARK: - typed calls
+
+    public func submit(_ req: Cairn_V1_SubmitRequest) async throws -> Cairn_V1_RunInfo {
+        try await call(.submit(req)).run
+    }
+
+    public func status(_ runID: String) async throws -> Cairn_V1_RunInfo {
+        try await call(.status(.with { $0.runID = runID })).run
+    }
+
+    public func cancel(_ runID: String) async throws -> Cairn_V1_RunInfo {
+        try await call(.cancel(.with { $0.runID = runID })).run
+    }
+
+    public func list(_ req: Cairn_V1_ListRequest) async throws -> [Cairn_V1_RunInfo] {
+        try await call(.list(req)).runs.runs
+    }
+
+    public func history(_ runID: String) async throws -> Cairn_V1_History {
+        try await call(.history(.with { $0.runID = runID })).history
+    }
+
+    public func state(_ runID: String, checkpoint: String?) async throws -> Cairn_V1_StateReply {
+        try await call(.state(.with { $0.runID = runID; $0.checkpointID = checkpoint ?? "" })).state
+    }
+
+    public func workers() async throws -> [Cairn_V1_WorkerStatus] {
+        try await call(.workers(Cairn_V1_Empty())).workers.workers
+    }
+
+    public func stats() async throws -> Cairn_V1_Stats {
+        try await call(.stats(Cairn_V1_Empty())).stats
+    }
+
+    /// Streams a run's events until the run finishes or pauses; returns the last event.
+    @discardableResult
+    public func watch(_ runID: String, onEvent: (Cairn_V1_RunEvent) throws -> Void = { _ in }) async throws -> Cairn_V1_RunEvent {
+        let id = try await send(.watch(.with { $0.runID = runID }))
+        while true {
+            let r = try await response(for: id)
+            try onEvent(r.event)
+            if r.event.final { return r.event }
+        }
+    }
+}
+
+extension Cairn_V1_SubmitRequest {
+    /// A submit request for a graph file: its text, and its folder packed as a bundle when the
+    /// graph runs programs (`exec` nodes) so that any worker can run them.
+    public static func forFile(_ path: String, input: String?, runID: String?, durability: String?,
+                               bundleLimit: Int = BundleArchive.defaultLimit) throws -> Cairn_V1_SubmitRequest {
+        let url = URL(fileURLWithPath: path)
+        let data = try Data(contentsOf: url)
+        var req = Cairn_V1_SubmitRequest()
+        req.graphFileName = url.lastPathComponent
+        req.graphSource = data
+        if let input { req.inputJson = Data(input.utf8) }
+        req.runID = runID ?? ""
+        req.durability = durability ?? ""
+        let text = String(decoding: data, as: UTF8.self)
+        if text.contains("exec") {
+            let archive = try BundleArchive.pack(folder: url.deletingLastPathComponent().path, limit: bundleLimit)
+            req.bundle = Data(archive.packed)
+            req.bundleHash = archive.hash
+        }
+        return req
+    }
+}

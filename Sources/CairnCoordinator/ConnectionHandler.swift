@@ -1,0 +1,266 @@
+import CairnCore
+import CairnProtocol
+import CairnStore
+import Foundation
+import Logging
+import NIOCore
+
+/// Serves one TCP connection: the Hello handshake, then the worker or client conversation.
+///
+/// Any framing or decoding error is answered with an `Error` frame and a close; it never
+/// touches other connections.
+struct ConnectionHandler: Sendable {
+    let engine: Engine
+    let store: any CheckpointStore
+    let config: CoordinatorConfig
+    let logger: Logger
+    let codec = WireCodec()
+
+    func handle(_ connection: FramedChannel.AsyncChannel) async {
+        let address = connection.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var frames = inbound.makeAsyncIterator()
+                do {
+                    let hello = try await handshake(&frames, outbound)
+                    switch hello.role {
+                    case .worker:
+                        try await serveWorker(hello, address: address, &frames, outbound)
+                    case .client:
+                        try await serveClient(&frames, outbound)
+                    default:
+                        try await outbound.send(.error(.errorProtocol, "role must be worker or client"))
+                    }
+                } catch let e as EngineError {
+                    try? await outbound.send(.error(e.code, e.message))
+                } catch is CancellationError {
+                } catch let e where e is FrameError || e is ProtocolError {
+                    logger.notice("closing connection after a protocol error", metadata: ["peer": "\(address)", "error": "\(e)"])
+                    try? await outbound.send(.error(ProtocolError.code(for: e), "\(e)"))
+                }
+            }
+        } catch {
+            logger.debug("connection ended", metadata: ["peer": "\(address)", "error": "\(error)"])
+        }
+    }
+
+    func handshake(_ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+                   _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws -> Cairn_V1_Hello {
+        guard let frame = try await frames.next() else { throw CancellationError() }
+        guard case .hello(let hello) = try codec.decode(frame) else {
+            throw ProtocolError.unexpected(expected: "Hello as the first message", got: "message type \(frame.type)")
+        }
+        guard hello.protocolVersion == cairnProtocolVersion else {
+            throw EngineError(.errorVersion, ProtocolError.versionMismatch(got: hello.protocolVersion, supported: cairnProtocolVersion).description)
+        }
+        if let token = config.token {
+            guard Hashing.constantTimeEquals(Array(hello.token.utf8), Array(token.utf8)) else {
+                logger.warning("rejected a peer with a wrong token", metadata: ["role": "\(hello.role)"])
+                throw EngineError(.errorUnauthenticated, hello.token.isEmpty ? "this coordinator requires a token (--token-file or CAIRN_TOKEN)" : "wrong token")
+            }
+        }
+        return hello
+    }
+
+    func welcome(workerID: String = "") -> WireMessage {
+        var w = Cairn_V1_Welcome()
+        w.protocolVersion = cairnProtocolVersion
+        w.coordinatorID = "cairn-coordinator"
+        w.workerID = workerID
+        w.epoch = engine.epoch
+        w.heartbeatIntervalMs = UInt32(config.heartbeatInterval * 1000)
+        w.maxFrameBytes = UInt32(config.maxFrameSize)
+        return .welcome(w)
+    }
+
+    // MARK: worker
+
+    func serveWorker(_ hello: Cairn_V1_Hello, address: String, _ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+                     _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
+        let (outStream, outbox) = AsyncStream<WireMessage>.makeStream()
+        let workerID = await engine.register(hello: hello.worker, address: address, outbox: outbox)
+        try await outbound.send(welcome(workerID: workerID))
+        let codec = self.codec
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await message in outStream { try await outbound.send(message, codec: codec) }
+                }
+                while let frame = try await frames.next() {
+                    switch try codec.decode(frame) {
+                    case .taskResult(let r):
+                        let accepted = await engine.result(from: workerID, r)
+                        var ack = Cairn_V1_ResultAck()
+                        ack.taskID = r.taskID
+                        ack.accepted = accepted
+                        outbox.yield(.resultAck(ack))
+                    case .heartbeat(let hb):
+                        await engine.heartbeat(workerID, hb)
+                    case .bundleRequest(let req):
+                        var reply = Cairn_V1_BundleData()
+                        reply.hash = req.hash
+                        if let data = try? await store.bundle(req.hash) {
+                            reply.data = Data(data)
+                            reply.found = true
+                        }
+                        outbox.yield(.bundleData(reply))
+                    case .drain:
+                        await engine.drain(workerID)
+                    case let other:
+                        throw ProtocolError.unexpected(expected: "a worker message", got: "\(other.type)")
+                    }
+                }
+                outbox.finish()
+                group.cancelAll()
+            }
+        } catch {
+            await engine.workerLost(workerID, reason: "\(error)")
+            throw error
+        }
+        await engine.workerLost(workerID, reason: "connection closed")
+    }
+
+    // MARK: client
+
+    func serveClient(_ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+                     _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
+        try await outbound.send(welcome())
+        while let frame = try await frames.next() {
+            guard case .clientRequest(let req) = try codec.decode(frame) else {
+                throw ProtocolError.unexpected(expected: "ClientRequest", got: "message type \(frame.type)")
+            }
+            do {
+                try await answer(req, outbound)
+            } catch let e as EngineError {
+                try await outbound.send(.error(e.code, e.message, requestID: req.id))
+            } catch let e as StoredBlob.IntegrityError {
+                try await outbound.send(.error(.errorInternal, e.description, requestID: req.id))
+            } catch {
+                try await outbound.send(.error(.errorInternal, "\(error)", requestID: req.id))
+            }
+        }
+    }
+
+    func respond(_ id: UInt64, _ outbound: NIOAsyncChannelOutboundWriter<Frame>, _ fill: (inout Cairn_V1_ClientResponse) -> Void) async throws {
+        var r = Cairn_V1_ClientResponse()
+        r.id = id
+        fill(&r)
+        try await outbound.send(.clientResponse(r), codec: codec)
+    }
+
+    func answer(_ req: Cairn_V1_ClientRequest, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
+        switch req.body {
+        case .submit(let s):
+            let info = try await engine.submit(s)
+            try await respond(req.id, outbound) { $0.run = info }
+        case .status(let q):
+            let info = try await engine.runInfo(q.runID)
+            try await respond(req.id, outbound) { $0.run = info }
+        case .cancel(let q):
+            let info = try await engine.cancel(q.runID)
+            try await respond(req.id, outbound) { $0.run = info }
+        case .list(let l):
+            var filter = RunFilter(limit: l.limit == 0 ? 50 : Int(min(l.limit, 10_000)))
+            if !l.status.isEmpty {
+                guard let s = RunStatus(rawValue: l.status) else {
+                    throw EngineError(.errorInvalidArgument, "unknown status '\(l.status)' (one of: \(RunStatus.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                filter.status = s
+            }
+            if !l.graph.isEmpty { filter.graphName = l.graph }
+            if l.sinceMs > 0 { filter.createdAfter = Date().timeIntervalSince1970 - Double(l.sinceMs) / 1000 }
+            let records = try await store.runs(filter)
+            var list = Cairn_V1_RunList()
+            for r in records { list.runs.append(try await engine.runInfo(r.runID)) }
+            try await respond(req.id, outbound) { $0.runs = list }
+        case .history(let q):
+            let h = try await history(q.runID)
+            try await respond(req.id, outbound) { $0.history = h }
+        case .state(let q):
+            let s = try await stateAt(q.runID, q.checkpointID)
+            try await respond(req.id, outbound) { $0.state = s }
+        case .workers:
+            let list = await engine.workerList()
+            try await respond(req.id, outbound) { $0.workers = list }
+        case .stats:
+            let s = await engine.stats()
+            try await respond(req.id, outbound) { $0.stats = s }
+        case .watch(let q):
+            try await watch(req.id, q.runID, outbound)
+        case .none:
+            throw EngineError(.errorInvalidArgument, "empty request")
+        }
+    }
+
+    func watch(_ id: UInt64, _ runID: String, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
+        guard let (subID, stream) = await engine.subscribe(runID) else {
+            let info = try await engine.runInfo(runID)
+            var e = Cairn_V1_RunEvent()
+            e.runID = runID
+            e.kind = info.status == "paused" ? "paused" : "finished"
+            e.step = info.step
+            e.run = info
+            e.final = true
+            try await respond(id, outbound) { $0.event = e }
+            return
+        }
+        do {
+            for await event in stream {
+                try await respond(id, outbound) { $0.event = event }
+                if event.final { break }
+            }
+        } catch {
+            await engine.unsubscribe(runID, subID)
+            throw error
+        }
+        await engine.unsubscribe(runID, subID)
+    }
+
+    func history(_ runID: String) async throws -> Cairn_V1_History {
+        guard try await store.run(runID) != nil else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
+        let cps = try await store.checkpoints(runID: runID, namespace: "", limit: 100_000)
+        let execs = try await store.taskExecutions(runID: runID)
+        let byStep = Dictionary(grouping: execs, by: \.step)
+        var h = Cairn_V1_History()
+        h.runID = runID
+        for cp in cps {
+            var c = Cairn_V1_CheckpointInfo()
+            c.checkpointID = cp.checkpointID
+            c.parentID = cp.parentID ?? ""
+            c.step = UInt32(cp.step)
+            c.source = cp.source
+            c.createdAt = cp.createdAt
+            c.nextNodes = (cp.nextTasks.arrayValue ?? []).compactMap { $0["node"]?.stringValue }
+            c.updatedChannels = (cp.metadata["updated"]?.arrayValue ?? []).compactMap(\.stringValue)
+            for e in byStep[cp.step] ?? [] {
+                var t = Cairn_V1_TaskExecution()
+                t.taskID = e.taskID
+                t.node = e.node
+                t.attempt = UInt32(e.attempt)
+                t.worker = e.worker
+                t.status = e.status
+                t.durationMs = UInt64(max(0, e.durationMS))
+                t.error = e.error ?? ""
+                t.cost = e.cost
+                c.tasks.append(t)
+            }
+            h.checkpoints.append(c)
+        }
+        return h
+    }
+
+    func stateAt(_ runID: String, _ checkpointID: String) async throws -> Cairn_V1_StateReply {
+        guard try await store.run(runID) != nil else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
+        guard let cp = try await store.checkpoint(runID: runID, namespace: "", checkpointID: checkpointID.isEmpty ? nil : checkpointID) else {
+            throw EngineError(.errorNotFound, "run \(runID) has no checkpoint \(checkpointID)")
+        }
+        let state = try await store.state(at: cp)
+        var s = Cairn_V1_StateReply()
+        s.runID = runID
+        s.checkpointID = cp.checkpointID
+        s.step = UInt32(cp.step)
+        s.stateJson = Data(JSONValue.object(state).jsonBytes())
+        s.nextNodes = (cp.nextTasks.arrayValue ?? []).compactMap { $0["node"]?.stringValue }
+        return s
+    }
+}

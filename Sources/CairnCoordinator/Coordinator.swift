@@ -1,0 +1,93 @@
+import CairnCore
+import CairnProtocol
+import CairnStore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The coordinator process: store, scheduler and the TCP server in front of them.
+///
+/// `start()` opens and migrates the store, recovers unfinished runs, then binds the port (so no
+/// peer sees a half-ready coordinator); `run()` serves until `shutdown()`.
+public final class Coordinator: Sendable {
+    public let config: CoordinatorConfig
+    let logger: Logger
+    let store: SQLiteStore
+    let engine: Engine
+    let group: MultiThreadedEventLoopGroup
+    let serverBox = ServerBox()
+
+    final class ServerBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var _channel: NIOAsyncChannel<FramedChannel.AsyncChannel, Never>?
+        var channel: NIOAsyncChannel<FramedChannel.AsyncChannel, Never>? {
+            get { lock.withLock { _channel } }
+            set { lock.withLock { _channel = newValue } }
+        }
+    }
+
+    public init(config: CoordinatorConfig, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        self.store = try SQLiteStore(path: config.databasePath, logger: logger)
+        self.engine = Engine(store: store, config: config, logger: logger)
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    /// The bound port (useful with port 0).
+    public var port: Int? { serverBox.channel?.channel.localAddress?.port }
+
+    /// Recovers runs and binds the listening socket.
+    public func start() async throws {
+        let recovered = await engine.recover()
+        if recovered > 0 { logger.notice("recovered unfinished runs", metadata: ["count": "\(recovered)"]) }
+        let maxFrame = config.maxFrameSize
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: config.host, port: config.port) { channel in
+                FramedChannel.configure(channel, maxFrameSize: maxFrame)
+            }
+        serverBox.channel = server
+        logger.notice("coordinator listening", metadata: ["address": "\(config.host):\(port ?? config.port)",
+                                                          "db": "\(config.databasePath)", "auth": "\(config.token == nil ? "none" : "token")"])
+    }
+
+    /// Serves connections until the listening socket closes.
+    public func run() async throws {
+        guard let server = serverBox.channel else { throw EngineError(.errorInternal, "start() first") }
+        let handler = ConnectionHandler(engine: engine, store: store, config: config, logger: logger)
+        try await withThrowingDiscardingTaskGroup { tasks in
+            tasks.addTask { await self.housekeeping() }
+            try await server.executeThenClose { inbound in
+                for try await connection in inbound {
+                    tasks.addTask { await handler.handle(connection) }
+                }
+            }
+            tasks.cancelAll()
+        }
+    }
+
+    /// Periodic work: presume silent workers lost, keep the WAL bounded.
+    func housekeeping() async {
+        var lastWAL = Date()
+        while !Task.isCancelled {
+            try? await Task.sleep(nanoseconds: UInt64(max(0.05, config.heartbeatInterval) * 1e9))
+            _ = await engine.sweepWorkers()
+            if Date().timeIntervalSince(lastWAL) >= config.walCheckpointInterval {
+                lastWAL = Date()
+                do { try await store.checkpointWAL() } catch {
+                    logger.warning("WAL checkpoint failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// Stops accepting connections; `run()` returns once open connections end.
+    public func shutdown() async {
+        try? await serverBox.channel?.channel.close()
+        try? await group.shutdownGracefully()
+    }
+}

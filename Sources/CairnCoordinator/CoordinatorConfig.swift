@@ -1,0 +1,23 @@
+import CairnProtocol
+
+/// Everything a coordinator needs to start. The executable builds one from flags and environment;
+/// tests build one directly with port 0.
+public struct CoordinatorConfig: Sendable {
+    public var host: String = "127.0.0.1"
+    public var port: Int = 7400
+    public var databasePath: String = "./data/cairn.db"
+    /// Required from every peer when set.
+    public var token: String?
+    public var maxFrameSize: Int = Frame.defaultMaxSize
+    /// How often workers are asked to heartbeat, and how long silence means a worker is lost.
+    public var heartbeatInterval: Double = 1.0
+    public var heartbeatTimeout: Double = 10.0
+    /// How long a new connection may take to say Hello.
+    public var handshakeTimeout: Double = 10.0
+    /// Append channels store only what a step appended, with a full snapshot every this many versions.
+    public var appendSnapshotEvery: Int = 32
+    /// How often the SQLite write-ahead log is checkpointed (truncated).
+    public var walCheckpointInterval: Double = 30.0
+
+    public init() {}
+}

@@ -1,0 +1,323 @@
+import CairnCore
+import CairnGraph
+import CairnProtocol
+import CairnStore
+import Foundation
+import Logging
+
+extension Engine {
+    /// A worker's result. Returns whether it was accepted; a result under a lease that is no
+    /// longer current (task reassigned, run cancelled) is discarded and counted.
+    func result(from workerID: String, _ r: Cairn_V1_TaskResult) async -> Bool {
+        let w = workers[workerID]
+        if let w, w.running.remove(r.lease) != nil { w.tasksDone += 1 }
+        guard let info = leases[r.lease], info.taskID == r.taskID, info.workerID == workerID,
+              let run = runs[info.runID], let t = run.tasks[info.taskID], t.lease == r.lease, t.phase == .running
+        else {
+            staleResults += 1
+            logger.notice("stale result discarded", metadata: ["task_id": "\(r.taskID)", "lease": "\(r.lease)", "worker_id": "\(workerID)"])
+            pump()
+            return false
+        }
+        leases[r.lease] = nil
+        t.lease = nil
+        pump()  // the slot is free: hand out more work while this result is made durable
+        let workerName = w?.name ?? workerID
+        let finished = now
+
+        if !r.error.isEmpty {
+            await attemptFailed(run, t, message: r.error, errorKind: r.errorKind, nonRetryable: r.nonRetryable,
+                                worker: workerName, finishedAt: finished, cost: r.cost, apiCalls: Int(r.apiCalls))
+            return true
+        }
+
+        let outcome: TaskOutcome
+        do {
+            outcome = try decodeOutcome(r, task: t)
+        } catch {
+            await attemptFailed(run, t, message: "node '\(t.planned.node)' returned a bad result: \(error)", errorKind: "bad_result",
+                                nonRetryable: true, worker: workerName, finishedAt: finished, cost: r.cost, apiCalls: Int(r.apiCalls))
+            return true
+        }
+        if let problem = run.planner.validate(outcome) {
+            await attemptFailed(run, t, message: problem.message, errorKind: "bad_result", nonRetryable: true,
+                                worker: workerName, finishedAt: finished, cost: r.cost, apiCalls: Int(r.apiCalls))
+            return true
+        }
+
+        t.phase = .finishing
+        let runID = run.record.runID
+        let cpID = run.checkpoint.checkpointID
+        var batch = StoreBatch()
+        for (i, w) in outcome.writes.enumerated() {
+            batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: cpID, taskID: t.planned.id, idx: i,
+                                                          channel: w.channel, value: w.value))
+        }
+        batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: cpID, taskID: t.planned.id,
+                                                      idx: PendingWriteRecord.resultIdx, channel: "__result__",
+                                                      value: Self.resultRecord(outcome, cost: r.cost, apiCalls: Int(r.apiCalls))))
+        batch.taskExecutions.append(TaskExecutionRecord(runID: runID, taskID: t.planned.id, node: t.planned.node,
+                                                        step: run.checkpoint.step + 1, attempt: t.attempt, worker: workerName,
+                                                        status: "completed", startedAt: t.startedAt, finishedAt: finished,
+                                                        error: nil, cost: r.cost, apiCalls: Int(r.apiCalls)))
+        do {
+            try await writer.write(batch)
+        } catch {
+            logger.error("could not store a result; the task will run again", metadata: ["run_id": "\(runID)", "task_id": "\(t.planned.id)", "error": "\(error)"])
+            if runs[runID] === run, t.phase == .finishing {
+                run.enqueue(t)
+                activate(runID)
+                pump()
+            }
+            return false
+        }
+        guard runs[runID] === run, t.phase == .finishing, run.checkpoint.checkpointID == cpID else { return true }
+        t.phase = .done
+        t.outcome = outcome
+        run.stepDone += 1
+        run.record.cost += r.cost
+        run.record.apiCalls += Int(r.apiCalls)
+        run.tasksDoneTotal += 1
+        tasksCompleted += 1
+        publish(run, kind: "task_finished", node: t.planned.node, taskID: t.planned.id, worker: workerName, attempt: t.attempt)
+        if run.allDone { await completeStep(run) }
+        return true
+    }
+
+    func decodeOutcome(_ r: Cairn_V1_TaskResult, task t: TaskState) throws -> TaskOutcome {
+        var writes: [(channel: String, value: JSONValue)] = []
+        if !r.writesJson.isEmpty {
+            guard case .object(let o) = try JSONValue.parse([UInt8](r.writesJson)) else {
+                throw PlanError("'writes' must be an object of channel to value")
+            }
+            writes = o.keys.sorted().map { ($0, o[$0]!) }
+        }
+        var sends: [(node: String, input: JSONValue)] = []
+        for s in r.sends {
+            sends.append((s.node, s.inputJson.isEmpty ? .null : try JSONValue.parse([UInt8](s.inputJson))))
+        }
+        let interrupt = r.interruptJson.isEmpty ? nil : try JSONValue.parse([UInt8](r.interruptJson))
+        return TaskOutcome(taskID: t.planned.id, node: t.planned.node, writes: writes, goto: r.goto, sends: sends, interrupt: interrupt)
+    }
+
+    /// The control record stored beside a task's writes: enough to rebuild its outcome after a restart.
+    static func resultRecord(_ o: TaskOutcome, cost: Double, apiCalls: Int) -> JSONValue {
+        var rec: [String: JSONValue] = ["node": .string(o.node)]
+        if !o.goto.isEmpty { rec["goto"] = .array(o.goto.map { .string($0) }) }
+        if !o.sends.isEmpty { rec["sends"] = .array(o.sends.map { .object(["node": .string($0.node), "input": $0.input]) }) }
+        if let i = o.interrupt { rec["interrupt"] = i }
+        if cost != 0 { rec["cost"] = .double(cost) }
+        if apiCalls != 0 { rec["api_calls"] = .int(Int64(apiCalls)) }
+        return .object(rec)
+    }
+
+    static func outcome(taskID: String, records: [PendingWriteRecord]) -> TaskOutcome? {
+        guard let result = records.first(where: { $0.idx == PendingWriteRecord.resultIdx })?.value,
+              let node = result["node"]?.stringValue else { return nil }
+        let writes = records.filter { $0.idx >= 0 }.sorted { $0.idx < $1.idx }.map { (channel: $0.channel, value: $0.value) }
+        let sends = (result["sends"]?.arrayValue ?? []).compactMap { s -> (node: String, input: JSONValue)? in
+            guard let n = s["node"]?.stringValue else { return nil }
+            return (n, s["input"] ?? .null)
+        }
+        return TaskOutcome(taskID: taskID, node: node, writes: writes,
+                           goto: (result["goto"]?.arrayValue ?? []).compactMap(\.stringValue), sends: sends,
+                           interrupt: result["interrupt"])
+    }
+
+    func attemptFailed(_ run: ActiveRun, _ t: TaskState, message: String, errorKind: String, nonRetryable: Bool,
+                       worker: String, finishedAt: Double, cost: Double, apiCalls: Int) async {
+        let runID = run.record.runID
+        let policy = run.graph.nodes[t.planned.node]?.retry ?? RetryPolicy()
+        var batch = StoreBatch()
+        batch.taskExecutions.append(TaskExecutionRecord(runID: runID, taskID: t.planned.id, node: t.planned.node,
+                                                        step: run.checkpoint.step + 1, attempt: t.attempt, worker: worker,
+                                                        status: "failed", startedAt: t.startedAt, finishedAt: finishedAt,
+                                                        error: message, cost: cost, apiCalls: apiCalls))
+        run.record.cost += cost
+        run.record.apiCalls += apiCalls
+        let retryable = !nonRetryable && !policy.nonRetryable.contains(errorKind)
+        if retryable && t.attempt < policy.maxAttempts {
+            var delay = policy.delayMS(beforeAttempt: t.attempt + 1)
+            if policy.jitter { delay = Int64(Double(delay) * Double.random(in: 0.8...1.2)) }
+            t.phase = .waitingRetry
+            tasksRetried += 1
+            logger.info("task attempt failed; retrying", metadata: ["run_id": "\(runID)", "task_id": "\(t.planned.id)",
+                                                                     "node": "\(t.planned.node)", "attempt": "\(t.attempt)",
+                                                                     "delay_ms": "\(delay)", "error": "\(message)"])
+            publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: worker,
+                    message: "attempt \(t.attempt) of \(policy.maxAttempts) failed: \(message); retrying in \(Durations.format(millis: delay))",
+                    attempt: t.attempt)
+            try? await writer.write(batch)
+            let taskID = t.planned.id
+            let attempt = t.attempt
+            Task {
+                try? await Task.sleep(nanoseconds: UInt64(max(0, delay)) * 1_000_000)
+                await self.retryDue(runID: runID, taskID: taskID, attempt: attempt)
+            }
+            return
+        }
+        tasksFailed += 1
+        let attempts = t.attempt == 1 ? "1 attempt" : "\(t.attempt) attempts"
+        let reason = "node '\(t.planned.node)' failed after \(attempts): \(message)"
+        batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: run.checkpoint.checkpointID, taskID: t.planned.id,
+                                                      idx: PendingWriteRecord.errorIdx, channel: "__error__",
+                                                      value: .object(["node": .string(t.planned.node), "error": .string(message),
+                                                                      "attempts": .int(Int64(t.attempt))])))
+        publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: worker, message: message, attempt: t.attempt)
+        await finishRun(run, status: .failed, error: reason, extra: batch)
+    }
+
+    func retryDue(runID: String, taskID: String, attempt: Int) {
+        guard let run = runs[runID], let t = run.tasks[taskID], t.phase == .waitingRetry, t.attempt == attempt else { return }
+        run.enqueue(t)
+        activate(runID)
+        pump()
+    }
+
+    /// Every task of the step is durable: apply the writes in task order, plan the next step,
+    /// and record the checkpoint (with the run's new status) in one transaction.
+    func completeStep(_ run: ActiveRun) async {
+        guard !run.completingStep else { return }
+        run.completingStep = true
+        defer { run.completingStep = false }
+        let runID = run.record.runID
+        let outcomes = run.order.compactMap { run.tasks[$0]?.outcome }
+        let step = run.checkpoint.step + 1
+        var state = run.state
+        var updated = Set<String>()
+        var appended: [String: [JSONValue]] = [:]
+        let newID = Identifiers.sortable()
+        var joins = run.joins
+        let next: [PlannedTask]
+        do {
+            for o in outcomes {
+                updated.formUnion(try run.planner.apply(o.writes, to: &state))
+                for w in o.writes where run.graph.channels[w.channel]?.reducer == .append {
+                    if case .array(let items) = w.value { appended[w.channel, default: []] += items } else { appended[w.channel, default: []].append(w.value) }
+                }
+            }
+            next = try run.planner.next(after: outcomes, state: state, joins: &joins, checkpointID: newID, step: step + 1)
+        } catch {
+            await finishRun(run, status: .failed, error: "step \(step): \(error)", extra: StoreBatch())
+            return
+        }
+
+        var versions = run.checkpoint.channelVersions
+        var batch = StoreBatch()
+        for ch in updated.sorted() {
+            let base = versions[ch]
+            if let base, let delta = appended[ch], (run.appendDepth[ch] ?? Int.max) < config.appendSnapshotEvery {
+                batch.channelValues.append(ChannelValueRecord(runID: runID, channel: ch, version: newID, baseVersion: base, value: .array(delta)))
+                run.appendDepth[ch, default: 0] += 1
+            } else {
+                batch.channelValues.append(ChannelValueRecord(runID: runID, channel: ch, version: newID, baseVersion: nil, value: state[ch] ?? .null))
+                run.appendDepth[ch] = 0
+            }
+            versions[ch] = newID
+        }
+
+        let handlerInterrupt = outcomes.first(where: { $0.interrupt != nil })
+        let pauseAfter = outcomes.first(where: { run.graph.interruptAfter.contains($0.node) })?.node
+        let pauseBefore = next.first(where: { run.graph.interruptBefore.contains($0.node) })?.node
+        var status = RunStatus.running
+        var error: String?
+        var interrupt: JSONValue?
+        if let h = handlerInterrupt {
+            status = .paused
+            interrupt = .object(["reason": "node", "node": .string(h.node), "value": h.interrupt ?? .null])
+        } else if next.isEmpty {
+            status = .completed
+        } else if step >= run.graph.limits.maxSteps {
+            status = .failed
+            error = "stopped after \(step) steps: the step limit (limits.max_steps = \(run.graph.limits.maxSteps)) was reached with \(Set(next.map(\.node)).sorted().joined(separator: ", ")) still to run"
+        } else if let n = pauseAfter {
+            status = .paused
+            interrupt = .object(["reason": "interrupt_after", "node": .string(n)])
+        } else if let n = pauseBefore {
+            status = .paused
+            interrupt = .object(["reason": "interrupt_before", "node": .string(n)])
+        }
+
+        var metadata: [String: JSONValue] = ["updated": .array(updated.sorted().map { .string($0) })]
+        if !joins.isEmpty { metadata["joins"] = .object(joins.mapValues { .array($0.map { .string($0) }) }) }
+        if let interrupt { metadata["interrupt"] = interrupt }
+        let cp = CheckpointRecord(runID: runID, checkpointID: newID, parentID: run.checkpoint.checkpointID, step: step,
+                                  source: "loop", channelVersions: versions, nextTasks: .array(next.map(\.json)),
+                                  metadata: .object(metadata), createdAt: now)
+        batch.checkpoints.append(cp)
+        var record = run.record
+        record.step = step
+        record.checkpointID = newID
+        record.status = status
+        record.error = error
+        record.interrupt = interrupt
+        record.updatedAt = now
+        if status == .completed { record.output = .object(state) }
+        if status.isFinished { record.finishedAt = now }
+        batch.runs.append(record)
+
+        do {
+            try await writer.write(batch)
+        } catch {
+            logger.error("could not store checkpoint; retrying", metadata: ["run_id": "\(runID)", "step": "\(step)", "error": "\(error)"])
+            Task {
+                try? await Task.sleep(nanoseconds: 500_000_000)
+                await self.retryCompleteStep(runID)
+            }
+            return
+        }
+        guard runs[runID] === run else { return }
+        run.record = record
+        run.checkpoint = cp
+        run.state = state
+        run.stateBytes = JSONValue.object(state).jsonBytes()
+        run.joins = joins
+        run.beginStep(planned: next, done: [:])
+        publish(run, kind: "checkpoint", message: "step \(step) recorded", includeRun: true)
+
+        switch status {
+        case .running:
+            activate(runID)
+            pump()
+        default:
+            close(run, final: status == .paused ? "paused" : "finished", message: error ?? status.rawValue)
+            logger.info("run \(status.rawValue)", metadata: ["run_id": "\(runID)", "steps": "\(step)", "error": "\(error ?? "")"])
+        }
+    }
+
+    func retryCompleteStep(_ runID: String) async {
+        guard let run = runs[runID], run.allDone else { return }
+        await completeStep(run)
+    }
+
+    /// Ends a run that failed or was cancelled outside step completion.
+    func finishRun(_ run: ActiveRun, status: RunStatus, error: String?, extra: StoreBatch) async {
+        let runID = run.record.runID
+        guard runs[runID] === run else { return }
+        for t in run.tasks.values {
+            if let lease = t.lease { leases[lease] = nil }
+            t.lease = nil
+            if t.phase != .done { t.phase = .done }
+        }
+        run.record.status = status
+        run.record.error = error
+        run.record.updatedAt = now
+        run.record.finishedAt = now
+        var batch = extra
+        batch.runs.append(run.record)
+        do { try await writer.write(batch) } catch {
+            logger.error("could not store run end", metadata: ["run_id": "\(runID)", "error": "\(error)"])
+        }
+        close(run, final: "finished", message: error ?? status.rawValue)
+        logger.info("run \(status.rawValue)", metadata: ["run_id": "\(runID)", "error": "\(error ?? "")"])
+    }
+
+    /// Drops an ended or paused run from memory and tells its watchers.
+    func close(_ run: ActiveRun, final kind: String, message: String) {
+        let runID = run.record.runID
+        runs[runID] = nil
+        rotation.removeAll { $0 == runID }
+        publish(run, kind: kind, message: message, includeRun: true, final: true)
+        if let subs = subscribers.removeValue(forKey: runID) { subs.values.forEach { $0.finish() } }
+    }
+}

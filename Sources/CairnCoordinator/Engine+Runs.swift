@@ -1,0 +1,312 @@
+import CairnCore
+import CairnGraph
+import CairnProtocol
+import CairnStore
+import Foundation
+import Logging
+
+extension Engine {
+    static func validRunID(_ id: String) -> Bool {
+        !id.isEmpty && id.count <= 128 && id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.:".contains($0)) }
+    }
+
+    func submit(_ req: Cairn_V1_SubmitRequest) async throws -> Cairn_V1_RunInfo {
+        let source = String(decoding: req.graphSource, as: UTF8.self)
+        let fileName = req.graphFileName.isEmpty ? "graph.yaml" : req.graphFileName
+        let graph: Graph
+        do {
+            graph = try GraphParser.parse(file: fileName, text: source, customKinds: customKinds)
+        } catch {
+            throw EngineError(.errorInvalidArgument, "\(error)")
+        }
+        var input: [String: JSONValue] = [:]
+        if !req.inputJson.isEmpty {
+            guard case .object(let o) = try? JSONValue.parse([UInt8](req.inputJson)) else {
+                throw EngineError(.errorInvalidArgument, "input must be a JSON object of channel to value")
+            }
+            for k in o.keys.sorted() where graph.channels[k] == nil {
+                throw EngineError(.errorInvalidArgument, "input names '\(k)', which is not a channel of graph '\(graph.name)' (channels: \(graph.channelNames.joined(separator: ", ")))")
+            }
+            input = o
+        }
+        let durability: String
+        switch req.durability {
+        case "", "hot", "sync": durability = "sync"  // no Redis tier in this build: every step is in SQLite before the next
+        default: throw EngineError(.errorInvalidArgument, "durability must be 'hot' or 'sync', not '\(req.durability)'")
+        }
+        let runID = req.runID.isEmpty ? "r-" + Identifiers.random(10) : req.runID
+        guard Self.validRunID(runID) else {
+            throw EngineError(.errorInvalidArgument, "run id '\(runID)' must be 1-128 letters, digits, '-', '_', '.' or ':'")
+        }
+        if runs[runID] != nil || pendingSubmits.contains(runID) {
+            throw EngineError(.errorConflict, "run \(runID) is still active; wait for it, cancel it, or submit with another --run-id")
+        }
+        pendingSubmits.insert(runID)
+        defer { pendingSubmits.remove(runID) }
+        if let old = try await store.run(runID) {
+            throw EngineError(.errorConflict, "run id \(runID) is already taken (status \(old.status.rawValue)); submit with another --run-id")
+        }
+        var bundleHash: String?
+        var batch = StoreBatch()
+        if !req.bundle.isEmpty {
+            do {
+                let archive = try BundleArchive(packed: [UInt8](req.bundle), expectedHash: req.bundleHash.isEmpty ? nil : req.bundleHash)
+                bundleHash = archive.hash
+                batch.bundles.append(BundleRecord(hash: archive.hash, data: archive.packed))
+            } catch {
+                throw EngineError(.errorInvalidArgument, "graph bundle rejected: \(error)")
+            }
+        }
+        let graphHash = Hashing.sha256Hex(Array(source.utf8) + [0] + Array((bundleHash ?? "").utf8))
+        batch.graphs.append(GraphRecord(hash: graphHash, name: graph.name, version: graph.version, fileName: fileName,
+                                        source: source, bundleHash: bundleHash, createdAt: now))
+
+        let planner = Planner(graph: graph)
+        var state = graph.initialState
+        let written: Set<String>
+        do {
+            written = try planner.apply(input.keys.sorted().map { ($0, input[$0]!) }, to: &state)
+        } catch {
+            throw EngineError(.errorInvalidArgument, "input: \(error)")
+        }
+        let c0 = Identifiers.sortable()
+        var versions: [String: String] = [:]
+        for ch in written.sorted() {
+            versions[ch] = c0
+            batch.channelValues.append(ChannelValueRecord(runID: runID, channel: ch, version: c0, baseVersion: nil, value: state[ch] ?? .null))
+        }
+        let first: [PlannedTask]
+        do {
+            first = try planner.firstTasks(checkpointID: c0, step: 1, state: state)
+        } catch {
+            throw EngineError(.errorInvalidArgument, "\(error)")
+        }
+        var record = RunRecord(runID: runID, graphHash: graphHash, graphName: graph.name, graphVersion: graph.version,
+                               status: .running, durability: durability, input: .object(input), createdAt: now)
+        record.checkpointID = c0
+        var metadata: [String: JSONValue] = ["updated": .array(written.sorted().map { .string($0) })]
+        if let n = first.first(where: { graph.interruptBefore.contains($0.node) })?.node {
+            record.status = .paused
+            record.interrupt = .object(["reason": "interrupt_before", "node": .string(n)])
+            metadata["interrupt"] = record.interrupt
+        }
+        let cp = CheckpointRecord(runID: runID, checkpointID: c0, parentID: nil, step: 0, source: "input",
+                                  channelVersions: versions, nextTasks: .array(first.map(\.json)),
+                                  metadata: .object(metadata), createdAt: now)
+        batch.checkpoints.append(cp)
+        batch.runs.append(record)
+        do {
+            try await writer.write(batch)
+        } catch {
+            throw EngineError(.errorUnavailable, "the store could not record the run: \(error)")
+        }
+        let run = ActiveRun(record: record, graph: graph, bundleHash: bundleHash, checkpoint: cp, state: state, joins: [:])
+        logger.info("run submitted", metadata: ["run_id": "\(runID)", "graph": "\(graph.name)", "first": "\(first.map(\.node))"])
+        if record.status == .paused { return runInfo(run) }
+        run.beginStep(planned: first, done: [:])
+        runs[runID] = run
+        activate(runID)
+        pump()
+        return runInfo(run)
+    }
+
+    /// Picks up every run that was queued or running when the coordinator last stopped:
+    /// from its newest checkpoint, with the tasks whose writes are stored counted as done.
+    func recover() async -> Int {
+        let unfinished: [RunRecord]
+        do { unfinished = try await store.unfinishedRuns() } catch {
+            logger.error("could not list unfinished runs", metadata: ["error": "\(error)"])
+            return 0
+        }
+        var recovered = 0
+        for rec in unfinished {
+            do {
+                try await load(rec)
+                recovered += 1
+            } catch {
+                logger.error("could not recover run; marking it failed", metadata: ["run_id": "\(rec.runID)", "error": "\(error)"])
+                var failed = rec
+                failed.status = .failed
+                failed.error = "could not be recovered after a restart: \(error)"
+                failed.updatedAt = now
+                failed.finishedAt = now
+                var b = StoreBatch(); b.runs.append(failed)
+                try? await writer.write(b)
+            }
+        }
+        return recovered
+    }
+
+    func load(_ rec: RunRecord) async throws {
+        guard let g = try await store.graph(rec.graphHash) else { throw EngineError(.errorNotFound, "graph \(rec.graphHash) missing") }
+        let graph = try GraphParser.parse(file: g.fileName, text: g.source, customKinds: customKinds)
+        guard let cp = try await store.checkpoint(runID: rec.runID, namespace: "", checkpointID: nil) else {
+            throw EngineError(.errorNotFound, "no checkpoint")
+        }
+        let state = try await store.state(at: cp)
+        var joins: [String: [String]] = [:]
+        for (k, v) in cp.metadata["joins"]?.objectValue ?? [:] { joins[k] = (v.arrayValue ?? []).compactMap(\.stringValue) }
+        let planned = (cp.nextTasks.arrayValue ?? []).compactMap(PlannedTask.init(json:))
+        let writes = try await store.pendingWrites(runID: rec.runID, namespace: "", checkpointID: cp.checkpointID)
+        var done: [String: TaskOutcome] = [:]
+        for (taskID, records) in Dictionary(grouping: writes, by: \.taskID) {
+            if let o = Self.outcome(taskID: taskID, records: records) { done[taskID] = o }
+        }
+        var record = rec
+        record.status = .running
+        let run = ActiveRun(record: record, graph: graph, bundleHash: g.bundleHash, checkpoint: cp, state: state, joins: joins)
+        for ch in graph.channels.keys { run.appendDepth[ch] = Int.max / 2 }
+        run.beginStep(planned: planned, done: done)
+        runs[rec.runID] = run
+        logger.notice("run recovered", metadata: ["run_id": "\(rec.runID)", "step": "\(cp.step + 1)",
+                                                  "tasks": "\(planned.count)", "already_done": "\(done.count)"])
+        if run.allDone {
+            await completeStep(run)
+        } else {
+            activate(rec.runID)
+            pump()
+        }
+    }
+
+    func cancel(_ runID: String) async throws -> Cairn_V1_RunInfo {
+        if let run = runs[runID] {
+            await finishRun(run, status: .cancelled, error: "cancelled by request", extra: StoreBatch())
+            return runInfo(run)
+        }
+        guard var rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
+        guard !rec.status.isFinished else {
+            throw EngineError(.errorConflict, "run \(runID) has already \(rec.status.rawValue)")
+        }
+        rec.status = .cancelled
+        rec.error = "cancelled by request"
+        rec.updatedAt = now
+        rec.finishedAt = now
+        var b = StoreBatch(); b.runs.append(rec)
+        try await writer.write(b)
+        return try await runInfo(runID)
+    }
+
+    // MARK: - queries
+
+    func runInfo(_ run: ActiveRun) -> Cairn_V1_RunInfo {
+        var info = Self.info(run.record)
+        info.checkpointID = run.checkpoint.checkpointID
+        info.tasksTotal = UInt32(run.stepTotal)
+        info.tasksDone = UInt32(run.stepDone)
+        info.nextNodes = run.record.status.isFinished ? [] : run.nextNodes
+        info.nodeCount = UInt32(run.graph.nodes.count)
+        return info
+    }
+
+    func runInfo(_ runID: String) async throws -> Cairn_V1_RunInfo {
+        if let run = runs[runID] { return runInfo(run) }
+        guard let rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
+        var info = Self.info(rec)
+        if let cp = try await store.checkpoint(runID: runID, namespace: "", checkpointID: nil) {
+            info.checkpointID = cp.checkpointID
+            if !rec.status.isFinished {
+                info.nextNodes = Array(Set((cp.nextTasks.arrayValue ?? []).compactMap { $0["node"]?.stringValue })).sorted()
+            }
+        }
+        return info
+    }
+
+    static func info(_ r: RunRecord) -> Cairn_V1_RunInfo {
+        var i = Cairn_V1_RunInfo()
+        i.runID = r.runID
+        i.graphName = r.graphName
+        i.graphVersion = UInt32(clamping: r.graphVersion)
+        i.graphHash = r.graphHash
+        i.status = r.status.rawValue
+        i.step = UInt32(clamping: r.step)
+        i.error = r.error ?? ""
+        i.cost = r.cost
+        i.apiCalls = UInt32(clamping: r.apiCalls)
+        i.createdAt = r.createdAt
+        i.updatedAt = r.updatedAt
+        i.finishedAt = r.finishedAt ?? 0
+        i.durability = r.durability
+        if let o = r.output { i.outputJson = Data(o.jsonBytes()) }
+        if let x = r.interrupt { i.interruptJson = Data(x.jsonBytes()) }
+        i.checkpointID = r.checkpointID ?? ""
+        return i
+    }
+
+    func workerList() -> Cairn_V1_WorkerList {
+        var list = Cairn_V1_WorkerList()
+        for w in workers.values.sorted(by: { ($0.name, $0.id) < ($1.name, $1.id) }) {
+            var s = Cairn_V1_WorkerStatus()
+            s.workerID = w.id
+            s.name = w.name
+            s.slots = UInt32(w.slots)
+            s.running = UInt32(w.running.count)
+            s.kinds = w.kinds.sorted()
+            s.connectedAt = w.connectedAt
+            s.lastHeartbeat = w.lastHeartbeat
+            s.tasksDone = UInt64(w.tasksDone)
+            s.state = w.draining ? "draining" : (w.running.isEmpty ? "idle" : "busy")
+            s.address = w.address
+            list.workers.append(s)
+        }
+        return list
+    }
+
+    func stats() async -> Cairn_V1_Stats {
+        var s = Cairn_V1_Stats()
+        if let counts = try? await store.runCounts() {
+            for (k, v) in counts { s.runsByStatus[k.rawValue] = UInt64(v) }
+        }
+        s.tasksDispatched = tasksDispatched
+        s.tasksCompleted = tasksCompleted
+        s.tasksFailed = tasksFailed
+        s.tasksRetried = tasksRetried
+        s.queueDepth = UInt64(runs.values.reduce(0) { $0 + $1.tasks.values.filter { $0.phase == .ready }.count })
+        s.workers = UInt32(workers.count)
+        s.staleResults = staleResults
+        s.storeBatches = await writer.transactions
+        s.storeRows = await writer.rowsWritten
+        s.uptimeSeconds = Date().timeIntervalSince(startedAt)
+        return s
+    }
+
+    // MARK: - events
+
+    /// Subscribes to a run's events; nil when the run is not active (the caller reports its final state).
+    func subscribe(_ runID: String) -> (UUID, AsyncStream<Cairn_V1_RunEvent>)? {
+        guard let run = runs[runID] else { return nil }
+        let id = UUID()
+        let (stream, continuation) = AsyncStream<Cairn_V1_RunEvent>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        subscribers[runID, default: [:]][id] = continuation
+        var e = Cairn_V1_RunEvent()
+        e.runID = runID
+        e.kind = "snapshot"
+        e.step = UInt32(run.checkpoint.step + 1)
+        e.run = runInfo(run)
+        continuation.yield(e)
+        return (id, stream)
+    }
+
+    func unsubscribe(_ runID: String, _ id: UUID) {
+        subscribers[runID]?[id]?.finish()
+        subscribers[runID]?[id] = nil
+        if subscribers[runID]?.isEmpty == true { subscribers[runID] = nil }
+    }
+
+    func publish(_ run: ActiveRun, kind: String, node: String = "", taskID: String = "", worker: String = "",
+                 message: String = "", attempt: Int = 0, includeRun: Bool = false, final: Bool = false) {
+        guard let subs = subscribers[run.record.runID], !subs.isEmpty else { return }
+        var e = Cairn_V1_RunEvent()
+        e.runID = run.record.runID
+        e.kind = kind
+        e.step = UInt32(run.checkpoint.step + (final ? 0 : 1))
+        e.node = node
+        e.taskID = taskID
+        e.worker = worker
+        e.message = message
+        e.attempt = UInt32(attempt)
+        e.final = final
+        _ = includeRun
+        e.run = runInfo(run)
+        for c in subs.values { c.yield(e) }
+    }
+}

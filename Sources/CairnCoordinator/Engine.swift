@@ -1,0 +1,241 @@
+import CairnCore
+import CairnGraph
+import CairnProtocol
+import CairnStore
+import Foundation
+import Logging
+import NIOCore
+
+/// A worker as the dispatcher sees it: its slots, what it runs now, and its outbox.
+final class WorkerHandle {
+    let id: String
+    let name: String
+    let slots: Int
+    let kinds: Set<String>
+    let address: String
+    let outbox: AsyncStream<WireMessage>.Continuation
+    let connectedAt: Double
+    var lastHeartbeat: Double
+    var running: Set<String> = []   // leases
+    var tasksDone = 0
+    var draining = false
+
+    init(id: String, name: String, slots: Int, kinds: Set<String>, address: String,
+         outbox: AsyncStream<WireMessage>.Continuation, now: Double) {
+        self.id = id; self.name = name; self.slots = slots; self.kinds = kinds; self.address = address
+        self.outbox = outbox; self.connectedAt = now; self.lastHeartbeat = now
+    }
+
+    var free: Int { draining ? 0 : max(0, slots - running.count) }
+
+    func accepts(_ kind: String) -> Bool { kinds.contains(kind) || kinds.contains("*") }
+}
+
+/// Where a lease points: the run and task it was issued for.
+struct LeaseInfo {
+    let runID: String
+    let taskID: String
+    let workerID: String
+    let attempt: Int
+}
+
+/// A failure the coordinator reports to a client with an error code.
+struct EngineError: Error, CustomStringConvertible {
+    let code: Cairn_V1_ErrorCode
+    let message: String
+    init(_ code: Cairn_V1_ErrorCode, _ message: String) { self.code = code; self.message = message }
+    var description: String { message }
+}
+
+/// The scheduler: owns every active run, the ready queues, the workers and their leases.
+///
+/// One actor, so there is one order of events; all durable state goes through the `StoreWriter`
+/// (group commit) and an event is acted on only after what it depends on is durable.
+actor Engine {
+    let store: any CheckpointStore
+    let writer: StoreWriter
+    let logger: Logger
+    let epoch: UInt64
+    let config: CoordinatorConfig
+
+    var runs: [String: ActiveRun] = [:]
+    /// Runs with ready tasks, in round-robin order.
+    var rotation: [String] = []
+    var rotationIndex = 0
+    var workers: [String: WorkerHandle] = [:]
+    var leases: [String: LeaseInfo] = [:]
+    var leaseCounter: UInt64 = 0
+    var subscribers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
+    let startedAt = Date()
+    /// Run ids being submitted right now (between the id check and the first write).
+    var pendingSubmits = Set<String>()
+
+    /// Node kinds that connected workers registered beyond the built-in ones (Swift handlers).
+    var customKinds: Set<String> {
+        var kinds = Set<String>()
+        for w in workers.values { kinds.formUnion(w.kinds) }
+        return kinds.subtracting(GraphParser.builtinKinds.keys)
+    }
+
+    // counters
+    var tasksDispatched: UInt64 = 0
+    var tasksCompleted: UInt64 = 0
+    var tasksFailed: UInt64 = 0
+    var tasksRetried: UInt64 = 0
+    var staleResults: UInt64 = 0
+
+    init(store: any CheckpointStore, config: CoordinatorConfig, logger: Logger) {
+        self.store = store
+        self.config = config
+        self.logger = logger
+        self.writer = StoreWriter(store: store, logger: logger)
+        self.epoch = UInt64(Date().timeIntervalSince1970 * 1000)
+    }
+
+    var now: Double { Date().timeIntervalSince1970 }
+
+    // MARK: - workers
+
+    func register(hello: Cairn_V1_WorkerInfo, address: String, outbox: AsyncStream<WireMessage>.Continuation) async -> String {
+        let id = "w-" + Identifiers.random(8)
+        let name = hello.name.isEmpty ? id : hello.name
+        var kinds = Set(hello.kinds)
+        if kinds.isEmpty { kinds = Set(GraphParser.builtinKinds.keys) }
+        let w = WorkerHandle(id: id, name: name, slots: Int(max(1, min(hello.slots, 1024))), kinds: kinds,
+                             address: address, outbox: outbox, now: now)
+        workers[id] = w
+        logger.info("worker joined", metadata: ["worker": "\(name)", "worker_id": "\(id)", "slots": "\(w.slots)", "address": "\(address)"])
+        try? await writer.write(workerBatch(w, disconnected: nil))
+        pump()
+        return id
+    }
+
+    func workerBatch(_ w: WorkerHandle, disconnected: Double?) -> StoreBatch {
+        var b = StoreBatch()
+        b.workers.append(WorkerRecord(workerID: w.id, name: w.name, slots: w.slots, kinds: w.kinds.sorted(), address: w.address,
+                                      connectedAt: w.connectedAt, lastSeen: w.lastHeartbeat, disconnectedAt: disconnected,
+                                      tasksDone: w.tasksDone))
+        return b
+    }
+
+    /// A worker's connection ended: every task it held goes back to its run's queue.
+    func workerLost(_ workerID: String, reason: String) async {
+        guard let w = workers.removeValue(forKey: workerID) else { return }
+        w.outbox.finish()
+        var batch = workerBatch(w, disconnected: now)
+        var handedBack = 0
+        for lease in w.running {
+            guard let info = leases.removeValue(forKey: lease), let run = runs[info.runID],
+                  let t = run.tasks[info.taskID], t.lease == lease, t.phase == .running else { continue }
+            batch.taskExecutions.append(TaskExecutionRecord(runID: run.record.runID, taskID: t.planned.id, node: t.planned.node,
+                                                            step: run.checkpoint.step + 1, attempt: t.attempt, worker: w.name,
+                                                            status: "lost", startedAt: t.startedAt, finishedAt: now,
+                                                            error: "worker \(w.name) lost: \(reason)", cost: 0, apiCalls: 0))
+            t.lease = nil
+            t.workerID = nil
+            run.enqueue(t)
+            activate(run.record.runID)
+            handedBack += 1
+            publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: w.name,
+                    message: "worker \(w.name) lost (\(reason)); task handed back", attempt: t.attempt)
+        }
+        logger.warning("worker left", metadata: ["worker": "\(w.name)", "worker_id": "\(w.id)", "reason": "\(reason)",
+                                                 "tasks_handed_back": "\(handedBack)"])
+        try? await writer.write(batch)
+        pump()
+    }
+
+    func heartbeat(_ workerID: String, _ hb: Cairn_V1_Heartbeat) {
+        guard let w = workers[workerID] else { return }
+        w.lastHeartbeat = now
+        for p in hb.tasks where !p.progressJson.isEmpty {
+            guard let info = leases[p.lease], info.workerID == workerID, let run = runs[info.runID],
+                  let t = run.tasks[info.taskID], t.lease == p.lease else { continue }
+            t.progress = [UInt8](p.progressJson)
+            publish(run, kind: "progress", node: t.planned.node, taskID: t.planned.id, worker: w.name,
+                    message: String(decoding: t.progress, as: UTF8.self), attempt: t.attempt)
+        }
+    }
+
+    func drain(_ workerID: String) {
+        workers[workerID]?.draining = true
+        logger.info("worker draining", metadata: ["worker_id": "\(workerID)"])
+    }
+
+    /// Workers that missed heartbeats for longer than the timeout are presumed lost.
+    func sweepWorkers() async -> [String] {
+        let deadline = now - config.heartbeatTimeout
+        let silent = workers.values.filter { $0.lastHeartbeat < deadline }.map(\.id)
+        for id in silent { await workerLost(id, reason: "no heartbeat for \(Int(config.heartbeatTimeout))s") }
+        return silent
+    }
+
+    // MARK: - dispatch
+
+    func activate(_ runID: String) {
+        if !rotation.contains(runID) { rotation.append(runID) }
+    }
+
+    /// Hands ready tasks to free worker slots, one task per run per turn (fair across runs).
+    func pump() {
+        guard !workers.isEmpty else { return }
+        var idleTurns = 0
+        while !rotation.isEmpty, idleTurns < rotation.count {
+            if rotationIndex >= rotation.count { rotationIndex = 0 }
+            let runID = rotation[rotationIndex]
+            guard let run = runs[runID], run.record.status == .running, let t = run.peekReady() else {
+                rotation.remove(at: rotationIndex)
+                continue
+            }
+            guard let w = pickWorker(for: t.kind) else {
+                idleTurns += 1
+                rotationIndex += 1
+                if workers.values.allSatisfy({ $0.free == 0 }) { return }
+                continue
+            }
+            idleTurns = 0
+            _ = run.popReady()
+            assign(t, of: run, to: w)
+            rotationIndex += 1
+        }
+    }
+
+    func pickWorker(for kind: String) -> WorkerHandle? {
+        var best: WorkerHandle?
+        for w in workers.values where w.free > 0 && w.accepts(kind) {
+            if best == nil || w.free > best!.free || (w.free == best!.free && w.id < best!.id) { best = w }
+        }
+        return best
+    }
+
+    func assign(_ t: TaskState, of run: ActiveRun, to w: WorkerHandle) {
+        leaseCounter += 1
+        let lease = "\(epoch).\(leaseCounter)"
+        t.attempt += 1
+        t.phase = .running
+        t.lease = lease
+        t.workerID = w.id
+        t.startedAt = now
+        w.running.insert(lease)
+        leases[lease] = LeaseInfo(runID: run.record.runID, taskID: t.planned.id, workerID: w.id, attempt: t.attempt)
+        tasksDispatched += 1
+
+        var a = Cairn_V1_TaskAssignment()
+        a.taskID = t.planned.id
+        a.lease = lease
+        a.runID = run.record.runID
+        a.node = t.planned.node
+        a.kind = t.kind
+        a.configJson = Data(run.configBytes[t.planned.node] ?? [])
+        a.stateJson = Data(run.stateBytes)
+        if let input = t.planned.input { a.inputJson = Data(input.jsonBytes()) }
+        a.attempt = UInt32(t.attempt)
+        a.progressJson = Data(t.progress)
+        a.bundleHash = run.bundleHash ?? ""
+        a.step = UInt32(run.checkpoint.step + 1)
+        a.checkpointID = run.checkpoint.checkpointID
+        a.timeoutMs = UInt64(run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
+        w.outbox.yield(.taskAssignment(a))
+        publish(run, kind: "task_started", node: t.planned.node, taskID: t.planned.id, worker: w.name, attempt: t.attempt)
+    }
+}

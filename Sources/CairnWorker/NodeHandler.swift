@@ -1,0 +1,81 @@
+import CairnCore
+import Foundation
+
+/// What a handler gets for one task attempt.
+public struct TaskContext: Sendable {
+    public var runID: String
+    public var taskID: String
+    /// 1 for the first attempt; a retry or a reassignment after a lost worker counts up.
+    public var attempt: Int
+    public var node: String
+    public var kind: String
+    /// The run's whole state at the step's checkpoint.
+    public var state: JSONValue
+    /// A send's own input (fan-out tasks); nil for edge-triggered tasks.
+    public var input: JSONValue?
+    /// The node's definition from the graph file.
+    public var config: JSONValue
+    /// The last progress an earlier attempt reported, so a long node can continue where it stopped.
+    public var progress: JSONValue?
+    /// Where the graph's folder is unpacked (relative `command` paths resolve here).
+    public var bundleDirectory: String?
+    /// How long the attempt may take, if the node has a timeout.
+    public var timeout: Duration?
+    /// Reports progress: sent with the next heartbeat and handed to the next attempt.
+    public var reportProgress: @Sendable (JSONValue) -> Void
+
+    /// A key for the handler's own side effects: the same for every attempt of the same task.
+    public var idempotencyKey: String { taskID }
+    /// A key unique to this attempt.
+    public var attemptKey: String { "\(taskID)#\(attempt)" }
+}
+
+/// What a handler returns when it succeeds.
+public struct NodeResult: Sendable, Equatable {
+    public var writes: [String: JSONValue]
+    public var goto: [String]
+    public var sends: [Send]
+    public var interrupt: JSONValue?
+    public var cost: Double
+    public var apiCalls: Int
+
+    public struct Send: Sendable, Equatable {
+        public var node: String
+        public var input: JSONValue
+        public init(node: String, input: JSONValue) { self.node = node; self.input = input }
+    }
+
+    public init(writes: [String: JSONValue] = [:], goto: [String] = [], sends: [Send] = [], interrupt: JSONValue? = nil,
+                cost: Double = 0, apiCalls: Int = 0) {
+        self.writes = writes; self.goto = goto; self.sends = sends; self.interrupt = interrupt
+        self.cost = cost; self.apiCalls = apiCalls
+    }
+}
+
+/// A failed attempt. `nonRetryable` failures skip the node's retry policy.
+public struct NodeFailure: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var kind: String
+    public var nonRetryable: Bool
+    public var cost: Double = 0
+    public var apiCalls: Int = 0
+
+    public init(_ message: String, kind: String = "error", nonRetryable: Bool = false) {
+        self.message = message; self.kind = kind; self.nonRetryable = nonRetryable
+    }
+
+    public var description: String { message }
+}
+
+/// A node implementation in Swift. A worker binary registers handlers by kind name; graph
+/// nodes with `run: <kind>` are sent to workers that registered it.
+public protocol NodeHandler: Sendable {
+    func run(_ context: TaskContext) async throws -> NodeResult
+}
+
+/// A handler from a closure.
+public struct ClosureHandler: NodeHandler {
+    let body: @Sendable (TaskContext) async throws -> NodeResult
+    public init(_ body: @escaping @Sendable (TaskContext) async throws -> NodeResult) { self.body = body }
+    public func run(_ context: TaskContext) async throws -> NodeResult { try await body(context) }
+}

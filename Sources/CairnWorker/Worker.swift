@@ -1,0 +1,339 @@
+import CairnCore
+import CairnProtocol
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+public struct WorkerConfig: Sendable {
+    public var host: String = "127.0.0.1"
+    public var port: Int = 7400
+    public var name: String = ""
+    public var slots: Int = 4
+    public var token: String?
+    /// Where fetched graph bundles are unpacked, one folder per SHA-256.
+    public var cacheDirectory: String = WorkerConfig.defaultCacheDirectory
+    public var maxFrameSize: Int = Frame.defaultMaxSize
+    public var reconnectInitialDelay: Double = 0.1
+    public var reconnectMaxDelay: Double = 5.0
+    /// How long a draining worker lets running tasks finish before it disconnects.
+    public var drainGrace: Double = 30.0
+
+    public init() {}
+
+    public static var defaultCacheDirectory: String {
+        let env = ProcessInfo.processInfo.environment
+        let base = env["XDG_CACHE_HOME"] ?? ((env["HOME"] ?? NSTemporaryDirectory()) + "/.cache")
+        return base + "/cairn/bundles"
+    }
+}
+
+/// An error that stops the worker instead of making it reconnect.
+public struct WorkerFatalError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// The worker runtime: connects to the coordinator, runs the tasks it is given on its handlers,
+/// heartbeats, reconnects with backoff, and drains on request.
+public final class Worker: Sendable {
+    public let config: WorkerConfig
+    let handlers: [String: any NodeHandler]
+    let logger: Logger
+    let group: MultiThreadedEventLoopGroup
+    let stopSignal = StopSignal()
+    let codec = WireCodec()
+
+    public init(config: WorkerConfig, handlers: [String: any NodeHandler] = [:], logger: Logger) {
+        self.config = config
+        var all = BuiltinHandlers.all()
+        for (k, v) in handlers { all[k] = v }
+        self.handlers = all
+        self.logger = logger
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    /// Asks the worker to drain: take no new tasks, finish running ones, then return from `run()`.
+    public func stop() { stopSignal.fire() }
+
+    /// Serves until stopped. Reconnects with exponential backoff when the coordinator is away;
+    /// a wrong token or protocol version ends it with `WorkerFatalError`.
+    public func run() async throws {
+        defer { group.shutdownGracefully { _ in } }
+        var delay = config.reconnectInitialDelay
+        while !stopSignal.fired {
+            do {
+                let served = try await session()
+                if served { delay = config.reconnectInitialDelay }
+            } catch let e as WorkerFatalError {
+                throw e
+            } catch is DrainComplete {
+                return
+            } catch {
+                logger.info("coordinator unreachable; retrying", metadata: ["address": "\(config.host):\(config.port)",
+                                                                           "error": "\(error)", "delay_s": "\(delay)"])
+            }
+            if stopSignal.fired { break }
+            let jittered = delay * Double.random(in: 0.8...1.2)
+            try? await stopSignal.wait(timeout: jittered)
+            delay = min(config.reconnectMaxDelay, delay * 2)
+        }
+    }
+
+    struct DrainComplete: Error {}
+
+    /// One connection. Returns true when it got past the handshake.
+    func session() async throws -> Bool {
+        let maxFrame = config.maxFrameSize
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .connect(host: config.host, port: config.port) { ch in FramedChannel.configure(ch, maxFrameSize: maxFrame) }
+        let codec = self.codec
+        return try await channel.executeThenClose { inbound, outbound in
+            var frames = inbound.makeAsyncIterator()
+            var hello = Cairn_V1_Hello()
+            hello.protocolVersion = cairnProtocolVersion
+            hello.role = .worker
+            hello.token = config.token ?? ""
+            hello.worker.name = config.name
+            hello.worker.slots = UInt32(config.slots)
+            hello.worker.kinds = handlers.keys.sorted()
+            hello.worker.version = "cairn-worker 0.1"
+            try await outbound.send(.hello(hello), codec: codec)
+            guard let first = try await frames.next() else { throw WorkerFatalError(message: "the coordinator closed the connection during the handshake") }
+            let welcome: Cairn_V1_Welcome
+            switch try codec.decode(first) {
+            case .welcome(let w): welcome = w
+            case .error(let e):
+                if e.code == .errorUnauthenticated || e.code == .errorVersion {
+                    throw WorkerFatalError(message: "the coordinator refused this worker: \(e.message)")
+                }
+                throw ProtocolError.unexpected(expected: "Welcome", got: "error: \(e.message)")
+            case let other: throw ProtocolError.unexpected(expected: "Welcome", got: "\(other.type)")
+            }
+            logger.notice("connected to coordinator", metadata: ["address": "\(config.host):\(config.port)", "worker_id": "\(welcome.workerID)",
+                                                                 "slots": "\(config.slots)"])
+            let (outStream, outbox) = AsyncStream<WireMessage>.makeStream()
+            let state = SessionState(outbox: outbox)
+            let interval = max(0.05, Double(welcome.heartbeatIntervalMs) / 1000)
+            do {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await m in outStream { try await outbound.send(m, codec: codec) }
+                    }
+                    group.addTask {
+                        while !Task.isCancelled {
+                            try await Task.sleep(nanoseconds: UInt64(interval * 1e9))
+                            outbox.yield(.heartbeat(await state.heartbeat()))
+                        }
+                    }
+                    group.addTask { [stopSignal, config, logger] in
+                        try await stopSignal.wait()
+                        logger.notice("draining: no new tasks; finishing running ones", metadata: ["grace_s": "\(config.drainGrace)"])
+                        outbox.yield(.drain(Cairn_V1_Drain()))
+                        await state.waitIdle(timeout: config.drainGrace)
+                        throw DrainComplete()
+                    }
+                    while let frame = try await frames.next() {
+                        switch try codec.decode(frame) {
+                        case .taskAssignment(let a):
+                            await state.started(a.lease)
+                            group.addTask { await self.execute(a, state) }
+                        case .bundleData(let d):
+                            await state.bundleArrived(d)
+                        case .resultAck(let ack):
+                            if !ack.accepted {
+                                logger.notice("coordinator discarded a late result", metadata: ["task_id": "\(ack.taskID)"])
+                            }
+                        case .error(let e):
+                            throw ProtocolError.unexpected(expected: "a task", got: "error: \(e.message)")
+                        case let other:
+                            throw ProtocolError.unexpected(expected: "a coordinator message", got: "\(other.type)")
+                        }
+                    }
+                    throw ConnectionLost()
+                }
+            } catch is ConnectionLost {
+                logger.warning("lost the coordinator connection")
+            }
+            outbox.finish()
+            return true
+        }
+    }
+
+    struct ConnectionLost: Error {}
+
+    func execute(_ a: Cairn_V1_TaskAssignment, _ state: SessionState) async {
+        let started = Date()
+        var r = Cairn_V1_TaskResult()
+        r.taskID = a.taskID
+        r.lease = a.lease
+        var meta: Logger.Metadata = ["run_id": "\(a.runID)", "task_id": "\(a.taskID)", "node": "\(a.node)", "attempt": "\(a.attempt)"]
+        do {
+            let ctx = try await context(for: a, state)
+            guard let handler = handlers[a.kind] else {
+                throw NodeFailure("this worker has no handler for node kind '\(a.kind)'", kind: "no_handler")
+            }
+            let result: NodeResult
+            if let timeout = ctx.timeout {
+                result = try await withTimeout(timeout, node: a.node) { try await handler.run(ctx) }
+            } else {
+                result = try await handler.run(ctx)
+            }
+            r.writesJson = Data(JSONValue.object(result.writes).jsonBytes())
+            r.goto = result.goto
+            r.sends = result.sends.map { s in
+                var m = Cairn_V1_Send()
+                m.node = s.node
+                m.inputJson = Data(s.input.jsonBytes())
+                return m
+            }
+            if let i = result.interrupt { r.interruptJson = Data(i.jsonBytes()) }
+            r.cost = result.cost
+            r.apiCalls = UInt32(clamping: result.apiCalls)
+        } catch let f as NodeFailure {
+            r.error = f.message
+            r.errorKind = f.kind
+            r.nonRetryable = f.nonRetryable
+            r.cost = f.cost
+            r.apiCalls = UInt32(clamping: f.apiCalls)
+            meta["error"] = "\(f.message)"
+        } catch {
+            r.error = "\(error)"
+            r.errorKind = "error"
+            meta["error"] = "\(error)"
+        }
+        r.durationMs = UInt64(max(0, Date().timeIntervalSince(started) * 1000))
+        if r.error.isEmpty { logger.debug("task done", metadata: meta) } else { logger.info("task failed", metadata: meta) }
+        await state.finished(a.lease, result: r)
+    }
+
+    func context(for a: Cairn_V1_TaskAssignment, _ state: SessionState) async throws -> TaskContext {
+        func json(_ d: Data) throws -> JSONValue? {
+            d.isEmpty ? nil : try JSONValue.parse([UInt8](d))
+        }
+        var bundleDir: String?
+        if !a.bundleHash.isEmpty { bundleDir = try await bundle(a.bundleHash, state) }
+        let lease = a.lease
+        return TaskContext(runID: a.runID, taskID: a.taskID, attempt: Int(a.attempt), node: a.node, kind: a.kind,
+                           state: try json(a.stateJson) ?? .object([:]), input: try json(a.inputJson),
+                           config: try json(a.configJson) ?? .object([:]), progress: try json(a.progressJson),
+                           bundleDirectory: bundleDir, timeout: a.timeoutMs > 0 ? .milliseconds(Int64(a.timeoutMs)) : nil,
+                           reportProgress: { p in Task { await state.progress(lease, p) } })
+    }
+
+    /// The unpacked bundle's folder, fetching it from the coordinator the first time.
+    func bundle(_ hash: String, _ state: SessionState) async throws -> String {
+        guard hash.count == 64, hash.allSatisfy({ $0.isHexDigit }) else { throw NodeFailure("bad bundle hash '\(hash)'", nonRetryable: true) }
+        let dir = (config.cacheDirectory as NSString).appendingPathComponent(hash)
+        if FileManager.default.fileExists(atPath: dir) { return dir }
+        let data = await state.fetchBundle(hash)
+        guard data.found else { throw NodeFailure("the coordinator has no bundle \(hash)", kind: "bundle", nonRetryable: true) }
+        let archive = try BundleArchive(packed: [UInt8](data.data), expectedHash: hash)
+        let tmp = dir + ".tmp-" + Identifiers.random(6)
+        try archive.unpack(into: tmp)
+        do {
+            try FileManager.default.moveItem(atPath: tmp, toPath: dir)
+        } catch {
+            try? FileManager.default.removeItem(atPath: tmp)
+            guard FileManager.default.fileExists(atPath: dir) else { throw error }
+        }
+        logger.info("bundle cached", metadata: ["hash": "\(hash.prefix(12))", "files": "\(archive.entries.count)"])
+        return dir
+    }
+
+    func withTimeout(_ timeout: Duration, node: String, _ body: @escaping @Sendable () async throws -> NodeResult) async throws -> NodeResult {
+        try await withThrowingTaskGroup(of: NodeResult?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: timeout + .milliseconds(500))
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let result = first else {
+                throw NodeFailure("node '\(node)' timed out after \(timeout)", kind: "timeout")
+            }
+            return result
+        }
+    }
+}
+
+/// Per-connection state: running leases with unsent progress, bundle fetches in flight.
+actor SessionState {
+    let outbox: AsyncStream<WireMessage>.Continuation
+    var running: [String: [UInt8]?] = [:]
+    var bundleWaiters: [String: [CheckedContinuation<Cairn_V1_BundleData, Never>]] = [:]
+
+    init(outbox: AsyncStream<WireMessage>.Continuation) { self.outbox = outbox }
+
+    func started(_ lease: String) { running[lease] = .some(nil) }
+
+    func progress(_ lease: String, _ value: JSONValue) {
+        guard running[lease] != nil else { return }
+        running[lease] = .some(value.jsonBytes())
+    }
+
+    func finished(_ lease: String, result: Cairn_V1_TaskResult) {
+        running[lease] = nil
+        outbox.yield(.taskResult(result))
+    }
+
+    func heartbeat() -> Cairn_V1_Heartbeat {
+        var hb = Cairn_V1_Heartbeat()
+        for (lease, progress) in running.sorted(by: { $0.key < $1.key }) {
+            var p = Cairn_V1_TaskProgress()
+            p.lease = lease
+            if let bytes = progress ?? nil {
+                p.progressJson = Data(bytes)
+                running[lease] = .some(nil)
+            }
+            hb.tasks.append(p)
+        }
+        return hb
+    }
+
+    func waitIdle(timeout: Double) async {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !running.isEmpty && Date() < deadline {
+            try? await Task.sleep(nanoseconds: 50_000_000)
+        }
+    }
+
+    func fetchBundle(_ hash: String) async -> Cairn_V1_BundleData {
+        await withCheckedContinuation { c in
+            if bundleWaiters[hash] != nil {
+                bundleWaiters[hash]!.append(c)
+            } else {
+                bundleWaiters[hash] = [c]
+                var req = Cairn_V1_BundleRequest()
+                req.hash = hash
+                outbox.yield(.bundleRequest(req))
+            }
+        }
+    }
+
+    func bundleArrived(_ d: Cairn_V1_BundleData) {
+        bundleWaiters.removeValue(forKey: d.hash)?.forEach { $0.resume(returning: d) }
+    }
+}
+
+/// A one-shot flag that async code can wait on (by polling, so waiting is always cancellable).
+final class StopSignal: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _fired = false
+
+    var fired: Bool { lock.withLock { _fired } }
+    func fire() { lock.withLock { _fired = true } }
+
+    /// Returns when the flag is set; throws CancellationError when the task is cancelled.
+    func wait() async throws {
+        while !fired { try await Task.sleep(nanoseconds: 50_000_000) }
+    }
+
+    /// Waits for the flag or the timeout, whichever comes first.
+    func wait(timeout: Double) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !fired && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+    }
+}

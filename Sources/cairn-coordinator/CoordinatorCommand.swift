@@ -1,0 +1,132 @@
+import ArgumentParser
+import CairnCoordinator
+import Foundation
+import Logging
+
+@main
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cairn-coordinator",
+        abstract: "Runs the Cairn coordinator: the checkpoint store, the scheduler and the port workers and clients connect to.",
+        discussion: """
+            The coordinator owns the SQLite file: every step of every run is recorded there as a checkpoint,
+            and unfinished runs continue from their newest checkpoint when the coordinator restarts.
+
+            Examples:
+              cairn-coordinator --listen 127.0.0.1:7400 --db ./data/cairn.db
+              CAIRN_TOKEN=secret cairn-coordinator --listen 0.0.0.0:7400 --db /var/lib/cairn/cairn.db
+            """
+    )
+
+    @Option(help: "Address to listen on, HOST:PORT. Port 0 picks a free port (printed on start).")
+    var listen = "127.0.0.1:7400"
+
+    @Option(help: "The SQLite file (created if missing; an older file is upgraded in place).")
+    var db = "./data/cairn.db"
+
+    @Option(name: .customLong("token-file"), help: "A file holding the token every worker and client must present. CAIRN_TOKEN works too.")
+    var tokenFile: String?
+
+    @Option(name: .customLong("heartbeat-interval"), help: "How often workers heartbeat, e.g. 1s.")
+    var heartbeatInterval = "1s"
+
+    @Option(name: .customLong("heartbeat-timeout"), help: "Silence after which a worker is presumed lost and its tasks are handed out again.")
+    var heartbeatTimeout = "10s"
+
+    @Option(name: .customLong("max-frame-size"), help: "The largest protocol frame accepted, in bytes.")
+    var maxFrameSize = 16 * 1024 * 1024
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
+    var logLevel = "info"
+
+    @Option(help: "Redis URL for the hot tier. Not built yet in this version: the coordinator runs on SQLite alone.")
+    var redis: String?
+
+    @Option(help: "Address for /metrics and /healthz. Not built yet in this version.")
+    var metrics: String?
+
+    mutating func run() async throws {
+        if redis != nil {
+            throw ValidationError("--redis: the Redis hot tier is not built yet; run without --redis (SQLite alone, every step durable before the next)")
+        }
+        if metrics != nil {
+            throw ValidationError("--metrics: the metrics endpoint is not built yet; use `cairn stats` for counters")
+        }
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "cairn.coordinator")
+        var config = CoordinatorConfig()
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+            throw ValidationError("--listen must be HOST:PORT, like 127.0.0.1:7400")
+        }
+        config.host = String(listen[..<colon]).isEmpty ? "0.0.0.0" : String(listen[..<colon])
+        config.port = port
+        config.databasePath = db
+        config.token = try readToken(tokenFile)
+        guard let hbi = Durations.seconds(heartbeatInterval), let hbt = Durations.seconds(heartbeatTimeout) else {
+            throw ValidationError("heartbeat durations look like 500ms, 1s, 10s")
+        }
+        config.heartbeatInterval = hbi
+        config.heartbeatTimeout = hbt
+        config.maxFrameSize = maxFrameSize
+
+        let coordinator: Coordinator
+        do {
+            coordinator = try Coordinator(config: config, logger: logger)
+        } catch {
+            throw ValidationError("cannot open the store at \(db): \(error)")
+        }
+        try await coordinator.start()
+        if let p = coordinator.port {
+            // A machine-readable line for scripts that start us on port 0.
+            FileHandle.standardOutput.write(Data("cairn-coordinator listening on \(config.host):\(p)\n".utf8))
+        }
+        let signals = installSignalHandlers(logger: logger)
+        _ = signals
+        try await coordinator.run()
+    }
+}
+
+func readToken(_ file: String?) throws -> String? {
+    if let file {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw ValidationError("cannot read the token file \(file)")
+        }
+        let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !t.isEmpty else { throw ValidationError("the token file \(file) is empty") }
+        return t
+    }
+    if let t = ProcessInfo.processInfo.environment["CAIRN_TOKEN"], !t.isEmpty { return t }
+    return nil
+}
+
+enum Durations {
+    static func seconds(_ text: String) -> Double? {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            if let v = Double(text.dropLast(suffix.count)), v >= 0 { return v * factor }
+        }
+        return Double(text)
+    }
+}
+
+/// SIGTERM and SIGINT end the process. Every step is committed to SQLite (WAL) before the next one is
+/// planned, so stopping here loses nothing: a restart picks unfinished runs up from their checkpoints.
+func installSignalHandlers(logger: Logger) -> [any DispatchSourceSignal] {
+    var sources: [any DispatchSourceSignal] = []
+    for sig in [SIGTERM, SIGINT] {
+        signal(sig, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: .main)
+        s.setEventHandler {
+            logger.notice("stopping on signal", metadata: ["signal": "\(sig)"])
+            Foundation.exit(0)
+        }
+        s.resume()
+        sources.append(s)
+    }
+    return sources
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import CairnWorker
+import Foundation
+import Logging
+
+@main
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cairn-worker",
+        abstract: "Runs Cairn node tasks for a coordinator: exec programs and the built-in kinds.",
+        discussion: """
+            A worker is stateless: it connects, announces its slots, runs what it is given, heartbeats, and returns
+            results. Kill it at any moment and its tasks are handed to another worker. Start as many as you like.
+
+            SIGTERM drains it: no new tasks, running ones finish (up to --drain-grace), then it exits.
+
+            Examples:
+              cairn-worker --coordinator 127.0.0.1:7400 --slots 4
+              CAIRN_TOKEN=secret cairn-worker --coordinator coordinator:7400 --name gpu-1
+            """
+    )
+
+    @Option(help: "The coordinator's HOST:PORT. CAIRN_COORDINATOR works too.")
+    var coordinator: String?
+
+    @Option(help: "How many tasks this worker runs at once.")
+    var slots = 4
+
+    @Option(help: "A name shown in `cairn workers` (default: host name and process id).")
+    var name: String?
+
+    @Option(name: .customLong("token-file"), help: "A file holding the coordinator's token. CAIRN_TOKEN works too.")
+    var tokenFile: String?
+
+    @Option(name: .customLong("cache-dir"), help: "Where graph bundles are cached (default: ~/.cache/cairn/bundles).")
+    var cacheDir: String?
+
+    @Option(name: .customLong("drain-grace"), help: "Seconds a draining worker lets running tasks finish.")
+    var drainGrace: Double = 30
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
+    var logLevel = "info"
+
+    mutating func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "cairn.worker")
+        var config = WorkerConfig()
+        let address = coordinator ?? ProcessInfo.processInfo.environment["CAIRN_COORDINATOR"] ?? "127.0.0.1:7400"
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+            throw ValidationError("--coordinator must be HOST:PORT, like 127.0.0.1:7400")
+        }
+        guard slots >= 1 && slots <= 1024 else { throw ValidationError("--slots must be from 1 to 1024") }
+        config.host = String(address[..<colon])
+        config.port = port
+        config.slots = slots
+        config.name = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        config.token = try readToken(tokenFile)
+        if let cacheDir { config.cacheDirectory = cacheDir }
+        config.drainGrace = drainGrace
+        let worker = Worker(config: config, logger: logger)
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .main)
+            var count = 0
+            s.setEventHandler {
+                count += 1
+                if count > 1 { logger.warning("second signal: exiting now"); Foundation.exit(1) }
+                logger.notice("signal received: draining")
+                worker.stop()
+            }
+            s.resume()
+            sources.append(s)
+        }
+        do {
+            try await worker.run()
+        } catch let e as WorkerFatalError {
+            throw ValidationError(e.message)
+        }
+        _ = sources
+    }
+}
+
+func readToken(_ file: String?) throws -> String? {
+    if let file {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw ValidationError("cannot read the token file \(file)")
+        }
+        let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !t.isEmpty else { throw ValidationError("the token file \(file) is empty") }
+        return t
+    }
+    if let t = ProcessInfo.processInfo.environment["CAIRN_TOKEN"], !t.isEmpty { return t }
+    return nil
+}

@@ -1,0 +1,145 @@
+import CairnClient
+import CairnCore
+import CairnProtocol
+import Foundation
+
+/// Terminal output: tables that line up, colors only on a terminal, times people read.
+enum Output {
+    static let isTTY = isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+        && ProcessInfo.processInfo.environment["TERM"] != "dumb"
+
+    static func color(_ text: String, _ code: String) -> String { isTTY ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
+    static func bold(_ t: String) -> String { color(t, "1") }
+    static func dim(_ t: String) -> String { color(t, "2") }
+
+    static func status(_ s: String) -> String {
+        switch s {
+        case "completed": return color(s, "32")
+        case "failed": return color(s, "31")
+        case "running", "queued": return color(s, "36")
+        case "paused": return color(s, "33")
+        case "cancelled": return color(s, "35")
+        default: return s
+        }
+    }
+
+    /// Prints rows under a header, each column as wide as its widest cell (ANSI codes not counted).
+    static func table(_ header: [String], _ rows: [[String]]) {
+        var widths = header.map(visibleWidth)
+        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], visibleWidth(c)) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in
+                i == cells.count - 1 ? c : c + String(repeating: " ", count: widths[i] - visibleWidth(c))
+            }.joined(separator: "  ")
+        }
+        print(bold(line(header)))
+        for r in rows { print(line(r)) }
+    }
+
+    static func visibleWidth(_ s: String) -> Int {
+        var n = 0, inEscape = false
+        for ch in s.unicodeScalars {
+            if inEscape { if ch == "m" { inEscape = false }; continue }
+            if ch == "\u{1B}" { inEscape = true; continue }
+            n += 1
+        }
+        return n
+    }
+
+    static func time(_ t: Double) -> String {
+        guard t > 0 else { return "-" }
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        return f.string(from: Date(timeIntervalSince1970: t))
+    }
+
+    static func ago(_ t: Double) -> String {
+        guard t > 0 else { return "-" }
+        let d = max(0, Date().timeIntervalSince1970 - t)
+        if d < 1 { return "now" }
+        if d < 60 { return "\(Int(d))s ago" }
+        if d < 3600 { return "\(Int(d / 60))m ago" }
+        if d < 86400 { return "\(Int(d / 3600))h ago" }
+        return "\(Int(d / 86400))d ago"
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        if seconds < 1 { return "\(Int((seconds * 1000).rounded()))ms" }
+        if seconds < 60 { return String(format: "%.1fs", seconds) }
+        return Durations.format(millis: Int64(seconds * 1000))
+    }
+
+    static func bar(_ done: Int, _ total: Int, width: Int = 24) -> String {
+        guard total > 0 else { return "[" + String(repeating: "·", count: width) + "]" }
+        let filled = min(width, done * width / total)
+        return "[" + String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled) + "]"
+    }
+
+    static func printJSON(_ v: JSONValue) {
+        print((try? v.jsonString(pretty: true)) ?? v.compactString)
+    }
+
+    static func json(_ d: Data) -> JSONValue {
+        d.isEmpty ? .null : ((try? JSONValue.parse([UInt8](d))) ?? .string(String(decoding: d, as: UTF8.self)))
+    }
+
+    // MARK: JSON forms of protocol messages
+
+    static func json(_ r: Cairn_V1_RunInfo) -> JSONValue {
+        var o: [String: JSONValue] = [
+            "run_id": .string(r.runID), "graph": .string(r.graphName), "graph_version": .int(Int64(r.graphVersion)),
+            "status": .string(r.status), "step": .int(Int64(r.step)), "cost": .double(r.cost),
+            "api_calls": .int(Int64(r.apiCalls)), "created_at": .double(r.createdAt), "updated_at": .double(r.updatedAt),
+            "durability": .string(r.durability), "checkpoint_id": .string(r.checkpointID),
+            "next": .array(r.nextNodes.map { .string($0) }),
+        ]
+        o["error"] = r.error.isEmpty ? .null : .string(r.error)
+        o["finished_at"] = r.finishedAt > 0 ? .double(r.finishedAt) : .null
+        o["output"] = json(r.outputJson)
+        if !r.interruptJson.isEmpty { o["interrupt"] = json(r.interruptJson) }
+        if r.tasksTotal > 0 { o["step_tasks"] = .object(["done": .int(Int64(r.tasksDone)), "total": .int(Int64(r.tasksTotal))]) }
+        return .object(o)
+    }
+
+    static func json(_ e: Cairn_V1_RunEvent) -> JSONValue {
+        var o: [String: JSONValue] = ["run_id": .string(e.runID), "kind": .string(e.kind), "step": .int(Int64(e.step)), "final": .bool(e.final)]
+        if !e.node.isEmpty { o["node"] = .string(e.node) }
+        if !e.taskID.isEmpty { o["task_id"] = .string(e.taskID) }
+        if !e.worker.isEmpty { o["worker"] = .string(e.worker) }
+        if !e.message.isEmpty { o["message"] = .string(e.message) }
+        if e.attempt > 0 { o["attempt"] = .int(Int64(e.attempt)) }
+        if e.hasRun { o["run"] = json(e.run) }
+        return .object(o)
+    }
+
+    static func json(_ h: Cairn_V1_History) -> JSONValue {
+        .object(["run_id": .string(h.runID), "checkpoints": .array(h.checkpoints.map { c in
+            .object([
+                "checkpoint_id": .string(c.checkpointID), "parent_id": c.parentID.isEmpty ? .null : .string(c.parentID),
+                "step": .int(Int64(c.step)), "source": .string(c.source), "created_at": .double(c.createdAt),
+                "next": .array(c.nextNodes.map { .string($0) }), "updated": .array(c.updatedChannels.map { .string($0) }),
+                "tasks": .array(c.tasks.map { t in
+                    .object(["task_id": .string(t.taskID), "node": .string(t.node), "attempt": .int(Int64(t.attempt)),
+                             "worker": .string(t.worker), "status": .string(t.status), "duration_ms": .int(Int64(t.durationMs)),
+                             "error": t.error.isEmpty ? .null : .string(t.error), "cost": .double(t.cost)])
+                }),
+            ])
+        })])
+    }
+
+    static func json(_ w: Cairn_V1_WorkerStatus) -> JSONValue {
+        .object(["worker_id": .string(w.workerID), "name": .string(w.name), "slots": .int(Int64(w.slots)),
+                 "running": .int(Int64(w.running)), "state": .string(w.state), "kinds": .array(w.kinds.map { .string($0) }),
+                 "connected_at": .double(w.connectedAt), "last_heartbeat": .double(w.lastHeartbeat),
+                 "tasks_done": .int(Int64(w.tasksDone)), "address": .string(w.address)])
+    }
+
+    static func json(_ s: Cairn_V1_Stats) -> JSONValue {
+        .object(["runs_by_status": .object(s.runsByStatus.mapValues { .int(Int64($0)) }),
+                 "tasks_dispatched": .int(Int64(s.tasksDispatched)), "tasks_completed": .int(Int64(s.tasksCompleted)),
+                 "tasks_failed": .int(Int64(s.tasksFailed)), "tasks_retried": .int(Int64(s.tasksRetried)),
+                 "queue_depth": .int(Int64(s.queueDepth)), "workers": .int(Int64(s.workers)),
+                 "stale_results": .int(Int64(s.staleResults)), "store_transactions": .int(Int64(s.storeBatches)),
+                 "store_rows": .int(Int64(s.storeRows)), "uptime_seconds": .double(s.uptimeSeconds)])
+    }
+}
