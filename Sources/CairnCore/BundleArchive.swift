@@ -14,6 +14,7 @@ public struct BundleArchive: Sendable {
         public var path: String
         public var mode: UInt32
         public var data: [UInt8]
+        public init(path: String, mode: UInt32, data: [UInt8]) { self.path = path; self.mode = mode; self.data = data }
     }
 
     public enum Failure: Error, CustomStringConvertible {

@@ -287,7 +287,8 @@ struct Validator {
 
     func unknownNode(_ name: String, _ graph: Graph) -> String {
         if name == Graph.start { return "START can only be an edge's 'from'" }
-        let close = graph.nodes.keys.filter { editDistance($0, name) <= 2 }.sorted()
+        let close = graph.nodes.keys.map { ($0, editDistance($0, name)) }.filter { $0.1 <= 2 }
+            .sorted { ($0.1, $0.0) < ($1.1, $1.0) }.map(\.0)
         return "unknown node '\(name)'" + (close.isEmpty ? "" : " (did you mean '\(close[0])'?)")
     }
 

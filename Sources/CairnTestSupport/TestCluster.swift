@@ -1,0 +1,253 @@
+import Foundation
+
+/// A real Cairn cluster for integration tests: a `cairn-coordinator` process on a free loopback
+/// port with its own SQLite file, N `cairn-worker` processes, and the `cairn` CLI to talk to it.
+public final class TestCluster: @unchecked Sendable {
+    public let directory: String
+    public let port: Int
+    public let token: String?
+    public private(set) var coordinator: Process
+    public private(set) var workers: [Process] = []
+    private let lock = NSLock()
+
+    /// Where the built executables are: CAIRN_BIN_DIR, else this package's `.build/debug`.
+    public static var binDirectory: String {
+        if let d = ProcessInfo.processInfo.environment["CAIRN_BIN_DIR"] { return d }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug").path
+    }
+
+    public var address: String { "127.0.0.1:\(port)" }
+    public var databasePath: String { directory + "/cairn.db" }
+
+    /// Starts a coordinator (port 0, so tests never collide) and `workers` workers.
+    public static func start(workers: Int = 3, slots: Int = 4, token: String? = nil,
+                             coordinatorArgs: [String] = [], directory: String? = nil) async throws -> TestCluster {
+        let dir = directory ?? NSTemporaryDirectory() + "cairn-test-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (process, port) = try await startCoordinator(directory: dir, port: 0, token: token, args: coordinatorArgs)
+        let cluster = TestCluster(directory: dir, port: port, token: token, coordinator: process)
+        for i in 0..<workers { cluster.startWorker(name: "w\(i + 1)", slots: slots) }
+        try await cluster.waitForWorkers(workers)
+        return cluster
+    }
+
+    init(directory: String, port: Int, token: String?, coordinator: Process) {
+        self.directory = directory
+        self.port = port
+        self.token = token
+        self.coordinator = coordinator
+    }
+
+    static func startCoordinator(directory: String, port: Int, token: String?, args: [String]) async throws -> (Process, Int) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binDirectory + "/cairn-coordinator")
+        p.arguments = ["--listen", "127.0.0.1:\(port)", "--db", directory + "/cairn.db", "--log-level", "info"] + args
+        var env = ProcessInfo.processInfo.environment
+        env["CAIRN_TOKEN"] = token
+        if token == nil { env.removeValue(forKey: "CAIRN_TOKEN") }
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle(forWritingAtPath: logFile(directory, "coordinator.log"))
+        try p.run()
+        let line = try await readLine(out.fileHandleForReading, timeout: 20)
+        guard let range = line.range(of: "listening on "), let bound = Int(line[range.upperBound...].split(separator: ":").last ?? "") else {
+            p.terminate()
+            throw ClusterError("coordinator did not start: \(line)")
+        }
+        return (p, bound)
+    }
+
+    static func logFile(_ dir: String, _ name: String) -> String {
+        let path = dir + "/" + name
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        let h = FileHandle(forWritingAtPath: path)
+        h?.seekToEndOfFile()
+        try? h?.close()
+        return path
+    }
+
+    static func readLine(_ handle: FileHandle, timeout: Double) async throws -> String {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<String, any Error>) in
+            let once = Once()
+            DispatchQueue.global().async {
+                var buffer = Data()
+                while true {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { break }
+                    buffer.append(chunk)
+                    if let nl = buffer.firstIndex(of: 0x0A) {
+                        buffer = buffer[..<nl]
+                        break
+                    }
+                }
+                once.run { c.resume(returning: String(decoding: buffer, as: UTF8.self)) }
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
+                once.run { c.resume(throwing: ClusterError("timed out waiting for the coordinator to start")) }
+            }
+        }
+    }
+
+    /// Starts one more worker process.
+    @discardableResult
+    public func startWorker(name: String, slots: Int = 4, token: String? = nil, extraArgs: [String] = []) -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binDirectory + "/cairn-worker")
+        p.arguments = ["--coordinator", address, "--name", name, "--slots", String(slots),
+                       "--cache-dir", directory + "/bundles-" + name, "--log-level", "info"] + extraArgs
+        var env = ProcessInfo.processInfo.environment
+        env["CAIRN_TOKEN"] = token ?? self.token
+        if env["CAIRN_TOKEN"] == nil { env.removeValue(forKey: "CAIRN_TOKEN") }
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle(forWritingAtPath: Self.logFile(directory, "worker-\(name).log"))
+        try? p.run()
+        lock.withLock { workers.append(p) }
+        return p
+    }
+
+    /// Waits until `count` workers are connected.
+    public func waitForWorkers(_ count: Int, timeout: Double = 20) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let r = try await cairn(["workers", "--json"])
+            if r.status == 0, let data = r.stdout.data(using: .utf8),
+               let list = try? JSONSerialization.jsonObject(with: data) as? [Any], list.count >= count {
+                return
+            }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        throw ClusterError("fewer than \(count) workers connected after \(timeout)s")
+    }
+
+    public struct CommandResult: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+
+        /// stdout parsed as JSON.
+        public var json: Any? { try? JSONSerialization.jsonObject(with: Data(stdout.utf8), options: [.fragmentsAllowed]) }
+        public var object: [String: Any] { json as? [String: Any] ?? [:] }
+    }
+
+    /// Runs the `cairn` CLI against this cluster.
+    public func cairn(_ args: [String], token: String? = nil, timeout: Double = 120) async throws -> CommandResult {
+        var env = ProcessInfo.processInfo.environment
+        env["CAIRN_COORDINATOR"] = address
+        env["NO_COLOR"] = "1"
+        env["CAIRN_TOKEN"] = token ?? self.token
+        if env["CAIRN_TOKEN"] == nil { env.removeValue(forKey: "CAIRN_TOKEN") }
+        return try await Self.run(Self.binDirectory + "/cairn", args, environment: env, timeout: timeout)
+    }
+
+    /// Runs a program to completion, collecting its output.
+    public static func run(_ path: String, _ args: [String], environment: [String: String]? = nil,
+                           timeout: Double = 120) async throws -> CommandResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        if let environment { p.environment = environment }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        return try await withCheckedThrowingContinuation { c in
+            DispatchQueue.global().async {
+                let group = DispatchGroup()
+                let o = DataBox(), e = DataBox()
+                group.enter()
+                DispatchQueue.global().async { o.set(out.fileHandleForReading.readDataToEndOfFile()); group.leave() }
+                group.enter()
+                DispatchQueue.global().async { e.set(err.fileHandleForReading.readDataToEndOfFile()); group.leave() }
+                if group.wait(timeout: .now() + timeout) == .timedOut {
+                    p.terminate()
+                    c.resume(throwing: ClusterError("\(path) \(args.joined(separator: " ")) did not finish in \(timeout)s"))
+                    return
+                }
+                p.waitUntilExit()
+                c.resume(returning: CommandResult(status: p.terminationStatus, stdout: String(decoding: o.get(), as: UTF8.self),
+                                                  stderr: String(decoding: e.get(), as: UTF8.self)))
+            }
+        }
+    }
+
+    /// Submits a graph file and returns the run id.
+    public func submit(_ graph: String, input: String? = nil, runID: String? = nil) async throws -> String {
+        var args = ["submit", graph, "--json"]
+        if let input { args += ["--input", input] }
+        if let runID { args += ["--run-id", runID] }
+        let r = try await cairn(args)
+        guard r.status == 0, let id = r.object["run_id"] as? String else {
+            throw ClusterError("submit failed (\(r.status)): \(r.stderr) \(r.stdout)")
+        }
+        return id
+    }
+
+    /// Waits until a run is no longer running and returns its status object (`cairn status --json`).
+    public func waitForRun(_ runID: String, timeout: Double = 60) async throws -> [String: Any] {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let r = try await cairn(["status", runID, "--json"])
+            let s = r.object
+            if let status = s["status"] as? String, status != "running" && status != "queued" { return s }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        throw ClusterError("run \(runID) still running after \(timeout)s")
+    }
+
+    /// Stops the coordinator with a signal (SIGKILL for a crash) and starts it again on the same
+    /// port and file.
+    public func restartCoordinator(signal: Int32 = SIGKILL, args: [String] = []) async throws {
+        kill(coordinator.processIdentifier, signal)
+        coordinator.waitUntilExit()
+        var lastError: (any Error)?
+        for _ in 0..<50 {
+            do {
+                let (p, _) = try await Self.startCoordinator(directory: directory, port: port, token: token, args: args)
+                coordinator = p
+                return
+            } catch {
+                lastError = error
+                try await Task.sleep(nanoseconds: 200_000_000)
+            }
+        }
+        throw lastError ?? ClusterError("coordinator did not restart")
+    }
+
+    /// Text of a log file in the cluster's folder.
+    public func log(_ name: String) -> String {
+        (try? String(contentsOfFile: directory + "/" + name, encoding: .utf8)) ?? ""
+    }
+
+    /// Kills every process; keeps the folder (logs, SQLite) unless `removeFiles`.
+    public func stop(removeFiles: Bool = true) {
+        let all = lock.withLock { workers } + [coordinator]
+        for p in all where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        for p in all { p.waitUntilExit() }
+        if removeFiles { try? FileManager.default.removeItem(atPath: directory) }
+    }
+}
+
+public struct ClusterError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+private final class Once: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+    func run(_ body: () -> Void) {
+        let first: Bool = lock.withLock { if done { return false }; done = true; return true }
+        if first { body() }
+    }
+}
+
+private final class DataBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func set(_ d: Data) { lock.withLock { data = d } }
+    func get() -> Data { lock.withLock { data } }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import CairnCore
+import CairnGraph
+import Testing
+
+@Suite struct GraphParserTests {
+    static let video = """
+        name: video-production
+        version: 2
+        state:
+          messages:   { reducer: append }
+          total_cost: { reducer: sum, default: 0 }
+          assets:     { reducer: merge }
+          scenes:     {}
+          status:     {}
+        nodes:
+          initialize: { run: exec, command: ["./nodes/initialize.sh"], timeout: 30s }
+          screenplay:
+            run: exec
+            command: ["python3", "./nodes/screenplay.py"]
+            retry: { max_attempts: 3, initial_interval: 1s, backoff: 2.0, max_interval: 30s }
+          shots:      { run: map, over: scenes, to: render_shot }
+          render_shot: { run: exec, command: ["./nodes/render.sh"] }
+          finalize:   { run: echo, writes: { status: done } }
+        edges:
+          - { from: START, to: initialize }
+          - { from: initialize, to: screenplay }
+          - from: screenplay
+            route: { on: status, cases: { ok: shots, error: finalize }, default: finalize }
+          - { from: [render_shot], to: finalize }
+          - { from: finalize, to: END }
+        interrupt_before: [finalize]
+        limits: { max_steps: 200 }
+        """
+
+    @Test func parsesTheDesignExample() throws {
+        let g = try GraphParser.parse(file: "video.yaml", text: Self.video)
+        #expect(g.name == "video-production")
+        #expect(g.version == 2)
+        #expect(g.channels["messages"]?.reducer == .append)
+        #expect(g.channels["total_cost"]?.defaultValue == .int(0))
+        #expect(g.nodes["initialize"]?.timeoutMS == 30_000)
+        #expect(g.nodes["screenplay"]?.retry.maxAttempts == 3)
+        #expect(g.nodes["screenplay"]?.retry.maxIntervalMS == 30_000)
+        #expect(g.interruptBefore == ["finalize"])
+        #expect(g.limits.maxSteps == 200)
+        #expect(g.edges.contains(.join(from: ["render_shot"], to: "finalize")))
+        #expect(g.edges.contains(.route(from: "screenplay", on: "status", cases: ["ok": "shots", "error": "finalize"], defaultTarget: "finalize")))
+    }
+
+    @Test func jsonGraphsParseToo() throws {
+        let text = #"{"name": "j", "state": {"n": {"reducer": "sum"}}, "nodes": {"a": {"run": "echo", "writes": {"n": 1}}},"#
+            + #" "edges": [{"from": "START", "to": "a"}, {"from": "a", "to": "END"}]}"#
+        let g = try GraphParser.parse(file: "j.json", text: text)
+        #expect(g.nodes["a"]?.config["writes"]?["n"] == .int(1))
+    }
+
+    func problems(_ text: String) -> String {
+        do {
+            _ = try GraphParser.parse(file: "bad.yaml", text: text)
+            return "accepted"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    static let base = """
+        name: t
+        state:
+          status: {}
+        nodes:
+          a: { run: echo }
+          b: { run: echo }
+        edges:
+          - { from: START, to: a }
+          - { from: a, to: b }
+          - { from: b, to: END }
+
+        """
+
+    @Test func unknownNodeInAnEdgeIsNamed() {
+        let text = Self.base.replacingOccurrences(of: "{ from: a, to: b }", with: "{ from: a, to: bb }")
+        let e = problems(text)
+        #expect(e.contains("bad.yaml"))
+        #expect(e.contains("edges[1].to"))
+        #expect(e.contains("unknown node 'bb'"))
+        #expect(e.contains("did you mean 'b'"))
+    }
+
+    @Test func badReducerIsNamed() {
+        let e = problems(Self.base.replacingOccurrences(of: "status: {}", with: "status: { reducer: concat }"))
+        #expect(e.contains("state.status.reducer"))
+        #expect(e.contains("unknown reducer 'concat'"))
+    }
+
+    @Test func badDurationIsNamed() {
+        let e = problems(Self.base.replacingOccurrences(of: "a: { run: echo }", with: "a: { run: echo, timeout: 3 weeks }"))
+        #expect(e.contains("nodes.a.timeout"))
+        #expect(e.contains("not a duration"))
+    }
+
+    @Test func routeCaseToNowhereIsNamed() {
+        let text = Self.base.replacingOccurrences(of: "  - { from: a, to: b }", with: "  - from: a\n    route: { on: status, cases: { ok: b, bad: nowhere } }")
+        let e = problems(text)
+        #expect(e.contains("edges[1].route.cases.bad"))
+        #expect(e.contains("routes to nowhere"))
+    }
+
+    @Test func unreachableEndIsReported() {
+        let text = Self.base.replacingOccurrences(of: "  - { from: b, to: END }", with: "  - { from: b, to: a }")
+        let e = problems(text)
+        #expect(e.contains("unreachable END"))
+    }
+
+    @Test func unreachableNodeAndUnknownKindAndKeys() {
+        var text = Self.base.replacingOccurrences(of: "b: { run: echo }", with: "b: { run: echo }\n  c: { run: teleport, colour: red }")
+        text = text.replacingOccurrences(of: "name: t", with: "name: t\nnods: {}")
+        let e = problems(text)
+        #expect(e.contains("unknown node kind 'teleport'"))
+        #expect(e.contains("nods: unknown key"))
+        #expect(e.contains("problems"))
+    }
+
+    @Test func echoWritingAnUndeclaredChannelIsRefused() {
+        let e = problems(Self.base.replacingOccurrences(of: "a: { run: echo }", with: "a: { run: echo, writes: { nope: 1 } }"))
+        #expect(e.contains("nodes.a.writes.nope"))
+    }
+
+    @Test func malformedYAMLIsAClearError() {
+        let e = problems("name: [unclosed\nnodes: {")
+        #expect(e.contains("bad.yaml"))
+        #expect(e.contains("not valid YAML or JSON"))
+    }
+
+    @Test func rendersDotAndMermaid() throws {
+        let g = try GraphParser.parse(file: "video.yaml", text: Self.video)
+        let dot = GraphRenderer.render(g, format: .dot)
+        #expect(dot.hasPrefix("digraph \"video-production\""))
+        #expect(dot.contains("\"screenplay\" -> \"shots\" [label=\"status=ok\", style=dashed];"))
+        #expect(dot.contains("\"shots\" -> \"render_shot\""))
+        let mermaid = GraphRenderer.render(g, format: .mermaid)
+        #expect(mermaid.hasPrefix("flowchart TD"))
+        #expect(mermaid.contains("START --> n_initialize"))
+        #expect(mermaid.contains("n_finalize --> END"))
+    }
+}
