@@ -150,7 +150,8 @@ let package = Package(
             name: "CairnIntegrationTests",
             dependencies: ["CairnClient", "CairnTestSupport", "CairnProtocol", "CairnGraph",
                            .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOPosix", package: "swift-nio")],
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: swiftSettings
         ),
     ]

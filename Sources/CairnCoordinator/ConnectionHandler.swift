@@ -223,6 +223,15 @@ struct ConnectionHandler: Sendable {
         let byStep = Dictionary(grouping: execs, by: \.step)
         var h = Cairn_V1_History()
         h.runID = runID
+        // Attempts of a step that has no checkpoint yet (running, or the step the run failed in).
+        if let newest = cps.first, let pending = byStep[newest.step + 1], !pending.isEmpty {
+            var c = Cairn_V1_CheckpointInfo()
+            c.step = UInt32(newest.step + 1)
+            c.parentID = newest.checkpointID
+            c.source = "pending"
+            c.tasks = pending.map(Self.execution)
+            h.checkpoints.append(c)
+        }
         for cp in cps {
             var c = Cairn_V1_CheckpointInfo()
             c.checkpointID = cp.checkpointID
@@ -232,21 +241,23 @@ struct ConnectionHandler: Sendable {
             c.createdAt = cp.createdAt
             c.nextNodes = (cp.nextTasks.arrayValue ?? []).compactMap { $0["node"]?.stringValue }
             c.updatedChannels = (cp.metadata["updated"]?.arrayValue ?? []).compactMap(\.stringValue)
-            for e in byStep[cp.step] ?? [] {
-                var t = Cairn_V1_TaskExecution()
-                t.taskID = e.taskID
-                t.node = e.node
-                t.attempt = UInt32(e.attempt)
-                t.worker = e.worker
-                t.status = e.status
-                t.durationMs = UInt64(max(0, e.durationMS))
-                t.error = e.error ?? ""
-                t.cost = e.cost
-                c.tasks.append(t)
-            }
+            c.tasks = (byStep[cp.step] ?? []).map(Self.execution)
             h.checkpoints.append(c)
         }
         return h
+    }
+
+    static func execution(_ e: TaskExecutionRecord) -> Cairn_V1_TaskExecution {
+        var t = Cairn_V1_TaskExecution()
+        t.taskID = e.taskID
+        t.node = e.node
+        t.attempt = UInt32(e.attempt)
+        t.worker = e.worker
+        t.status = e.status
+        t.durationMs = UInt64(max(0, e.durationMS))
+        t.error = e.error ?? ""
+        t.cost = e.cost
+        return t
     }
 
     func stateAt(_ runID: String, _ checkpointID: String) async throws -> Cairn_V1_StateReply {
@@ -254,7 +265,8 @@ struct ConnectionHandler: Sendable {
         guard let cp = try await store.checkpoint(runID: runID, namespace: "", checkpointID: checkpointID.isEmpty ? nil : checkpointID) else {
             throw EngineError(.errorNotFound, "run \(runID) has no checkpoint \(checkpointID)")
         }
-        let state = try await store.state(at: cp)
+        var state = try await engine.initialState(runID: runID)
+        for (k, v) in try await store.state(at: cp) { state[k] = v }
         var s = Cairn_V1_StateReply()
         s.runID = runID
         s.checkpointID = cp.checkpointID

@@ -139,7 +139,7 @@ extension Engine {
 
     func load(_ rec: RunRecord) async throws {
         guard let g = try await store.graph(rec.graphHash) else { throw EngineError(.errorNotFound, "graph \(rec.graphHash) missing") }
-        let graph = try GraphParser.parse(file: g.fileName, text: g.source, customKinds: customKinds)
+        let graph = try GraphParser.parse(file: g.fileName, text: g.source, customKinds: ["*"])
         guard let cp = try await store.checkpoint(runID: rec.runID, namespace: "", checkpointID: nil) else {
             throw EngineError(.errorNotFound, "no checkpoint")
         }
@@ -187,6 +187,15 @@ extension Engine {
     }
 
     // MARK: - queries
+
+    /// The channels' values before any write (defaults), for reading state at a checkpoint.
+    func initialState(runID: String) async throws -> [String: JSONValue] {
+        if let run = runs[runID] { return run.graph.initialState }
+        guard let rec = try await store.run(runID), let g = try await store.graph(rec.graphHash),
+              let graph = try? GraphParser.parse(file: g.fileName, text: g.source, customKinds: customKinds.union(["*"]))
+        else { return [:] }
+        return graph.initialState
+    }
 
     func runInfo(_ run: ActiveRun) -> Cairn_V1_RunInfo {
         var info = Self.info(run.record)

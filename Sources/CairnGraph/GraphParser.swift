@@ -198,7 +198,7 @@ struct Validator {
                     issue("\(path).\(k)", "unknown key for a '\(kind)' node (it takes: \((allowed.union(GraphParser.commonNodeKeys)).sorted().joined(separator: ", ")))")
                 }
                 checkKindConfig(kind: kind, o, path: path, graph: graph)
-            } else if !customKinds.contains(kind) && !kind.contains(".") {
+            } else if !customKinds.contains(kind) && !customKinds.contains("*") && !kind.contains(".") {
                 issue("\(path).run", "unknown node kind '\(kind)' (built in: \(GraphParser.builtinKinds.keys.sorted().joined(separator: ", ")); a Swift handler's kind must be registered by a worker)")
             }
             node.timeoutMS = duration(o["timeout"], "\(path).timeout")

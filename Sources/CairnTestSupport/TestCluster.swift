@@ -8,7 +8,10 @@ public final class TestCluster: @unchecked Sendable {
     public let token: String?
     public private(set) var coordinator: Process
     public private(set) var workers: [Process] = []
+    private var workersByName: [String: Process] = [:]
     private let lock = NSLock()
+    /// Extra environment for worker processes (e.g. CAIRN_DEMO_DELAY for the example's programs).
+    public var workerEnvironment: [String: String] = [:]
 
     /// Where the built executables are: CAIRN_BIN_DIR, else this package's `.build/debug`.
     public static var binDirectory: String {
@@ -22,11 +25,13 @@ public final class TestCluster: @unchecked Sendable {
 
     /// Starts a coordinator (port 0, so tests never collide) and `workers` workers.
     public static func start(workers: Int = 3, slots: Int = 4, token: String? = nil,
-                             coordinatorArgs: [String] = [], directory: String? = nil) async throws -> TestCluster {
+                             coordinatorArgs: [String] = [], directory: String? = nil,
+                             workerEnvironment: [String: String] = [:]) async throws -> TestCluster {
         let dir = directory ?? NSTemporaryDirectory() + "cairn-test-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let (process, port) = try await startCoordinator(directory: dir, port: 0, token: token, args: coordinatorArgs)
         let cluster = TestCluster(directory: dir, port: port, token: token, coordinator: process)
+        cluster.workerEnvironment = workerEnvironment
         for i in 0..<workers { cluster.startWorker(name: "w\(i + 1)", slots: slots) }
         try await cluster.waitForWorkers(workers)
         return cluster
@@ -98,15 +103,19 @@ public final class TestCluster: @unchecked Sendable {
         p.arguments = ["--coordinator", address, "--name", name, "--slots", String(slots),
                        "--cache-dir", directory + "/bundles-" + name, "--log-level", "info"] + extraArgs
         var env = ProcessInfo.processInfo.environment
+        for (k, v) in workerEnvironment { env[k] = v }
         env["CAIRN_TOKEN"] = token ?? self.token
         if env["CAIRN_TOKEN"] == nil { env.removeValue(forKey: "CAIRN_TOKEN") }
         p.environment = env
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle(forWritingAtPath: Self.logFile(directory, "worker-\(name).log"))
         try? p.run()
-        lock.withLock { workers.append(p) }
+        lock.withLock { workers.append(p); workersByName[name] = p }
         return p
     }
+
+    /// The worker process started under `name`.
+    public func worker(named name: String) -> Process? { lock.withLock { workersByName[name] } }
 
     /// Waits until `count` workers are connected.
     public func waitForWorkers(_ count: Int, timeout: Double = 20) async throws {

@@ -336,7 +336,7 @@ struct History: AsyncParsableCommand {
             var next: [String: Int] = [:]
             for n in c.nextNodes { next[n, default: 0] += 1 }
             let nextText = next.sorted { $0.key < $1.key }.map { $0.value > 1 ? "\($0.key)×\($0.value)" : $0.key }.joined(separator: " ")
-            return ["\(c.step)", c.checkpointID, c.source, tasks.isEmpty ? "-" : tasks,
+            return ["\(c.step)", c.checkpointID.isEmpty ? Output.dim("(not recorded)") : c.checkpointID, c.source, tasks.isEmpty ? "-" : tasks,
                     c.updatedChannels.isEmpty ? "-" : c.updatedChannels.joined(separator: ","),
                     nextText.isEmpty ? "-" : nextText, Output.time(c.createdAt)]
         })

@@ -1,0 +1,259 @@
+import CairnProtocol
+import CairnTestSupport
+import Foundation
+import NIOCore
+import SwiftProtobuf
+import Testing
+
+/// Real coordinator and worker processes on loopback, a real SQLite file, driven through the CLI.
+@Suite(.serialized) struct EndToEndTests {
+    @Test func theExamplePipelineCompletesOnThreeWorkers() async throws {
+        let cluster = try await TestCluster.start(workers: 3, workerEnvironment: ["CAIRN_DEMO_DELAY": "0.05"])
+        defer { cluster.stop() }
+        let graph = repositoryRoot + "/scripts/examples/video/video.yaml"
+        let r = try await cluster.cairn(["submit", graph, "--input", #"{"topic": "tides"}"#, "--wait"])
+        #expect(r.status == 0, "submit --wait: \(r.stdout) \(r.stderr)")
+        #expect(r.stdout.contains("completed after 6 steps"))
+        let runs = try await cluster.cairn(["list", "--json"])
+        let run = try #require((runs.json as? [[String: Any]])?.first)
+        let runID = try #require(run["run_id"] as? String)
+        #expect(run["status"] as? String == "completed")
+        #expect(run[path: "output.status"] as? String == "done")
+        #expect((run[path: "output.assets"] as? [String: Any])?.count == 5)
+        #expect((run[path: "output.shots"] as? [Any])?.count == 4)
+        #expect(run[path: "output.video.assets"] as? Int == 5)
+        #expect(abs((run["cost"] as? Double ?? 0) - 0.75) < 0.0001)
+        let history = try await cluster.cairn(["history", runID, "--json"]).object
+        let checkpoints = try #require(history["checkpoints"] as? [[String: Any]])
+        #expect(checkpoints.map { $0["step"] as? Int } == [6, 5, 4, 3, 2, 1, 0])
+        #expect(checkpoints.last?["source"] as? String == "input")
+        let renders = checkpoints.first { $0["step"] as? Int == 4 }?["tasks"] as? [[String: Any]] ?? []
+        #expect(renders.count == 5)
+        #expect(renders.allSatisfy { $0["node"] as? String == "render_asset" && $0["status"] as? String == "completed" })
+        // The state at an earlier checkpoint is still there: after step 2 the screenplay exists, no assets yet.
+        let step2 = try #require(checkpoints.first { $0["step"] as? Int == 2 }?["checkpoint_id"] as? String)
+        let state = try await cluster.cairn(["state", runID, "--checkpoint", step2, "--json"]).object
+        #expect(state[path: "state.status"] as? String == "ok")
+        #expect((state[path: "state.assets"] as? [String: Any])?.isEmpty == true)
+        #expect(state["next"] as? [String] == ["generate_assets"])
+    }
+
+    @Test func aFiftyWayFanOutSpreadsOverWorkersAndJoins() async throws {
+        let cluster = try await TestCluster.start(workers: 3, slots: 4)
+        defer { cluster.stop() }
+        let items = (1...50).map(String.init).joined(separator: ", ")
+        let graph = try writeGraph(cluster, "fan", """
+            name: fan
+            state:
+              items: {}
+              count: { reducer: sum }
+              seen: { reducer: append }
+              done: {}
+            nodes:
+              seed: { run: echo, writes: { items: [\(items)] } }
+              spread: { run: map, over: items, to: work }
+              work: { run: sleep, duration: 40ms, writes: { count: 1 } }
+              total: { run: echo, writes: { done: true } }
+            edges:
+              - { from: START, to: seed }
+              - { from: seed, to: spread }
+              - { from: [work], to: total }
+              - { from: total, to: END }
+            """)
+        let runID = try await cluster.submit(graph)
+        let status = try await cluster.waitForRun(runID)
+        #expect(status["status"] as? String == "completed")
+        #expect(status[path: "output.count"] as? Int == 50)
+        #expect(status[path: "output.done"] as? Bool == true)
+        let history = try await cluster.cairn(["history", runID, "--json"]).object
+        let checkpoints = history["checkpoints"] as? [[String: Any]] ?? []
+        let work = checkpoints.flatMap { ($0["tasks"] as? [[String: Any]]) ?? [] }.filter { $0["node"] as? String == "work" }
+        #expect(work.count == 50)
+        let workers = Set(work.compactMap { $0["worker"] as? String })
+        #expect(workers.count > 1, "all 50 tasks ran on \(workers)")
+        #expect(checkpoints.count == 5)  // input, seed, spread, work×50, total
+    }
+
+    @Test func aFailingNodeIsRetriedPerItsPolicyThenFailsTheRun() async throws {
+        let cluster = try await TestCluster.start(workers: 2)
+        defer { cluster.stop() }
+        let graph = try writeGraph(cluster, "flaky", """
+            name: flaky
+            state:
+              out: {}
+            nodes:
+              shaky:
+                run: flaky
+                failures: 5
+                message: the upstream API returned 503
+                retry: { max_attempts: 3, initial_interval: 50ms, backoff: 2.0 }
+              after: { run: echo, writes: { out: reached } }
+            edges:
+              - { from: START, to: shaky }
+              - { from: shaky, to: after }
+              - { from: after, to: END }
+            """)
+        let r = try await cluster.cairn(["submit", graph, "--wait"])
+        #expect(r.status == 2, "exit status for a failed run: \(r.stdout)")
+        let runID = try #require((try await cluster.cairn(["list", "--json"]).json as? [[String: Any]])?.first?["run_id"] as? String)
+        let status = try await cluster.cairn(["status", runID]).stdout
+        #expect(status.contains("failed"))
+        #expect(status.contains("node 'shaky' failed after 3 attempts"))
+        #expect(status.contains("the upstream API returned 503"))
+        let history = try await cluster.cairn(["history", runID, "--json"]).object
+        let attempts = ((history["checkpoints"] as? [[String: Any]]) ?? []).flatMap { ($0["tasks"] as? [[String: Any]]) ?? [] }
+        #expect(attempts.map { $0["attempt"] as? Int } == [1, 2, 3])
+        #expect(attempts.allSatisfy { $0["status"] as? String == "failed" })
+
+        // The same node recovers when it fails fewer times than it may retry.
+        let recovering = try writeGraph(cluster, "recovering", try String(contentsOfFile: graph, encoding: .utf8)
+            .replacingOccurrences(of: "failures: 5", with: "failures: 2"))
+        let ok = try await cluster.cairn(["submit", recovering, "--wait", "--json"])
+        #expect(ok.status == 0, "\(ok.stdout)")
+    }
+
+    @Test func maxStepsStopsACycleWithAClearReason() async throws {
+        let cluster = try await TestCluster.start(workers: 1)
+        defer { cluster.stop() }
+        let graph = try writeGraph(cluster, "cycle", """
+            name: cycle
+            state:
+              laps: { reducer: sum }
+              status: {}
+            nodes:
+              ping: { run: echo, writes: { laps: 1 } }
+              pong: { run: echo, writes: { status: again } }
+            edges:
+              - { from: START, to: ping }
+              - { from: ping, to: pong }
+              - from: pong
+                route: { on: status, cases: { stop: END }, default: ping }
+            limits: { max_steps: 7 }
+            """)
+        let runID = try await cluster.submit(graph)
+        let status = try await cluster.waitForRun(runID)
+        #expect(status["status"] as? String == "failed")
+        let error = status["error"] as? String ?? ""
+        #expect(error.contains("step limit (limits.max_steps = 7)"), "\(error)")
+        #expect(status["step"] as? Int == 7)
+    }
+
+    @Test func aMalformedGraphIsRefusedNamingTheProblemAndNothingElseIsDisturbed() async throws {
+        let cluster = try await TestCluster.start(workers: 1)
+        defer { cluster.stop() }
+        let bad = try writeGraph(cluster, "bad", """
+            name: bad
+            state:
+              x: { reducer: concat }
+            nodes:
+              a: { run: echo, timeout: soon }
+            edges:
+              - { from: START, to: a }
+              - { from: a, to: b }
+            """)
+        let r = try await cluster.cairn(["submit", bad])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("bad.yaml"))
+        #expect(r.stderr.contains("unknown reducer 'concat'"))
+        #expect(r.stderr.contains("nodes.a.timeout"))
+        #expect(r.stderr.contains("unknown node 'b'"))
+        let local = try await cluster.cairn(["graph", bad])
+        #expect(local.status == 1 && local.stderr.contains("unknown node 'b'"))
+        let badInput = try await cluster.cairn(["submit", try writeGraph(cluster, "ok", chainGraph(name: "ok", nodes: 2, sleep: 1)),
+                                                "--input", #"{"nope": 1}"#])
+        #expect(badInput.status == 1 && badInput.stderr.contains("'nope'"))
+        // The coordinator still serves everyone.
+        let good = try await cluster.cairn(["submit", try writeGraph(cluster, "good", chainGraph(name: "good", nodes: 3, sleep: 1)), "--wait"])
+        #expect(good.status == 0, "\(good.stderr)")
+    }
+
+    @Test func aWrongTokenIsRefused() async throws {
+        let cluster = try await TestCluster.start(workers: 1, token: "s3cret-token")
+        defer { cluster.stop() }
+        let wrong = try await cluster.cairn(["workers"], token: "guess")
+        #expect(wrong.status == 1)
+        #expect(wrong.stderr.contains("wrong token"))
+        var env = ProcessInfo.processInfo.environment
+        env["CAIRN_COORDINATOR"] = cluster.address
+        env.removeValue(forKey: "CAIRN_TOKEN")
+        let none = try await TestCluster.run(TestCluster.binDirectory + "/cairn", ["workers"], environment: env)
+        #expect(none.status == 1 && none.stderr.contains("requires a token"))
+        // A worker with the wrong token stops at once with the reason instead of retrying forever.
+        env["CAIRN_TOKEN"] = "guess"
+        let worker = try await TestCluster.run(TestCluster.binDirectory + "/cairn-worker",
+                                               ["--coordinator", cluster.address, "--name", "intruder"], environment: env, timeout: 20)
+        #expect(worker.status != 0)
+        #expect(worker.stderr.contains("wrong token"))
+        let right = try await cluster.cairn(["workers", "--json"])
+        #expect(right.status == 0 && (right.json as? [Any])?.count == 1)
+    }
+
+    @Test func garbageFramesDoNotDisturbARunInProgress() async throws {
+        let cluster = try await TestCluster.start(workers: 2)
+        defer { cluster.stop() }
+        let graph = try writeGraph(cluster, "steady", chainGraph(name: "steady", nodes: 10, sleep: 80))
+        let runID = try await cluster.submit(graph)
+
+        func errorCode(_ bytes: [UInt8]) throws -> Cairn_V1_ErrorCode? {
+            guard bytes.count >= 6, bytes[4] == MessageType.error.rawValue else { return nil }
+            let len = Int(bytes[0]) << 24 | Int(bytes[1]) << 16 | Int(bytes[2]) << 8 | Int(bytes[3])
+            let frame = Frame(type: bytes[4], payload: ByteBuffer(bytes: bytes[6..<min(bytes.count, 4 + len)]))
+            guard case .error(let e) = try WireCodec().decode(frame) else { return nil }
+            return e.code
+        }
+        // Random bytes.
+        var s = try RawSocket(port: cluster.port)
+        s.send((0..<300).map { _ in UInt8.random(in: 0...255) })
+        _ = s.readAll()
+        s.close()
+        // A frame header announcing 1 GiB: refused on the header alone.
+        s = try RawSocket(port: cluster.port)
+        s.send([0x40, 0, 0, 0, 1, 0])
+        #expect(try errorCode(s.readAll()) == .errorFrameTooLarge)
+        s.close()
+        // A Hello whose payload is not protobuf.
+        s = try RawSocket(port: cluster.port)
+        s.send(RawSocket.frame(type: 1, payload: [0xFF, 0xFF, 0xFF, 0xFF]))
+        #expect(try errorCode(s.readAll()) == .errorProtocol)
+        s.close()
+        // A valid Hello from a future protocol version.
+        var hello = Cairn_V1_Hello()
+        hello.protocolVersion = 99
+        hello.role = .client
+        s = try RawSocket(port: cluster.port)
+        s.send(RawSocket.frame(type: 1, payload: try hello.serializedBytes()))
+        #expect(try errorCode(s.readAll()) == .errorVersion)
+        s.close()
+        // A good client that then sends an unknown message type.
+        hello.protocolVersion = 1
+        s = try RawSocket(port: cluster.port)
+        s.send(RawSocket.frame(type: 1, payload: try hello.serializedBytes()) + RawSocket.frame(type: 200, payload: [1, 2, 3]))
+        let reply = s.readAll()
+        #expect(reply.count > 6 && reply[4] == MessageType.welcome.rawValue)
+        s.close()
+        // A peer that connects and vanishes mid-frame.
+        s = try RawSocket(port: cluster.port)
+        s.send([0, 0, 0, 50, 1, 0, 1, 2])
+        s.close()
+
+        let status = try await cluster.waitForRun(runID)
+        #expect(status["status"] as? String == "completed")
+        #expect(status[path: "output.count"] as? Int == 10)
+        #expect((status[path: "output.log"] as? [String]) == (1...10).map { "n\($0)" })
+        #expect(cluster.log("coordinator.log").contains("protocol error"))
+    }
+
+    @Test func aSecondSubmitToAnActiveRunIDIsRefused() async throws {
+        let cluster = try await TestCluster.start(workers: 1)
+        defer { cluster.stop() }
+        let graph = try writeGraph(cluster, "slow", chainGraph(name: "slow", nodes: 3, sleep: 300))
+        _ = try await cluster.submit(graph, runID: "nightly-1")
+        let again = try await cluster.cairn(["submit", graph, "--run-id", "nightly-1"])
+        #expect(again.status == 1)
+        #expect(again.stderr.contains("run nightly-1 is still active"))
+        let done = try await cluster.waitForRun("nightly-1")
+        #expect(done["status"] as? String == "completed")
+        let reuse = try await cluster.cairn(["submit", graph, "--run-id", "nightly-1"])
+        #expect(reuse.status == 1 && reuse.stderr.contains("already taken"))
+    }
+}
