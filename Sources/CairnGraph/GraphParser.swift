@@ -400,6 +400,11 @@ struct Validator {
         for node in graph.nodes.values where node.kind == "map" {
             if let to = node.config["to"]?.stringValue { successors[node.name, default: []].insert(to) }
         }
+        // exec and Swift handlers may route anywhere at run time (goto, sends).
+        let everywhere = Set(graph.nodeNames).union([Graph.end])
+        for node in graph.nodes.values where GraphParser.builtinKinds[node.kind] == nil || node.kind == "exec" {
+            successors[node.name, default: []].formUnion(everywhere)
+        }
         guard let first = successors[Graph.start], !first.isEmpty else {
             issue("edges", "nothing starts: add an edge { from: START, to: <node> }")
             return
@@ -415,8 +420,8 @@ struct Validator {
             issue("nodes.\(name)", "unreachable: no edge leads to it from START")
         }
         // A node with no way out ends the run when it finishes, exactly like an edge to END.
-        let dangling = graph.nodeNames.filter { seen.contains($0) && successors[$0, default: []].isEmpty && graph.nodes[$0]!.kind != "exec" }
-        if !seen.contains(Graph.end) && dangling.isEmpty && !graph.nodes.values.contains(where: { $0.kind == "exec" }) {
+        let dangling = graph.nodeNames.filter { seen.contains($0) && successors[$0, default: []].isEmpty }
+        if !seen.contains(Graph.end) && dangling.isEmpty {
             issue("edges", "unreachable END: no path from START ends the run (add an edge to END)")
         }
     }

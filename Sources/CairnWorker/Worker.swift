@@ -121,6 +121,8 @@ public final class Worker: Sendable {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         for await m in outStream { try await outbound.send(m, codec: codec) }
+                        // The outbox was finished (draining is done): everything queued is sent; hang up.
+                        try? await channel.channel.close()
                     }
                     group.addTask {
                         while !Task.isCancelled {
@@ -133,7 +135,7 @@ public final class Worker: Sendable {
                         logger.notice("draining: no new tasks; finishing running ones", metadata: ["grace_s": "\(config.drainGrace)"])
                         outbox.yield(.drain(Cairn_V1_Drain()))
                         await state.waitIdle(timeout: config.drainGrace)
-                        throw DrainComplete()
+                        outbox.finish()
                     }
                     while let frame = try await frames.next() {
                         switch try codec.decode(frame) {
@@ -155,7 +157,11 @@ public final class Worker: Sendable {
                     throw ConnectionLost()
                 }
             } catch is ConnectionLost {
-                logger.warning("lost the coordinator connection")
+                if stopSignal.fired {
+                    logger.notice("drained; disconnected")
+                } else {
+                    logger.warning("lost the coordinator connection")
+                }
             }
             outbox.finish()
             return true
