@@ -9,8 +9,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         commandName: "cairn-coordinator",
         abstract: "Runs the Cairn coordinator: the checkpoint store, the scheduler and the port workers and clients connect to.",
         discussion: """
-            The coordinator owns the SQLite file: every step of every run is recorded there as a checkpoint,
-            and unfinished runs continue from their newest checkpoint when the coordinator restarts.
+            The coordinator owns the SQLite file: every step of every run is recorded there as a checkpoint, and unfinished runs continue from their newest checkpoint when the coordinator restarts.
 
             Examples:
               cairn-coordinator --listen 127.0.0.1:7400 --db ./data/cairn.db

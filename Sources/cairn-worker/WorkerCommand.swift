@@ -9,8 +9,7 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "cairn-worker",
         abstract: "Runs Cairn node tasks for a coordinator: exec programs and the built-in kinds.",
         discussion: """
-            A worker is stateless: it connects, announces its slots, runs what it is given, heartbeats, and returns
-            results. Kill it at any moment and its tasks are handed to another worker. Start as many as you like.
+            A worker is stateless: it connects, announces its slots, runs what it is given, heartbeats, and returns results. Kill it at any moment and its tasks are handed to another worker. Start as many as you like.
 
             SIGTERM drains it: no new tasks, running ones finish (up to --drain-grace), then it exits.
 

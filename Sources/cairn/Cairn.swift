@@ -11,20 +11,20 @@ struct Cairn: AsyncParsableCommand {
         commandName: "cairn",
         abstract: "Submit, watch and inspect Cairn workflow runs.",
         discussion: """
-            Every step of a run is a checkpoint in the coordinator's store: `history` lists them and `state`
-            reads the state at any of them. Add --json to any command for machine-readable output.
+            Every step of a run is a checkpoint in the coordinator's store: `history` lists them and `state` reads the state at any of them. Add --json to any command for machine-readable output.
 
-            The coordinator comes from --coordinator or CAIRN_COORDINATOR (default 127.0.0.1:7400), the
-            token from --token-file or CAIRN_TOKEN.
+            The coordinator comes from --coordinator or CAIRN_COORDINATOR (default 127.0.0.1:7400), the token from --token-file or CAIRN_TOKEN.
 
             Examples:
-              cairn submit scripts/examples/video/video.yaml --input '{"topic": "lighthouses"}' --wait
+              cairn submit scripts/examples/video/video.yaml --wait \\
+                --input '{"topic": "lighthouses"}'
               cairn watch r-3k9x2m1q7a
               cairn list --status failed --since 24h
               cairn graph scripts/examples/video/video.yaml --format mermaid
             """,
         subcommands: [Submit.self, Watch.self, Status.self, List.self, History.self, State.self, Cancel.self,
-                      Workers.self, Stats.self, GraphCommand.self]
+                      Workers.self, Stats.self, GraphCommand.self,
+                      Resume.self, Fork.self, Export.self, Import.self, Cleanup.self, Verify.self]
     )
 }
 
@@ -88,8 +88,9 @@ struct Submit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start a run of a graph file.",
         discussion: """
-            The graph file's folder is packed and sent with the run when the graph has exec nodes, so relative
-            commands like ./nodes/step.py run on any worker. \(RunExit.help) (with --wait)
+            The graph file's folder is packed and sent with the run when the graph has exec nodes, so relative commands like ./nodes/step.py run on any worker.
+
+            With --wait: \(RunExit.help)
             """)
 
     @Argument(help: "The graph file (YAML or JSON).")
@@ -431,6 +432,7 @@ struct GraphCommand: AsyncParsableCommand {
         abstract: "Check a graph file and render it as Graphviz DOT or a Mermaid flowchart.",
         discussion: """
             Needs no coordinator. A graph with problems is reported with every problem, naming the node or edge.
+
               cairn graph video.yaml | dot -Tpng > video.png
               cairn graph video.yaml --format mermaid
             """)
@@ -466,4 +468,50 @@ struct GraphCommand: AsyncParsableCommand {
         }
         print(GraphRenderer.render(g, format: fmt), terminator: "")
     }
+}
+
+/// Commands from the design that are not built yet: they say so instead of "unknown command".
+enum NotYetBuilt {
+    static let names = ["resume": "resuming a paused run", "fork": "forking a run from a checkpoint",
+                        "export": "exporting a run", "import": "importing a run", "cleanup": "retention cleanup",
+                        "verify": "verifying stored checksums"]
+}
+
+protocol NotBuiltCommand: AsyncParsableCommand {}
+extension NotBuiltCommand {
+    static func refuse(_ name: String) throws -> Never {
+        FileHandle.standardError.write(Data("cairn \(name): \(NotYetBuilt.names[name] ?? name) is not built yet in this version of Cairn.\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+struct Resume: NotBuiltCommand {
+    static let configuration = CommandConfiguration(abstract: "Resume a paused run (not built yet).", shouldDisplay: false)
+    @Argument(parsing: .allUnrecognized) var rest: [String] = []
+    mutating func run() async throws { try Self.refuse("resume") }
+}
+struct Fork: NotBuiltCommand {
+    static let configuration = CommandConfiguration(abstract: "Fork a run from a checkpoint (not built yet).", shouldDisplay: false)
+    @Argument(parsing: .allUnrecognized) var rest: [String] = []
+    mutating func run() async throws { try Self.refuse("fork") }
+}
+struct Export: NotBuiltCommand {
+    static let configuration = CommandConfiguration(abstract: "Export a run (not built yet).", shouldDisplay: false)
+    @Argument(parsing: .allUnrecognized) var rest: [String] = []
+    mutating func run() async throws { try Self.refuse("export") }
+}
+struct Import: NotBuiltCommand {
+    static let configuration = CommandConfiguration(abstract: "Import a run (not built yet).", shouldDisplay: false)
+    @Argument(parsing: .allUnrecognized) var rest: [String] = []
+    mutating func run() async throws { try Self.refuse("import") }
+}
+struct Cleanup: NotBuiltCommand {
+    static let configuration = CommandConfiguration(abstract: "Delete old runs (not built yet).", shouldDisplay: false)
+    @Argument(parsing: .allUnrecognized) var rest: [String] = []
+    mutating func run() async throws { try Self.refuse("cleanup") }
+}
+struct Verify: NotBuiltCommand {
+    static let configuration = CommandConfiguration(abstract: "Verify stored checksums (not built yet).", shouldDisplay: false)
+    @Argument(parsing: .allUnrecognized) var rest: [String] = []
+    mutating func run() async throws { try Self.refuse("verify") }
 }
