@@ -85,6 +85,8 @@ struct ConnectionHandler: Sendable {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await message in outStream { try await outbound.send(message, codec: codec) }
+                    // The engine let go of this worker (presumed lost): hang up so that it reconnects afresh.
+                    outbound.finish()
                 }
                 while let frame = try await frames.next() {
                     switch try codec.decode(frame) {

@@ -152,7 +152,7 @@ extension Engine {
             let attempt = t.attempt
             Task {
                 try? await Task.sleep(nanoseconds: UInt64(max(0, delay)) * 1_000_000)
-                await self.retryDue(runID: runID, taskID: taskID, attempt: attempt)
+                self.retryDue(runID: runID, taskID: taskID, attempt: attempt)
             }
             return
         }

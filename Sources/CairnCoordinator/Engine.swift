@@ -188,9 +188,11 @@ actor Engine {
                 continue
             }
             guard let w = pickWorker(for: t.kind) else {
+                // Every slot is taken: stop here, and this run is first in line for the next free slot.
+                if workers.values.allSatisfy({ $0.free == 0 }) { return }
+                // Slots are free, but not on a worker that runs this kind: let the next run try.
                 idleTurns += 1
                 rotationIndex += 1
-                if workers.values.allSatisfy({ $0.free == 0 }) { return }
                 continue
             }
             idleTurns = 0

@@ -123,7 +123,7 @@ public struct BundleArchive: Sendable {
             if e.path.hasPrefix("/") || parts.contains("..") || parts.isEmpty { throw Failure.unsafePath(e.path) }
             let dest = (folder as NSString).appendingPathComponent(e.path)
             try fm.createDirectory(atPath: (dest as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            fm.createFile(atPath: dest, contents: Data(e.data), attributes: [.posixPermissions: NSNumber(value: e.mode & 0o777)])
+            _ = fm.createFile(atPath: dest, contents: Data(e.data), attributes: [.posixPermissions: NSNumber(value: e.mode & 0o777)])
         }
     }
 }

@@ -66,7 +66,7 @@ public final class TestCluster: @unchecked Sendable {
 
     static func logFile(_ dir: String, _ name: String) -> String {
         let path = dir + "/" + name
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         let h = FileHandle(forWritingAtPath: path)
         h?.seekToEndOfFile()
         try? h?.close()

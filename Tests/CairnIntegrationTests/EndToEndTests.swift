@@ -230,6 +230,8 @@ import Testing
         s.send(RawSocket.frame(type: 1, payload: try hello.serializedBytes()) + RawSocket.frame(type: 200, payload: [1, 2, 3]))
         let reply = s.readAll()
         #expect(reply.count > 6 && reply[4] == MessageType.welcome.rawValue)
+        let welcomeLength = reply.count >= 4 ? Int(reply[0]) << 24 | Int(reply[1]) << 16 | Int(reply[2]) << 8 | Int(reply[3]) : 0
+        #expect(try errorCode(Array(reply.dropFirst(4 + welcomeLength))) == .errorProtocol)
         s.close()
         // A peer that connects and vanishes mid-frame.
         s = try RawSocket(port: cluster.port)
@@ -255,5 +257,73 @@ import Testing
         #expect(done["status"] as? String == "completed")
         let reuse = try await cluster.cairn(["submit", graph, "--run-id", "nightly-1"])
         #expect(reuse.status == 1 && reuse.stderr.contains("already taken"))
+    }
+
+    @Test func writesApplyInPlannedOrderWhicheverWorkerFinishesFirst() async throws {
+        let cluster = try await TestCluster.start(workers: 3, slots: 4)
+        defer { cluster.stop() }
+        let graph = try writeGraph(cluster, "order", """
+            name: order
+            state:
+              items: {}
+              seen: { reducer: append }
+              last: {}
+            nodes:
+              seed: { run: echo, writes: { items: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] } }
+              spread: { run: map, over: items, to: work }
+              work: { run: exec, command: ["python3", "work.py"] }
+            edges:
+              - { from: START, to: seed }
+              - { from: seed, to: spread }
+              - { from: [work], to: END }
+            """)
+        // Later items finish first: each task sleeps less the larger its input.
+        try """
+            import json, sys, time
+            t = json.load(sys.stdin)
+            time.sleep(0.02 * (13 - t["input"]))
+            print(json.dumps({"writes": {"seen": t["input"], "last": t["input"]}}))
+            """.write(toFile: (graph as NSString).deletingLastPathComponent + "/work.py", atomically: true, encoding: .utf8)
+        let runID = try await cluster.submit(graph)
+        let status = try await cluster.waitForRun(runID)
+        #expect(status["status"] as? String == "completed")
+        #expect(status[path: "output.seen"] as? [Int] == Array(1...12))
+        #expect(status[path: "output.last"] as? Int == 12)
+    }
+
+    @Test func aHugeFanOutDoesNotStarveASmallRun() async throws {
+        let cluster = try await TestCluster.start(workers: 2, slots: 2)
+        defer { cluster.stop() }
+        let items = (1...400).map(String.init).joined(separator: ", ")
+        let big = try writeGraph(cluster, "big", """
+            name: big
+            state:
+              items: {}
+              count: { reducer: sum }
+            nodes:
+              seed: { run: echo, writes: { items: [\(items)] } }
+              spread: { run: map, over: items, to: work }
+              work: { run: sleep, duration: 20ms, writes: { count: 1 } }
+            edges:
+              - { from: START, to: seed }
+              - { from: seed, to: spread }
+              - { from: [work], to: END }
+            """)
+        let bigID = try await cluster.submit(big)
+        // Wait until the fan-out is under way, then submit a short chain.
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            let s = try await cluster.cairn(["status", bigID, "--json"]).object
+            if s["step"] as? Int == 2 { break }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        let small = try writeGraph(cluster, "small", chainGraph(name: "small", nodes: 3, sleep: 1))
+        let smallID = try await cluster.submit(small)
+        let smallDone = try await cluster.waitForRun(smallID)
+        #expect(smallDone["status"] as? String == "completed")
+        let bigNow = try await cluster.cairn(["status", bigID, "--json"]).object
+        #expect(bigNow["status"] as? String == "running", "the small run finished while the 400-task step was still running")
+        let bigDone = try await cluster.waitForRun(bigID, timeout: 60)
+        #expect(bigDone[path: "output.count"] as? Int == 400)
     }
 }
