@@ -28,6 +28,7 @@ let package = Package(
     targets: [
         // C libraries, wrapped as system libraries with a thin safe layer on top.
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
 
         // Values, hashing and compression shared by every module.
         .target(
@@ -65,10 +66,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Redis client over hiredis, and the hot tier that puts Redis in front of SQLite.
+        .target(
+            name: "CairnRedis",
+            dependencies: [
+                "CHiredis", "CairnCore", "CairnStore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "CairnCoordinator",
             dependencies: [
-                "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore",
+                "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore", "CairnRedis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -103,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "cairn-coordinator",
             dependencies: [
-                "CairnCoordinator",
+                "CairnCoordinator", "CairnRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -144,6 +154,11 @@ let package = Package(
         .testTarget(
             name: "CairnStoreTests",
             dependencies: ["CairnStore", "CairnTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CairnRedisTests",
+            dependencies: ["CairnRedis", "CairnStore", "CairnTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

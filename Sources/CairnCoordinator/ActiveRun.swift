@@ -51,6 +51,8 @@ final class ActiveRun {
     var tasksDoneTotal = 0
     var completingStep = false
 
+    var durability: Durability { Durability(rawValue: record.durability) ?? .sync }
+
     init(record: RunRecord, graph: Graph, bundleHash: String?, checkpoint: CheckpointRecord,
          state: [String: JSONValue], joins: [String: [String]]) {
         self.record = record

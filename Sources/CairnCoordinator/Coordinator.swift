@@ -1,5 +1,6 @@
 import CairnCore
 import CairnProtocol
+import CairnRedis
 import CairnStore
 import Foundation
 import Logging
@@ -14,6 +15,7 @@ public final class Coordinator: Sendable {
     public let config: CoordinatorConfig
     let logger: Logger
     let store: SQLiteStore
+    let hotTier: HotTierStore?
     let engine: Engine
     let group: MultiThreadedEventLoopGroup
     let serverBox = ServerBox()
@@ -31,7 +33,18 @@ public final class Coordinator: Sendable {
         self.config = config
         self.logger = logger
         self.store = try SQLiteStore(path: config.databasePath, logger: logger)
-        self.engine = Engine(store: store, config: config, logger: logger)
+        if let url = config.redisURL {
+            var tier = config.hotTier
+            let absolute = URL(fileURLWithPath: config.databasePath).standardizedFileURL.path
+            tier.keyPrefix = "cairn:" + String(Hashing.sha256Hex(Array(absolute.utf8)).prefix(10))
+            let redis = RedisClient(url: try RedisURL(url), logger: logger)
+            let hot = HotTierStore(sqlite: store, redis: redis, config: tier, logger: logger)
+            self.hotTier = hot
+            self.engine = Engine(store: hot, config: config, logger: logger)
+        } else {
+            self.hotTier = nil
+            self.engine = Engine(store: store, config: config, logger: logger)
+        }
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }
 
@@ -40,6 +53,24 @@ public final class Coordinator: Sendable {
 
     /// Recovers runs and binds the listening socket.
     public func start() async throws {
+        let sqlite = store
+        await engine.setWALProbe { sqlite.walSize }
+        if let hot = hotTier {
+            do {
+                if let risk = try await HotTierStore.evictionRisk(hot.redis) {
+                    if config.allowRedisEviction {
+                        logger.warning("Redis eviction policy is unsafe; continuing because --allow-redis-eviction was given", metadata: ["why": "\(risk)"])
+                    } else {
+                        throw EngineError(.errorUnavailable, "refusing to use \(hot.redis.url): \(risk). Set `maxmemory-policy noeviction` (the shipped compose file does), or pass --allow-redis-eviction to accept the risk.")
+                    }
+                }
+            } catch let e as RedisError {
+                logger.error("Redis unreachable at start: writing SQLite directly until it is reachable", metadata: ["redis": "\(hot.redis.url)", "error": "\(e)"])
+            }
+            _ = try await hot.start()
+            logger.notice("hot tier on", metadata: ["redis": "\(hot.redis.url)", "ttl_s": "\(config.hotTier.ttl)",
+                                                  "flush_interval_s": "\(config.hotTier.flushInterval)"])
+        }
         let recovered = await engine.recover()
         if recovered > 0 { logger.notice("recovered unfinished runs", metadata: ["count": "\(recovered)"]) }
         let maxFrame = config.maxFrameSize

@@ -1,4 +1,5 @@
 import CairnProtocol
+import CairnRedis
 
 /// Everything a coordinator needs to start. The executable builds one from flags and environment;
 /// tests build one directly with port 0.
@@ -18,6 +19,12 @@ public struct CoordinatorConfig: Sendable {
     public var appendSnapshotEvery: Int = 32
     /// How often the SQLite write-ahead log is checkpointed (truncated).
     public var walCheckpointInterval: Double = 30.0
+
+    /// The Redis hot tier, when configured (`--redis`).
+    public var redisURL: String?
+    public var hotTier = HotTierConfig()
+    /// Start even if the Redis's eviction policy could drop unflushed checkpoints.
+    public var allowRedisEviction = false
 
     public init() {}
 }

@@ -61,7 +61,7 @@ extension Engine {
                                                         status: "completed", startedAt: t.startedAt, finishedAt: finished,
                                                         error: nil, cost: r.cost, apiCalls: Int(r.apiCalls)))
         do {
-            try await writer.write(batch)
+            try await writer.write(batch, durability: run.durability)
         } catch {
             logger.error("could not store a result; the task will run again", metadata: ["run_id": "\(runID)", "task_id": "\(t.planned.id)", "error": "\(error)"])
             if runs[runID] === run, t.phase == .finishing {
@@ -147,7 +147,7 @@ extension Engine {
             publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: worker,
                     message: "attempt \(t.attempt) of \(policy.maxAttempts) failed: \(message); retrying in \(Durations.format(millis: delay))",
                     attempt: t.attempt)
-            try? await writer.write(batch)
+            try? await writer.write(batch, durability: run.durability)
             let taskID = t.planned.id
             let attempt = t.attempt
             Task {
@@ -257,7 +257,7 @@ extension Engine {
         batch.runs.append(record)
 
         do {
-            try await writer.write(batch)
+            try await writer.write(batch, durability: run.durability)
         } catch {
             logger.error("could not store checkpoint; retrying", metadata: ["run_id": "\(runID)", "step": "\(step)", "error": "\(error)"])
             Task {

@@ -1,6 +1,7 @@
 import CairnCore
 import CairnGraph
 import CairnProtocol
+import CairnRedis
 import CairnStore
 import Foundation
 import Logging
@@ -31,7 +32,8 @@ extension Engine {
         }
         let durability: String
         switch req.durability {
-        case "", "hot", "sync": durability = "sync"  // no Redis tier in this build: every step is in SQLite before the next
+        case "": durability = config.redisURL == nil ? "sync" : "hot"
+        case "hot", "sync": durability = config.redisURL == nil ? "sync" : req.durability  // without Redis every run is sync
         default: throw EngineError(.errorInvalidArgument, "durability must be 'hot' or 'sync', not '\(req.durability)'")
         }
         let runID = req.runID.isEmpty ? "r-" + Identifiers.random(10) : req.runID
@@ -96,7 +98,7 @@ extension Engine {
         batch.checkpoints.append(cp)
         batch.runs.append(record)
         do {
-            try await writer.write(batch)
+            try await writer.write(batch, durability: Durability(rawValue: durability) ?? .sync)
         } catch {
             throw EngineError(.errorUnavailable, "the store could not record the run: \(error)")
         }
@@ -275,6 +277,18 @@ extension Engine {
         s.storeBatches = await writer.transactions
         s.storeRows = await writer.rowsWritten
         s.uptimeSeconds = Date().timeIntervalSince(startedAt)
+        s.walBytes = UInt64(max(0, walBytes()))
+        if let hot = hotTier {
+            let st = await hot.status
+            s.redisConfigured = true
+            s.redisUp = st.redisUp
+            s.redisFailures = await hot.redisFailures
+            s.hotWaitingBatches = UInt32(st.waitingBatches)
+            s.hotOldestSeconds = st.oldestAge
+            s.storeError = st.lastFlushError ?? ""
+            s.hotBatches = await hot.hotBatches
+            s.flushes = await hot.flushes
+        }
         return s
     }
 

@@ -1,6 +1,7 @@
 import CairnCore
 import CairnGraph
 import CairnProtocol
+import CairnRedis
 import CairnStore
 import Foundation
 import Logging
@@ -84,6 +85,10 @@ actor Engine {
     var tasksRetried: UInt64 = 0
     var staleResults: UInt64 = 0
 
+    /// The hot tier, when Redis is configured (for stats).
+    var hotTier: HotTierStore? { store as? HotTierStore }
+    var walBytes: @Sendable () -> Int64 = { 0 }
+
     init(store: any CheckpointStore, config: CoordinatorConfig, logger: Logger) {
         self.store = store
         self.config = config
@@ -93,6 +98,8 @@ actor Engine {
     }
 
     var now: Double { Date().timeIntervalSince1970 }
+
+    func setWALProbe(_ probe: @escaping @Sendable () -> Int64) { walBytes = probe }
 
     // MARK: - workers
 

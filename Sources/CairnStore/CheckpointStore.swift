@@ -9,6 +9,9 @@ public protocol CheckpointStore: Sendable {
     /// Writes a batch atomically. Runs, graphs and workers are upserts; checkpoints, channel
     /// values and pending writes are insert-or-ignore: writing the same key twice keeps the first.
     func commit(_ batch: StoreBatch) async throws
+    /// Writes a batch with the given durability. Stores without a hot tier write every batch
+    /// durably (the default implementation).
+    func commit(_ batch: StoreBatch, durability: Durability) async throws
 
     func run(_ runID: String) async throws -> RunRecord?
     func runs(_ filter: RunFilter) async throws -> [RunRecord]
@@ -45,6 +48,10 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
 }
 
 extension CheckpointStore {
+    public func commit(_ batch: StoreBatch, durability: Durability) async throws {
+        try await commit(batch)
+    }
+
     /// The whole state at a checkpoint: every channel at the version the checkpoint names.
     public func state(at checkpoint: CheckpointRecord) async throws -> [String: JSONValue] {
         var state: [String: JSONValue] = [:]

@@ -8,8 +8,8 @@ public actor StoreWriter {
     public let store: any CheckpointStore
     private let logger: Logger
     private let maxRows: Int
-    private var pending = StoreBatch()
-    private var waiters: [CheckedContinuation<Void, any Error>] = []
+    private var pending: [Durability: StoreBatch] = [:]
+    private var waiters: [Durability: [CheckedContinuation<Void, any Error>]] = [:]
     private var flushing = false
 
     public private(set) var transactions: UInt64 = 0
@@ -22,11 +22,11 @@ public actor StoreWriter {
     }
 
     /// Writes `batch` durably; returns when its transaction has committed.
-    public func write(_ batch: StoreBatch) async throws {
+    public func write(_ batch: StoreBatch, durability: Durability = .sync) async throws {
         if batch.isEmpty { return }
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            pending.merge(batch)
-            waiters.append(c)
+            pending[durability, default: StoreBatch()].merge(batch)
+            waiters[durability, default: []].append(c)
             if !flushing {
                 flushing = true
                 Task { await self.drain() }
@@ -35,13 +35,11 @@ public actor StoreWriter {
     }
 
     private func drain() async {
-        while !waiters.isEmpty {
-            let batch = pending
-            let group = waiters
-            pending = StoreBatch()
-            waiters = []
+        while let durability = waiters.keys.sorted(by: { $0.rawValue < $1.rawValue }).first {
+            let batch = pending.removeValue(forKey: durability) ?? StoreBatch()
+            let group = waiters.removeValue(forKey: durability) ?? []
             do {
-                try await store.commit(batch)
+                try await store.commit(batch, durability: durability)
                 transactions += 1
                 rowsWritten += UInt64(batch.rowCount)
                 group.forEach { $0.resume() }

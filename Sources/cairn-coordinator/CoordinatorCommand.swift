@@ -1,5 +1,6 @@
 import ArgumentParser
 import CairnCoordinator
+import CairnRedis
 import Foundation
 import Logging
 
@@ -38,16 +39,25 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
-    @Option(help: "Redis URL for the hot tier. Not built yet in this version: the coordinator runs on SQLite alone.")
+    @Option(help: "Redis for the hot tier, redis://[:password@]host:port[/db]. Without it the coordinator runs on SQLite alone.")
     var redis: String?
+
+    @Option(name: .customLong("checkpoint-ttl"), help: "How long hot-tier keys live in Redis, e.g. 1h. Unflushed work never outlives it: writes hold first.")
+    var checkpointTTL = "1h"
+
+    @Option(name: .customLong("flush-interval"), help: "How often the hot tier is flushed to SQLite, e.g. 200ms.")
+    var flushInterval = "200ms"
+
+    @Option(name: .customLong("flush-batch"), help: "Flush as soon as this many rows wait in the hot tier.")
+    var flushBatch = 5_000
+
+    @Flag(name: .customLong("allow-redis-eviction"), help: "Start even if Redis's maxmemory-policy could evict unflushed checkpoints.")
+    var allowRedisEviction = false
 
     @Option(help: "Address for /metrics and /healthz. Not built yet in this version.")
     var metrics: String?
 
     mutating func run() async throws {
-        if redis != nil {
-            throw ValidationError("--redis: the Redis hot tier is not built yet; run without --redis (SQLite alone, every step durable before the next)")
-        }
         if metrics != nil {
             throw ValidationError("--metrics: the metrics endpoint is not built yet; use `cairn stats` for counters")
         }
@@ -72,6 +82,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.heartbeatInterval = hbi
         config.heartbeatTimeout = hbt
         config.maxFrameSize = maxFrameSize
+        config.redisURL = redis
+        guard let ttl = Durations.seconds(checkpointTTL), ttl >= 1 else { throw ValidationError("--checkpoint-ttl looks like 30m or 1h") }
+        guard let fi = Durations.seconds(flushInterval), fi > 0 else { throw ValidationError("--flush-interval looks like 200ms or 1s") }
+        guard flushBatch >= 1 else { throw ValidationError("--flush-batch must be at least 1") }
+        config.hotTier.ttl = ttl
+        config.hotTier.flushInterval = fi
+        config.hotTier.flushBatchRows = flushBatch
+        config.allowRedisEviction = allowRedisEviction
 
         let coordinator: Coordinator
         do {
@@ -79,7 +97,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("cannot open the store at \(db): \(error)")
         }
-        try await coordinator.start()
+        do {
+            try await coordinator.start()
+        } catch {
+            throw ValidationError("\(error)")
+        }
         if let p = coordinator.port {
             // A machine-readable line for scripts that start us on port 0.
             FileHandle.standardOutput.write(Data("cairn-coordinator listening on \(config.host):\(p)\n".utf8))

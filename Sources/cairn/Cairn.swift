@@ -419,8 +419,12 @@ struct Stats: AsyncParsableCommand {
             ("tasks dispatched", "\(s.tasksDispatched)"), ("tasks completed", "\(s.tasksCompleted)"),
             ("tasks failed", "\(s.tasksFailed)"), ("tasks retried", "\(s.tasksRetried)"),
             ("stale results rejected", "\(s.staleResults)"),
-            ("store transactions", "\(s.storeBatches) (\(s.storeRows) rows)"), ("uptime", Output.duration(s.uptimeSeconds)),
-        ]
+            ("store transactions", "\(s.storeBatches) (\(s.storeRows) rows)"), ("SQLite WAL", "\(s.walBytes) bytes"),
+            ("hot tier", !s.redisConfigured ? "off (SQLite alone)" : s.redisUp
+                ? "Redis up, \(s.hotWaitingBatches) batches waiting (oldest \(Output.duration(s.hotOldestSeconds))), \(s.flushes) flushes"
+                : Output.color("Redis DOWN: writing SQLite directly (\(s.redisFailures) failures)", "31")),
+            ("uptime", Output.duration(s.uptimeSeconds)),
+        ] + (s.storeError.isEmpty ? [] : [("store error", Output.color(s.storeError, "31"))])
         let width = rows.map(\.0.count).max() ?? 0
         for (k, v) in rows { print(Output.dim(k.padding(toLength: width, withPad: " ", startingAt: 0)) + "  " + v) }
     }

@@ -140,6 +140,10 @@ enum Output {
                  "tasks_failed": .int(Int64(s.tasksFailed)), "tasks_retried": .int(Int64(s.tasksRetried)),
                  "queue_depth": .int(Int64(s.queueDepth)), "workers": .int(Int64(s.workers)),
                  "stale_results": .int(Int64(s.staleResults)), "store_transactions": .int(Int64(s.storeBatches)),
-                 "store_rows": .int(Int64(s.storeRows)), "uptime_seconds": .double(s.uptimeSeconds)])
+                 "store_rows": .int(Int64(s.storeRows)), "uptime_seconds": .double(s.uptimeSeconds),
+                 "wal_bytes": .int(Int64(s.walBytes)), "redis_configured": .bool(s.redisConfigured), "redis_up": .bool(s.redisUp),
+                 "redis_failures": .int(Int64(s.redisFailures)), "hot_waiting_batches": .int(Int64(s.hotWaitingBatches)),
+                 "hot_oldest_seconds": .double(s.hotOldestSeconds), "hot_batches": .int(Int64(s.hotBatches)),
+                 "flushes": .int(Int64(s.flushes)), "store_error": s.storeError.isEmpty ? .null : .string(s.storeError)])
     }
 }

@@ -960,36 +960,120 @@ public nonisolated struct Cairn_V1_WorkerList: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cairn_V1_Stats: Sendable {
+public nonisolated struct Cairn_V1_Stats: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var runsByStatus: Dictionary<String,UInt64> = [:]
+  public var runsByStatus: Dictionary<String,UInt64> {
+    get {_storage._runsByStatus}
+    set {_uniqueStorage()._runsByStatus = newValue}
+  }
 
-  public var tasksDispatched: UInt64 = 0
+  public var tasksDispatched: UInt64 {
+    get {_storage._tasksDispatched}
+    set {_uniqueStorage()._tasksDispatched = newValue}
+  }
 
-  public var tasksCompleted: UInt64 = 0
+  public var tasksCompleted: UInt64 {
+    get {_storage._tasksCompleted}
+    set {_uniqueStorage()._tasksCompleted = newValue}
+  }
 
-  public var tasksFailed: UInt64 = 0
+  public var tasksFailed: UInt64 {
+    get {_storage._tasksFailed}
+    set {_uniqueStorage()._tasksFailed = newValue}
+  }
 
-  public var tasksRetried: UInt64 = 0
+  public var tasksRetried: UInt64 {
+    get {_storage._tasksRetried}
+    set {_uniqueStorage()._tasksRetried = newValue}
+  }
 
-  public var queueDepth: UInt64 = 0
+  public var queueDepth: UInt64 {
+    get {_storage._queueDepth}
+    set {_uniqueStorage()._queueDepth = newValue}
+  }
 
-  public var workers: UInt32 = 0
+  public var workers: UInt32 {
+    get {_storage._workers}
+    set {_uniqueStorage()._workers = newValue}
+  }
 
-  public var staleResults: UInt64 = 0
+  public var staleResults: UInt64 {
+    get {_storage._staleResults}
+    set {_uniqueStorage()._staleResults = newValue}
+  }
 
-  public var storeBatches: UInt64 = 0
+  public var storeBatches: UInt64 {
+    get {_storage._storeBatches}
+    set {_uniqueStorage()._storeBatches = newValue}
+  }
 
-  public var storeRows: UInt64 = 0
+  public var storeRows: UInt64 {
+    get {_storage._storeRows}
+    set {_uniqueStorage()._storeRows = newValue}
+  }
 
-  public var uptimeSeconds: Double = 0
+  public var uptimeSeconds: Double {
+    get {_storage._uptimeSeconds}
+    set {_uniqueStorage()._uptimeSeconds = newValue}
+  }
+
+  public var redisConfigured: Bool {
+    get {_storage._redisConfigured}
+    set {_uniqueStorage()._redisConfigured = newValue}
+  }
+
+  public var redisUp: Bool {
+    get {_storage._redisUp}
+    set {_uniqueStorage()._redisUp = newValue}
+  }
+
+  public var redisFailures: UInt64 {
+    get {_storage._redisFailures}
+    set {_uniqueStorage()._redisFailures = newValue}
+  }
+
+  /// batches in Redis not yet in SQLite
+  public var hotWaitingBatches: UInt32 {
+    get {_storage._hotWaitingBatches}
+    set {_uniqueStorage()._hotWaitingBatches = newValue}
+  }
+
+  /// age of the oldest of them
+  public var hotOldestSeconds: Double {
+    get {_storage._hotOldestSeconds}
+    set {_uniqueStorage()._hotOldestSeconds = newValue}
+  }
+
+  /// why SQLite is not accepting writes, if it is not
+  public var storeError: String {
+    get {_storage._storeError}
+    set {_uniqueStorage()._storeError = newValue}
+  }
+
+  /// size of the SQLite -wal file
+  public var walBytes: UInt64 {
+    get {_storage._walBytes}
+    set {_uniqueStorage()._walBytes = newValue}
+  }
+
+  public var hotBatches: UInt64 {
+    get {_storage._hotBatches}
+    set {_uniqueStorage()._hotBatches = newValue}
+  }
+
+  public var flushes: UInt64 {
+    get {_storage._flushes}
+    set {_uniqueStorage()._flushes = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Cairn_V1_RunEvent: Sendable {
@@ -2741,79 +2825,198 @@ nonisolated extension Cairn_V1_WorkerList: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Stats"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}runs_by_status\0\u{3}tasks_dispatched\0\u{3}tasks_completed\0\u{3}tasks_failed\0\u{3}tasks_retried\0\u{3}queue_depth\0\u{1}workers\0\u{3}stale_results\0\u{3}store_batches\0\u{3}store_rows\0\u{3}uptime_seconds\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}runs_by_status\0\u{3}tasks_dispatched\0\u{3}tasks_completed\0\u{3}tasks_failed\0\u{3}tasks_retried\0\u{3}queue_depth\0\u{1}workers\0\u{3}stale_results\0\u{3}store_batches\0\u{3}store_rows\0\u{3}uptime_seconds\0\u{3}redis_configured\0\u{3}redis_up\0\u{3}redis_failures\0\u{3}hot_waiting_batches\0\u{3}hot_oldest_seconds\0\u{3}store_error\0\u{3}wal_bytes\0\u{3}hot_batches\0\u{1}flushes\0")
+
+  fileprivate class _StorageClass {
+    var _runsByStatus: Dictionary<String,UInt64> = [:]
+    var _tasksDispatched: UInt64 = 0
+    var _tasksCompleted: UInt64 = 0
+    var _tasksFailed: UInt64 = 0
+    var _tasksRetried: UInt64 = 0
+    var _queueDepth: UInt64 = 0
+    var _workers: UInt32 = 0
+    var _staleResults: UInt64 = 0
+    var _storeBatches: UInt64 = 0
+    var _storeRows: UInt64 = 0
+    var _uptimeSeconds: Double = 0
+    var _redisConfigured: Bool = false
+    var _redisUp: Bool = false
+    var _redisFailures: UInt64 = 0
+    var _hotWaitingBatches: UInt32 = 0
+    var _hotOldestSeconds: Double = 0
+    var _storeError: String = String()
+    var _walBytes: UInt64 = 0
+    var _hotBatches: UInt64 = 0
+    var _flushes: UInt64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _runsByStatus = source._runsByStatus
+      _tasksDispatched = source._tasksDispatched
+      _tasksCompleted = source._tasksCompleted
+      _tasksFailed = source._tasksFailed
+      _tasksRetried = source._tasksRetried
+      _queueDepth = source._queueDepth
+      _workers = source._workers
+      _staleResults = source._staleResults
+      _storeBatches = source._storeBatches
+      _storeRows = source._storeRows
+      _uptimeSeconds = source._uptimeSeconds
+      _redisConfigured = source._redisConfigured
+      _redisUp = source._redisUp
+      _redisFailures = source._redisFailures
+      _hotWaitingBatches = source._hotWaitingBatches
+      _hotOldestSeconds = source._hotOldestSeconds
+      _storeError = source._storeError
+      _walBytes = source._walBytes
+      _hotBatches = source._hotBatches
+      _flushes = source._flushes
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &self.runsByStatus) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.tasksDispatched) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.tasksCompleted) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.tasksFailed) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.tasksRetried) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.queueDepth) }()
-      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.workers) }()
-      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.staleResults) }()
-      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.storeBatches) }()
-      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.storeRows) }()
-      case 11: try { try decoder.decodeSingularDoubleField(value: &self.uptimeSeconds) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &_storage._runsByStatus) }()
+        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._tasksDispatched) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._tasksCompleted) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._tasksFailed) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._tasksRetried) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._queueDepth) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._workers) }()
+        case 8: try { try decoder.decodeSingularUInt64Field(value: &_storage._staleResults) }()
+        case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._storeBatches) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._storeRows) }()
+        case 11: try { try decoder.decodeSingularDoubleField(value: &_storage._uptimeSeconds) }()
+        case 12: try { try decoder.decodeSingularBoolField(value: &_storage._redisConfigured) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._redisUp) }()
+        case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._redisFailures) }()
+        case 15: try { try decoder.decodeSingularUInt32Field(value: &_storage._hotWaitingBatches) }()
+        case 16: try { try decoder.decodeSingularDoubleField(value: &_storage._hotOldestSeconds) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._storeError) }()
+        case 18: try { try decoder.decodeSingularUInt64Field(value: &_storage._walBytes) }()
+        case 19: try { try decoder.decodeSingularUInt64Field(value: &_storage._hotBatches) }()
+        case 20: try { try decoder.decodeSingularUInt64Field(value: &_storage._flushes) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.runsByStatus.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: self.runsByStatus, fieldNumber: 1)
-    }
-    if self.tasksDispatched != 0 {
-      try visitor.visitSingularUInt64Field(value: self.tasksDispatched, fieldNumber: 2)
-    }
-    if self.tasksCompleted != 0 {
-      try visitor.visitSingularUInt64Field(value: self.tasksCompleted, fieldNumber: 3)
-    }
-    if self.tasksFailed != 0 {
-      try visitor.visitSingularUInt64Field(value: self.tasksFailed, fieldNumber: 4)
-    }
-    if self.tasksRetried != 0 {
-      try visitor.visitSingularUInt64Field(value: self.tasksRetried, fieldNumber: 5)
-    }
-    if self.queueDepth != 0 {
-      try visitor.visitSingularUInt64Field(value: self.queueDepth, fieldNumber: 6)
-    }
-    if self.workers != 0 {
-      try visitor.visitSingularUInt32Field(value: self.workers, fieldNumber: 7)
-    }
-    if self.staleResults != 0 {
-      try visitor.visitSingularUInt64Field(value: self.staleResults, fieldNumber: 8)
-    }
-    if self.storeBatches != 0 {
-      try visitor.visitSingularUInt64Field(value: self.storeBatches, fieldNumber: 9)
-    }
-    if self.storeRows != 0 {
-      try visitor.visitSingularUInt64Field(value: self.storeRows, fieldNumber: 10)
-    }
-    if self.uptimeSeconds.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.uptimeSeconds, fieldNumber: 11)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if !_storage._runsByStatus.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: _storage._runsByStatus, fieldNumber: 1)
+      }
+      if _storage._tasksDispatched != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._tasksDispatched, fieldNumber: 2)
+      }
+      if _storage._tasksCompleted != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._tasksCompleted, fieldNumber: 3)
+      }
+      if _storage._tasksFailed != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._tasksFailed, fieldNumber: 4)
+      }
+      if _storage._tasksRetried != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._tasksRetried, fieldNumber: 5)
+      }
+      if _storage._queueDepth != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._queueDepth, fieldNumber: 6)
+      }
+      if _storage._workers != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._workers, fieldNumber: 7)
+      }
+      if _storage._staleResults != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._staleResults, fieldNumber: 8)
+      }
+      if _storage._storeBatches != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._storeBatches, fieldNumber: 9)
+      }
+      if _storage._storeRows != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._storeRows, fieldNumber: 10)
+      }
+      if _storage._uptimeSeconds.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._uptimeSeconds, fieldNumber: 11)
+      }
+      if _storage._redisConfigured != false {
+        try visitor.visitSingularBoolField(value: _storage._redisConfigured, fieldNumber: 12)
+      }
+      if _storage._redisUp != false {
+        try visitor.visitSingularBoolField(value: _storage._redisUp, fieldNumber: 13)
+      }
+      if _storage._redisFailures != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._redisFailures, fieldNumber: 14)
+      }
+      if _storage._hotWaitingBatches != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._hotWaitingBatches, fieldNumber: 15)
+      }
+      if _storage._hotOldestSeconds.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._hotOldestSeconds, fieldNumber: 16)
+      }
+      if !_storage._storeError.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._storeError, fieldNumber: 17)
+      }
+      if _storage._walBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._walBytes, fieldNumber: 18)
+      }
+      if _storage._hotBatches != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._hotBatches, fieldNumber: 19)
+      }
+      if _storage._flushes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._flushes, fieldNumber: 20)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Cairn_V1_Stats, rhs: Cairn_V1_Stats) -> Bool {
-    if lhs.runsByStatus != rhs.runsByStatus {return false}
-    if lhs.tasksDispatched != rhs.tasksDispatched {return false}
-    if lhs.tasksCompleted != rhs.tasksCompleted {return false}
-    if lhs.tasksFailed != rhs.tasksFailed {return false}
-    if lhs.tasksRetried != rhs.tasksRetried {return false}
-    if lhs.queueDepth != rhs.queueDepth {return false}
-    if lhs.workers != rhs.workers {return false}
-    if lhs.staleResults != rhs.staleResults {return false}
-    if lhs.storeBatches != rhs.storeBatches {return false}
-    if lhs.storeRows != rhs.storeRows {return false}
-    if lhs.uptimeSeconds != rhs.uptimeSeconds {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._runsByStatus != rhs_storage._runsByStatus {return false}
+        if _storage._tasksDispatched != rhs_storage._tasksDispatched {return false}
+        if _storage._tasksCompleted != rhs_storage._tasksCompleted {return false}
+        if _storage._tasksFailed != rhs_storage._tasksFailed {return false}
+        if _storage._tasksRetried != rhs_storage._tasksRetried {return false}
+        if _storage._queueDepth != rhs_storage._queueDepth {return false}
+        if _storage._workers != rhs_storage._workers {return false}
+        if _storage._staleResults != rhs_storage._staleResults {return false}
+        if _storage._storeBatches != rhs_storage._storeBatches {return false}
+        if _storage._storeRows != rhs_storage._storeRows {return false}
+        if _storage._uptimeSeconds != rhs_storage._uptimeSeconds {return false}
+        if _storage._redisConfigured != rhs_storage._redisConfigured {return false}
+        if _storage._redisUp != rhs_storage._redisUp {return false}
+        if _storage._redisFailures != rhs_storage._redisFailures {return false}
+        if _storage._hotWaitingBatches != rhs_storage._hotWaitingBatches {return false}
+        if _storage._hotOldestSeconds != rhs_storage._hotOldestSeconds {return false}
+        if _storage._storeError != rhs_storage._storeError {return false}
+        if _storage._walBytes != rhs_storage._walBytes {return false}
+        if _storage._hotBatches != rhs_storage._hotBatches {return false}
+        if _storage._flushes != rhs_storage._flushes {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,291 @@
+import CairnCore
+import CairnStore
+import Foundation
+import Logging
+
+public struct HotTierConfig: Sendable {
+    /// Every key the hot tier writes expires after this long (`--checkpoint-ttl`).
+    public var ttl: Double = 3600
+    /// The flusher moves dirty batches to SQLite this often (`--flush-interval`)…
+    public var flushInterval: Double = 0.2
+    /// …or as soon as this many rows are waiting (`--flush-batch`), whichever comes first.
+    public var flushBatchRows: Int = 5_000
+    /// Writes hold (and dispatch stalls) once the oldest unflushed batch is this fraction of the TTL old.
+    public var backlogLimitFraction: Double = 0.5
+    /// How often a Redis that went away is tried again.
+    public var reconnectInterval: Double = 1.0
+    /// Prefix of every key (one per coordinator store).
+    public var keyPrefix: String = "cairn"
+
+    public init() {}
+}
+
+/// Redis in front of SQLite: a `hot` batch is one pipelined round trip to Redis (with a TTL,
+/// indexed as dirty) and is moved to SQLite by the flusher in one transaction per flush.
+///
+/// ```
+///  commit(hot) ──► Redis  SET  <prefix>:batch:<epoch>:<seq>  <zstd(json)>  PX ttl
+///                         ZADD <prefix>:dirty <seq> <key>                  (PEXPIRE ttl)
+///  flusher ──────► SQLite one transaction for every batch waiting  ──► DEL/ZREM in Redis
+///  commit(sync), a batch that ends a run, Redis down ──► flush what waits, then SQLite directly
+///  start ────────► replay <prefix>:dirty into SQLite (a coordinator that died with batches unflushed)
+/// ```
+///
+/// Reads flush first, so queries always see every committed batch. If SQLite cannot be written,
+/// batches wait in Redis; once the oldest is half its TTL old, new writes hold until SQLite
+/// accepts again, so no entry can expire before it is flushed.
+public actor HotTierStore: CheckpointStore {
+    /// The authoritative store behind the hot tier (SQLite; a decorator in tests).
+    public nonisolated let sqlite: any CheckpointStore
+    public nonisolated let redis: RedisClient
+    let config: HotTierConfig
+    let logger: Logger
+    let epoch = UInt64(Date().timeIntervalSince1970 * 1000)
+
+    struct Entry {
+        let key: String
+        let batch: StoreBatch
+        let createdAt: Date
+    }
+
+    private var pending: [Entry] = []
+    private var pendingRows = 0
+    private var seq: UInt64 = 0
+    private var flushing = false
+    public private(set) var redisUp = true
+    private var lastFlushError: String?
+    private var holding = false
+    private var flusherTask: Task<Void, Never>?
+
+    // counters
+    public private(set) var hotBatches: UInt64 = 0
+    public private(set) var directBatches: UInt64 = 0
+    public private(set) var flushes: UInt64 = 0
+    public private(set) var redisFailures: UInt64 = 0
+
+    public init(sqlite: any CheckpointStore, redis: RedisClient, config: HotTierConfig, logger: Logger) {
+        self.sqlite = sqlite
+        self.redis = redis
+        self.config = config
+        self.logger = logger
+    }
+
+    var dirtyKey: String { "\(config.keyPrefix):dirty" }
+    var ttlMillis: String { String(Int64(config.ttl * 1000)) }
+
+    /// Checks the Redis's eviction policy: one that may evict keys with a TTL before they expire
+    /// (`volatile-*`, or `allkeys-*` under a memory limit) could drop unflushed batches.
+    public static func evictionRisk(_ redis: RedisClient) async throws -> String? {
+        let replies = try await redis.pipeline([
+            ["CONFIG", "GET", "maxmemory-policy"].map { Array($0.utf8) },
+            ["CONFIG", "GET", "maxmemory"].map { Array($0.utf8) },
+        ])
+        func value(_ r: RedisReply) -> String? {
+            if case .array(let items) = r, items.count == 2 { return items[1].text }
+            if case .error(let e) = r { return "error: \(e)" }
+            return nil
+        }
+        let policy = value(replies[0]) ?? "unknown"
+        let maxmemory = Int64(value(replies[1]) ?? "0") ?? 0
+        if policy.hasPrefix("volatile-") {
+            return "maxmemory-policy is \(policy): Redis may evict keys that have a TTL — Cairn's unflushed checkpoints — before they expire"
+        }
+        if policy.hasPrefix("allkeys-") && maxmemory > 0 {
+            return "maxmemory-policy is \(policy) with maxmemory \(maxmemory): Redis may evict Cairn's unflushed checkpoints under memory pressure"
+        }
+        return nil
+    }
+
+    /// Replays batches a previous coordinator left unflushed in Redis into SQLite, oldest first,
+    /// then starts the flusher. Call before serving.
+    public func start() async throws -> Int {
+        var replayed = 0
+        do {
+            let reply = try await redis.pipeline([["ZRANGE", dirtyKey, "0", "-1"].map { Array($0.utf8) }])[0]
+            guard case .array(let keys) = reply else { throw RedisError.server("unexpected ZRANGE reply") }
+            for keyReply in keys {
+                guard let key = keyReply.text else { continue }
+                let value = try await redis.pipeline([["GET", key].map { Array($0.utf8) }])[0]
+                guard case .string(let packed) = value else {
+                    logger.critical("a dirty hot-tier batch expired before it was flushed: its steps are lost", metadata: ["key": "\(key)"])
+                    _ = try await redis.pipeline([["ZREM", dirtyKey, key].map { Array($0.utf8) }])
+                    continue
+                }
+                let batch = try Self.decode(packed)
+                try await sqlite.commit(batch)
+                _ = try await redis.pipeline([["DEL", key].map { Array($0.utf8) }, ["ZREM", dirtyKey, key].map { Array($0.utf8) }])
+                replayed += 1
+            }
+            if replayed > 0 { logger.notice("replayed unflushed hot-tier batches into SQLite", metadata: ["batches": "\(replayed)"]) }
+        } catch let e as RedisError {
+            markDown(e)
+        }
+        flusherTask = Task { await self.flusherLoop() }
+        return replayed
+    }
+
+    public func stop() async {
+        flusherTask?.cancel()
+        try? await flush()
+    }
+
+    private func flusherLoop() async {
+        var lastReconnect = Date.distantPast
+        while !Task.isCancelled {
+            try? await Task.sleep(nanoseconds: UInt64(config.flushInterval * 1e9))
+            try? await flush()
+            if !redisUp && Date().timeIntervalSince(lastReconnect) >= config.reconnectInterval {
+                lastReconnect = Date()
+                if (try? await redis.command("PING")) == .status("PONG") {
+                    redisUp = true
+                    logger.notice("Redis is reachable again: hot tier on", metadata: ["redis": "\(redis.url)"])
+                }
+            }
+        }
+    }
+
+    private func markDown(_ error: any Error) {
+        redisFailures += 1
+        if redisUp {
+            redisUp = false
+            logger.error("Redis unreachable: writing SQLite directly until it is back", metadata: ["redis": "\(redis.url)", "error": "\(error)"])
+        }
+    }
+
+    static func encode(_ batch: StoreBatch) throws -> [UInt8] {
+        try Zstd.compress(batch.json.jsonBytes(), level: 1)
+    }
+
+    static func decode(_ packed: [UInt8]) throws -> StoreBatch {
+        try StoreBatch(json: try JSONValue.parse(try Zstd.decompress(packed, limit: StoredBlob.maxValueBytes)))
+    }
+
+    // MARK: writing
+
+    public func commit(_ batch: StoreBatch) async throws {
+        try await commit(batch, durability: .hot)
+    }
+
+    public func commit(_ batch: StoreBatch, durability: Durability) async throws {
+        if batch.isEmpty { return }
+        if durability == .sync || !redisUp || batch.finishesRun {
+            try await direct(batch)
+            return
+        }
+        try await holdWhileBacklogged()
+        seq += 1
+        let key = "\(config.keyPrefix):batch:\(epoch):\(seq)"
+        let packed = try Self.encode(batch)
+        do {
+            let replies = try await redis.pipeline([
+                [Array("SET".utf8), Array(key.utf8), packed, Array("PX".utf8), Array(ttlMillis.utf8)],
+                ["ZADD", dirtyKey, String(seq), key].map { Array($0.utf8) },
+                ["PEXPIRE", dirtyKey, ttlMillis].map { Array($0.utf8) },
+            ])
+            if let bad = replies.first(where: { if case .error = $0 { return true } else { return false } }), case .error(let e) = bad {
+                throw RedisError.server(e)
+            }
+        } catch {
+            markDown(error)
+            try await direct(batch)
+            return
+        }
+        hotBatches += 1
+        pending.append(Entry(key: key, batch: batch, createdAt: Date()))
+        pendingRows += batch.rowCount
+        if pendingRows >= config.flushBatchRows { Task { try? await self.flush() } }
+    }
+
+    /// Flushes what waits (keeping order), then writes `batch` to SQLite.
+    private func direct(_ batch: StoreBatch) async throws {
+        try await flush()
+        try await sqlite.commit(batch)
+        directBatches += 1
+    }
+
+    /// Moves every waiting batch to SQLite in one transaction, then forgets them in Redis.
+    public func flush() async throws {
+        while flushing { try await Task.sleep(nanoseconds: 1_000_000) }
+        guard !pending.isEmpty else { return }
+        flushing = true
+        defer { flushing = false }
+        let entries = pending
+        var merged = StoreBatch()
+        for e in entries { merged.merge(e.batch) }
+        do {
+            try await sqlite.commit(merged)
+        } catch {
+            if lastFlushError == nil {
+                logger.error("cannot write SQLite: batches wait in Redis", metadata: ["error": "\(error)", "waiting": "\(entries.count)"])
+            }
+            lastFlushError = "\(error)"
+            throw error
+        }
+        if lastFlushError != nil {
+            logger.notice("SQLite is writable again; flushed the backlog", metadata: ["batches": "\(entries.count)"])
+            lastFlushError = nil
+        }
+        pending.removeFirst(entries.count)
+        pendingRows = pending.reduce(0) { $0 + $1.batch.rowCount }
+        flushes += 1
+        if redisUp {
+            var cmds: [[[UInt8]]] = [[Array("DEL".utf8)] + entries.map { Array($0.key.utf8) }]
+            cmds.append([Array("ZREM".utf8), Array(dirtyKey.utf8)] + entries.map { Array($0.key.utf8) })
+            do { _ = try await redis.pipeline(cmds) } catch { markDown(error) }
+        }
+    }
+
+    /// Blocks new hot writes while SQLite is failing and the backlog nears its TTL.
+    private func holdWhileBacklogged() async throws {
+        while let oldest = pending.first, Date().timeIntervalSince(oldest.createdAt) > config.ttl * config.backlogLimitFraction {
+            if !holding {
+                holding = true
+                logger.critical("SQLite has not accepted writes for \(Int(Date().timeIntervalSince(oldest.createdAt)))s: holding new writes so that no unflushed batch can expire",
+                                metadata: ["error": "\(lastFlushError ?? "?")", "waiting_batches": "\(pending.count)"])
+            }
+            try? await flush()
+            if pending.first.map({ Date().timeIntervalSince($0.createdAt) > config.ttl * config.backlogLimitFraction }) == true {
+                try await Task.sleep(nanoseconds: 200_000_000)
+            }
+        }
+        if holding {
+            holding = false
+            logger.notice("SQLite accepts writes again: no longer holding")
+        }
+    }
+
+    /// Status for logs and stats.
+    public var status: (redisUp: Bool, waitingBatches: Int, oldestAge: Double, lastFlushError: String?) {
+        (redisUp, pending.count, pending.first.map { Date().timeIntervalSince($0.createdAt) } ?? 0, lastFlushError)
+    }
+
+    // MARK: reading (flush first: queries see every committed batch)
+
+    public func run(_ runID: String) async throws -> RunRecord? { try? await flush(); return try await sqlite.run(runID) }
+    public func runs(_ filter: RunFilter) async throws -> [RunRecord] { try? await flush(); return try await sqlite.runs(filter) }
+    public func unfinishedRuns() async throws -> [RunRecord] { try? await flush(); return try await sqlite.unfinishedRuns() }
+    public func runCounts() async throws -> [RunStatus: Int] { try? await flush(); return try await sqlite.runCounts() }
+    public func graph(_ hash: String) async throws -> GraphRecord? { try? await flush(); return try await sqlite.graph(hash) }
+    public func bundle(_ hash: String) async throws -> [UInt8]? { try? await flush(); return try await sqlite.bundle(hash) }
+    public func checkpoint(runID: String, namespace: String, checkpointID: String?) async throws -> CheckpointRecord? {
+        try? await flush()
+        return try await sqlite.checkpoint(runID: runID, namespace: namespace, checkpointID: checkpointID)
+    }
+    public func checkpoints(runID: String, namespace: String, limit: Int) async throws -> [CheckpointRecord] {
+        try? await flush()
+        return try await sqlite.checkpoints(runID: runID, namespace: namespace, limit: limit)
+    }
+    public func channelValue(runID: String, namespace: String, channel: String, version: String) async throws -> JSONValue {
+        try? await flush()
+        return try await sqlite.channelValue(runID: runID, namespace: namespace, channel: channel, version: version)
+    }
+    public func pendingWrites(runID: String, namespace: String, checkpointID: String) async throws -> [PendingWriteRecord] {
+        try? await flush()
+        return try await sqlite.pendingWrites(runID: runID, namespace: namespace, checkpointID: checkpointID)
+    }
+    public func taskExecutions(runID: String) async throws -> [TaskExecutionRecord] {
+        try? await flush()
+        return try await sqlite.taskExecutions(runID: runID)
+    }
+    public func workers() async throws -> [WorkerRecord] { try? await flush(); return try await sqlite.workers() }
+}

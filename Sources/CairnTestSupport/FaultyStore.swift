@@ -1,0 +1,52 @@
+import CairnCore
+import CairnStore
+import Foundation
+
+/// A `CheckpointStore` decorator whose writes fail while `failing` is set, as a full disk or a
+/// read-only file would make SQLite fail. Reads pass through.
+public final class FaultyStore: CheckpointStore, @unchecked Sendable {
+    public let inner: any CheckpointStore
+    private let lock = NSLock()
+    private var _failing = false
+    private var _failedCommits = 0
+
+    public init(_ inner: any CheckpointStore) { self.inner = inner }
+
+    public var failing: Bool {
+        get { lock.withLock { _failing } }
+        set { lock.withLock { _failing = newValue } }
+    }
+
+    public var failedCommits: Int { lock.withLock { _failedCommits } }
+
+    public struct DiskFull: Error, CustomStringConvertible {
+        public var description: String { "database or disk is full (injected)" }
+    }
+
+    public func commit(_ batch: StoreBatch) async throws {
+        let fail: Bool = lock.withLock { if _failing { _failedCommits += 1 }; return _failing }
+        if fail { throw DiskFull() }
+        try await inner.commit(batch)
+    }
+
+    public func run(_ runID: String) async throws -> RunRecord? { try await inner.run(runID) }
+    public func runs(_ filter: RunFilter) async throws -> [RunRecord] { try await inner.runs(filter) }
+    public func unfinishedRuns() async throws -> [RunRecord] { try await inner.unfinishedRuns() }
+    public func runCounts() async throws -> [RunStatus: Int] { try await inner.runCounts() }
+    public func graph(_ hash: String) async throws -> GraphRecord? { try await inner.graph(hash) }
+    public func bundle(_ hash: String) async throws -> [UInt8]? { try await inner.bundle(hash) }
+    public func checkpoint(runID: String, namespace: String, checkpointID: String?) async throws -> CheckpointRecord? {
+        try await inner.checkpoint(runID: runID, namespace: namespace, checkpointID: checkpointID)
+    }
+    public func checkpoints(runID: String, namespace: String, limit: Int) async throws -> [CheckpointRecord] {
+        try await inner.checkpoints(runID: runID, namespace: namespace, limit: limit)
+    }
+    public func channelValue(runID: String, namespace: String, channel: String, version: String) async throws -> JSONValue {
+        try await inner.channelValue(runID: runID, namespace: namespace, channel: channel, version: version)
+    }
+    public func pendingWrites(runID: String, namespace: String, checkpointID: String) async throws -> [PendingWriteRecord] {
+        try await inner.pendingWrites(runID: runID, namespace: namespace, checkpointID: checkpointID)
+    }
+    public func taskExecutions(runID: String) async throws -> [TaskExecutionRecord] { try await inner.taskExecutions(runID: runID) }
+    public func workers() async throws -> [WorkerRecord] { try await inner.workers() }
+}
