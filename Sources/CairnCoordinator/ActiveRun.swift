@@ -37,8 +37,10 @@ final class ActiveRun {
     /// The checkpoint whose `next` tasks are running now.
     var checkpoint: CheckpointRecord
     /// The state at `checkpoint`, and its JSON as sent to workers (encoded once per step).
-    var state: [String: JSONValue]
-    var stateBytes: [UInt8]
+    var state: [String: JSONValue] {
+        didSet { encodedState = nil }
+    }
+    private var encodedState: [UInt8]?
     var joins: [String: [String]]
     var tasks: [String: TaskState] = [:]
     var order: [String] = []
@@ -61,9 +63,25 @@ final class ActiveRun {
         self.bundleHash = bundleHash
         self.checkpoint = checkpoint
         self.state = state
-        self.stateBytes = JSONValue.object(state).jsonBytes()
         self.joins = joins
         for node in graph.nodes.values { configBytes[node.name] = node.config.jsonBytes() }
+    }
+
+    /// What a task of `kind` is sent as its state. Handlers that never read the state (echo,
+    /// sleep, fail, flaky) get none, `map` gets only the list it fans out over, and everything
+    /// else (exec, Swift handlers) the whole state, encoded once per step.
+    func stateBytes(for node: NodeSpec?) -> [UInt8] {
+        switch node?.kind {
+        case "echo", "sleep", "fail", "flaky": return []
+        case "map":
+            guard let over = node?.config["over"]?.stringValue else { return [] }
+            return JSONValue.object([over: state[over] ?? .null]).jsonBytes()
+        default:
+            if let e = encodedState { return e }
+            let e = JSONValue.object(state).jsonBytes()
+            encodedState = e
+            return e
+        }
     }
 
     var hasReady: Bool { readyHead < ready.count }

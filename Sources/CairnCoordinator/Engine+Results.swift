@@ -245,6 +245,8 @@ extension Engine {
                                   source: "loop", channelVersions: versions, nextTasks: .array(next.map(\.json)),
                                   metadata: .object(metadata), createdAt: now)
         batch.checkpoints.append(cp)
+        // The step's writes now live in the new checkpoint's channel values.
+        batch.prunedWrites.append(CheckpointKey(runID: runID, checkpointID: run.checkpoint.checkpointID))
         var record = run.record
         record.step = step
         record.checkpointID = newID
@@ -270,7 +272,6 @@ extension Engine {
         run.record = record
         run.checkpoint = cp
         run.state = state
-        run.stateBytes = JSONValue.object(state).jsonBytes()
         run.joins = joins
         run.beginStep(planned: next, done: [:])
         publish(run, kind: "checkpoint", message: "step \(step) recorded", includeRun: true)

@@ -236,7 +236,7 @@ actor Engine {
         a.node = t.planned.node
         a.kind = t.kind
         a.configJson = Data(run.configBytes[t.planned.node] ?? [])
-        a.stateJson = Data(run.stateBytes)
+        a.stateJson = Data(run.stateBytes(for: run.graph.nodes[t.planned.node]))
         if let input = t.planned.input { a.inputJson = Data(input.jsonBytes()) }
         a.attempt = UInt32(t.attempt)
         a.progressJson = Data(t.progress)

@@ -45,6 +45,7 @@ public actor InMemoryStore: CheckpointStore {
             let wk = key(w.taskID, String(w.idx))
             if writes[k]?[wk] == nil { writes[k, default: [:]][wk] = (w, StoredBlob(w.value)) }
         }
+        for k in b.prunedWrites { writes[key(k.runID, k.namespace, k.checkpointID)] = nil }
         executions.append(contentsOf: b.taskExecutions)
         for w in b.workers {
             if var old = workerRecords[w.workerID] {

@@ -177,6 +177,9 @@ public struct StoreBatch: Sendable {
     public var pendingWrites: [PendingWriteRecord] = []
     public var taskExecutions: [TaskExecutionRecord] = []
     public var workers: [WorkerRecord] = []
+    /// Checkpoints whose pending writes are no longer needed: the step they belong to has its own
+    /// checkpoint now (written in the same batch), so the writes live on in its channel values.
+    public var prunedWrites: [CheckpointKey] = []
 
     public init() {}
 
@@ -184,13 +187,13 @@ public struct StoreBatch: Sendable {
 
     public var rowCount: Int {
         graphs.count + bundles.count + runs.count + checkpoints.count + channelValues.count + pendingWrites.count
-            + taskExecutions.count + workers.count
+            + taskExecutions.count + workers.count + prunedWrites.count
     }
 
     public mutating func merge(_ other: StoreBatch) {
         graphs += other.graphs; bundles += other.bundles; runs += other.runs; checkpoints += other.checkpoints
         channelValues += other.channelValues; pendingWrites += other.pendingWrites
-        taskExecutions += other.taskExecutions; workers += other.workers
+        taskExecutions += other.taskExecutions; workers += other.workers; prunedWrites += other.prunedWrites
     }
 }
 
@@ -201,5 +204,14 @@ public struct RunFilter: Sendable, Equatable {
     public var limit: Int
     public init(status: RunStatus? = nil, graphName: String? = nil, createdAfter: Double? = nil, limit: Int = 50) {
         self.status = status; self.graphName = graphName; self.createdAfter = createdAfter; self.limit = limit
+    }
+}
+
+public struct CheckpointKey: Sendable, Hashable {
+    public var runID: String
+    public var namespace: String
+    public var checkpointID: String
+    public init(runID: String, namespace: String = "", checkpointID: String) {
+        self.runID = runID; self.namespace = namespace; self.checkpointID = checkpointID
     }
 }

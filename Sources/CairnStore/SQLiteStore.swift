@@ -117,6 +117,10 @@ public final class SQLiteStore: CheckpointStore {
                 try s.execute(arguments: [w.runID, w.namespace, w.checkpointID, w.taskID, w.idx, w.channel, Int(blob.codec.rawValue), Data(blob.sha256), Data(blob.data)])
             }
         }
+        if !b.prunedWrites.isEmpty {
+            let s = try db.cachedStatement(sql: "DELETE FROM pending_writes WHERE run_id = ? AND ns = ? AND checkpoint_id = ?")
+            for k in b.prunedWrites { try s.execute(arguments: [k.runID, k.namespace, k.checkpointID]) }
+        }
         if !b.taskExecutions.isEmpty {
             let s = try db.cachedStatement(sql: """
                 INSERT INTO task_executions (run_id, task_id, node, step, attempt, worker, status, started_at, finished_at, duration_ms, error, cost, api_calls)

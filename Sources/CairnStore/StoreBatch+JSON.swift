@@ -61,6 +61,9 @@ extension StoreBatch {
                          "seen": .double(w.lastSeen), "gone": optD(w.disconnectedAt), "done": .int(Int64(w.tasksDone))])
             })
         }
+        if !prunedWrites.isEmpty {
+            o["pruned"] = .array(prunedWrites.map { .array([.string($0.runID), .string($0.namespace), .string($0.checkpointID)]) })
+        }
         return .object(o)
     }
 
@@ -133,6 +136,11 @@ extension StoreBatch {
                                                       status: try s(t["status"], "status"), startedAt: d(t["started"]),
                                                       finishedAt: d(t["finished"]), error: os(t["error"]), cost: d(t["cost"]),
                                                       apiCalls: i(t["api_calls"])))
+        }
+        for p in json["pruned"]?.arrayValue ?? [] {
+            let parts = (p.arrayValue ?? []).compactMap(\.stringValue)
+            guard parts.count == 3 else { throw DecodeError(description: "stored batch: bad pruned key") }
+            prunedWrites.append(CheckpointKey(runID: parts[0], namespace: parts[1], checkpointID: parts[2]))
         }
         for w in json["workers"]?.arrayValue ?? [] {
             workers.append(WorkerRecord(workerID: try s(w["id"], "worker id"), name: try s(w["name"], "name"), slots: i(w["slots"]),

@@ -97,6 +97,12 @@ public enum StoreConformance {
         try expect(writes.first { $0.taskID == "t1" && $0.idx == 0 }?.value == "first", "a re-run task cannot overwrite the first result")
         try expect(writes.first { $0.idx == -1 }?.value == .object(["node": "n"]), "control records (negative idx) are kept")
         try expect(try await store.pendingWrites(runID: "r1", namespace: "", checkpointID: "other").isEmpty, "writes are per checkpoint")
+        var prune = StoreBatch()
+        prune.pendingWrites.append(PendingWriteRecord(runID: "r1", checkpointID: "c2", taskID: "t1", idx: 0, channel: "a", value: "next step"))
+        prune.prunedWrites.append(CheckpointKey(runID: "r1", checkpointID: "c1"))
+        try await store.commit(prune)
+        try expect(try await store.pendingWrites(runID: "r1", namespace: "", checkpointID: "c1").isEmpty, "pruned writes are gone")
+        try expect(try await store.pendingWrites(runID: "r1", namespace: "", checkpointID: "c2").count == 1, "pruning is per checkpoint")
     }
 
     @Sendable static func deltas(_ store: any CheckpointStore) async throws {

@@ -36,6 +36,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-frame-size"), help: "The largest protocol frame accepted, in bytes.")
     var maxFrameSize = 16 * 1024 * 1024
 
+    @Option(name: .customLong("wal-checkpoint-interval"), help: "How often SQLite's write-ahead log is checkpointed and truncated, e.g. 30s.")
+    var walCheckpointInterval = "30s"
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
@@ -90,6 +93,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.hotTier.flushInterval = fi
         config.hotTier.flushBatchRows = flushBatch
         config.allowRedisEviction = allowRedisEviction
+        guard let wal = Durations.seconds(walCheckpointInterval), wal > 0 else { throw ValidationError("--wal-checkpoint-interval looks like 30s") }
+        config.walCheckpointInterval = wal
 
         let coordinator: Coordinator
         do {

@@ -1,0 +1,114 @@
+import CairnTestSupport
+import Foundation
+import Testing
+
+/// The hot tier with real processes: a coordinator with --redis, workers, a real redis-server.
+@Suite(.serialized) struct HotTierProcessTests {
+    @Test func hotRunsLandInSQLiteAndSurviveACoordinatorKill9() async throws {
+        let redis = try await RedisServer(appendOnly: true)
+        defer { redis.stop() }
+        let args = ["--redis", redis.url, "--flush-interval", "5s"]  // a long interval: batches wait in Redis
+        let cluster = try await TestCluster.start(workers: 2, coordinatorArgs: args)
+        defer { cluster.stop() }
+        let graph = try writeGraph(cluster, "hot", chainGraph(name: "hot", nodes: 12, sleep: 120))
+        let runID = try await cluster.submit(graph)
+        try await Task.sleep(nanoseconds: 900_000_000)
+        let dirty = Int(try await redis.cli("--scan", "--pattern", "cairn:*:batch:*").split(separator: "\n").count)
+        #expect(dirty > 0, "steps are waiting in Redis, not yet in SQLite")
+        try await cluster.restartCoordinator(signal: SIGKILL, args: args)
+        try await cluster.waitForWorkers(2, timeout: 30)
+        let status = try await cluster.waitForRun(runID, timeout: 60)
+        #expect(status["status"] as? String == "completed")
+        #expect(status["durability"] as? String == "hot")
+        #expect((status[path: "output.log"] as? [String]) == (1...12).map { "n\($0)" }, "each node's write applied exactly once")
+        let history = try await cluster.cairn(["history", runID, "--json"]).object
+        let steps = ((history["checkpoints"] as? [[String: Any]]) ?? []).compactMap { $0["step"] as? Int }
+        #expect(steps == Array((0...12).reversed()))
+        #expect(cluster.log("coordinator.log").contains("replayed unflushed hot-tier batches"))
+        // A completed run is in SQLite: nothing of it is left waiting in Redis.
+        let left = try await redis.cli("--scan", "--pattern", "cairn:*:batch:*")
+        #expect(left.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        let rows = try await TestCluster.run("/usr/bin/env", ["sqlite3", cluster.databasePath,
+                                                              "SELECT status FROM runs WHERE run_id = '\(runID)'"])
+        #expect(rows.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "completed")
+    }
+
+    @Test func killingRedisMidRunFallsBackToSQLiteAndReturnsWhenItIsBack() async throws {
+        let redis = try await RedisServer()
+        defer { redis.stop() }
+        let cluster = try await TestCluster.start(workers: 2, coordinatorArgs: ["--redis", redis.url])
+        defer { cluster.stop() }
+        let graph = try writeGraph(cluster, "steady", chainGraph(name: "steady", nodes: 15, sleep: 100))
+        let runID = try await cluster.submit(graph)
+        try await Task.sleep(nanoseconds: 500_000_000)
+        redis.kill()
+        let status = try await cluster.waitForRun(runID, timeout: 60)
+        #expect(status["status"] as? String == "completed")
+        #expect((status[path: "output.log"] as? [String]) == (1...15).map { "n\($0)" })
+        #expect(cluster.log("coordinator.log").contains("Redis unreachable"))
+        let down = try await cluster.cairn(["stats", "--json"]).object
+        #expect(down["redis_up"] as? Bool == false)
+        #expect((down["redis_failures"] as? Int ?? 0) >= 1)
+        try await redis.restart()
+        let deadline = Date().addingTimeInterval(10)
+        var up = false
+        while !up && Date() < deadline {
+            up = try await cluster.cairn(["stats", "--json"]).object["redis_up"] as? Bool == true
+            if !up { try await Task.sleep(nanoseconds: 200_000_000) }
+        }
+        #expect(up)
+        #expect(cluster.log("coordinator.log").contains("Redis is reachable again"))
+        let again = try await cluster.submit(try writeGraph(cluster, "after", chainGraph(name: "after", nodes: 3, sleep: 1)))
+        #expect(try await cluster.waitForRun(again)["status"] as? String == "completed")
+        #expect((try await cluster.cairn(["stats", "--json"]).object["hot_batches"] as? Int ?? 0) > 0)
+    }
+
+    @Test func aRedisThatCouldEvictCheckpointsIsRefusedAtStart() async throws {
+        let redis = try await RedisServer(extraArgs: ["--maxmemory-policy", "volatile-lru"])
+        defer { redis.stop() }
+        let dir = NSTemporaryDirectory() + "cairn-evict-" + UUID().uuidString.prefix(6)
+        let refused = try await TestCluster.run(TestCluster.binDirectory + "/cairn-coordinator",
+                                                ["--listen", "127.0.0.1:0", "--db", dir + "/c.db", "--redis", redis.url], timeout: 20)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("volatile-lru"))
+        #expect(refused.stderr.contains("noeviction"))
+        let allowed = try await TestCluster.start(workers: 1, coordinatorArgs: ["--redis", redis.url, "--allow-redis-eviction"])
+        defer { allowed.stop() }
+        #expect(allowed.log("coordinator.log").contains("eviction policy is unsafe"))
+    }
+
+    @Test func theWALStaysBoundedOverThousandsOfSteps() async throws {
+        let cluster = try await TestCluster.start(workers: 2, coordinatorArgs: ["--wal-checkpoint-interval", "1s"])
+        defer { cluster.stop() }
+        let graph = try writeGraph(cluster, "spin", """
+            name: spin
+            state:
+              laps: { reducer: sum }
+              trail: { reducer: append }
+              status: {}
+            nodes:
+              lap: { run: echo, writes: { laps: 1, trail: "\(String(repeating: "x", count: 100))" } }
+            edges:
+              - { from: START, to: lap }
+              - from: lap
+                route: { on: status, cases: { stop: END }, default: lap }
+            limits: { max_steps: 3000 }
+            """)
+        let runID = try await cluster.submit(graph)
+        var maxWAL = 0
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            let stats = try await cluster.cairn(["stats", "--json"]).object
+            maxWAL = max(maxWAL, stats["wal_bytes"] as? Int ?? 0)
+            let s = try await cluster.cairn(["status", runID, "--json"]).object
+            if s["status"] as? String != "running" { break }
+            try await Task.sleep(nanoseconds: 200_000_000)
+        }
+        let status = try await cluster.cairn(["status", runID, "--json"]).object
+        #expect(status["step"] as? Int == 3000)
+        #expect((status["error"] as? String ?? "").contains("max_steps = 3000"))
+        #expect(maxWAL < 16 * 1024 * 1024, "the -wal file peaked at \(maxWAL) bytes")
+        let trail = try await cluster.cairn(["state", runID, "--json"]).object
+        #expect((trail[path: "state.trail"] as? [String])?.count == 3000)
+    }
+}
