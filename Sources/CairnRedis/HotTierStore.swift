@@ -131,14 +131,19 @@ public actor HotTierStore: CheckpointStore {
 
     private func flusherLoop() async {
         var lastReconnect = Date.distantPast
+        var backoff = config.reconnectInterval
         while !Task.isCancelled {
             try? await Task.sleep(nanoseconds: UInt64(config.flushInterval * 1e9))
             try? await flush()
-            if !redisUp && Date().timeIntervalSince(lastReconnect) >= config.reconnectInterval {
+            if redisUp {
+                backoff = config.reconnectInterval
+            } else if Date().timeIntervalSince(lastReconnect) >= backoff {
                 lastReconnect = Date()
                 if (try? await redis.command("PING")) == .status("PONG") {
                     redisUp = true
                     logger.notice("Redis is reachable again: hot tier on", metadata: ["redis": "\(redis.url)"])
+                } else {
+                    backoff = min(backoff * 2, max(config.reconnectInterval, 10))  // exponential, capped at 10 s
                 }
             }
         }

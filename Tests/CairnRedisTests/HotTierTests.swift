@@ -187,4 +187,29 @@ import Testing
         #expect(faulty.failedCommits > 0)
         await hot.stop()
     }
+
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+              let pages = Int(text.split(separator: " ")[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    @Test func repliesAreFreedUnderALongRun() async throws {
+        let server = try await RedisServer()
+        defer { server.stop() }
+        let client = RedisClient(url: try RedisURL(server.url), logger: logger)
+        let value = [UInt8](repeating: 0x61, count: 4096)
+        func round() async throws {
+            var cmds: [[[UInt8]]] = []
+            for i in 0..<100 { cmds.append([Array("SET".utf8), Array("k\(i)".utf8), value]) }
+            for i in 0..<100 { cmds.append([Array("GET".utf8), Array("k\(i)".utf8)]) }
+            let replies = try await client.pipeline(cmds)
+            #expect(replies.count == 200)
+        }
+        for _ in 0..<50 { try await round() }  // warm up allocator pools
+        let before = Self.residentBytes()
+        for _ in 0..<300 { try await round() }  // 60,000 commands, 120 MB of replies copied out
+        let grown = Self.residentBytes() - before
+        #expect(grown < 16 * 1024 * 1024, "resident memory grew by \(grown) bytes")
+    }
 }
