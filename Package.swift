@@ -157,6 +157,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "CairnCoordinatorTests",
+            dependencies: ["CairnCoordinator"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "CairnRedisTests",
             dependencies: ["CairnRedis", "CairnStore", "CairnTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings

@@ -20,6 +20,8 @@ final class TaskState {
     var workerID: String?
     var startedAt: Double = 0
     var progress: [UInt8] = []
+    /// Workers that died while running this task (poison detection).
+    var lostWorkers = 0
     var outcome: TaskOutcome?
 
     init(planned: PlannedTask, kind: String) {

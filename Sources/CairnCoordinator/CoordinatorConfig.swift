@@ -13,6 +13,10 @@ public struct CoordinatorConfig: Sendable {
     /// How often workers are asked to heartbeat, and how long silence means a worker is lost.
     public var heartbeatInterval: Double = 1.0
     public var heartbeatTimeout: Double = 10.0
+    /// A task whose workers died this many times fails its run as poisonous.
+    public var poisonAfter: Int = 3
+    /// Past a node's timeout, how long the coordinator waits for the worker's own timeout to report.
+    public var timeoutGrace: Double = 5.0
     /// How long a new connection may take to say Hello.
     public var handshakeTimeout: Double = 10.0
     /// Append channels store only what a step appended, with a full snapshot every this many versions.

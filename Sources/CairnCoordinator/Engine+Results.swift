@@ -11,15 +11,20 @@ extension Engine {
     func result(from workerID: String, _ r: Cairn_V1_TaskResult) async -> Bool {
         let w = workers[workerID]
         if let w, w.running.remove(r.lease) != nil { w.tasksDone += 1 }
-        guard let info = leases[r.lease], info.taskID == r.taskID, info.workerID == workerID,
-              let run = runs[info.runID], let t = run.tasks[info.taskID], t.lease == r.lease, t.phase == .running
-        else {
+        let run: ActiveRun, t: TaskState
+        switch leaseTable.complete(r.lease, workerID: workerID) {
+        case .success(let lease) where lease.taskID == r.taskID:
+            guard let rr = runs[lease.runID], let tt = rr.tasks[lease.taskID], tt.lease == r.lease, tt.phase == .running else {
+                fallthrough
+            }
+            run = rr
+            t = tt
+        default:
             staleResults += 1
             logger.notice("stale result discarded", metadata: ["task_id": "\(r.taskID)", "lease": "\(r.lease)", "worker_id": "\(workerID)"])
             pump()
             return false
         }
-        leases[r.lease] = nil
         t.lease = nil
         pump()  // the slot is free: hand out more work while this result is made durable
         let workerName = w?.name ?? workerID
@@ -296,7 +301,7 @@ extension Engine {
         let runID = run.record.runID
         guard runs[runID] === run else { return }
         for t in run.tasks.values {
-            if let lease = t.lease { leases[lease] = nil }
+            if let lease = t.lease { leaseTable.revoke(lease) }
             t.lease = nil
             if t.phase != .done { t.phase = .done }
         }

@@ -274,6 +274,10 @@ extension Engine {
         s.queueDepth = UInt64(runs.values.reduce(0) { $0 + $1.tasks.values.filter { $0.phase == .ready }.count })
         s.workers = UInt32(workers.count)
         s.staleResults = staleResults
+        s.tasksReassigned = tasksReassigned
+        s.leasesExpired = UInt64(leaseTable.expiredCount)
+        s.leasesFenced = UInt64(leaseTable.fencedCount)
+        s.tasksPoisoned = tasksPoisoned
         s.storeBatches = await writer.transactions
         s.storeRows = await writer.rowsWritten
         s.uptimeSeconds = Date().timeIntervalSince(startedAt)

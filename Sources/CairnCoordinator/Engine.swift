@@ -32,14 +32,6 @@ final class WorkerHandle {
     func accepts(_ kind: String) -> Bool { kinds.contains(kind) || kinds.contains("*") }
 }
 
-/// Where a lease points: the run and task it was issued for.
-struct LeaseInfo {
-    let runID: String
-    let taskID: String
-    let workerID: String
-    let attempt: Int
-}
-
 /// A failure the coordinator reports to a client with an error code.
 struct EngineError: Error, CustomStringConvertible {
     let code: Cairn_V1_ErrorCode
@@ -64,8 +56,7 @@ actor Engine {
     var rotation: [String] = []
     var rotationIndex = 0
     var workers: [String: WorkerHandle] = [:]
-    var leases: [String: LeaseInfo] = [:]
-    var leaseCounter: UInt64 = 0
+    var leaseTable: LeaseTable
     var subscribers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
     let startedAt = Date()
     /// Run ids being submitted right now (between the id check and the first write).
@@ -83,6 +74,8 @@ actor Engine {
     var tasksCompleted: UInt64 = 0
     var tasksFailed: UInt64 = 0
     var tasksRetried: UInt64 = 0
+    var tasksReassigned: UInt64 = 0
+    var tasksPoisoned: UInt64 = 0
     var staleResults: UInt64 = 0
 
     /// The hot tier, when Redis is configured (for stats).
@@ -95,6 +88,7 @@ actor Engine {
         self.logger = logger
         self.writer = StoreWriter(store: store, logger: logger)
         self.epoch = UInt64(Date().timeIntervalSince1970 * 1000)
+        self.leaseTable = LeaseTable(epoch: epoch)
     }
 
     var now: Double { Date().timeIntervalSince1970 }
@@ -125,39 +119,56 @@ actor Engine {
         return b
     }
 
-    /// A worker's connection ended: every task it held goes back to its run's queue.
+    /// A worker's connection ended, or it went silent: its leases are fenced (a result it sends
+    /// later is rejected) and its tasks go back to their runs' queues with their last progress.
+    /// A task whose workers died `poisonAfter` times fails its run instead of being handed out forever.
     func workerLost(_ workerID: String, reason: String) async {
         guard let w = workers.removeValue(forKey: workerID) else { return }
         w.outbox.finish()
         var batch = workerBatch(w, disconnected: now)
         var handedBack = 0
-        for lease in w.running {
-            guard let info = leases.removeValue(forKey: lease), let run = runs[info.runID],
-                  let t = run.tasks[info.taskID], t.lease == lease, t.phase == .running else { continue }
+        var poisoned: [(ActiveRun, TaskState)] = []
+        for lease in leaseTable.fence(workerID: workerID) {
+            guard let run = runs[lease.runID], let t = run.tasks[lease.taskID], t.lease == lease.token, t.phase == .running else { continue }
             batch.taskExecutions.append(TaskExecutionRecord(runID: run.record.runID, taskID: t.planned.id, node: t.planned.node,
                                                             step: run.checkpoint.step + 1, attempt: t.attempt, worker: w.name,
                                                             status: "lost", startedAt: t.startedAt, finishedAt: now,
                                                             error: "worker \(w.name) lost: \(reason)", cost: 0, apiCalls: 0))
             t.lease = nil
             t.workerID = nil
+            t.lostWorkers += 1
+            if t.lostWorkers >= config.poisonAfter {
+                poisoned.append((run, t))
+                continue
+            }
             run.enqueue(t)
             activate(run.record.runID)
             handedBack += 1
+            tasksReassigned += 1
             publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: w.name,
                     message: "worker \(w.name) lost (\(reason)); task handed back", attempt: t.attempt)
         }
+        w.running.removeAll()
         logger.warning("worker left", metadata: ["worker": "\(w.name)", "worker_id": "\(w.id)", "reason": "\(reason)",
                                                  "tasks_handed_back": "\(handedBack)"])
         try? await writer.write(batch)
+        for (run, t) in poisoned where runs[run.record.runID] === run {
+            tasksPoisoned += 1
+            let why = "task \(t.planned.id) (node '\(t.planned.node)') was running on \(t.lostWorkers) workers that all died; declared poisonous instead of handing it out again"
+            logger.error("poisonous task", metadata: ["run_id": "\(run.record.runID)", "task_id": "\(t.planned.id)", "node": "\(t.planned.node)"])
+            publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: w.name, message: why, attempt: t.attempt)
+            await finishRun(run, status: .failed, error: why, extra: StoreBatch())
+        }
         pump()
     }
 
     func heartbeat(_ workerID: String, _ hb: Cairn_V1_Heartbeat) {
         guard let w = workers[workerID] else { return }
         w.lastHeartbeat = now
-        for p in hb.tasks where !p.progressJson.isEmpty {
-            guard let info = leases[p.lease], info.workerID == workerID, let run = runs[info.runID],
-                  let t = run.tasks[info.taskID], t.lease == p.lease else { continue }
+        for p in hb.tasks {
+            guard leaseTable.heartbeat(p.lease, workerID: workerID, now: now), !p.progressJson.isEmpty,
+                  let lease = leaseTable.lease(p.lease), let run = runs[lease.runID],
+                  let t = run.tasks[lease.taskID], t.lease == p.lease else { continue }
             t.progress = [UInt8](p.progressJson)
             publish(run, kind: "progress", node: t.planned.node, taskID: t.planned.id, worker: w.name,
                     message: String(decoding: t.progress, as: UTF8.self), attempt: t.attempt)
@@ -169,11 +180,22 @@ actor Engine {
         logger.info("worker draining", metadata: ["worker_id": "\(workerID)"])
     }
 
-    /// Workers that missed heartbeats for longer than the timeout are presumed lost.
+    /// Workers that missed heartbeats for longer than the timeout are presumed lost; attempts
+    /// that outlived their node's timeout (plus a grace) are failed, whatever their worker says.
     func sweepWorkers() async -> [String] {
         let deadline = now - config.heartbeatTimeout
         let silent = workers.values.filter { $0.lastHeartbeat < deadline }.map(\.id)
         for id in silent { await workerLost(id, reason: "no heartbeat for \(Int(config.heartbeatTimeout))s") }
+        for lease in leaseTable.expire(now: now) {
+            let w = workers[lease.workerID]
+            w?.running.remove(lease.token)
+            guard let run = runs[lease.runID], let t = run.tasks[lease.taskID], t.lease == lease.token, t.phase == .running else { continue }
+            t.lease = nil
+            let limit = Durations.format(millis: run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
+            await attemptFailed(run, t, message: "no result within the node's timeout (\(limit)) and its grace period", errorKind: "timeout",
+                                nonRetryable: false, worker: w?.name ?? lease.workerID, finishedAt: now, cost: 0, apiCalls: 0)
+        }
+        if !silent.isEmpty { pump() }
         return silent
     }
 
@@ -218,15 +240,15 @@ actor Engine {
     }
 
     func assign(_ t: TaskState, of run: ActiveRun, to w: WorkerHandle) {
-        leaseCounter += 1
-        let lease = "\(epoch).\(leaseCounter)"
         t.attempt += 1
+        let timeout = run.graph.nodes[t.planned.node]?.timeoutMS.map { Double($0) / 1000 + config.timeoutGrace }
+        let lease = leaseTable.grant(runID: run.record.runID, taskID: t.planned.id, workerID: w.id, attempt: t.attempt,
+                                     now: now, timeout: timeout).token
         t.phase = .running
         t.lease = lease
         t.workerID = w.id
         t.startedAt = now
         w.running.insert(lease)
-        leases[lease] = LeaseInfo(runID: run.record.runID, taskID: t.planned.id, workerID: w.id, attempt: t.attempt)
         tasksDispatched += 1
 
         var a = Cairn_V1_TaskAssignment()

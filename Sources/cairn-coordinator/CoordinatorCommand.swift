@@ -33,6 +33,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("heartbeat-timeout"), help: "Silence after which a worker is presumed lost and its tasks are handed out again.")
     var heartbeatTimeout = "10s"
 
+    @Option(name: .customLong("poison-after"), help: "A task whose workers died this many times fails its run as poisonous.")
+    var poisonAfter = 3
+
     @Option(name: .customLong("max-frame-size"), help: "The largest protocol frame accepted, in bytes.")
     var maxFrameSize = 16 * 1024 * 1024
 
@@ -85,6 +88,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.heartbeatInterval = hbi
         config.heartbeatTimeout = hbt
         config.maxFrameSize = maxFrameSize
+        guard poisonAfter >= 1 else { throw ValidationError("--poison-after must be at least 1") }
+        config.poisonAfter = poisonAfter
         config.redisURL = redis
         guard let ttl = Durations.seconds(checkpointTTL), ttl >= 1 else { throw ValidationError("--checkpoint-ttl looks like 30m or 1h") }
         guard let fi = Durations.seconds(flushInterval), fi > 0 else { throw ValidationError("--flush-interval looks like 200ms or 1s") }

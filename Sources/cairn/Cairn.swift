@@ -418,7 +418,8 @@ struct Stats: AsyncParsableCommand {
             ("runs", runs.isEmpty ? "none" : runs), ("workers", "\(s.workers)"), ("queue depth", "\(s.queueDepth)"),
             ("tasks dispatched", "\(s.tasksDispatched)"), ("tasks completed", "\(s.tasksCompleted)"),
             ("tasks failed", "\(s.tasksFailed)"), ("tasks retried", "\(s.tasksRetried)"),
-            ("stale results rejected", "\(s.staleResults)"),
+            ("tasks reassigned", "\(s.tasksReassigned) (leases fenced \(s.leasesFenced), expired \(s.leasesExpired))"),
+            ("stale results rejected", "\(s.staleResults)"), ("poisonous tasks", "\(s.tasksPoisoned)"),
             ("store transactions", "\(s.storeBatches) (\(s.storeRows) rows)"), ("SQLite WAL", "\(s.walBytes) bytes"),
             ("hot tier", !s.redisConfigured ? "off (SQLite alone)" : s.redisUp
                 ? "Redis up, \(s.hotWaitingBatches) batches waiting (oldest \(Output.duration(s.hotOldestSeconds))), \(s.flushes) flushes"

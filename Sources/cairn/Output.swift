@@ -144,6 +144,8 @@ enum Output {
                  "wal_bytes": .int(Int64(s.walBytes)), "redis_configured": .bool(s.redisConfigured), "redis_up": .bool(s.redisUp),
                  "redis_failures": .int(Int64(s.redisFailures)), "hot_waiting_batches": .int(Int64(s.hotWaitingBatches)),
                  "hot_oldest_seconds": .double(s.hotOldestSeconds), "hot_batches": .int(Int64(s.hotBatches)),
-                 "flushes": .int(Int64(s.flushes)), "store_error": s.storeError.isEmpty ? .null : .string(s.storeError)])
+                 "flushes": .int(Int64(s.flushes)), "tasks_reassigned": .int(Int64(s.tasksReassigned)),
+                 "leases_expired": .int(Int64(s.leasesExpired)), "leases_fenced": .int(Int64(s.leasesFenced)),
+                 "tasks_poisoned": .int(Int64(s.tasksPoisoned)), "store_error": s.storeError.isEmpty ? .null : .string(s.storeError)])
     }
 }

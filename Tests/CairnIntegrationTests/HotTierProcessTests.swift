@@ -12,7 +12,10 @@ import Testing
         defer { cluster.stop() }
         let graph = try writeGraph(cluster, "hot", chainGraph(name: "hot", nodes: 12, sleep: 120))
         let runID = try await cluster.submit(graph)
-        try await Task.sleep(nanoseconds: 900_000_000)
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, (try await cluster.cairn(["status", runID, "--json"]).object["step"] as? Int ?? 0) < 3 {
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
         let dirty = Int(try await redis.cli("--scan", "--pattern", "cairn:*:batch:*").split(separator: "\n").count)
         #expect(dirty > 0, "steps are waiting in Redis, not yet in SQLite")
         try await cluster.restartCoordinator(signal: SIGKILL, args: args)

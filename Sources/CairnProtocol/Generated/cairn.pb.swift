@@ -1069,6 +1069,29 @@ public nonisolated struct Cairn_V1_Stats: @unchecked Sendable {
     set {_uniqueStorage()._flushes = newValue}
   }
 
+  /// handed to another worker after theirs was lost
+  public var tasksReassigned: UInt64 {
+    get {_storage._tasksReassigned}
+    set {_uniqueStorage()._tasksReassigned = newValue}
+  }
+
+  /// attempts that outlived their node's timeout
+  public var leasesExpired: UInt64 {
+    get {_storage._leasesExpired}
+    set {_uniqueStorage()._leasesExpired = newValue}
+  }
+
+  /// tasks that killed poison_after workers
+  public var tasksPoisoned: UInt64 {
+    get {_storage._tasksPoisoned}
+    set {_uniqueStorage()._tasksPoisoned = newValue}
+  }
+
+  public var leasesFenced: UInt64 {
+    get {_storage._leasesFenced}
+    set {_uniqueStorage()._leasesFenced = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2825,7 +2848,7 @@ nonisolated extension Cairn_V1_WorkerList: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Stats"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}runs_by_status\0\u{3}tasks_dispatched\0\u{3}tasks_completed\0\u{3}tasks_failed\0\u{3}tasks_retried\0\u{3}queue_depth\0\u{1}workers\0\u{3}stale_results\0\u{3}store_batches\0\u{3}store_rows\0\u{3}uptime_seconds\0\u{3}redis_configured\0\u{3}redis_up\0\u{3}redis_failures\0\u{3}hot_waiting_batches\0\u{3}hot_oldest_seconds\0\u{3}store_error\0\u{3}wal_bytes\0\u{3}hot_batches\0\u{1}flushes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}runs_by_status\0\u{3}tasks_dispatched\0\u{3}tasks_completed\0\u{3}tasks_failed\0\u{3}tasks_retried\0\u{3}queue_depth\0\u{1}workers\0\u{3}stale_results\0\u{3}store_batches\0\u{3}store_rows\0\u{3}uptime_seconds\0\u{3}redis_configured\0\u{3}redis_up\0\u{3}redis_failures\0\u{3}hot_waiting_batches\0\u{3}hot_oldest_seconds\0\u{3}store_error\0\u{3}wal_bytes\0\u{3}hot_batches\0\u{1}flushes\0\u{3}tasks_reassigned\0\u{3}leases_expired\0\u{3}tasks_poisoned\0\u{3}leases_fenced\0")
 
   fileprivate class _StorageClass {
     var _runsByStatus: Dictionary<String,UInt64> = [:]
@@ -2848,6 +2871,10 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _walBytes: UInt64 = 0
     var _hotBatches: UInt64 = 0
     var _flushes: UInt64 = 0
+    var _tasksReassigned: UInt64 = 0
+    var _leasesExpired: UInt64 = 0
+    var _tasksPoisoned: UInt64 = 0
+    var _leasesFenced: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2878,6 +2905,10 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _walBytes = source._walBytes
       _hotBatches = source._hotBatches
       _flushes = source._flushes
+      _tasksReassigned = source._tasksReassigned
+      _leasesExpired = source._leasesExpired
+      _tasksPoisoned = source._tasksPoisoned
+      _leasesFenced = source._leasesFenced
     }
   }
 
@@ -2916,6 +2947,10 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 18: try { try decoder.decodeSingularUInt64Field(value: &_storage._walBytes) }()
         case 19: try { try decoder.decodeSingularUInt64Field(value: &_storage._hotBatches) }()
         case 20: try { try decoder.decodeSingularUInt64Field(value: &_storage._flushes) }()
+        case 21: try { try decoder.decodeSingularUInt64Field(value: &_storage._tasksReassigned) }()
+        case 22: try { try decoder.decodeSingularUInt64Field(value: &_storage._leasesExpired) }()
+        case 23: try { try decoder.decodeSingularUInt64Field(value: &_storage._tasksPoisoned) }()
+        case 24: try { try decoder.decodeSingularUInt64Field(value: &_storage._leasesFenced) }()
         default: break
         }
       }
@@ -2984,6 +3019,18 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if _storage._flushes != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._flushes, fieldNumber: 20)
       }
+      if _storage._tasksReassigned != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._tasksReassigned, fieldNumber: 21)
+      }
+      if _storage._leasesExpired != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._leasesExpired, fieldNumber: 22)
+      }
+      if _storage._tasksPoisoned != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._tasksPoisoned, fieldNumber: 23)
+      }
+      if _storage._leasesFenced != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._leasesFenced, fieldNumber: 24)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3013,6 +3060,10 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._walBytes != rhs_storage._walBytes {return false}
         if _storage._hotBatches != rhs_storage._hotBatches {return false}
         if _storage._flushes != rhs_storage._flushes {return false}
+        if _storage._tasksReassigned != rhs_storage._tasksReassigned {return false}
+        if _storage._leasesExpired != rhs_storage._leasesExpired {return false}
+        if _storage._tasksPoisoned != rhs_storage._tasksPoisoned {return false}
+        if _storage._leasesFenced != rhs_storage._leasesFenced {return false}
         return true
       }
       if !storagesAreEqual {return false}
