@@ -85,10 +85,8 @@ struct ConnectionHandler: Sendable {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await message in outStream { try await outbound.send(message, codec: codec) }
-                    // The engine let go of this worker (presumed lost): hang up so that it reconnects afresh.
-                    outbound.finish()
                 }
-                while let frame = try await frames.next() {
+                receiving: while let frame = try await frames.next() {
                     switch try codec.decode(frame) {
                     case .taskResult(let r):
                         let accepted = await engine.result(from: workerID, r)
@@ -97,7 +95,13 @@ struct ConnectionHandler: Sendable {
                         ack.accepted = accepted
                         outbox.yield(.resultAck(ack))
                     case .heartbeat(let hb):
-                        await engine.heartbeat(workerID, hb)
+                        let registered = await engine.heartbeat(workerID, hb)
+                        if !registered && hb.tasks.isEmpty {
+                            // Presumed lost (silent past the heartbeat timeout): its late results
+                            // have arrived and been rejected; now it must reconnect as a new worker.
+                            outbox.yield(.error(.errorUnavailable, "this worker was presumed lost (no heartbeat for \(Int(config.heartbeatTimeout))s) and its tasks were handed to others; reconnect"))
+                            break receiving
+                        }
                     case .bundleRequest(let req):
                         var reply = Cairn_V1_BundleData()
                         reply.hash = req.hash
@@ -113,7 +117,7 @@ struct ConnectionHandler: Sendable {
                     }
                 }
                 outbox.finish()
-                group.cancelAll()
+                try await group.waitForAll()  // everything queued is sent before the connection closes
             }
         } catch {
             await engine.workerLost(workerID, reason: "\(error)")

@@ -124,7 +124,6 @@ actor Engine {
     /// A task whose workers died `poisonAfter` times fails its run instead of being handed out forever.
     func workerLost(_ workerID: String, reason: String) async {
         guard let w = workers.removeValue(forKey: workerID) else { return }
-        w.outbox.finish()
         var batch = workerBatch(w, disconnected: now)
         var handedBack = 0
         var poisoned: [(ActiveRun, TaskState)] = []
@@ -162,8 +161,9 @@ actor Engine {
         pump()
     }
 
-    func heartbeat(_ workerID: String, _ hb: Cairn_V1_Heartbeat) {
-        guard let w = workers[workerID] else { return }
+    /// Records a heartbeat; false when the worker is no longer registered (it was presumed lost).
+    func heartbeat(_ workerID: String, _ hb: Cairn_V1_Heartbeat) -> Bool {
+        guard let w = workers[workerID] else { return false }
         w.lastHeartbeat = now
         for p in hb.tasks {
             guard leaseTable.heartbeat(p.lease, workerID: workerID, now: now), !p.progressJson.isEmpty,
@@ -173,6 +173,7 @@ actor Engine {
             publish(run, kind: "progress", node: t.planned.node, taskID: t.planned.id, worker: w.name,
                     message: String(decoding: t.progress, as: UTF8.self), attempt: t.attempt)
         }
+        return true
     }
 
     func drain(_ workerID: String) {

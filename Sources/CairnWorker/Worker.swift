@@ -149,7 +149,8 @@ public final class Worker: Sendable {
                                 logger.notice("coordinator discarded a late result", metadata: ["task_id": "\(ack.taskID)"])
                             }
                         case .error(let e):
-                            throw ProtocolError.unexpected(expected: "a task", got: "error: \(e.message)")
+                            logger.warning("the coordinator ended the session", metadata: ["reason": "\(e.message)"])
+                            throw ConnectionLost()
                         case let other:
                             throw ProtocolError.unexpected(expected: "a coordinator message", got: "\(other.type)")
                         }
