@@ -89,7 +89,9 @@ public final class Coordinator: Sendable {
     /// Serves connections until the listening socket closes.
     public func run() async throws {
         guard let server = serverBox.channel else { throw EngineError(.errorInternal, "start() first") }
-        let handler = ConnectionHandler(engine: engine, store: store, config: config, logger: logger)
+        // Queries go through the hot tier when there is one: it flushes first, so they see every step.
+        let queries: any CheckpointStore = hotTier ?? store
+        let handler = ConnectionHandler(engine: engine, store: queries, config: config, logger: logger)
         try await withThrowingDiscardingTaskGroup { tasks in
             tasks.addTask { await self.housekeeping() }
             try await server.executeThenClose { inbound in

@@ -236,7 +236,7 @@ public final class Worker: Sendable {
         let dir = (config.cacheDirectory as NSString).appendingPathComponent(hash)
         if FileManager.default.fileExists(atPath: dir) { return dir }
         let data = await state.fetchBundle(hash)
-        guard data.found else { throw NodeFailure("the coordinator has no bundle \(hash)", kind: "bundle", nonRetryable: true) }
+        guard data.found else { throw NodeFailure("the coordinator has no bundle \(hash)", kind: "bundle") }
         let archive = try BundleArchive(packed: [UInt8](data.data), expectedHash: hash)
         let tmp = dir + ".tmp-" + Identifiers.random(6)
         try archive.unpack(into: tmp)

@@ -126,7 +126,8 @@ struct Submit: AsyncParsableCommand {
         do {
             req = try .forFile(graph, input: inputText, runID: runID, durability: durability)
         } catch {
-            throw ValidationError("\(error)")
+            FileHandle.standardError.write(Data("cairn: \(error)\n".utf8))
+            throw ExitCode(1)
         }
         let json = connection.json
         let wait = self.wait

@@ -18,6 +18,9 @@ import Testing
         }
         let dirty = Int(try await redis.cli("--scan", "--pattern", "cairn:*:batch:*").split(separator: "\n").count)
         #expect(dirty > 0, "steps are waiting in Redis, not yet in SQLite")
+        // Queries see them anyway (they flush first).
+        let early = try await cluster.cairn(["history", runID, "--json"]).object
+        #expect(((early["checkpoints"] as? [[String: Any]]) ?? []).count >= 4)
         try await cluster.restartCoordinator(signal: SIGKILL, args: args)
         try await cluster.waitForWorkers(2, timeout: 30)
         let status = try await cluster.waitForRun(runID, timeout: 60)
