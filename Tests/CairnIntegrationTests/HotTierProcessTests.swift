@@ -20,7 +20,13 @@ import Testing
         #expect(dirty > 0, "steps are waiting in Redis, not yet in SQLite")
         // Queries see them anyway (they flush first).
         let early = try await cluster.cairn(["history", runID, "--json"]).object
-        #expect(((early["checkpoints"] as? [[String: Any]]) ?? []).count >= 4)
+        let seen = ((early["checkpoints"] as? [[String: Any]]) ?? []).count
+        #expect(seen >= 4)
+        // More steps land in Redis after that flush; the coordinator dies with them unflushed.
+        while Date() < deadline, (try await cluster.cairn(["status", runID, "--json"]).object["step"] as? Int ?? 0) < seen + 1 {
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(!(try await redis.cli("--scan", "--pattern", "cairn:*:batch:*")).trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
         try await cluster.restartCoordinator(signal: SIGKILL, args: args)
         try await cluster.waitForWorkers(2, timeout: 30)
         let status = try await cluster.waitForRun(runID, timeout: 60)
