@@ -15,6 +15,8 @@ let package = Package(
         .executable(name: "cairn", targets: ["cairn"]),
         .library(name: "CairnClient", targets: ["CairnClient"]),
         .library(name: "CairnWorker", targets: ["CairnWorker"]),
+        // The building blocks, for the micro-benchmarks in scripts/microbench and for embedding.
+        .library(name: "CairnKit", targets: ["CairnCore", "CairnGraph", "CairnProtocol", "CairnStore", "CairnRedis"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -108,6 +108,9 @@ struct Submit: AsyncParsableCommand {
     @Flag(help: "Wait for the run to end, showing its progress; exit status tells how it ended.")
     var wait = false
 
+    @Option(help: "Submit this many runs of the graph over one connection (for load tests); --run-id becomes a prefix.")
+    var count = 1
+
     @OptionGroup var connection: Connection
 
     mutating func run() async throws {
@@ -131,6 +134,28 @@ struct Submit: AsyncParsableCommand {
         }
         let json = connection.json
         let wait = self.wait
+        if count > 1 {
+            guard count <= 100_000 else { throw ValidationError("--count is at most 100000") }
+            let (n, prefix) = (count, runID)
+            let statuses: [String] = try await connection.with { client in
+                var infos: [Cairn_V1_RunInfo] = []
+                for i in 0..<n {
+                    var r = req
+                    if let prefix { r.runID = "\(prefix)-\(i)" }
+                    infos.append(try await client.submit(r))
+                }
+                var finals = infos
+                if wait {
+                    for (i, info) in infos.enumerated() { finals[i] = try await client.watch(info.runID).run }
+                }
+                if json { Output.printJSON(.array(finals.map(Output.json))) } else {
+                    print("submitted \(n) runs of \(infos.first?.graphName ?? "")" + (wait ? ": " + Dictionary(grouping: finals, by: \.status).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ") : ""))
+                }
+                return finals.map(\.status)
+            }
+            if wait { throw ExitCode(statuses.allSatisfy { $0 == "completed" } ? 0 : RunExit.code(statuses.first { $0 != "completed" } ?? "")) }
+            return
+        }
         let status: String = try await connection.with { client in
             let info: Cairn_V1_RunInfo
             do {
@@ -146,8 +171,14 @@ struct Submit: AsyncParsableCommand {
                 }
                 return info.status
             }
-            if !json { print("submitted \(Output.bold(info.runID)) (\(info.graphName))") }
-            let last = try await WatchView(json: json).follow(client, info.runID)
+            if json {
+                // One JSON document: the run as it ended (`watch --json` streams the events).
+                let last = try await client.watch(info.runID)
+                Output.printJSON(Output.json(last.run))
+                return last.run.status
+            }
+            print("submitted \(Output.bold(info.runID)) (\(info.graphName))")
+            let last = try await WatchView(json: false).follow(client, info.runID)
             return last.run.status
         }
         if wait { throw ExitCode(RunExit.code(status)) }
@@ -157,7 +188,7 @@ struct Submit: AsyncParsableCommand {
 struct Watch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Follow a run live: its step, its tasks and a progress bar, until it ends.",
-        discussion: RunExit.help)
+        discussion: "With --json, one event per line (JSON Lines), the last with \"final\": true. " + RunExit.help)
 
     @Argument(help: "The run id.")
     var run: String
@@ -185,7 +216,7 @@ struct WatchView {
         }
         let last = try await client.watch(runID) { e in
             if json {
-                Output.printJSON(Output.json(e))
+                print(Output.json(e).compactString)  // JSON Lines: one event per line
                 return
             }
             let r = e.run

@@ -1,0 +1,91 @@
+import CairnCore
+import CairnGraph
+import CairnProtocol
+import CairnRedis
+import CairnStore
+import Foundation
+import Logging
+import NIOCore
+
+/// Times `body` over `iterations` after a warm-up and prints ns per operation.
+func bench(_ name: String, iterations: Int, ops: Int = 1, _ body: () async throws -> Void) async rethrows {
+    for _ in 0..<max(1, iterations / 10) { try await body() }
+    let clock = ContinuousClock()
+    let elapsed = try await clock.measure { for _ in 0..<iterations { try await body() } }
+    let ns = Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
+    let perOp = ns / Double(iterations * ops)
+    let name = name.padding(toLength: 46, withPad: " ", startingAt: 0)
+    print("  \(name) \(String(format: "%10.0f", perOp)) ns/op   \(String(format: "%12.0f", 1e9 / perOp)) ops/s")
+}
+
+let logger = Logger(label: "microbench")
+var redisURL: String?
+if let i = CommandLine.arguments.firstIndex(of: "--redis"), i + 1 < CommandLine.arguments.count { redisURL = CommandLine.arguments[i + 1] }
+
+print("cairn micro-benchmarks (ns per operation; lower is better)")
+
+// Frame encode + decode of a typical task result.
+var result = Cairn_V1_TaskResult()
+result.taskID = String(repeating: "a", count: 32)
+result.lease = "1795414393418.123"
+result.writesJson = Data(#"{"log":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#.utf8)
+let codec = WireCodec()
+await bench("frame: encode + decode a TaskResult", iterations: 200_000) {
+    let frame = try! codec.encode(.taskResult(result))
+    var buffer = ByteBuffer()
+    try! FrameEncoder().encode(data: frame, out: &buffer)
+    var decoder = FrameDecoder()
+    let back = try! decoder.decode(buffer: &buffer)!
+    _ = try! codec.decode(back)
+}
+
+// Reducers: one step applying 100 writes to append, sum and merge channels.
+let graph = try GraphParser.parse(file: "b.yaml", text: """
+    name: b
+    state:
+      log: { reducer: append }
+      n: { reducer: sum }
+      m: { reducer: merge }
+    nodes:
+      a: { run: echo }
+    edges:
+      - { from: START, to: a }
+      - { from: a, to: END }
+    """)
+let planner = Planner(graph: graph)
+let writes: [(channel: String, value: JSONValue)] = (0..<100).flatMap { i in
+    [("log", JSONValue.string("item \(i)")), ("n", .int(1)), ("m", .object(["k\(i % 10)": .int(Int64(i))]))]
+}
+await bench("reducers: apply 300 writes (one step)", iterations: 2_000, ops: 300) {
+    var state: [String: JSONValue] = [:]
+    _ = try! planner.apply(writes, to: &state)
+}
+
+// SQLite: a batch like one step of a 100-task fan-out, in one transaction.
+let dbPath = NSTemporaryDirectory() + "cairn-microbench-\(UUID().uuidString).db"
+let sqlite = try SQLiteStore(path: dbPath, logger: logger)
+var counter = 0
+func stepBatch(_ n: Int) -> StoreBatch {
+    counter += 1
+    var b = StoreBatch()
+    for i in 0..<n {
+        b.pendingWrites.append(PendingWriteRecord(runID: "r", checkpointID: "c\(counter)", taskID: "t\(i)", idx: 0, channel: "log", value: .string("value \(i)")))
+    }
+    b.checkpoints.append(CheckpointRecord(runID: "r", checkpointID: String(format: "c%08d", counter), parentID: nil, step: counter, source: "loop",
+                                          channelVersions: ["log": "c\(counter)"], nextTasks: .array([]), metadata: .object([:]), createdAt: 0))
+    return b
+}
+try await bench("sqlite: commit a 100-row batch (per row)", iterations: 300, ops: 101) { try await sqlite.commit(stepBatch(100)) }
+try await bench("sqlite: commit a 1-row batch (per transaction)", iterations: 2_000) { try await sqlite.commit(stepBatch(0)) }
+try? FileManager.default.removeItem(atPath: dbPath)
+
+// Redis: 100 SETs with a TTL in one pipelined round trip.
+if let redisURL {
+    let client = RedisClient(url: try RedisURL(redisURL), logger: logger)
+    let value = [UInt8](repeating: 0x78, count: 200)
+    let cmds: [[[UInt8]]] = (0..<100).map { i in [Array("SET".utf8), Array("cairn:microbench:\(i)".utf8), value, Array("PX".utf8), Array("60000".utf8)] }
+    try await bench("redis: pipelined SET PX (per command, 100/trip)", iterations: 1_000, ops: 100) { _ = try await client.pipeline(cmds) }
+    try await bench("redis: one round trip (PING)", iterations: 5_000) { _ = try await client.command("PING") }
+} else {
+    print("  redis: skipped (pass --redis redis://127.0.0.1:PORT)")
+}
