@@ -54,6 +54,8 @@ final class ActiveRun {
     var configBytes: [String: [UInt8]] = [:]
     var tasksDoneTotal = 0
     var completingStep = false
+    /// Rows to write with the next checkpoint (a step's last result rides along with it).
+    var carry = StoreBatch()
 
     var durability: Durability { Durability(rawValue: record.durability) ?? .sync }
 
@@ -130,15 +132,19 @@ final class ActiveRun {
                 ready.append(p.id)
             }
         }
+        computeNextNodes()
     }
 
     var stepTotal: Int { order.count }
     /// Tasks of the current step whose writes are durable.
     var stepDone = 0
     var allDone: Bool { stepDone >= order.count }
-    var nextNodes: [String] {
+    /// The nodes of the current step, in planned order (computed once per step).
+    private(set) var nextNodes: [String] = []
+
+    private func computeNextNodes() {
         var seen = Set<String>(); var out: [String] = []
         for id in order { if let n = tasks[id]?.planned.node, seen.insert(n).inserted { out.append(n) } }
-        return out
+        nextNodes = out
     }
 }
