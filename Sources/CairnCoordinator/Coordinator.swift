@@ -6,12 +6,13 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 /// The coordinator process: store, scheduler and the TCP server in front of them.
 ///
 /// `start()` opens and migrates the store, recovers unfinished runs, then binds the port (so no
 /// peer sees a half-ready coordinator); `run()` serves until `shutdown()`.
-public final class Coordinator: Sendable {
+public final class Coordinator: Service, Sendable {
     public let config: CoordinatorConfig
     let logger: Logger
     let store: SQLiteStore
@@ -86,21 +87,68 @@ public final class Coordinator: Sendable {
                                                           "db": "\(config.databasePath)", "auth": "\(config.token == nil ? "none" : "token")"])
     }
 
-    /// Serves connections until the listening socket closes.
+    /// Serves connections until the listening socket closes or a graceful shutdown is asked for
+    /// (SIGTERM under a `ServiceGroup`): then it stops accepting, ends open connections, flushes
+    /// the hot tier to SQLite and truncates the WAL, so the file holds every step taken.
     public func run() async throws {
         guard let server = serverBox.channel else { throw EngineError(.errorInternal, "start() first") }
         // Queries go through the hot tier when there is one: it flushes first, so they see every step.
         let queries: any CheckpointStore = hotTier ?? store
         let handler = ConnectionHandler(engine: engine, store: queries, config: config, logger: logger)
-        try await withThrowingDiscardingTaskGroup { tasks in
-            tasks.addTask { await self.housekeeping() }
-            try await server.executeThenClose { inbound in
-                for try await connection in inbound {
-                    tasks.addTask { await handler.handle(connection) }
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { tasks in
+                tasks.addTask { await self.housekeeping() }
+                try await server.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        tasks.addTask { await handler.handle(connection) }
+                    }
                 }
+                tasks.cancelAll()
             }
-            tasks.cancelAll()
+        } onGracefulShutdown: {
+            self.logger.notice("shutting down: no new connections")
+            server.channel.close(promise: nil)
         }
+        await finish()
+    }
+
+    /// Makes everything durable in SQLite and closes the store's log.
+    func finish() async {
+        if let hot = hotTier {
+            await hot.stop()
+        }
+        do {
+            try await store.checkpointWAL()
+            logger.notice("store closed: every step is in SQLite", metadata: ["db": "\(config.databasePath)"])
+        } catch {
+            logger.error("final WAL checkpoint failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Whether the coordinator can do its work: the store answers, and Redis is up when configured.
+    public func health() async -> (healthy: Bool, detail: String) {
+        var ok = true
+        var parts: [String] = []
+        do {
+            _ = try await store.runCounts()
+            parts.append("\"store\": \"ok\"")
+        } catch {
+            ok = false
+            parts.append("\"store\": \"\(String(describing: error).replacingOccurrences(of: "\"", with: "'"))\"")
+        }
+        if let hot = hotTier {
+            let st = await hot.status
+            parts.append("\"redis\": \"\(st.redisUp ? "up" : "down")\"")
+            if !st.redisUp { ok = false }
+            if let e = st.lastFlushError { ok = false; parts.append("\"flush_error\": \"\(e.replacingOccurrences(of: "\"", with: "'"))\"") }
+        }
+        parts.insert("\"status\": \"\(ok ? "ok" : "unhealthy")\"", at: 0)
+        return (ok, "{" + parts.joined(separator: ", ") + "}")
+    }
+
+    /// Brings gauges (runs by status, queue depth, workers, Redis, WAL) up to date before a scrape.
+    public func refreshMetrics() async {
+        _ = await engine.refreshGauges()
     }
 
     /// Periodic work: presume silent workers lost, keep the WAL bounded.
@@ -121,6 +169,5 @@ public final class Coordinator: Sendable {
     /// Stops accepting connections; `run()` returns once open connections end.
     public func shutdown() async {
         try? await serverBox.channel?.channel.close()
-        try? await group.shutdownGracefully()
     }
 }

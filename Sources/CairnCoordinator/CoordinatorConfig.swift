@@ -1,4 +1,5 @@
 import CairnProtocol
+import CoreMetrics
 import CairnRedis
 
 /// Everything a coordinator needs to start. The executable builds one from flags and environment;
@@ -29,6 +30,9 @@ public struct CoordinatorConfig: Sendable {
     public var hotTier = HotTierConfig()
     /// Start even if the Redis's eviction policy could drop unflushed checkpoints.
     public var allowRedisEviction = false
+
+    /// Where metrics go (the executable bootstraps Prometheus; the default discards them).
+    public var metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
 
     public init() {}
 }

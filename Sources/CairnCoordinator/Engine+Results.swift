@@ -2,6 +2,7 @@ import CairnCore
 import CairnGraph
 import CairnProtocol
 import CairnStore
+import CoreMetrics
 import Foundation
 import Logging
 
@@ -21,6 +22,7 @@ extension Engine {
             t = tt
         default:
             staleResults += 1
+            metrics.staleResults.increment()
             logger.notice("stale result discarded", metadata: ["task_id": "\(r.taskID)", "lease": "\(r.lease)", "worker_id": "\(workerID)"])
             pump()
             return false
@@ -29,6 +31,7 @@ extension Engine {
         pump()  // the slot is free: hand out more work while this result is made durable
         let workerName = w?.name ?? workerID
         let finished = now
+        metrics.taskLatency.recordNanoseconds(Int64(max(0, finished - t.startedAt) * 1e9))
 
         if !r.error.isEmpty {
             await attemptFailed(run, t, message: r.error, errorKind: r.errorKind, nonRetryable: r.nonRetryable,
@@ -75,6 +78,7 @@ extension Engine {
             run.record.apiCalls += Int(r.apiCalls)
             run.tasksDoneTotal += 1
             tasksCompleted += 1
+            metrics.tasksCompleted.increment()
             run.carry.taskExecutions += batch.taskExecutions
             publish(run, kind: "task_finished", node: t.planned.node, taskID: t.planned.id, worker: workerName, attempt: t.attempt)
             await completeStep(run)
@@ -99,6 +103,7 @@ extension Engine {
         run.record.apiCalls += Int(r.apiCalls)
         run.tasksDoneTotal += 1
         tasksCompleted += 1
+        metrics.tasksCompleted.increment()
         publish(run, kind: "task_finished", node: t.planned.node, taskID: t.planned.id, worker: workerName, attempt: t.attempt)
         if run.allDone { await completeStep(run) }
         return true
@@ -161,6 +166,7 @@ extension Engine {
             if policy.jitter { delay = Int64(Double(delay) * Double.random(in: 0.8...1.2)) }
             t.phase = .waitingRetry
             tasksRetried += 1
+            metrics.tasksRetried.increment()
             logger.info("task attempt failed; retrying", metadata: ["run_id": "\(runID)", "task_id": "\(t.planned.id)",
                                                                      "node": "\(t.planned.node)", "attempt": "\(t.attempt)",
                                                                      "delay_ms": "\(delay)", "error": "\(message)"])
@@ -177,6 +183,7 @@ extension Engine {
             return
         }
         tasksFailed += 1
+        metrics.tasksFailed.increment()
         let attempts = t.attempt == 1 ? "1 attempt" : "\(t.attempt) attempts"
         let reason = "node '\(t.planned.node)' failed after \(attempts): \(message)"
         batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: run.checkpoint.checkpointID, taskID: t.planned.id,
@@ -289,6 +296,7 @@ extension Engine {
             }
             return
         }
+        metrics.checkpointWrites.increment()
         guard runs[runID] === run else { return }
         run.carry = StoreBatch()
         run.record = record

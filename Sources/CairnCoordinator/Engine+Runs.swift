@@ -3,6 +3,7 @@ import CairnGraph
 import CairnProtocol
 import CairnRedis
 import CairnStore
+import CoreMetrics
 import Foundation
 import Logging
 
@@ -293,6 +294,18 @@ extension Engine {
             s.hotBatches = await hot.hotBatches
             s.flushes = await hot.flushes
         }
+        return s
+    }
+
+    /// Brings the gauges up to date (called when /metrics is scraped) and returns the stats.
+    func refreshGauges() async -> Cairn_V1_Stats {
+        let s = await stats()
+        for (status, gauge) in metrics.runs { gauge.record(Double(s.runsByStatus[status] ?? 0)) }
+        metrics.queueDepth.record(Double(s.queueDepth))
+        metrics.workers.record(Double(s.workers))
+        metrics.walBytes.record(Double(s.walBytes))
+        metrics.redisUp.record(s.redisConfigured ? (s.redisUp ? 1 : 0) : 0)
+        metrics.flushLag.record(s.hotOldestSeconds)
         return s
     }
 

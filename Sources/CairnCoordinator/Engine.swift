@@ -3,6 +3,7 @@ import CairnGraph
 import CairnProtocol
 import CairnRedis
 import CairnStore
+import CoreMetrics
 import Foundation
 import Logging
 import NIOCore
@@ -81,6 +82,7 @@ actor Engine {
     /// The hot tier, when Redis is configured (for stats).
     var hotTier: HotTierStore? { store as? HotTierStore }
     var walBytes: @Sendable () -> Int64 = { 0 }
+    let metrics: CoordinatorMetrics
 
     init(store: any CheckpointStore, config: CoordinatorConfig, logger: Logger) {
         self.store = store
@@ -89,6 +91,7 @@ actor Engine {
         self.writer = StoreWriter(store: store, logger: logger)
         self.epoch = UInt64(Date().timeIntervalSince1970 * 1000)
         self.leaseTable = LeaseTable(epoch: epoch)
+        self.metrics = CoordinatorMetrics(factory: config.metricsFactory)
     }
 
     var now: Double { Date().timeIntervalSince1970 }
@@ -144,6 +147,7 @@ actor Engine {
             activate(run.record.runID)
             handedBack += 1
             tasksReassigned += 1
+            metrics.tasksReassigned.increment()
             publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: w.name,
                     message: "worker \(w.name) lost (\(reason)); task handed back", attempt: t.attempt)
         }
@@ -188,6 +192,7 @@ actor Engine {
         let silent = workers.values.filter { $0.lastHeartbeat < deadline }.map(\.id)
         for id in silent { await workerLost(id, reason: "no heartbeat for \(Int(config.heartbeatTimeout))s") }
         for lease in leaseTable.expire(now: now) {
+            metrics.leasesExpired.increment()
             let w = workers[lease.workerID]
             w?.running.remove(lease.token)
             guard let run = runs[lease.runID], let t = run.tasks[lease.taskID], t.lease == lease.token, t.phase == .running else { continue }
@@ -251,6 +256,7 @@ actor Engine {
         t.startedAt = now
         w.running.insert(lease)
         tasksDispatched += 1
+        metrics.tasksDispatched.increment()
 
         var a = Cairn_V1_TaskAssignment()
         a.taskID = t.planned.id

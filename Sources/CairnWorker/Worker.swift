@@ -4,6 +4,8 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
+import CoreMetrics
 
 public struct WorkerConfig: Sendable {
     public var host: String = "127.0.0.1"
@@ -18,6 +20,8 @@ public struct WorkerConfig: Sendable {
     public var reconnectMaxDelay: Double = 5.0
     /// How long a draining worker lets running tasks finish before it disconnects.
     public var drainGrace: Double = 30.0
+    /// Where metrics go (the executable bootstraps Prometheus; the default discards them).
+    public var metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
 
     public init() {}
 
@@ -36,13 +40,14 @@ public struct WorkerFatalError: Error, CustomStringConvertible {
 
 /// The worker runtime: connects to the coordinator, runs the tasks it is given on its handlers,
 /// heartbeats, reconnects with backoff, and drains on request.
-public final class Worker: Sendable {
+public final class Worker: Service, Sendable {
     public let config: WorkerConfig
     let handlers: [String: any NodeHandler]
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
     let stopSignal = StopSignal()
     let codec = WireCodec()
+    let metrics: WorkerMetrics
 
     public init(config: WorkerConfig, handlers: [String: any NodeHandler] = [:], logger: Logger) {
         self.config = config
@@ -51,14 +56,26 @@ public final class Worker: Sendable {
         self.handlers = all
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.metrics = WorkerMetrics(factory: config.metricsFactory)
     }
 
     /// Asks the worker to drain: take no new tasks, finish running ones, then return from `run()`.
     public func stop() { stopSignal.fire() }
 
-    /// Serves until stopped. Reconnects with exponential backoff when the coordinator is away;
-    /// a wrong token or protocol version ends it with `WorkerFatalError`.
+    /// Serves until stopped or, under a `ServiceGroup`, until a graceful shutdown (SIGTERM), which
+    /// drains: no new tasks, running ones finish within the grace period, then it disconnects.
     public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await serve()
+        } onGracefulShutdown: {
+            self.logger.notice("signal received: draining")
+            self.stop()
+        }
+    }
+
+    /// Reconnects with exponential backoff when the coordinator is away; a wrong token or protocol
+    /// version ends it with `WorkerFatalError`.
+    func serve() async throws {
         defer { group.shutdownGracefully { _ in } }
         var delay = config.reconnectInitialDelay
         while !stopSignal.fired {
@@ -173,6 +190,9 @@ public final class Worker: Sendable {
 
     func execute(_ a: Cairn_V1_TaskAssignment, _ state: SessionState) async {
         let started = Date()
+        metrics.started.increment()
+        metrics.running.increment()
+        defer { metrics.running.decrement() }
         var r = Cairn_V1_TaskResult()
         r.taskID = a.taskID
         r.lease = a.lease
@@ -212,6 +232,8 @@ public final class Worker: Sendable {
             meta["error"] = "\(error)"
         }
         r.durationMs = UInt64(max(0, Date().timeIntervalSince(started) * 1000))
+        metrics.duration.recordNanoseconds(Int64(Date().timeIntervalSince(started) * 1e9))
+        (r.error.isEmpty ? metrics.completed : metrics.failed).increment()
         if r.error.isEmpty { logger.debug("task done", metadata: meta) } else { logger.info("task failed", metadata: meta) }
         await state.finished(a.lease, result: r)
     }
@@ -342,5 +364,22 @@ final class StopSignal: @unchecked Sendable {
     func wait(timeout: Double) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while !fired && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+    }
+}
+
+/// A worker's own counters, exposed on its `--metrics` endpoint.
+struct WorkerMetrics: Sendable {
+    let started: Counter
+    let completed: Counter
+    let failed: Counter
+    let running: Meter
+    let duration: CoreMetrics.Timer
+
+    init(factory: any MetricsFactory) {
+        started = Counter(label: "cairn_worker_tasks_started_total", factory: factory)
+        completed = Counter(label: "cairn_worker_tasks_completed_total", factory: factory)
+        failed = Counter(label: "cairn_worker_tasks_failed_total", factory: factory)
+        running = Meter(label: "cairn_worker_tasks_running", factory: factory)
+        duration = CoreMetrics.Timer(label: "cairn_worker_task_duration_seconds", factory: factory)
     }
 }

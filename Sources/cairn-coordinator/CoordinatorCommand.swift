@@ -3,6 +3,10 @@ import CairnCoordinator
 import CairnRedis
 import Foundation
 import Logging
+import CairnOps
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
 
 @main
 struct CoordinatorCommand: AsyncParsableCommand {
@@ -60,13 +64,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Flag(name: .customLong("allow-redis-eviction"), help: "Start even if Redis's maxmemory-policy could evict unflushed checkpoints.")
     var allowRedisEviction = false
 
-    @Option(help: "Address for /metrics and /healthz. Not built yet in this version.")
+    @Option(help: "Serve /metrics (Prometheus) and /healthz on this HOST:PORT, e.g. 0.0.0.0:9400.")
     var metrics: String?
 
     mutating func run() async throws {
-        if metrics != nil {
-            throw ValidationError("--metrics: the metrics endpoint is not built yet; use `cairn stats` for counters")
-        }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
@@ -101,6 +102,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard let wal = Durations.seconds(walCheckpointInterval), wal > 0 else { throw ValidationError("--wal-checkpoint-interval looks like 30s") }
         config.walCheckpointInterval = wal
 
+        let registry = PrometheusCollectorRegistry()
+        config.metricsFactory = PrometheusMetricsFactory(registry: registry)
         let coordinator: Coordinator
         do {
             coordinator = try Coordinator(config: config, logger: logger)
@@ -116,9 +119,20 @@ struct CoordinatorCommand: AsyncParsableCommand {
             // A machine-readable line for scripts that start us on port 0.
             FileHandle.standardOutput.write(Data("cairn-coordinator listening on \(config.host):\(p)\n".utf8))
         }
-        let signals = installSignalHandlers(logger: logger)
-        _ = signals
-        try await coordinator.run()
+        var services: [any Service] = [coordinator]
+        if let metrics {
+            do {
+                services.append(try OpsServer(address: metrics, metrics: {
+                    await coordinator.refreshMetrics()
+                    return registry.emitToString()
+                }, health: { await coordinator.health() }, logger: logger))
+            } catch {
+                throw ValidationError("--metrics: \(error)")
+            }
+        }
+        // SIGTERM and SIGINT shut down gracefully: stop accepting, flush, close the store.
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
     }
 }
 
@@ -145,19 +159,3 @@ enum Durations {
     }
 }
 
-/// SIGTERM and SIGINT end the process. Every step is committed to SQLite (WAL) before the next one is
-/// planned, so stopping here loses nothing: a restart picks unfinished runs up from their checkpoints.
-func installSignalHandlers(logger: Logger) -> [any DispatchSourceSignal] {
-    var sources: [any DispatchSourceSignal] = []
-    for sig in [SIGTERM, SIGINT] {
-        signal(sig, SIG_IGN)
-        let s = DispatchSource.makeSignalSource(signal: sig, queue: .main)
-        s.setEventHandler {
-            logger.notice("stopping on signal", metadata: ["signal": "\(sig)"])
-            Foundation.exit(0)
-        }
-        s.resume()
-        sources.append(s)
-    }
-    return sources
-}

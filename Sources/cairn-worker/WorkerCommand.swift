@@ -2,6 +2,10 @@ import ArgumentParser
 import CairnWorker
 import Foundation
 import Logging
+import CairnOps
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
 
 @main
 struct WorkerCommand: AsyncParsableCommand {
@@ -37,6 +41,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("drain-grace"), help: "Seconds a draining worker lets running tasks finish.")
     var drainGrace: Double = 30
 
+    @Option(help: "Serve this worker's /metrics (Prometheus) and /healthz on HOST:PORT, e.g. 0.0.0.0:9401.")
+    var metrics: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
@@ -61,27 +68,27 @@ struct WorkerCommand: AsyncParsableCommand {
         config.token = try readToken(tokenFile)
         if let cacheDir { config.cacheDirectory = cacheDir }
         config.drainGrace = drainGrace
+        let registry = PrometheusCollectorRegistry()
+        config.metricsFactory = PrometheusMetricsFactory(registry: registry)
         let worker = Worker(config: config, logger: logger)
-        var sources: [any DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .main)
-            var count = 0
-            s.setEventHandler {
-                count += 1
-                if count > 1 { logger.warning("second signal: exiting now"); Foundation.exit(1) }
-                logger.notice("signal received: draining")
-                worker.stop()
+        var services: [any Service] = [worker]
+        if let metrics {
+            do {
+                services.append(try OpsServer(address: metrics, metrics: { registry.emitToString() },
+                                              health: { (true, "{\"status\": \"ok\"}") }, logger: logger))
+            } catch {
+                throw ValidationError("--metrics: \(error)")
             }
-            s.resume()
-            sources.append(s)
         }
+        // SIGTERM and SIGINT drain: no new tasks, running ones finish, then the worker exits.
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         do {
-            try await worker.run()
+            try await group.run()
         } catch let e as WorkerFatalError {
             throw ValidationError(e.message)
+        } catch let e as ServiceGroupError {
+            throw ValidationError("\(e)")
         }
-        _ = sources
     }
 }
 
