@@ -134,7 +134,7 @@ let package = Package(
         .executableTarget(
             name: "cairn-coordinator",
             dependencies: [
-                "CairnCoordinator", "CairnRedis", "CairnOps",
+                "CairnCoordinator", "CairnRedis", "CairnOps", "CairnCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -146,7 +146,7 @@ let package = Package(
         .executableTarget(
             name: "cairn-worker",
             dependencies: [
-                "CairnWorker", "CairnOps",
+                "CairnWorker", "CairnOps", "CairnCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -71,16 +71,8 @@ extension Engine {
         // The last task of its step: its writes go straight into the step's checkpoint, in one
         // transaction, instead of being stored as pending writes first (a chain's common case).
         if run.order.allSatisfy({ $0 == t.planned.id || run.tasks[$0]?.phase == .done }) {
-            t.phase = .done
-            t.outcome = outcome
-            run.stepDone += 1
-            run.record.cost += r.cost
-            run.record.apiCalls += Int(r.apiCalls)
-            run.tasksDoneTotal += 1
-            tasksCompleted += 1
-            metrics.tasksCompleted.increment()
             run.carry.taskExecutions += batch.taskExecutions
-            publish(run, kind: "task_finished", node: t.planned.node, taskID: t.planned.id, worker: workerName, attempt: t.attempt)
+            markDone(run, t, outcome, cost: r.cost, apiCalls: Int(r.apiCalls), worker: workerName)
             await completeStep(run)
             return true
         }
@@ -96,17 +88,22 @@ extension Engine {
             return false
         }
         guard runs[runID] === run, t.phase == .finishing, run.checkpoint.checkpointID == cpID else { return true }
+        markDone(run, t, outcome, cost: r.cost, apiCalls: Int(r.apiCalls), worker: workerName)
+        if run.allDone { await completeStep(run) }
+        return true
+    }
+
+    /// A task's writes are durable (or ride with the step's checkpoint): count it done.
+    func markDone(_ run: ActiveRun, _ t: TaskState, _ outcome: TaskOutcome, cost: Double, apiCalls: Int, worker: String) {
         t.phase = .done
         t.outcome = outcome
         run.stepDone += 1
-        run.record.cost += r.cost
-        run.record.apiCalls += Int(r.apiCalls)
+        run.record.cost += cost
+        run.record.apiCalls += apiCalls
         run.tasksDoneTotal += 1
         tasksCompleted += 1
         metrics.tasksCompleted.increment()
-        publish(run, kind: "task_finished", node: t.planned.node, taskID: t.planned.id, worker: workerName, attempt: t.attempt)
-        if run.allDone { await completeStep(run) }
-        return true
+        publish(run, kind: "task_finished", node: t.planned.node, taskID: t.planned.id, worker: worker, attempt: t.attempt)
     }
 
     func decodeOutcome(_ r: Cairn_V1_TaskResult, task t: TaskState) throws -> TaskOutcome {

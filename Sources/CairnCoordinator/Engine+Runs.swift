@@ -16,10 +16,17 @@ extension Engine {
         let source = String(decoding: req.graphSource, as: UTF8.self)
         let fileName = req.graphFileName.isEmpty ? "graph.yaml" : req.graphFileName
         let graph: Graph
-        do {
-            graph = try GraphParser.parse(file: fileName, text: source, customKinds: customKinds)
-        } catch {
-            throw EngineError(.errorInvalidArgument, "\(error)")
+        let sourceKey = Hashing.sha256Hex(Array(source.utf8))
+        if let cached = graphCache[sourceKey] {
+            graph = cached  // the same graph file again (a batch of runs): parsed and validated once
+        } else {
+            do {
+                graph = try GraphParser.parse(file: fileName, text: source, customKinds: customKinds)
+            } catch {
+                throw EngineError(.errorInvalidArgument, "\(error)")
+            }
+            if graphCache.count >= 256 { graphCache.removeAll() }
+            graphCache[sourceKey] = graph
         }
         var input: [String: JSONValue] = [:]
         if !req.inputJson.isEmpty {

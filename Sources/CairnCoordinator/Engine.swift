@@ -60,6 +60,8 @@ actor Engine {
     var leaseTable: LeaseTable
     var subscribers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
     let startedAt = Date()
+    /// Graphs parsed and validated, by the SHA-256 of their source.
+    var graphCache: [String: Graph] = [:]
     /// Run ids being submitted right now (between the id check and the first write).
     var pendingSubmits = Set<String>()
 

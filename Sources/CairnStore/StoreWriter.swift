@@ -21,16 +21,37 @@ public actor StoreWriter {
         self.maxRows = maxRows
     }
 
-    /// Writes `batch` durably; returns when its transaction has committed.
+    /// Writes `batch` durably; returns when its transaction has committed. When nothing is in
+    /// flight the caller commits at once (no hop to another task); otherwise it joins the group
+    /// that commits next.
     public func write(_ batch: StoreBatch, durability: Durability = .sync) async throws {
         if batch.isEmpty { return }
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            pending[durability, default: StoreBatch()].merge(batch)
-            waiters[durability, default: []].append(c)
-            if !flushing {
-                flushing = true
-                Task { await self.drain() }
+        if flushing {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+                pending[durability, default: StoreBatch()].merge(batch)
+                waiters[durability, default: []].append(c)
             }
+            return
+        }
+        flushing = true
+        do {
+            try await store.commit(batch, durability: durability)
+            transactions += 1
+            rowsWritten += UInt64(batch.rowCount)
+        } catch {
+            logger.error("store write failed", metadata: ["error": "\(error)", "rows": "\(batch.rowCount)"])
+            handOver()
+            throw error
+        }
+        handOver()
+    }
+
+    /// Lets the groups that queued up during a commit go next.
+    private func handOver() {
+        if waiters.isEmpty {
+            flushing = false
+        } else {
+            Task { await self.drain() }
         }
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CairnCore
 import CairnCoordinator
 import CairnRedis
 import Foundation
@@ -137,16 +138,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 }
 
 func readToken(_ file: String?) throws -> String? {
-    if let file {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw ValidationError("cannot read the token file \(file)")
-        }
-        let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !t.isEmpty else { throw ValidationError("the token file \(file) is empty") }
-        return t
-    }
-    if let t = ProcessInfo.processInfo.environment["CAIRN_TOKEN"], !t.isEmpty { return t }
-    return nil
+    do { return try Tokens.read(file: file) } catch { throw ValidationError("\(error)") }
 }
 
 enum Durations {

@@ -47,14 +47,7 @@ struct Connection: ParsableArguments {
         }
         c.host = host
         c.port = port
-        if let tokenFile {
-            guard let t = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
-                throw ValidationError("cannot read the token file \(tokenFile)")
-            }
-            c.token = t.trimmingCharacters(in: .whitespacesAndNewlines)
-        } else if let t = ProcessInfo.processInfo.environment["CAIRN_TOKEN"], !t.isEmpty {
-            c.token = t
-        }
+        do { c.token = try Tokens.read(file: tokenFile) } catch { throw ValidationError("\(error)") }
         return c
     }
 

@@ -10,12 +10,11 @@ import Testing
         cluster.startWorker(name: "a", slots: 1)
         cluster.startWorker(name: "b", slots: 1)
         try await cluster.waitForWorkers(2)
-        let graph = try writeGraph(cluster, "chain", chainGraph(name: "chain", nodes: 8, sleep: 250))
+        let graph = try writeGraph(cluster, "chain", chainGraph(name: "chain", nodes: 8, sleep: 400))
         let runID = try await cluster.submit(graph)
         // Kill whichever worker holds a task, in the middle of it.
         let deadline = Date().addingTimeInterval(20)
         var killed = false
-        try await Task.sleep(nanoseconds: 600_000_000)
         while Date() < deadline && !killed {
             let workers = (try await cluster.cairn(["workers", "--json"]).json as? [[String: Any]]) ?? []
             if let busy = workers.first(where: { $0["running"] as? Int == 1 })?["name"] as? String,
