@@ -1,4 +1,5 @@
 // swift-tools-version: 6.0
+import Foundation
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -15,8 +16,6 @@ let package = Package(
         .executable(name: "cairn", targets: ["cairn"]),
         .library(name: "CairnClient", targets: ["CairnClient"]),
         .library(name: "CairnWorker", targets: ["CairnWorker"]),
-        // The building blocks, for the micro-benchmarks in scripts/microbench and for embedding.
-        .library(name: "CairnKit", targets: ["CairnCore", "CairnGraph", "CairnProtocol", "CairnStore", "CairnRedis"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -203,3 +202,19 @@ let package = Package(
         ),
     ]
 )
+
+// Micro-benchmarks of the hot paths, only when asked for, so they never slow the main build:
+//   CAIRN_MICROBENCH=1 swift run -c release cairn-microbench [--redis redis://127.0.0.1:6379]
+if ProcessInfo.processInfo.environment["CAIRN_MICROBENCH"] != nil {
+    package.targets.append(.executableTarget(
+        name: "cairn-microbench",
+        dependencies: [
+            "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore", "CairnRedis",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ],
+        path: "scripts/microbench",
+        swiftSettings: swiftSettings
+    ))
+}

@@ -180,8 +180,9 @@ public final class CairnClient {
 
     /// Streams a run's events until the run finishes or pauses; returns the last event.
     @discardableResult
-    public func watch(_ runID: String, onEvent: (Cairn_V1_RunEvent) throws -> Void = { _ in }) async throws -> Cairn_V1_RunEvent {
-        let id = try await send(.watch(.with { $0.runID = runID }))
+    public func watch(_ runID: String, finalOnly: Bool = false,
+                      onEvent: (Cairn_V1_RunEvent) throws -> Void = { _ in }) async throws -> Cairn_V1_RunEvent {
+        let id = try await send(.watch(.with { $0.runID = runID; $0.finalOnly = finalOnly }))
         while true {
             let r = try await response(for: id)
             try onEvent(r.event)

@@ -192,14 +192,14 @@ struct ConnectionHandler: Sendable {
             let s = await engine.stats()
             try await respond(req.id, outbound) { $0.stats = s }
         case .watch(let q):
-            try await watch(req.id, q.runID, outbound)
+            try await watch(req.id, q.runID, finalOnly: q.finalOnly, outbound)
         case .none:
             throw EngineError(.errorInvalidArgument, "empty request")
         }
     }
 
-    func watch(_ id: UInt64, _ runID: String, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
-        guard let (subID, stream) = await engine.subscribe(runID) else {
+    func watch(_ id: UInt64, _ runID: String, finalOnly: Bool, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
+        guard let (subID, stream) = await engine.subscribe(runID, finalOnly: finalOnly) else {
             let info = try await engine.runInfo(runID)
             var e = Cairn_V1_RunEvent()
             e.runID = runID

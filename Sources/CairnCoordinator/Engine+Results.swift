@@ -347,5 +347,6 @@ extension Engine {
         rotation.removeAll { $0 == runID }
         publish(run, kind: kind, message: message, includeRun: true, final: true)
         if let subs = subscribers.removeValue(forKey: runID) { subs.values.forEach { $0.finish() } }
+        if let subs = finalWatchers.removeValue(forKey: runID) { subs.values.forEach { $0.finish() } }
     }
 }

@@ -319,10 +319,14 @@ extension Engine {
     // MARK: - events
 
     /// Subscribes to a run's events; nil when the run is not active (the caller reports its final state).
-    func subscribe(_ runID: String) -> (UUID, AsyncStream<Cairn_V1_RunEvent>)? {
+    func subscribe(_ runID: String, finalOnly: Bool = false) -> (UUID, AsyncStream<Cairn_V1_RunEvent>)? {
         guard let run = runs[runID] else { return nil }
         let id = UUID()
         let (stream, continuation) = AsyncStream<Cairn_V1_RunEvent>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        if finalOnly {
+            finalWatchers[runID, default: [:]][id] = continuation
+            return (id, stream)
+        }
         subscribers[runID, default: [:]][id] = continuation
         var e = Cairn_V1_RunEvent()
         e.runID = runID
@@ -337,11 +341,16 @@ extension Engine {
         subscribers[runID]?[id]?.finish()
         subscribers[runID]?[id] = nil
         if subscribers[runID]?.isEmpty == true { subscribers[runID] = nil }
+        finalWatchers[runID]?[id]?.finish()
+        finalWatchers[runID]?[id] = nil
+        if finalWatchers[runID]?.isEmpty == true { finalWatchers[runID] = nil }
     }
 
     func publish(_ run: ActiveRun, kind: String, node: String = "", taskID: String = "", worker: String = "",
                  message: String = "", attempt: Int = 0, includeRun: Bool = false, final: Bool = false) {
-        guard let subs = subscribers[run.record.runID], !subs.isEmpty else { return }
+        let finals = final ? finalWatchers[run.record.runID] ?? [:] : [:]
+        let subs = subscribers[run.record.runID] ?? [:]
+        guard !subs.isEmpty || !finals.isEmpty else { return }
         var e = Cairn_V1_RunEvent()
         e.runID = run.record.runID
         e.kind = kind
@@ -355,5 +364,6 @@ extension Engine {
         _ = includeRun
         e.run = runInfo(run)
         for c in subs.values { c.yield(e) }
+        for c in finals.values { c.yield(e) }
     }
 }

@@ -59,6 +59,8 @@ actor Engine {
     var workers: [String: WorkerHandle] = [:]
     var leaseTable: LeaseTable
     var subscribers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
+    /// Watchers that want only a run's final event (scripts waiting for the outcome).
+    var finalWatchers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
     let startedAt = Date()
     /// Graphs parsed and validated, by the SHA-256 of their source.
     var graphCache: [String: Graph] = [:]

@@ -139,7 +139,7 @@ struct Submit: AsyncParsableCommand {
                 }
                 var finals = infos
                 if wait {
-                    for (i, info) in infos.enumerated() { finals[i] = try await client.watch(info.runID).run }
+                    for (i, info) in infos.enumerated() { finals[i] = try await client.watch(info.runID, finalOnly: true).run }
                 }
                 if json { Output.printJSON(.array(finals.map(Output.json))) } else {
                     print("submitted \(n) runs of \(infos.first?.graphName ?? "")" + (wait ? ": " + Dictionary(grouping: finals, by: \.status).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ") : ""))
@@ -166,7 +166,7 @@ struct Submit: AsyncParsableCommand {
             }
             if json {
                 // One JSON document: the run as it ended (`watch --json` streams the events).
-                let last = try await client.watch(info.runID)
+                let last = try await client.watch(info.runID, finalOnly: true)
                 Output.printJSON(Output.json(last.run))
                 return last.run.status
             }

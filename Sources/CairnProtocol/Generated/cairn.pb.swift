@@ -583,6 +583,9 @@ public nonisolated struct Cairn_V1_RunQuery: Sendable {
 
   public var runID: String = String()
 
+  /// watch: send only the final event (scripts waiting for the outcome)
+  public var finalOnly: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2032,7 +2035,7 @@ nonisolated extension Cairn_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Cairn_V1_RunQuery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunQuery"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}final_only\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2041,6 +2044,7 @@ nonisolated extension Cairn_V1_RunQuery: SwiftProtobuf.Message, SwiftProtobuf._M
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.finalOnly) }()
       default: break
       }
     }
@@ -2050,11 +2054,15 @@ nonisolated extension Cairn_V1_RunQuery: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.runID.isEmpty {
       try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
     }
+    if self.finalOnly != false {
+      try visitor.visitSingularBoolField(value: self.finalOnly, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Cairn_V1_RunQuery, rhs: Cairn_V1_RunQuery) -> Bool {
     if lhs.runID != rhs.runID {return false}
+    if lhs.finalOnly != rhs.finalOnly {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

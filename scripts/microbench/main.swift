@@ -1,3 +1,4 @@
+// Cairn micro-benchmarks: CAIRN_MICROBENCH=1 swift run -c release cairn-microbench [--redis URL]
 import CairnCore
 import CairnGraph
 import CairnProtocol
@@ -6,16 +7,28 @@ import CairnStore
 import Foundation
 import Logging
 import NIOCore
+import SwiftProtobuf
+
+/// Times synchronous work (no executor hops in the measurement).
+func bench(_ name: String, iterations: Int, ops: Int = 1, sync body: () throws -> Void) rethrows {
+    for _ in 0..<max(1, iterations / 10) { try body() }
+    let start = DispatchTime.now().uptimeNanoseconds
+    for _ in 0..<iterations { try body() }
+    report(name, Double(DispatchTime.now().uptimeNanoseconds - start), iterations * ops)
+}
+
+func report(_ name: String, _ ns: Double, _ ops: Int) {
+    let perOp = ns / Double(ops)
+    let name = name.padding(toLength: 46, withPad: " ", startingAt: 0)
+    print("  \(name) \(String(format: "%10.0f", perOp)) ns/op   \(String(format: "%12.0f", 1e9 / perOp)) ops/s")
+}
 
 /// Times `body` over `iterations` after a warm-up and prints ns per operation.
 func bench(_ name: String, iterations: Int, ops: Int = 1, _ body: () async throws -> Void) async rethrows {
     for _ in 0..<max(1, iterations / 10) { try await body() }
     let clock = ContinuousClock()
     let elapsed = try await clock.measure { for _ in 0..<iterations { try await body() } }
-    let ns = Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
-    let perOp = ns / Double(iterations * ops)
-    let name = name.padding(toLength: 46, withPad: " ", startingAt: 0)
-    print("  \(name) \(String(format: "%10.0f", perOp)) ns/op   \(String(format: "%12.0f", 1e9 / perOp)) ops/s")
+    report(name, Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9, iterations * ops)
 }
 
 let logger = Logger(label: "microbench")
@@ -30,7 +43,7 @@ result.taskID = String(repeating: "a", count: 32)
 result.lease = "1795414393418.123"
 result.writesJson = Data(#"{"log":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#.utf8)
 let codec = WireCodec()
-await bench("frame: encode + decode a TaskResult", iterations: 200_000) {
+bench("frame: encode + decode a TaskResult", iterations: 200_000) {
     let frame = try! codec.encode(.taskResult(result))
     var buffer = ByteBuffer()
     try! FrameEncoder().encode(data: frame, out: &buffer)
@@ -56,7 +69,7 @@ let planner = Planner(graph: graph)
 let writes: [(channel: String, value: JSONValue)] = (0..<100).flatMap { i in
     [("log", JSONValue.string("item \(i)")), ("n", .int(1)), ("m", .object(["k\(i % 10)": .int(Int64(i))]))]
 }
-await bench("reducers: apply 300 writes (one step)", iterations: 2_000, ops: 300) {
+bench("reducers: apply 300 writes (one step)", iterations: 2_000, ops: 300) {
     var state: [String: JSONValue] = [:]
     _ = try! planner.apply(writes, to: &state)
 }
@@ -64,9 +77,11 @@ await bench("reducers: apply 300 writes (one step)", iterations: 2_000, ops: 300
 // SQLite: a batch like one step of a 100-task fan-out, in one transaction.
 let dbPath = NSTemporaryDirectory() + "cairn-microbench-\(UUID().uuidString).db"
 let sqlite = try SQLiteStore(path: dbPath, logger: logger)
-var counter = 0
+final class Counter: @unchecked Sendable { var value = 0 }
+let stepCounter = Counter()
 func stepBatch(_ n: Int) -> StoreBatch {
-    counter += 1
+    stepCounter.value += 1
+    let counter = stepCounter.value
     var b = StoreBatch()
     for i in 0..<n {
         b.pendingWrites.append(PendingWriteRecord(runID: "r", checkpointID: "c\(counter)", taskID: "t\(i)", idx: 0, channel: "log", value: .string("value \(i)")))
@@ -88,4 +103,16 @@ if let redisURL {
     try await bench("redis: one round trip (PING)", iterations: 5_000) { _ = try await client.command("PING") }
 } else {
     print("  redis: skipped (pass --redis redis://127.0.0.1:PORT)")
+}
+
+// Where a frame's time goes.
+bench("frame: protobuf serialize only", iterations: 200_000) {
+    let _: [UInt8] = try! result.serializedBytes()
+}
+let bytes: [UInt8] = try! result.serializedBytes()
+bench("frame: protobuf parse only", iterations: 200_000) {
+    _ = try! Cairn_V1_TaskResult(serializedBytes: bytes)
+}
+bench("frame: WireCodec.encode only", iterations: 200_000) {
+    _ = try! codec.encode(.taskResult(result))
 }
