@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import CairnCore
 import Logging
 
 /// Where a Redis is and how to log in: `redis://[:password@]host[:port][/db]`.
@@ -55,7 +56,7 @@ public actor RedisClient {
         self.url = url
         self.timeout = timeout
         self.logger = logger
-        self.executor = DispatchQueueExecutor(queue: DispatchQueue(label: "cairn.redis"))
+        self.executor = DispatchQueueExecutor(label: "cairn.redis")
     }
 
     /// Runs commands in one round trip, connecting (and logging in) first if needed. On an I/O
@@ -96,19 +97,4 @@ public actor RedisClient {
         connection = c
         return c
     }
-}
-
-/// Runs an actor's jobs on a serial DispatchQueue (the same technique as GRDB's DispatchQueueActor).
-final class DispatchQueueExecutor: SerialExecutor, @unchecked Sendable {
-    private let queue: DispatchQueue
-
-    init(queue: DispatchQueue) { self.queue = queue }
-
-    func enqueue(_ job: UnownedJob) {
-        queue.async { job.runSynchronously(on: self.asUnownedSerialExecutor()) }
-    }
-
-    func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
-
-    func checkIsolated() { dispatchPrecondition(condition: .onQueue(queue)) }
 }

@@ -9,6 +9,9 @@ public final class SQLiteStore: CheckpointStore {
     public let path: String
     private let pool: DatabasePool
     private let logger: Logger
+    /// The one writer: GRDB's synchronous write, called on this actor's own serial queue, so a
+    /// transaction costs one hand-off there and back (never a blocked cooperative thread).
+    private let writer = BlockingWriter()
 
     /// Opens (creating if needed) and migrates the file. `upTo` stops at an older migration:
     /// tests use it to build a file as an older release wrote it.
@@ -61,7 +64,8 @@ public final class SQLiteStore: CheckpointStore {
 
     public func commit(_ batch: StoreBatch) async throws {
         if batch.isEmpty { return }
-        try await pool.write { db in try Self.write(batch, db) }
+        let pool = self.pool
+        try await writer.run { try pool.write { db in try Self.write(batch, db) } }
     }
 
     static func write(_ b: StoreBatch, _ db: Database) throws {
@@ -319,4 +323,12 @@ public final class SQLiteStore: CheckpointStore {
                                 source: r["source"], channelVersions: versions, nextTasks: try parse("next_tasks"),
                                 metadata: try parse("metadata"), createdAt: r["created_at"])
     }
+}
+
+/// An actor on its own serial DispatchQueue, for blocking SQLite writes.
+actor BlockingWriter {
+    private let executor = DispatchQueueExecutor(label: "cairn.sqlite.writer")
+    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    func run<T: Sendable>(_ work: @Sendable () throws -> T) throws -> T { try work() }
 }
