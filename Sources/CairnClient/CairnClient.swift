@@ -138,10 +138,31 @@ public final class CairnClient {
             switch try await receive() {
             case .clientResponse(let r) where r.id == id: return r
             case .clientResponse: continue
-            case .error(let e): throw ClientError.server(code: e.code, message: e.message)
+            case .error(let e) where e.requestID == id || e.requestID == 0:
+                throw ClientError.server(code: e.code, message: e.message)
+            case .error: continue
             case let other: throw ClientError.protocolError("unexpected \(other.type)")
             }
         }
+    }
+
+    /// Submits many runs at once: every request is sent before any answer is read, so the
+    /// coordinator handles them together. Results come back in the order of `requests`.
+    public func submitAll(_ requests: [Cairn_V1_SubmitRequest]) async throws -> [Result<Cairn_V1_RunInfo, ClientError>] {
+        var ids: [UInt64] = []
+        for r in requests { ids.append(try await send(.submit(r))) }
+        var results: [UInt64: Result<Cairn_V1_RunInfo, ClientError>] = [:]
+        let wanted = Set(ids)
+        while results.count < ids.count {
+            switch try await receive() {
+            case .clientResponse(let r) where wanted.contains(r.id): results[r.id] = .success(r.run)
+            case .error(let e) where wanted.contains(e.requestID): results[e.requestID] = .failure(.server(code: e.code, message: e.message))
+            case .error(let e) where e.requestID == 0: throw ClientError.server(code: e.code, message: e.message)
+            case .clientResponse, .error: continue
+            case let other: throw ClientError.protocolError("unexpected \(other.type)")
+            }
+        }
+        return ids.map { results[$0]! }
     }
 
     // MARK: - typed calls

@@ -131,19 +131,36 @@ struct ConnectionHandler: Sendable {
     func serveClient(_ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
                      _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         try await outbound.send(welcome())
-        while let frame = try await frames.next() {
-            guard case .clientRequest(let req) = try codec.decode(frame) else {
-                throw ProtocolError.unexpected(expected: "ClientRequest", got: "message type \(frame.type)")
+        // Requests are answered concurrently (each response names its request), so a client can
+        // pipeline: 200 submits sent at once share transactions instead of waiting in line.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var inFlight = 0
+            while let frame = try await frames.next() {
+                guard case .clientRequest(let req) = try codec.decode(frame) else {
+                    throw ProtocolError.unexpected(expected: "ClientRequest", got: "message type \(frame.type)")
+                }
+                if inFlight >= Self.maxRequestsInFlight {
+                    try await group.next()
+                    inFlight -= 1
+                }
+                inFlight += 1
+                group.addTask { try await self.answerReportingErrors(req, outbound) }
             }
-            do {
-                try await answer(req, outbound)
-            } catch let e as EngineError {
-                try await outbound.send(.error(e.code, e.message, requestID: req.id))
-            } catch let e as StoredBlob.IntegrityError {
-                try await outbound.send(.error(.errorInternal, e.description, requestID: req.id))
-            } catch {
-                try await outbound.send(.error(.errorInternal, "\(error)", requestID: req.id))
-            }
+            try await group.waitForAll()
+        }
+    }
+
+    static let maxRequestsInFlight = 256
+
+    func answerReportingErrors(_ req: Cairn_V1_ClientRequest, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
+        do {
+            try await answer(req, outbound)
+        } catch let e as EngineError {
+            try await outbound.send(.error(e.code, e.message, requestID: req.id))
+        } catch let e as StoredBlob.IntegrityError {
+            try await outbound.send(.error(.errorInternal, e.description, requestID: req.id))
+        } catch {
+            try await outbound.send(.error(.errorInternal, "\(error)", requestID: req.id))
         }
     }
 

@@ -131,12 +131,19 @@ struct Submit: AsyncParsableCommand {
             guard count <= 100_000 else { throw ValidationError("--count is at most 100000") }
             let (n, prefix) = (count, runID)
             let statuses: [String] = try await connection.with { client in
-                var infos: [Cairn_V1_RunInfo] = []
-                for i in 0..<n {
+                let requests = (0..<n).map { i -> Cairn_V1_SubmitRequest in
                     var r = req
                     if let prefix { r.runID = "\(prefix)-\(i)" }
-                    infos.append(try await client.submit(r))
+                    return r
                 }
+                var infos: [Cairn_V1_RunInfo] = []
+                for result in try await client.submitAll(requests) {
+                    switch result {
+                    case .success(let info): infos.append(info)
+                    case .failure(let e): FileHandle.standardError.write(Data("cairn: \(e.description)\n".utf8))
+                    }
+                }
+                if infos.isEmpty { throw ExitCode(1) }
                 var finals = infos
                 if wait {
                     for (i, info) in infos.enumerated() { finals[i] = try await client.watch(info.runID, finalOnly: true).run }

@@ -176,4 +176,20 @@ import Testing
         #expect(done["status"] as? String == "completed")
         #expect(done[path: "output.log"] as? [String] == ["n1", "n2"])
     }
+
+    @Test func manySubmitsPipelinedOnOneConnectionAreAnsweredByID() async throws {
+        let cluster = try await TestCluster.start(workers: 2)
+        defer { cluster.stop() }
+        let graph = try writeGraph(cluster, "burst", chainGraph(name: "burst", nodes: 2, sleep: 1))
+        let r = try await cluster.cairn(["submit", graph, "--count", "30", "--run-id", "burst", "--wait", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let runs = (r.json as? [[String: Any]]) ?? []
+        #expect(runs.count == 30)
+        #expect(Set(runs.compactMap { $0["run_id"] as? String }) == Set((0..<30).map { "burst-\($0)" }))
+        #expect(runs.allSatisfy { $0["status"] as? String == "completed" })
+        // Taken ids are refused one by one, each error matched to its own request.
+        let again = try await cluster.cairn(["submit", graph, "--count", "3", "--run-id", "burst"])
+        #expect(again.status == 1)
+        #expect(again.stderr.components(separatedBy: "already taken").count - 1 == 3)
+    }
 }
