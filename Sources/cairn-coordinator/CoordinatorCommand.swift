@@ -69,12 +69,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var metrics: String?
 
     mutating func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        Bootstrap.logging(level: logLevel)
         let logger = Logger(label: "cairn.coordinator")
         var config = CoordinatorConfig()
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {

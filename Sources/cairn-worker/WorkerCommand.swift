@@ -49,12 +49,7 @@ struct WorkerCommand: AsyncParsableCommand {
     var logLevel = "info"
 
     mutating func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        Bootstrap.logging(level: logLevel)
         let logger = Logger(label: "cairn.worker")
         var config = WorkerConfig()
         let address = coordinator ?? ProcessInfo.processInfo.environment["CAIRN_COORDINATOR"] ?? "127.0.0.1:7400"

@@ -514,41 +514,42 @@ enum NotYetBuilt {
                         "verify": "verifying stored checksums"]
 }
 
-protocol NotBuiltCommand: AsyncParsableCommand {}
+protocol NotBuiltCommand: AsyncParsableCommand {
+    static var name: String { get }
+}
+
 extension NotBuiltCommand {
-    static func refuse(_ name: String) throws -> Never {
-        FileHandle.standardError.write(Data("cairn \(name): \(NotYetBuilt.names[name] ?? name) is not built yet in this version of Cairn.\n".utf8))
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: name, abstract: "\(NotYetBuilt.names[name] ?? name) (not built yet).", shouldDisplay: false)
+    }
+
+    mutating func run() async throws {
+        FileHandle.standardError.write(Data("cairn \(Self.name): \(NotYetBuilt.names[Self.name] ?? Self.name) is not built yet in this version of Cairn.\n".utf8))
         throw ExitCode(1)
     }
 }
 
 struct Resume: NotBuiltCommand {
-    static let configuration = CommandConfiguration(abstract: "Resume a paused run (not built yet).", shouldDisplay: false)
+    static let name = "resume"
     @Argument(parsing: .allUnrecognized) var rest: [String] = []
-    mutating func run() async throws { try Self.refuse("resume") }
 }
 struct Fork: NotBuiltCommand {
-    static let configuration = CommandConfiguration(abstract: "Fork a run from a checkpoint (not built yet).", shouldDisplay: false)
+    static let name = "fork"
     @Argument(parsing: .allUnrecognized) var rest: [String] = []
-    mutating func run() async throws { try Self.refuse("fork") }
 }
 struct Export: NotBuiltCommand {
-    static let configuration = CommandConfiguration(abstract: "Export a run (not built yet).", shouldDisplay: false)
+    static let name = "export"
     @Argument(parsing: .allUnrecognized) var rest: [String] = []
-    mutating func run() async throws { try Self.refuse("export") }
 }
 struct Import: NotBuiltCommand {
-    static let configuration = CommandConfiguration(abstract: "Import a run (not built yet).", shouldDisplay: false)
+    static let name = "import"
     @Argument(parsing: .allUnrecognized) var rest: [String] = []
-    mutating func run() async throws { try Self.refuse("import") }
 }
 struct Cleanup: NotBuiltCommand {
-    static let configuration = CommandConfiguration(abstract: "Delete old runs (not built yet).", shouldDisplay: false)
+    static let name = "cleanup"
     @Argument(parsing: .allUnrecognized) var rest: [String] = []
-    mutating func run() async throws { try Self.refuse("cleanup") }
 }
 struct Verify: NotBuiltCommand {
-    static let configuration = CommandConfiguration(abstract: "Verify stored checksums (not built yet).", shouldDisplay: false)
+    static let name = "verify"
     @Argument(parsing: .allUnrecognized) var rest: [String] = []
-    mutating func run() async throws { try Self.refuse("verify") }
 }
