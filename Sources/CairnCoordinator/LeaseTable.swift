@@ -91,33 +91,29 @@ struct LeaseTable: Sendable {
     /// The worker is presumed lost: every lease it holds is fenced; a result sent later under
     /// one of them is rejected.
     mutating func fence(workerID: String) -> [Lease] {
-        let lost = leases.values.filter { $0.workerID == workerID }.sorted { $0.token < $1.token }
-        for var l in lost {
-            l.state = .fenced
-            leases[l.token] = nil
-            ended[l.token] = .fenced
-        }
+        let lost = end(where: { $0.workerID == workerID }, as: .fenced)
         fencedCount += lost.count
-        trimEnded()
         return lost
     }
 
     /// Leases past their deadline: the attempt is over its time.
     mutating func expire(now: Double) -> [Lease] {
-        let due = leases.values.filter { ($0.deadline ?? .infinity) < now }.sorted { $0.token < $1.token }
-        for var l in due {
-            l.state = .expired
-            leases[l.token] = nil
-            ended[l.token] = .expired
-        }
+        let due = end(where: { ($0.deadline ?? .infinity) < now }, as: .expired)
         expiredCount += due.count
-        trimEnded()
         return due
     }
 
-    func lease(_ token: String) -> Lease? { leases[token] }
-
-    private mutating func trimEnded() {
+    /// Ends every lease that matches, remembering how it ended so a late result can be told why.
+    private mutating func end(where matches: (Lease) -> Bool, as state: State) -> [Lease] {
+        var gone = leases.values.filter(matches).sorted { $0.grantedAt < $1.grantedAt || ($0.grantedAt == $1.grantedAt && $0.token < $1.token) }
+        for i in gone.indices {
+            gone[i].state = state
+            leases[gone[i].token] = nil
+            ended[gone[i].token] = state
+        }
         if ended.count > 100_000 { ended.removeAll(keepingCapacity: true) }
+        return gone
     }
+
+    func lease(_ token: String) -> Lease? { leases[token] }
 }

@@ -25,6 +25,7 @@ import Testing
         let other = table.grant(runID: "r", taskID: "u", workerID: "alive", attempt: 1, now: 0, timeout: nil)
         let fenced = table.fence(workerID: "frozen")
         #expect(fenced.map(\.token) == [a.token])
+        #expect(fenced.map(\.state) == [.fenced])
         #expect(table.fencedCount == 1)
         // The task is granted again to another worker under a new lease.
         let b = table.grant(runID: "r", taskID: "t", workerID: "alive", attempt: 2, now: 11, timeout: nil)
