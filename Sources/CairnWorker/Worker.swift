@@ -156,6 +156,9 @@ public final class Worker: Service, Sendable {
                     }
                     while let frame = try await frames.next() {
                         switch try codec.decode(frame) {
+                        case .taskAssignment(let a) where Self.immediateKinds.contains(a.kind) && a.bundleHash.isEmpty:
+                            // Handlers that do no I/O answer on the spot: no task to spawn, no hand-off.
+                            outbox.yield(.taskResult(await self.result(for: a, state)))
                         case .taskAssignment(let a):
                             await state.started(a.lease)
                             group.addTask { await self.execute(a, state) }
@@ -188,7 +191,15 @@ public final class Worker: Service, Sendable {
 
     struct ConnectionLost: Error {}
 
+    /// Built-in kinds that compute their result without I/O or waiting.
+    static let immediateKinds: Set<String> = ["echo", "fail", "flaky", "map"]
+
     func execute(_ a: Cairn_V1_TaskAssignment, _ state: SessionState) async {
+        await state.finished(a.lease, result: await result(for: a, state))
+    }
+
+    /// Runs the task's handler and turns what it returns (or throws) into a result message.
+    func result(for a: Cairn_V1_TaskAssignment, _ state: SessionState) async -> Cairn_V1_TaskResult {
         let started = Date()
         metrics.started.increment()
         metrics.running.increment()
@@ -235,7 +246,7 @@ public final class Worker: Service, Sendable {
         metrics.duration.recordNanoseconds(Int64(Date().timeIntervalSince(started) * 1e9))
         (r.error.isEmpty ? metrics.completed : metrics.failed).increment()
         if r.error.isEmpty { logger.debug("task done", metadata: meta) } else { logger.info("task failed", metadata: meta) }
-        await state.finished(a.lease, result: r)
+        return r
     }
 
     func context(for a: Cairn_V1_TaskAssignment, _ state: SessionState) async throws -> TaskContext {
