@@ -194,7 +194,7 @@ struct ConnectionHandler: Sendable {
             if l.sinceMs > 0 { filter.createdAfter = Date().timeIntervalSince1970 - Double(l.sinceMs) / 1000 }
             let records = try await store.runs(filter)
             var list = Cairn_V1_RunList()
-            for r in records { list.runs.append(try await engine.runInfo(r.runID)) }
+            for r in records { list.runs.append(try await engine.runInfo(record: r)) }
             try await respond(req.id, outbound) { $0.runs = list }
         case .history(let q):
             let h = try await history(q.runID)

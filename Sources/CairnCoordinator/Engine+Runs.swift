@@ -149,7 +149,7 @@ extension Engine {
 
     func load(_ rec: RunRecord) async throws {
         guard let g = try await store.graph(rec.graphHash) else { throw EngineError(.errorNotFound, "graph \(rec.graphHash) missing") }
-        let graph = try GraphParser.parse(file: g.fileName, text: g.source, customKinds: ["*"])
+        let graph = try storedGraph(g)
         guard let cp = try await store.checkpoint(runID: rec.runID, namespace: "", checkpointID: nil) else {
             throw EngineError(.errorNotFound, "no checkpoint")
         }
@@ -202,9 +202,20 @@ extension Engine {
     func initialState(runID: String) async throws -> [String: JSONValue] {
         if let run = runs[runID] { return run.graph.initialState }
         guard let rec = try await store.run(runID), let g = try await store.graph(rec.graphHash),
-              let graph = try? GraphParser.parse(file: g.fileName, text: g.source, customKinds: customKinds.union(["*"]))
+              let graph = try? storedGraph(g)
         else { return [:] }
         return graph.initialState
+    }
+
+    /// A stored graph, parsed once (cached by the SHA-256 of its source). Any node kind is
+    /// accepted: the graph was validated when its run was submitted.
+    func storedGraph(_ g: GraphRecord) throws -> Graph {
+        let key = Hashing.sha256Hex(Array(g.source.utf8))
+        if let cached = graphCache[key] { return cached }
+        let graph = try GraphParser.parse(file: g.fileName, text: g.source, customKinds: ["*"])
+        if graphCache.count >= 256 { graphCache.removeAll() }
+        graphCache[key] = graph
+        return graph
     }
 
     func runInfo(_ run: ActiveRun) -> Cairn_V1_RunInfo {
@@ -220,12 +231,17 @@ extension Engine {
     func runInfo(_ runID: String) async throws -> Cairn_V1_RunInfo {
         if let run = runs[runID] { return runInfo(run) }
         guard let rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
+        return try await runInfo(record: rec)
+    }
+
+    /// A run's summary from its stored record; only a paused or interrupted run needs its
+    /// checkpoint read (for the nodes it will run next).
+    func runInfo(record rec: RunRecord) async throws -> Cairn_V1_RunInfo {
+        if let run = runs[rec.runID] { return runInfo(run) }
         var info = Self.info(rec)
-        if let cp = try await store.checkpoint(runID: runID, namespace: "", checkpointID: nil) {
+        if !rec.status.isFinished, let cp = try await store.checkpoint(runID: rec.runID, namespace: "", checkpointID: nil) {
             info.checkpointID = cp.checkpointID
-            if !rec.status.isFinished {
-                info.nextNodes = Array(Set((cp.nextTasks.arrayValue ?? []).compactMap { $0["node"]?.stringValue })).sorted()
-            }
+            info.nextNodes = Array(Set((cp.nextTasks.arrayValue ?? []).compactMap { $0["node"]?.stringValue })).sorted()
         }
         return info
     }

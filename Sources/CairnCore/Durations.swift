@@ -13,6 +13,13 @@ public enum Durations {
         return nil
     }
 
+    /// A flag's duration in seconds: `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
+    public static func seconds(_ text: String) -> Double? {
+        if let ms = parseMillis(text) { return Double(ms) / 1000 }
+        guard let v = Double(text), v >= 0, v.isFinite else { return nil }
+        return v
+    }
+
     public static func format(millis: Int64) -> String {
         if millis < 1_000 { return "\(millis)ms" }
         let s = Double(millis) / 1_000

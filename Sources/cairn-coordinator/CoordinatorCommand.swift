@@ -136,13 +136,4 @@ func readToken(_ file: String?) throws -> String? {
     do { return try Tokens.read(file: file) } catch { throw ValidationError("\(error)") }
 }
 
-enum Durations {
-    static func seconds(_ text: String) -> Double? {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            if let v = Double(text.dropLast(suffix.count)), v >= 0 { return v * factor }
-        }
-        return Double(text)
-    }
-}
 
