@@ -67,6 +67,7 @@ let package = Package(
                 "CairnCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -179,7 +180,8 @@ let package = Package(
         ),
         .testTarget(
             name: "CairnStoreTests",
-            dependencies: ["CairnStore", "CairnTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["CairnStore", "CairnTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

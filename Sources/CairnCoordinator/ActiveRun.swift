@@ -53,7 +53,8 @@ final class ActiveRun {
     var appendDepth: [String: Int] = [:]
     var configBytes: [String: [UInt8]] = [:]
     var tasksDoneTotal = 0
-    var completingStep = false
+    /// The run as last made durable: what queries report (the scheduler may be a step ahead).
+    var durable: RunRecord
     /// Rows to write with the next checkpoint (a step's last result rides along with it).
     var carry = StoreBatch()
 
@@ -62,6 +63,7 @@ final class ActiveRun {
     init(record: RunRecord, graph: Graph, bundleHash: String?, checkpoint: CheckpointRecord,
          state: [String: JSONValue], joins: [String: [String]]) {
         self.record = record
+        self.durable = record
         self.graph = graph
         self.planner = Planner(graph: graph)
         self.bundleHash = bundleHash

@@ -25,7 +25,7 @@ struct ConnectionHandler: Sendable {
                     let hello = try await handshake(&frames, outbound)
                     switch hello.role {
                     case .worker:
-                        try await serveWorker(hello, address: address, &frames, outbound)
+                        try await serveWorker(hello, address: address, channel: connection.channel, &frames, outbound)
                     case .client:
                         try await serveClient(&frames, outbound)
                     default:
@@ -75,49 +75,42 @@ struct ConnectionHandler: Sendable {
 
     // MARK: worker
 
-    func serveWorker(_ hello: Cairn_V1_Hello, address: String, _ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+    /// A worker's session. Its results never come through here: once registered, the channel's
+    /// `MessageTap` hands them to the engine on the event loop, and the engine writes
+    /// assignments and acks to the channel itself. This loop serves the rest (heartbeats,
+    /// bundle requests, drain) and notices the connection ending.
+    func serveWorker(_ hello: Cairn_V1_Hello, address: String, channel: any Channel,
+                     _ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
                      _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
-        let (outStream, outbox) = AsyncStream<WireMessage>.makeStream()
-        let workerID = await engine.register(hello: hello.worker, address: address, outbox: outbox)
-        try await outbound.send(welcome(workerID: workerID))
-        let codec = self.codec
+        let welcome = { (id: String) in self.welcome(workerID: id) }
+        let workerID = await engine.register(hello: hello.worker, address: address, channel: channel, welcome: welcome)
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await message in outStream { try await outbound.send(message, codec: codec) }
-                }
-                receiving: while let frame = try await frames.next() {
-                    switch try codec.decode(frame) {
-                    case .taskResult(let r):
-                        let accepted = await engine.result(from: workerID, r)
-                        var ack = Cairn_V1_ResultAck()
-                        ack.taskID = r.taskID
-                        ack.accepted = accepted
-                        outbox.yield(.resultAck(ack))
-                    case .heartbeat(let hb):
-                        let registered = await engine.heartbeat(workerID, hb)
-                        if !registered && hb.tasks.isEmpty {
-                            // Presumed lost (silent past the heartbeat timeout): its late results
-                            // have arrived and been rejected; now it must reconnect as a new worker.
-                            outbox.yield(.error(.errorUnavailable, "this worker was presumed lost (no heartbeat for \(Int(config.heartbeatTimeout))s) and its tasks were handed to others; reconnect"))
-                            break receiving
-                        }
-                    case .bundleRequest(let req):
-                        var reply = Cairn_V1_BundleData()
-                        reply.hash = req.hash
-                        if let data = try? await store.bundle(req.hash) {
-                            reply.data = Data(data)
-                            reply.found = true
-                        }
-                        outbox.yield(.bundleData(reply))
-                    case .drain:
-                        await engine.drain(workerID)
-                    case let other:
-                        throw ProtocolError.unexpected(expected: "a worker message", got: "\(other.type)")
+            receiving: while let frame = try await frames.next() {
+                switch try codec.decode(frame) {
+                case .taskResult(let r):
+                    // Only before the tap is armed (never in practice): handled the same way.
+                    await engine.result(from: workerID, r)
+                case .heartbeat(let hb):
+                    let registered = await engine.heartbeat(workerID, hb)
+                    if !registered && hb.tasks.isEmpty {
+                        // Presumed lost (silent past the heartbeat timeout): its late results
+                        // have arrived and been rejected; now it must reconnect as a new worker.
+                        try await outbound.send(.error(.errorUnavailable, "this worker was presumed lost (no heartbeat for \(Int(config.heartbeatTimeout))s) and its tasks were handed to others; reconnect"), codec: codec)
+                        break receiving
                     }
+                case .bundleRequest(let req):
+                    var reply = Cairn_V1_BundleData()
+                    reply.hash = req.hash
+                    if let data = try? await store.bundle(req.hash) {
+                        reply.data = Data(data)
+                        reply.found = true
+                    }
+                    try await outbound.send(.bundleData(reply), codec: codec)
+                case .drain:
+                    await engine.drain(workerID)
+                case let other:
+                    throw ProtocolError.unexpected(expected: "a worker message", got: "\(other.type)")
                 }
-                outbox.finish()
-                try await group.waitForAll()  // everything queued is sent before the connection closes
             }
         } catch {
             await engine.workerLost(workerID, reason: "\(error)")

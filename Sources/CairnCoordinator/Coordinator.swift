@@ -41,12 +41,13 @@ public final class Coordinator: Service, Sendable {
             let redis = RedisClient(url: try RedisURL(url), logger: logger)
             let hot = HotTierStore(sqlite: store, redis: redis, config: tier, logger: logger)
             self.hotTier = hot
-            self.engine = Engine(store: hot, config: config, logger: logger)
         } else {
             self.hotTier = nil
-            self.engine = Engine(store: store, config: config, logger: logger)
         }
+        // One event loop serves every connection and is the scheduler's executor: a worker's
+        // result is handled on the thread that read it, and assignments are written from there.
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.engine = Engine(store: hotTier ?? store, loop: group.next(), config: config, logger: logger)
     }
 
     /// The bound port (useful with port 0).
@@ -56,6 +57,7 @@ public final class Coordinator: Service, Sendable {
     public func start() async throws {
         let sqlite = store
         await engine.setWALProbe { sqlite.walSize }
+        await engine.start()
         if let hot = hotTier {
             do {
                 if let risk = try await HotTierStore.evictionRisk(hot.redis) {
@@ -80,7 +82,7 @@ public final class Coordinator: Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: config.host, port: config.port) { channel in
-                FramedChannel.configure(channel, maxFrameSize: maxFrame)
+                FramedChannel.configure(channel, maxFrameSize: maxFrame, tap: { MessageTap(types: [.taskResult]) })
             }
         serverBox.channel = server
         logger.notice("coordinator listening", metadata: ["address": "\(config.host):\(port ?? config.port)",

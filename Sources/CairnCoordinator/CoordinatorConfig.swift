@@ -16,6 +16,8 @@ public struct CoordinatorConfig: Sendable {
     public var heartbeatTimeout: Double = 10.0
     /// A task whose workers died this many times fails its run as poisonous.
     public var poisonAfter: Int = 3
+    /// Rows queued for the store and not yet durable past which no new work is handed out.
+    public var maxQueuedRows: Int = 50_000
     /// Past a node's timeout, how long the coordinator waits for the worker's own timeout to report.
     public var timeoutGrace: Double = 5.0
     /// How long a new connection may take to say Hello.

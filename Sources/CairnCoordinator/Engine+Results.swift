@@ -7,11 +7,18 @@ import Foundation
 import Logging
 
 extension Engine {
-    /// A worker's result. Returns whether it was accepted; a result under a lease that is no
-    /// longer current (task reassigned, run cancelled) is discarded and counted.
-    func result(from workerID: String, _ r: Cairn_V1_TaskResult) async -> Bool {
+    /// A worker's result, handled on the event loop where it arrived. The worker is told it was
+    /// accepted once its writes are durable; a result under a lease that is no longer current
+    /// (task reassigned, run cancelled) is discarded, counted, and answered "not accepted".
+    func result(from workerID: String, _ r: Cairn_V1_TaskResult) {
         let w = workers[workerID]
         if let w, w.running.remove(r.lease) != nil { w.tasksDone += 1 }
+        let ack: (Bool) -> Void = { accepted in
+            var a = Cairn_V1_ResultAck()
+            a.taskID = r.taskID
+            a.accepted = accepted
+            w?.send(.resultAck(a))
+        }
         let run: ActiveRun, t: TaskState
         switch leaseTable.complete(r.lease, workerID: workerID) {
         case .success(let lease) where lease.taskID == r.taskID:
@@ -24,38 +31,50 @@ extension Engine {
             staleResults += 1
             metrics.staleResults.increment()
             logger.notice("stale result discarded", metadata: ["task_id": "\(r.taskID)", "lease": "\(r.lease)", "worker_id": "\(workerID)"])
+            ack(false)
             pump()
-            return false
+            return
         }
         t.lease = nil
-        pump()  // the slot is free: hand out more work while this result is made durable
+        defer { pump() }
         let workerName = w?.name ?? workerID
         let finished = now
         metrics.taskLatency.recordNanoseconds(Int64(max(0, finished - t.startedAt) * 1e9))
 
         if !r.error.isEmpty {
-            await attemptFailed(run, t, message: r.error, errorKind: r.errorKind, nonRetryable: r.nonRetryable,
-                                worker: workerName, finishedAt: finished, cost: r.cost, apiCalls: Int(r.apiCalls))
-            return true
+            attemptFailed(run, t, message: r.error, errorKind: r.errorKind, nonRetryable: r.nonRetryable,
+                          worker: workerName, finishedAt: finished, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
+            return
         }
 
         let outcome: TaskOutcome
         do {
             outcome = try decodeOutcome(r, task: t)
         } catch {
-            await attemptFailed(run, t, message: "node '\(t.planned.node)' returned a bad result: \(error)", errorKind: "bad_result",
-                                nonRetryable: true, worker: workerName, finishedAt: finished, cost: r.cost, apiCalls: Int(r.apiCalls))
-            return true
+            attemptFailed(run, t, message: "node '\(t.planned.node)' returned a bad result: \(error)", errorKind: "bad_result",
+                          nonRetryable: true, worker: workerName, finishedAt: finished, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
+            return
         }
         if let problem = run.planner.validate(outcome) {
-            await attemptFailed(run, t, message: problem.message, errorKind: "bad_result", nonRetryable: true,
-                                worker: workerName, finishedAt: finished, cost: r.cost, apiCalls: Int(r.apiCalls))
-            return true
+            attemptFailed(run, t, message: problem.message, errorKind: "bad_result", nonRetryable: true,
+                          worker: workerName, finishedAt: finished, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
+            return
         }
 
-        t.phase = .finishing
         let runID = run.record.runID
         let cpID = run.checkpoint.checkpointID
+        let execution = TaskExecutionRecord(runID: runID, taskID: t.planned.id, node: t.planned.node,
+                                            step: run.checkpoint.step + 1, attempt: t.attempt, worker: workerName,
+                                            status: "completed", startedAt: t.startedAt, finishedAt: finished,
+                                            error: nil, cost: r.cost, apiCalls: Int(r.apiCalls))
+        markDone(run, t, outcome, cost: r.cost, apiCalls: Int(r.apiCalls), worker: workerName)
+        // The last task of its step: its writes go straight into the step's checkpoint, in one
+        // transaction, instead of being stored as pending writes first (a chain's common case).
+        if run.allDone {
+            run.carry.taskExecutions.append(execution)
+            completeStep(run, acks: [ack])
+            return
+        }
         var batch = StoreBatch()
         for (i, w) in outcome.writes.enumerated() {
             batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: cpID, taskID: t.planned.id, idx: i,
@@ -64,36 +83,13 @@ extension Engine {
         batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: cpID, taskID: t.planned.id,
                                                       idx: PendingWriteRecord.resultIdx, channel: "__result__",
                                                       value: Self.resultRecord(outcome, cost: r.cost, apiCalls: Int(r.apiCalls))))
-        batch.taskExecutions.append(TaskExecutionRecord(runID: runID, taskID: t.planned.id, node: t.planned.node,
-                                                        step: run.checkpoint.step + 1, attempt: t.attempt, worker: workerName,
-                                                        status: "completed", startedAt: t.startedAt, finishedAt: finished,
-                                                        error: nil, cost: r.cost, apiCalls: Int(r.apiCalls)))
-        // The last task of its step: its writes go straight into the step's checkpoint, in one
-        // transaction, instead of being stored as pending writes first (a chain's common case).
-        if run.order.allSatisfy({ $0 == t.planned.id || run.tasks[$0]?.phase == .done }) {
-            run.carry.taskExecutions += batch.taskExecutions
-            markDone(run, t, outcome, cost: r.cost, apiCalls: Int(r.apiCalls), worker: workerName)
-            await completeStep(run)
-            return true
-        }
-        do {
-            try await writer.write(batch, durability: run.durability)
-        } catch {
-            logger.error("could not store a result; the task will run again", metadata: ["run_id": "\(runID)", "task_id": "\(t.planned.id)", "error": "\(error)"])
-            if runs[runID] === run, t.phase == .finishing {
-                run.enqueue(t)
-                activate(runID)
-                pump()
-            }
-            return false
-        }
-        guard runs[runID] === run, t.phase == .finishing, run.checkpoint.checkpointID == cpID else { return true }
-        markDone(run, t, outcome, cost: r.cost, apiCalls: Int(r.apiCalls), worker: workerName)
-        if run.allDone { await completeStep(run) }
-        return true
+        batch.taskExecutions.append(execution)
+        // Counted done now; the step's checkpoint is queued behind these writes, so it can never
+        // be durable without them.
+        writer.enqueue(batch, durability: run.durability) { _ in ack(true) }
     }
 
-    /// A task's writes are durable (or ride with the step's checkpoint): count it done.
+    /// A task's result is in: count it done (its writes are queued, or ride with the step's checkpoint).
     func markDone(_ run: ActiveRun, _ t: TaskState, _ outcome: TaskOutcome, cost: Double, apiCalls: Int, worker: String) {
         t.phase = .done
         t.outcome = outcome
@@ -147,7 +143,7 @@ extension Engine {
     }
 
     func attemptFailed(_ run: ActiveRun, _ t: TaskState, message: String, errorKind: String, nonRetryable: Bool,
-                       worker: String, finishedAt: Double, cost: Double, apiCalls: Int) async {
+                       worker: String, finishedAt: Double, cost: Double, apiCalls: Int, ack: ((Bool) -> Void)? = nil) {
         let runID = run.record.runID
         let policy = run.graph.nodes[t.planned.node]?.retry ?? RetryPolicy()
         var batch = StoreBatch()
@@ -170,7 +166,7 @@ extension Engine {
             publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: worker,
                     message: "attempt \(t.attempt) of \(policy.maxAttempts) failed: \(message); retrying in \(Durations.format(millis: delay))",
                     attempt: t.attempt)
-            try? await writer.write(batch, durability: run.durability)
+            writer.enqueue(batch, durability: run.durability) { _ in ack?(true) }
             let taskID = t.planned.id
             let attempt = t.attempt
             Task {
@@ -188,7 +184,7 @@ extension Engine {
                                                       value: .object(["node": .string(t.planned.node), "error": .string(message),
                                                                       "attempts": .int(Int64(t.attempt))])))
         publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: worker, message: message, attempt: t.attempt)
-        await finishRun(run, status: .failed, error: reason, extra: batch)
+        finishRun(run, status: .failed, error: reason, extra: batch) { ack?(true) }
     }
 
     func retryDue(runID: String, taskID: String, attempt: Int) {
@@ -198,12 +194,12 @@ extension Engine {
         pump()
     }
 
-    /// Every task of the step is durable: apply the writes in task order, plan the next step,
-    /// and record the checkpoint (with the run's new status) in one transaction.
-    func completeStep(_ run: ActiveRun) async {
-        guard !run.completingStep else { return }
-        run.completingStep = true
-        defer { run.completingStep = false }
+    /// Every task of the step is in: apply the writes in task order, plan the next step, and
+    /// queue the checkpoint (with the run's new status) as one transaction. The next step is
+    /// handed out at once (pipelined); the checkpoint event, the acks and a run's end are sent
+    /// once the checkpoint is durable. The writer commits in order, so a later step's writes
+    /// can never be durable before this checkpoint.
+    func completeStep(_ run: ActiveRun, acks: [(Bool) -> Void] = []) {
         let runID = run.record.runID
         let outcomes = run.order.compactMap { run.tasks[$0]?.outcome }
         let step = run.checkpoint.step + 1
@@ -222,7 +218,8 @@ extension Engine {
             }
             next = try run.planner.next(after: outcomes, state: state, joins: &joins, checkpointID: newID, step: step + 1)
         } catch {
-            await finishRun(run, status: .failed, error: "step \(step): \(error)", extra: StoreBatch())
+            finishRun(run, status: .failed, error: "step \(step): \(error)", extra: run.carry) { acks.forEach { $0(true) } }
+            run.carry = StoreBatch()
             return
         }
 
@@ -283,45 +280,37 @@ extension Engine {
         if status.isFinished { record.finishedAt = now }
         batch.runs.append(record)
 
-        do {
-            try await writer.write(batch, durability: run.durability)
-        } catch {
-            logger.error("could not store checkpoint; retrying", metadata: ["run_id": "\(runID)", "step": "\(step)", "error": "\(error)"])
-            Task {
-                try? await Task.sleep(nanoseconds: 500_000_000)
-                await self.retryCompleteStep(runID)
-            }
-            return
-        }
         metrics.checkpointWrites.increment()
-        guard runs[runID] === run else { return }
         run.carry = StoreBatch()
         run.record = record
         run.checkpoint = cp
         run.state = state
         run.joins = joins
-        run.beginStep(planned: next, done: [:])
-        publish(run, kind: "checkpoint", message: "step \(step) recorded", includeRun: true)
-
-        switch status {
-        case .running:
-            activate(runID)
-            pump()
-        default:
-            close(run, final: status == .paused ? "paused" : "finished", message: error ?? status.rawValue)
-            logger.info("run \(status.rawValue)", metadata: ["run_id": "\(runID)", "steps": "\(step)", "error": "\(error ?? "")"])
+        run.beginStep(planned: status == .running ? next : [], done: [:])
+        let newStatus = status, reason = error
+        var nextNodes: [String] = []
+        if status == .running || status == .paused {
+            var seen = Set<String>()
+            for t in next where seen.insert(t.node).inserted { nextNodes.append(t.node) }
         }
+        writer.enqueue(batch, durability: run.durability) { _ in
+            acks.forEach { $0(true) }
+            guard self.runs[runID] === run else { return }
+            run.durable = record
+            self.publish(run, kind: "checkpoint", message: "step \(step) recorded", step: step, next: nextNodes, includeRun: true)
+            if newStatus != .running {
+                self.close(run, final: newStatus == .paused ? "paused" : "finished", message: reason ?? newStatus.rawValue)
+                self.logger.info("run \(newStatus.rawValue)", metadata: ["run_id": "\(runID)", "steps": "\(step)", "error": "\(reason ?? "")"])
+            }
+        }
+        if status == .running { activate(runID) }
     }
 
-    func retryCompleteStep(_ runID: String) async {
-        guard let run = runs[runID], run.allDone else { return }
-        await completeStep(run)
-    }
-
-    /// Ends a run that failed or was cancelled outside step completion.
-    func finishRun(_ run: ActiveRun, status: RunStatus, error: String?, extra: StoreBatch) async {
+    /// Ends a run that failed or was cancelled outside step completion. It stops at once (no
+    /// more tasks handed out); watchers hear of the end, and `done` runs, once it is durable.
+    func finishRun(_ run: ActiveRun, status: RunStatus, error: String?, extra: StoreBatch, done: (() -> Void)? = nil) {
         let runID = run.record.runID
-        guard runs[runID] === run else { return }
+        guard runs[runID] === run, !run.record.status.isFinished else { done?(); return }
         for t in run.tasks.values {
             if let lease = t.lease { leaseTable.revoke(lease) }
             t.lease = nil
@@ -331,13 +320,17 @@ extension Engine {
         run.record.error = error
         run.record.updatedAt = now
         run.record.finishedAt = now
+        let record = run.record
         var batch = extra
-        batch.runs.append(run.record)
-        do { try await writer.write(batch) } catch {
-            logger.error("could not store run end", metadata: ["run_id": "\(runID)", "error": "\(error)"])
+        batch.runs.append(record)
+        writer.enqueue(batch) { _ in
+            if self.runs[runID] === run {
+                run.durable = record
+                self.close(run, final: "finished", message: error ?? status.rawValue)
+                self.logger.info("run \(status.rawValue)", metadata: ["run_id": "\(runID)", "error": "\(error ?? "")"])
+            }
+            done?()
         }
-        close(run, final: "finished", message: error ?? status.rawValue)
-        logger.info("run \(status.rawValue)", metadata: ["run_id": "\(runID)", "error": "\(error ?? "")"])
     }
 
     /// Drops an ended or paused run from memory and tells its watchers.

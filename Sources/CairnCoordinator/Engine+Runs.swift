@@ -106,7 +106,7 @@ extension Engine {
         batch.checkpoints.append(cp)
         batch.runs.append(record)
         do {
-            try await writer.write(batch, durability: Durability(rawValue: durability) ?? .sync)
+            try await write(batch, durability: Durability(rawValue: durability) ?? .sync)
         } catch {
             throw EngineError(.errorUnavailable, "the store could not record the run: \(error)")
         }
@@ -141,7 +141,7 @@ extension Engine {
                 failed.updatedAt = now
                 failed.finishedAt = now
                 var b = StoreBatch(); b.runs.append(failed)
-                try? await writer.write(b)
+                try? await write(b)
             }
         }
         return recovered
@@ -171,7 +171,7 @@ extension Engine {
         logger.notice("run recovered", metadata: ["run_id": "\(rec.runID)", "step": "\(cp.step + 1)",
                                                   "tasks": "\(planned.count)", "already_done": "\(done.count)"])
         if run.allDone {
-            await completeStep(run)
+            completeStep(run)
         } else {
             activate(rec.runID)
             pump()
@@ -179,8 +179,10 @@ extension Engine {
     }
 
     func cancel(_ runID: String) async throws -> Cairn_V1_RunInfo {
-        if let run = runs[runID] {
-            await finishRun(run, status: .cancelled, error: "cancelled by request", extra: StoreBatch())
+        if let run = runs[runID], !run.record.status.isFinished {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                finishRun(run, status: .cancelled, error: "cancelled by request", extra: StoreBatch()) { c.resume() }
+            }
             return runInfo(run)
         }
         guard var rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
@@ -192,7 +194,7 @@ extension Engine {
         rec.updatedAt = now
         rec.finishedAt = now
         var b = StoreBatch(); b.runs.append(rec)
-        try await writer.write(b)
+        try await write(b)
         return try await runInfo(runID)
     }
 
@@ -219,11 +221,10 @@ extension Engine {
     }
 
     func runInfo(_ run: ActiveRun) -> Cairn_V1_RunInfo {
-        var info = Self.info(run.record)
-        info.checkpointID = run.checkpoint.checkpointID
+        var info = Self.info(run.durable)
         info.tasksTotal = UInt32(run.stepTotal)
         info.tasksDone = UInt32(run.stepDone)
-        info.nextNodes = run.record.status.isFinished ? [] : run.nextNodes
+        info.nextNodes = run.durable.status.isFinished ? [] : run.nextNodes
         info.nodeCount = UInt32(run.graph.nodes.count)
         return info
     }
@@ -302,8 +303,8 @@ extension Engine {
         s.leasesExpired = UInt64(leaseTable.expiredCount)
         s.leasesFenced = UInt64(leaseTable.fencedCount)
         s.tasksPoisoned = tasksPoisoned
-        s.storeBatches = await writer.transactions
-        s.storeRows = await writer.rowsWritten
+        s.storeBatches = writer.transactions
+        s.storeRows = writer.rowsWritten
         s.uptimeSeconds = Date().timeIntervalSince(startedAt)
         s.walBytes = UInt64(max(0, walBytes()))
         if let hot = hotTier {
@@ -363,14 +364,15 @@ extension Engine {
     }
 
     func publish(_ run: ActiveRun, kind: String, node: String = "", taskID: String = "", worker: String = "",
-                 message: String = "", attempt: Int = 0, includeRun: Bool = false, final: Bool = false) {
+                 message: String = "", attempt: Int = 0, step: Int? = nil, next: [String]? = nil,
+                 includeRun: Bool = false, final: Bool = false) {
         let finals = final ? finalWatchers[run.record.runID] ?? [:] : [:]
         let subs = subscribers[run.record.runID] ?? [:]
         guard !subs.isEmpty || !finals.isEmpty else { return }
         var e = Cairn_V1_RunEvent()
         e.runID = run.record.runID
         e.kind = kind
-        e.step = UInt32(run.checkpoint.step + (final ? 0 : 1))
+        e.step = UInt32(step ?? (run.checkpoint.step + (final ? 0 : 1)))
         e.node = node
         e.taskID = taskID
         e.worker = worker
@@ -379,6 +381,7 @@ extension Engine {
         e.final = final
         _ = includeRun
         e.run = runInfo(run)
+        if let next { e.run.nextNodes = next }
         for c in subs.values { c.yield(e) }
         for c in finals.values { c.yield(e) }
     }

@@ -8,29 +8,44 @@ import Foundation
 import Logging
 import NIOCore
 
-/// A worker as the dispatcher sees it: its slots, what it runs now, and its outbox.
+/// A worker as the dispatcher sees it: its slots, what it runs now, and its connection.
 final class WorkerHandle {
     let id: String
     let name: String
     let slots: Int
     let kinds: Set<String>
     let address: String
-    let outbox: AsyncStream<WireMessage>.Continuation
+    let channel: any Channel
     let connectedAt: Double
     var lastHeartbeat: Double
     var running: Set<String> = []   // leases
     var tasksDone = 0
     var draining = false
+    private var flushScheduled = false
+    private static let codec = WireCodec()
 
-    init(id: String, name: String, slots: Int, kinds: Set<String>, address: String,
-         outbox: AsyncStream<WireMessage>.Continuation, now: Double) {
+    init(id: String, name: String, slots: Int, kinds: Set<String>, address: String, channel: any Channel, now: Double) {
         self.id = id; self.name = name; self.slots = slots; self.kinds = kinds; self.address = address
-        self.outbox = outbox; self.connectedAt = now; self.lastHeartbeat = now
+        self.channel = channel; self.connectedAt = now; self.lastHeartbeat = now
     }
 
     var free: Int { draining ? 0 : max(0, slots - running.count) }
 
     func accepts(_ kind: String) -> Bool { kinds.contains(kind) || kinds.contains("*") }
+
+    /// Writes a message to the worker (called on the engine's event loop, which is the channel's).
+    /// Messages written in one turn of the loop go out with one flush.
+    func send(_ message: WireMessage) {
+        guard let frame = try? Self.codec.encode(message, allocator: channel.allocator) else { return }
+        channel.write(frame, promise: nil)
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        channel.eventLoop.execute {
+            bound.value.flushScheduled = false
+            bound.value.channel.flush()
+        }
+    }
 }
 
 /// A failure the coordinator reports to a client with an error code.
@@ -43,9 +58,14 @@ struct EngineError: Error, CustomStringConvertible {
 
 /// The scheduler: owns every active run, the ready queues, the workers and their leases.
 ///
-/// One actor, so there is one order of events; all durable state goes through the `StoreWriter`
-/// (group commit) and an event is acted on only after what it depends on is durable.
+/// One actor whose executor is the server's event loop, so there is one order of events and a
+/// worker's result is handled where its bytes arrive (no thread hop). All durable state goes
+/// through the `StoreWriter`, which commits in order (group commit); the engine plans ahead at
+/// once and acknowledges — a worker's result accepted, a checkpoint recorded, a run finished —
+/// only when what it depends on is durable.
 actor Engine {
+    nonisolated let loop: any EventLoop
+    nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
     let store: any CheckpointStore
     let writer: StoreWriter
     let logger: Logger
@@ -88,11 +108,12 @@ actor Engine {
     var walBytes: @Sendable () -> Int64 = { 0 }
     let metrics: CoordinatorMetrics
 
-    init(store: any CheckpointStore, config: CoordinatorConfig, logger: Logger) {
+    init(store: any CheckpointStore, loop: any EventLoop, config: CoordinatorConfig, logger: Logger) {
+        self.loop = loop
         self.store = store
         self.config = config
         self.logger = logger
-        self.writer = StoreWriter(store: store, logger: logger)
+        self.writer = StoreWriter(store: store, loop: loop, logger: logger, holdRows: config.maxQueuedRows)
         self.epoch = UInt64(Date().timeIntervalSince1970 * 1000)
         self.leaseTable = LeaseTable(epoch: epoch)
         self.metrics = CoordinatorMetrics(factory: config.metricsFactory)
@@ -102,18 +123,40 @@ actor Engine {
 
     func setWALProbe(_ probe: @escaping @Sendable () -> Int64) { walBytes = probe }
 
+    /// Once the store accepts writes again (or its queue drained), work resumes.
+    func start() {
+        writer.onResume = { [unowned self] in self.pump() }
+    }
+
+    /// Writes a batch and waits until it is durable (for requests that answer only then).
+    func write(_ batch: StoreBatch, durability: Durability = .sync) async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            writer.enqueue(batch, durability: durability) { c.resume(with: $0) }
+        }
+    }
+
     // MARK: - workers
 
-    func register(hello: Cairn_V1_WorkerInfo, address: String, outbox: AsyncStream<WireMessage>.Continuation) async -> String {
+    /// Registers a worker on `channel` (on this event loop): welcomes it, arms the channel's
+    /// tap so its results are handled right here, and hands it work.
+    func register(hello: Cairn_V1_WorkerInfo, address: String, channel: any Channel, welcome: (String) -> WireMessage) -> String {
         let id = "w-" + Identifiers.random(8)
         let name = hello.name.isEmpty ? id : hello.name
         var kinds = Set(hello.kinds)
         if kinds.isEmpty { kinds = Set(GraphParser.builtinKinds.keys) }
         let w = WorkerHandle(id: id, name: name, slots: Int(max(1, min(hello.slots, 1024))), kinds: kinds,
-                             address: address, outbox: outbox, now: now)
+                             address: address, channel: channel, now: now)
         workers[id] = w
+        w.send(welcome(id))
+        if let tap = try? channel.pipeline.syncOperations.handler(type: MessageTap.self) {
+            tap.handler = { [unowned self] message, _ in
+                guard case .taskResult(let r) = message else { return false }
+                self.assumeIsolated { $0.result(from: id, r) }
+                return true
+            }
+        }
         logger.info("worker joined", metadata: ["worker": "\(name)", "worker_id": "\(id)", "slots": "\(w.slots)", "address": "\(address)"])
-        try? await writer.write(workerBatch(w, disconnected: nil))
+        writer.enqueue(workerBatch(w, disconnected: nil))
         pump()
         return id
     }
@@ -129,7 +172,7 @@ actor Engine {
     /// A worker's connection ended, or it went silent: its leases are fenced (a result it sends
     /// later is rejected) and its tasks go back to their runs' queues with their last progress.
     /// A task whose workers died `poisonAfter` times fails its run instead of being handed out forever.
-    func workerLost(_ workerID: String, reason: String) async {
+    func workerLost(_ workerID: String, reason: String) {
         guard let w = workers.removeValue(forKey: workerID) else { return }
         var batch = workerBatch(w, disconnected: now)
         var handedBack = 0
@@ -158,13 +201,13 @@ actor Engine {
         w.running.removeAll()
         logger.warning("worker left", metadata: ["worker": "\(w.name)", "worker_id": "\(w.id)", "reason": "\(reason)",
                                                  "tasks_handed_back": "\(handedBack)"])
-        try? await writer.write(batch)
+        writer.enqueue(batch)
         for (run, t) in poisoned where runs[run.record.runID] === run {
             tasksPoisoned += 1
             let why = "task \(t.planned.id) (node '\(t.planned.node)') was running on \(t.lostWorkers) workers that all died; declared poisonous instead of handing it out again"
             logger.error("poisonous task", metadata: ["run_id": "\(run.record.runID)", "task_id": "\(t.planned.id)", "node": "\(t.planned.node)"])
             publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: w.name, message: why, attempt: t.attempt)
-            await finishRun(run, status: .failed, error: why, extra: StoreBatch())
+            finishRun(run, status: .failed, error: why, extra: StoreBatch())
         }
         pump()
     }
@@ -191,10 +234,10 @@ actor Engine {
 
     /// Workers that missed heartbeats for longer than the timeout are presumed lost; attempts
     /// that outlived their node's timeout (plus a grace) are failed, whatever their worker says.
-    func sweepWorkers() async -> [String] {
+    func sweepWorkers() -> [String] {
         let deadline = now - config.heartbeatTimeout
         let silent = workers.values.filter { $0.lastHeartbeat < deadline }.map(\.id)
-        for id in silent { await workerLost(id, reason: "no heartbeat for \(Int(config.heartbeatTimeout))s") }
+        for id in silent { workerLost(id, reason: "no heartbeat for \(Int(config.heartbeatTimeout))s") }
         for lease in leaseTable.expire(now: now) {
             metrics.leasesExpired.increment()
             let w = workers[lease.workerID]
@@ -202,7 +245,7 @@ actor Engine {
             guard let run = runs[lease.runID], let t = run.tasks[lease.taskID], t.lease == lease.token, t.phase == .running else { continue }
             t.lease = nil
             let limit = Durations.format(millis: run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
-            await attemptFailed(run, t, message: "no result within the node's timeout (\(limit)) and its grace period", errorKind: "timeout",
+            attemptFailed(run, t, message: "no result within the node's timeout (\(limit)) and its grace period", errorKind: "timeout",
                                 nonRetryable: false, worker: w?.name ?? lease.workerID, finishedAt: now, cost: 0, apiCalls: 0)
         }
         if !silent.isEmpty { pump() }
@@ -217,7 +260,8 @@ actor Engine {
 
     /// Hands ready tasks to free worker slots, one task per run per turn (fair across runs).
     func pump() {
-        guard !workers.isEmpty else { return }
+        // While the store cannot keep up (or cannot be written), no new work: nothing is dropped.
+        guard !workers.isEmpty, !writer.holding else { return }
         var idleTurns = 0
         while !rotation.isEmpty, idleTurns < rotation.count {
             if rotationIndex >= rotation.count { rotationIndex = 0 }
@@ -277,7 +321,7 @@ actor Engine {
         a.step = UInt32(run.checkpoint.step + 1)
         a.checkpointID = run.checkpoint.checkpointID
         a.timeoutMs = UInt64(run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
-        w.outbox.yield(.taskAssignment(a))
+        w.send(.taskAssignment(a))
         publish(run, kind: "task_started", node: t.planned.node, taskID: t.planned.id, worker: w.name, attempt: t.attempt)
     }
 }

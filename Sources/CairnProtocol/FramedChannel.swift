@@ -5,10 +5,14 @@ import NIOCore
 public enum FramedChannel {
     public typealias AsyncChannel = NIOAsyncChannel<Frame, Frame>
 
-    public static func configure(_ channel: any Channel, maxFrameSize: Int) -> EventLoopFuture<AsyncChannel> {
+    /// `tap`, when given, sees frames before the async stream does (see `MessageTap`); it is
+    /// created inside because a handler belongs to its channel's event loop.
+    public static func configure(_ channel: any Channel, maxFrameSize: Int,
+                                 tap: (@Sendable () -> MessageTap)? = nil) -> EventLoopFuture<AsyncChannel> {
         channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
             try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+            if let tap { try channel.pipeline.syncOperations.addHandler(tap()) }
             return try AsyncChannel(wrappingChannelSynchronously: channel)
         }
     }

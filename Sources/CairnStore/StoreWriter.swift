@@ -1,74 +1,136 @@
 import CairnCore
 import Logging
+import NIOCore
 
-/// Group commit in front of a store: callers hand in batches and wait; whatever arrives while a
-/// transaction is in flight goes into the next one. Under load, many results share a transaction
-/// (no per-task transaction); at rest a lone batch is written at once (no timer delay).
-public actor StoreWriter {
+/// The one writer in front of a store: batches are queued without waiting, committed strictly in
+/// the order they were queued, and whatever queues up while a transaction is in flight goes into
+/// the next one (group commit). Each caller learns through its callback when its batch is durable.
+///
+/// This is what lets the scheduler pipeline: it plans and dispatches the next step at once and
+/// only *acknowledges* (worker acks, a run reported finished) once the write is durable. Because
+/// commits keep their order, the durable state is always a prefix of what the scheduler did; a
+/// crash loses at most tasks that will run again, never a write applied twice.
+///
+/// A commit that fails is retried (with backoff) at the head of the queue until it succeeds:
+/// nothing queued is dropped or reordered. While it fails, or while more than `holdRows` rows
+/// wait, `holding` is true and the scheduler hands out no new work; `onResume` fires when it
+/// turns false again.
+///
+/// Confined to one event loop: every method must be called on `loop` (the scheduler's executor).
+public final class StoreWriter {
+    public typealias Completion = (Result<Void, any Error>) -> Void
+
     public let store: any CheckpointStore
+    public let loop: any EventLoop
     private let logger: Logger
     private let maxRows: Int
-    private var pending: [Durability: StoreBatch] = [:]
-    private var waiters: [Durability: [CheckedContinuation<Void, any Error>]] = [:]
-    private var flushing = false
+    private let holdRows: Int
+
+    private struct Group {
+        var durability: Durability
+        var batch = StoreBatch()
+        var completions: [Completion] = []
+    }
+
+    /// Groups waiting to be committed, oldest first (FIFO across durabilities).
+    private var queue: [Group] = []
+    private var inFlight = false
+    private var attempts = 0
 
     public private(set) var transactions: UInt64 = 0
     public private(set) var rowsWritten: UInt64 = 0
+    /// Rows queued and not yet durable (the scheduler holds new work past a limit).
+    public private(set) var rowsQueued = 0
+    /// Why the head batch cannot be written right now; nil when commits succeed.
+    public private(set) var failure: String?
+    /// Called (on the loop) when `holding` turns false.
+    public var onResume: (() -> Void)?
 
-    public init(store: any CheckpointStore, logger: Logger, maxRows: Int = 5_000) {
+    public init(store: any CheckpointStore, loop: any EventLoop, logger: Logger, maxRows: Int = 5_000, holdRows: Int = 50_000) {
         self.store = store
+        self.loop = loop
         self.logger = logger
         self.maxRows = maxRows
+        self.holdRows = holdRows
     }
 
-    /// Writes `batch` durably; returns when its transaction has committed. When nothing is in
-    /// flight the caller commits at once (no hop to another task); otherwise it joins the group
-    /// that commits next.
-    public func write(_ batch: StoreBatch, durability: Durability = .sync) async throws {
-        if batch.isEmpty { return }
-        if flushing {
-            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-                pending[durability, default: StoreBatch()].merge(batch)
-                waiters[durability, default: []].append(c)
-            }
+    /// True while new work should wait: commits fail, or too many rows are not yet durable.
+    public var holding: Bool { failure != nil || rowsQueued > holdRows }
+
+    /// Queues `batch`; `done` is called on the loop once it has committed.
+    public func enqueue(_ batch: StoreBatch, durability: Durability = .sync, _ done: Completion? = nil) {
+        loop.assertInEventLoop()
+        if batch.isEmpty && queue.isEmpty {
+            done?(.success(()))
             return
         }
-        flushing = true
-        do {
-            try await store.commit(batch, durability: durability)
-            transactions += 1
-            rowsWritten += UInt64(batch.rowCount)
-        } catch {
-            logger.error("store write failed", metadata: ["error": "\(error)", "rows": "\(batch.rowCount)"])
-            handOver()
-            throw error
-        }
-        handOver()
-    }
-
-    /// Lets the groups that queued up during a commit go next.
-    private func handOver() {
-        if waiters.isEmpty {
-            flushing = false
+        let rows = batch.rowCount
+        // Join the newest group unless it is the one being committed right now.
+        if let last = queue.indices.last, !(inFlight && last == 0), queue[last].durability == durability,
+           queue[last].batch.rowCount + rows <= maxRows {
+            queue[last].batch.merge(batch)
+            if let done { queue[last].completions.append(done) }
         } else {
-            Task { await self.drain() }
+            queue.append(Group(durability: durability, batch: batch, completions: done.map { [$0] } ?? []))
         }
+        rowsQueued += rows
+        kick()
     }
 
-    private func drain() async {
-        while let durability = waiters.keys.sorted(by: { $0.rawValue < $1.rawValue }).first {
-            let batch = pending.removeValue(forKey: durability) ?? StoreBatch()
-            let group = waiters.removeValue(forKey: durability) ?? []
+    /// Commits the next group, if none is in flight.
+    private func kick() {
+        guard !inFlight, let group = queue.first else { return }
+        inFlight = true
+        let store = self.store
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let loop = self.loop
+        let batch = group.batch
+        let durability = group.durability
+        Task {
+            let result: Result<Void, any Error>
             do {
                 try await store.commit(batch, durability: durability)
-                transactions += 1
-                rowsWritten += UInt64(batch.rowCount)
-                group.forEach { $0.resume() }
+                result = .success(())
             } catch {
-                logger.error("store write failed", metadata: ["error": "\(error)", "rows": "\(batch.rowCount)"])
-                group.forEach { $0.resume(throwing: error) }
+                result = .failure(error)
             }
+            loop.execute { bound.value.committed(result) }
         }
-        flushing = false
     }
+
+    private func committed(_ result: Result<Void, any Error>) {
+        inFlight = false
+        switch result {
+        case .success:
+            let wasHolding = holding
+            let group = queue.removeFirst()
+            transactions += 1
+            rowsWritten += UInt64(group.batch.rowCount)
+            rowsQueued -= group.batch.rowCount
+            attempts = 0
+            if failure != nil {
+                logger.notice("store writes succeed again; nothing was lost")
+                failure = nil
+            }
+            kick()
+            for c in group.completions { c(.success(())) }
+            if wasHolding && !holding { onResume?() }
+        case .failure(let error):
+            attempts += 1
+            failure = "\(error)"
+            let delay = min(5_000, 50 << min(attempts - 1, 7))
+            logger.error("store write failed; holding new work and retrying the same batch",
+                         metadata: ["error": "\(error)", "rows": "\(queue.first?.batch.rowCount ?? 0)",
+                                    "attempt": "\(attempts)", "retry_in_ms": "\(delay)"])
+            let bound = NIOLoopBound(self, eventLoop: loop)
+            loop.scheduleTask(in: .milliseconds(Int64(delay))) { bound.value.kick() }
+        }
+    }
+
+    /// Waits until every batch queued so far is durable.
+    public func barrier(_ done: @escaping Completion) {
+        enqueue(StoreBatch(), durability: queue.last?.durability ?? .sync, done)
+    }
+
+    public var idle: Bool { queue.isEmpty && !inFlight }
 }

@@ -5,18 +5,18 @@ import Foundation
 public enum BuiltinHandlers {
     public static func all() -> [String: any NodeHandler] {
         [
-            "echo": ClosureHandler { ctx in NodeResult(writes: writes(ctx)) },
+            "echo": ImmediateHandler { ctx in NodeResult(writes: writes(ctx)) },
             "sleep": ClosureHandler { ctx in
                 let ms = ctx.config["duration"]?.stringValue.flatMap(Durations.parseMillis)
                     ?? ctx.config["duration"]?.doubleValue.map { Int64($0 * 1000) } ?? 0
                 try await Task.sleep(nanoseconds: UInt64(max(0, ms)) * 1_000_000)
                 return NodeResult(writes: writes(ctx))
             },
-            "fail": ClosureHandler { ctx in
+            "fail": ImmediateHandler { ctx in
                 throw NodeFailure(ctx.config["message"]?.stringValue ?? "node '\(ctx.node)' failed (fail node)",
                                   kind: "fail", nonRetryable: ctx.config["non_retryable"]?.boolValue ?? false)
             },
-            "flaky": ClosureHandler { ctx in
+            "flaky": ImmediateHandler { ctx in
                 let failures = Int(ctx.config["failures"]?.intValue ?? 1)
                 if ctx.attempt <= failures {
                     let msg = ctx.config["message"]?.stringValue ?? "flaky failure"
@@ -24,7 +24,7 @@ public enum BuiltinHandlers {
                 }
                 return NodeResult(writes: writes(ctx))
             },
-            "map": ClosureHandler { ctx in
+            "map": ImmediateHandler { ctx in
                 guard let over = ctx.config["over"]?.stringValue, let to = ctx.config["to"]?.stringValue else {
                     throw NodeFailure("map node needs 'over' and 'to'", nonRetryable: true)
                 }

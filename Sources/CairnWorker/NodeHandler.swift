@@ -79,3 +79,21 @@ public struct ClosureHandler: NodeHandler {
     public init(_ body: @escaping @Sendable (TaskContext) async throws -> NodeResult) { self.body = body }
     public func run(_ context: TaskContext) async throws -> NodeResult { try await body(context) }
 }
+
+/// A handler that computes its result without I/O or waiting (no bundle, no child process, no
+/// sleep). The worker runs it the moment its assignment is read, on the connection's event loop,
+/// and writes the result back in the same turn: no task is spawned for it.
+public protocol ImmediateNodeHandler: NodeHandler {
+    func runNow(_ context: TaskContext) throws -> NodeResult
+}
+
+extension ImmediateNodeHandler {
+    public func run(_ context: TaskContext) async throws -> NodeResult { try runNow(context) }
+}
+
+/// An immediate handler from a closure.
+public struct ImmediateHandler: ImmediateNodeHandler {
+    let body: @Sendable (TaskContext) throws -> NodeResult
+    public init(_ body: @escaping @Sendable (TaskContext) throws -> NodeResult) { self.body = body }
+    public func runNow(_ context: TaskContext) throws -> NodeResult { try body(context) }
+}

@@ -105,7 +105,9 @@ public final class Worker: Service, Sendable {
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
-            .connect(host: config.host, port: config.port) { ch in FramedChannel.configure(ch, maxFrameSize: maxFrame) }
+            .connect(host: config.host, port: config.port) { ch in
+                FramedChannel.configure(ch, maxFrameSize: maxFrame, tap: { self.immediateTap() })
+            }
         let codec = self.codec
         return try await channel.executeThenClose { inbound, outbound in
             var frames = inbound.makeAsyncIterator()
@@ -156,9 +158,6 @@ public final class Worker: Service, Sendable {
                     }
                     while let frame = try await frames.next() {
                         switch try codec.decode(frame) {
-                        case .taskAssignment(let a) where Self.immediateKinds.contains(a.kind) && a.bundleHash.isEmpty:
-                            // Handlers that do no I/O answer on the spot: no task to spawn, no hand-off.
-                            outbox.yield(.taskResult(await self.result(for: a, state)))
                         case .taskAssignment(let a):
                             await state.started(a.lease)
                             group.addTask { await self.execute(a, state) }
@@ -191,8 +190,28 @@ public final class Worker: Service, Sendable {
 
     struct ConnectionLost: Error {}
 
-    /// Built-in kinds that compute their result without I/O or waiting.
-    static let immediateKinds: Set<String> = ["echo", "fail", "flaky", "map"]
+    /// Answers assignments of immediate handlers (echo, fail, flaky, map, and any Swift
+    /// `ImmediateNodeHandler` without a bundle) where they are read, on the event loop; the
+    /// results of one read burst go out in one write. Other assignments go on to the session.
+    func immediateTap() -> MessageTap {
+        let codec = self.codec
+        return MessageTap(types: [.taskAssignment], codec: codec) { message, context in
+            guard case .taskAssignment(let a) = message, a.bundleHash.isEmpty,
+                  let handler = self.handlers[a.kind] as? any ImmediateNodeHandler,
+                  let frame = try? codec.encode(.taskResult(self.immediateResult(for: a, handler)), allocator: context.channel.allocator)
+            else { return false }
+            context.write(NIOAny(frame), promise: nil)
+            return true
+        }
+    }
+
+    func immediateResult(for a: Cairn_V1_TaskAssignment, _ handler: any ImmediateNodeHandler) -> Cairn_V1_TaskResult {
+        let started = Date()
+        metrics.started.increment()
+        return finish(a, started: started) {
+            try handler.runNow(try self.context(for: a, bundleDirectory: nil, reportProgress: { _ in }))
+        }
+    }
 
     func execute(_ a: Cairn_V1_TaskAssignment, _ state: SessionState) async {
         await state.finished(a.lease, result: await result(for: a, state))
@@ -204,21 +223,31 @@ public final class Worker: Service, Sendable {
         metrics.started.increment()
         metrics.running.increment()
         defer { metrics.running.decrement() }
-        var r = Cairn_V1_TaskResult()
-        r.taskID = a.taskID
-        r.lease = a.lease
-        var meta: Logger.Metadata = ["run_id": "\(a.runID)", "task_id": "\(a.taskID)", "node": "\(a.node)", "attempt": "\(a.attempt)"]
+        let outcome: Result<NodeResult, any Error>
         do {
             let ctx = try await context(for: a, state)
             guard let handler = handlers[a.kind] else {
                 throw NodeFailure("this worker has no handler for node kind '\(a.kind)'", kind: "no_handler")
             }
-            let result: NodeResult
             if let timeout = ctx.timeout {
-                result = try await withTimeout(timeout, node: a.node) { try await handler.run(ctx) }
+                outcome = .success(try await withTimeout(timeout, node: a.node) { try await handler.run(ctx) })
             } else {
-                result = try await handler.run(ctx)
+                outcome = .success(try await handler.run(ctx))
             }
+        } catch {
+            outcome = .failure(error)
+        }
+        return finish(a, started: started) { try outcome.get() }
+    }
+
+    /// The result message for what a handler returned or threw, with metrics and a log line.
+    func finish(_ a: Cairn_V1_TaskAssignment, started: Date, _ body: () throws -> NodeResult) -> Cairn_V1_TaskResult {
+        var r = Cairn_V1_TaskResult()
+        r.taskID = a.taskID
+        r.lease = a.lease
+        var failed: String?
+        do {
+            let result = try body()
             r.writesJson = Data(JSONValue.object(result.writes).jsonBytes())
             r.goto = result.goto
             r.sends = result.sends.map { s in
@@ -236,31 +265,45 @@ public final class Worker: Service, Sendable {
             r.nonRetryable = f.nonRetryable
             r.cost = f.cost
             r.apiCalls = UInt32(clamping: f.apiCalls)
-            meta["error"] = "\(f.message)"
+            failed = f.message
         } catch {
             r.error = "\(error)"
             r.errorKind = "error"
-            meta["error"] = "\(error)"
+            failed = "\(error)"
         }
-        r.durationMs = UInt64(max(0, Date().timeIntervalSince(started) * 1000))
-        metrics.duration.recordNanoseconds(Int64(Date().timeIntervalSince(started) * 1e9))
-        (r.error.isEmpty ? metrics.completed : metrics.failed).increment()
-        if r.error.isEmpty { logger.debug("task done", metadata: meta) } else { logger.info("task failed", metadata: meta) }
+        let elapsed = Date().timeIntervalSince(started)
+        r.durationMs = UInt64(max(0, elapsed * 1000))
+        metrics.duration.recordNanoseconds(Int64(elapsed * 1e9))
+        if let failed {
+            metrics.failed.increment()
+            logger.info("task failed", metadata: ["run_id": "\(a.runID)", "task_id": "\(a.taskID)", "node": "\(a.node)",
+                                                  "attempt": "\(a.attempt)", "error": "\(failed)"])
+        } else {
+            metrics.completed.increment()
+            if logger.logLevel <= .debug {
+                logger.debug("task done", metadata: ["run_id": "\(a.runID)", "task_id": "\(a.taskID)", "node": "\(a.node)", "attempt": "\(a.attempt)"])
+            }
+        }
         return r
     }
 
     func context(for a: Cairn_V1_TaskAssignment, _ state: SessionState) async throws -> TaskContext {
-        func json(_ d: Data) throws -> JSONValue? {
-            d.isEmpty ? nil : try JSONValue.parse([UInt8](d))
-        }
         var bundleDir: String?
         if !a.bundleHash.isEmpty { bundleDir = try await bundle(a.bundleHash, state) }
         let lease = a.lease
+        return try context(for: a, bundleDirectory: bundleDir, reportProgress: { p in Task { await state.progress(lease, p) } })
+    }
+
+    func context(for a: Cairn_V1_TaskAssignment, bundleDirectory: String?,
+                 reportProgress: @escaping @Sendable (JSONValue) -> Void) throws -> TaskContext {
+        func json(_ d: Data) throws -> JSONValue? {
+            d.isEmpty ? nil : try JSONValue.parse([UInt8](d))
+        }
         return TaskContext(runID: a.runID, taskID: a.taskID, attempt: Int(a.attempt), node: a.node, kind: a.kind,
                            state: try json(a.stateJson) ?? .object([:]), input: try json(a.inputJson),
                            config: try json(a.configJson) ?? .object([:]), progress: try json(a.progressJson),
-                           bundleDirectory: bundleDir, timeout: a.timeoutMs > 0 ? .milliseconds(Int64(a.timeoutMs)) : nil,
-                           reportProgress: { p in Task { await state.progress(lease, p) } })
+                           bundleDirectory: bundleDirectory, timeout: a.timeoutMs > 0 ? .milliseconds(Int64(a.timeoutMs)) : nil,
+                           reportProgress: reportProgress)
     }
 
     /// The unpacked bundle's folder, fetching it from the coordinator the first time.

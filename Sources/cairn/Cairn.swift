@@ -104,6 +104,9 @@ struct Submit: AsyncParsableCommand {
     @Option(help: "Submit this many runs of the graph over one connection (for load tests); --run-id becomes a prefix.")
     var count = 1
 
+    @Flag(help: "With --wait: print on stderr how long the client waited, from sending the submit to seeing the run(s) end (no process start-up). scripts/bench times runs this way.")
+    var timing = false
+
     @OptionGroup var connection: Connection
 
     mutating func run() async throws {
@@ -127,10 +130,18 @@ struct Submit: AsyncParsableCommand {
         }
         let json = connection.json
         let wait = self.wait
+        let timing = self.timing && wait
+        func report(_ started: ContinuousClock.Instant) {
+            guard timing else { return }
+            let d = ContinuousClock.now - started
+            let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+            FileHandle.standardError.write(Data("timing: \(String(format: "%.6f", seconds)) s from submit sent to the end seen\n".utf8))
+        }
         if count > 1 {
             guard count <= 100_000 else { throw ValidationError("--count is at most 100000") }
             let (n, prefix) = (count, runID)
             let statuses: [String] = try await connection.with { client in
+                let started = ContinuousClock.now
                 let requests = (0..<n).map { i -> Cairn_V1_SubmitRequest in
                     var r = req
                     if let prefix { r.runID = "\(prefix)-\(i)" }
@@ -147,6 +158,7 @@ struct Submit: AsyncParsableCommand {
                 var finals = infos
                 if wait {
                     for (i, info) in infos.enumerated() { finals[i] = try await client.watch(info.runID, finalOnly: true).run }
+                    report(started)
                 }
                 if json { Output.printJSON(.array(finals.map(Output.json))) } else {
                     print("submitted \(n) runs of \(infos.first?.graphName ?? "")" + (wait ? ": " + Dictionary(grouping: finals, by: \.status).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ") : ""))
@@ -157,6 +169,7 @@ struct Submit: AsyncParsableCommand {
             return
         }
         let status: String = try await connection.with { client in
+            let started = ContinuousClock.now
             let info: Cairn_V1_RunInfo
             do {
                 info = try await client.submit(req)
@@ -174,11 +187,13 @@ struct Submit: AsyncParsableCommand {
             if json {
                 // One JSON document: the run as it ended (`watch --json` streams the events).
                 let last = try await client.watch(info.runID, finalOnly: true)
+                report(started)
                 Output.printJSON(Output.json(last.run))
                 return last.run.status
             }
             print("submitted \(Output.bold(info.runID)) (\(info.graphName))")
             let last = try await WatchView(json: false).follow(client, info.runID)
+            report(started)
             return last.run.status
         }
         if wait { throw ExitCode(RunExit.code(status)) }

@@ -4,6 +4,8 @@ import CairnTestSupport
 import Foundation
 import GRDB
 import Logging
+import NIOCore
+import NIOPosix
 import Testing
 
 @Suite struct StoreTests {
@@ -77,22 +79,69 @@ import Testing
         }
     }
 
-    @Test func groupCommitSharesTransactions() async throws {
-        let store = try SQLiteStore(path: Self.tempPath(), logger: Logger(label: "test"))
-        let writer = StoreWriter(store: store, logger: Logger(label: "test"))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for i in 0..<200 {
-                group.addTask {
-                    var b = StoreBatch()
-                    b.pendingWrites.append(PendingWriteRecord(runID: "r", checkpointID: "c", taskID: "t\(i)", idx: 0, channel: "x", value: .int(Int64(i))))
-                    try await writer.write(b)
+    /// A writer made on its loop, and handed out bound to it.
+    static func writer(_ store: any CheckpointStore, _ loop: any EventLoop) async throws -> NIOLoopBound<StoreWriter> {
+        try await loop.submit { NIOLoopBound(StoreWriter(store: store, loop: loop, logger: Logger(label: "test")), eventLoop: loop) }.get()
+    }
+
+    /// Enqueues `count` one-row batches on the writer's loop and collects the order their
+    /// completions ran in.
+    static func enqueue(_ bound: NIOLoopBound<StoreWriter>, _ count: Int, from: Int = 0) async throws -> [Int] {
+        let loop = bound.eventLoop
+        let promise = loop.makePromise(of: [Int].self)
+        loop.execute {
+            var order: [Int] = []
+            for i in from..<(from + count) {
+                var b = StoreBatch()
+                b.pendingWrites.append(PendingWriteRecord(runID: "r", checkpointID: "c", taskID: "t\(i)", idx: 0, channel: "x", value: .int(Int64(i))))
+                bound.value.enqueue(b) { result in
+                    if case .success = result { order.append(i) }
+                    if order.count == count { promise.succeed(order) }
                 }
             }
-            try await group.waitForAll()
         }
+        return try await promise.futureResult.get()
+    }
+
+    @Test func groupCommitSharesTransactionsAndKeepsOrder() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { group.shutdownGracefully { _ in } }
+        let store = try SQLiteStore(path: Self.tempPath(), logger: Logger(label: "test"))
+        let loop = group.next()
+        let bound = try await Self.writer(store, loop)
+        let order = try await Self.enqueue(bound, 200)
+        #expect(order == Array(0..<200))
         #expect(try await store.pendingWrites(runID: "r", namespace: "", checkpointID: "c").count == 200)
-        let tx = await writer.transactions
-        #expect(tx < 200)
-        #expect(await writer.rowsWritten == 200)
+        let (tx, rows) = try await loop.submit { (bound.value.transactions, bound.value.rowsWritten) }.get()
+        #expect(tx < 200)  // one transaction per group, not per batch
+        #expect(tx >= 2)   // the first batch commits alone; the rest queue behind it
+        #expect(rows == 200)
+    }
+
+    @Test func aFailingStoreHoldsNewWorkAndLosesNothing() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { group.shutdownGracefully { _ in } }
+        let loop = group.next()
+        let sqlite = try SQLiteStore(path: Self.tempPath(), logger: Logger(label: "test"))
+        let faulty = FaultyStore(sqlite)
+        let bound = try await Self.writer(faulty, loop)
+        let resumed = loop.makePromise(of: Void.self)
+        try await loop.submit { bound.value.onResume = { resumed.succeed(()) } }.get()
+        faulty.failing = true
+        let pending = Task { try await Self.enqueue(bound, 50) }
+        // The disk is "full": nothing commits, the writer holds new work and says why.
+        try await Task.sleep(nanoseconds: 400_000_000)
+        let (holding, failure) = try await loop.submit { (bound.value.holding, bound.value.failure) }.get()
+        #expect(holding)
+        #expect(failure?.contains("disk is full") == true)
+        #expect(faulty.failedCommits >= 2)  // retried, not dropped
+        #expect(try await sqlite.pendingWrites(runID: "r", namespace: "", checkpointID: "c").isEmpty)
+        faulty.failing = false
+        // Space again: every batch lands, in the order it was queued, and work resumes.
+        let order = try await pending.value
+        #expect(order == Array(0..<50))
+        try await resumed.futureResult.get()
+        #expect(try await sqlite.pendingWrites(runID: "r", namespace: "", checkpointID: "c").count == 50)
+        #expect(try await loop.submit { bound.value.holding }.get() == false)
     }
 }
