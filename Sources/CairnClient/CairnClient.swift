@@ -165,6 +165,35 @@ public final class CairnClient {
         return ids.map { results[$0]! }
     }
 
+    /// Submits many runs and waits for all of them to end, pipelined both ways: every submit is
+    /// sent at once, and each run's watch is sent the moment its submit is answered. Results (the
+    /// run as it ended, or why it was refused) come back in the order of `requests`.
+    public func submitAllAndWait(_ requests: [Cairn_V1_SubmitRequest]) async throws -> [Result<Cairn_V1_RunInfo, ClientError>] {
+        var submitIndex: [UInt64: Int] = [:]
+        for (i, r) in requests.enumerated() { submitIndex[try await send(.submit(r))] = i }
+        var watchIndex: [UInt64: Int] = [:]
+        var results: [Int: Result<Cairn_V1_RunInfo, ClientError>] = [:]
+        while results.count < requests.count {
+            switch try await receive() {
+            case .clientResponse(let r):
+                if let i = submitIndex.removeValue(forKey: r.id) {
+                    let runID = r.run.runID
+                    watchIndex[try await send(.watch(.with { $0.runID = runID; $0.finalOnly = true }))] = i
+                } else if let i = watchIndex[r.id], r.event.final {
+                    watchIndex[r.id] = nil
+                    results[i] = .success(r.event.run)
+                }
+            case .error(let e):
+                if e.requestID == 0 { throw ClientError.server(code: e.code, message: e.message) }
+                if let i = submitIndex.removeValue(forKey: e.requestID) ?? watchIndex.removeValue(forKey: e.requestID) {
+                    results[i] = .failure(.server(code: e.code, message: e.message))
+                }
+            case let other: throw ClientError.protocolError("unexpected \(other.type)")
+            }
+        }
+        return requests.indices.map { results[$0]! }
+    }
+
     // MARK: - typed calls
 
     public func submit(_ req: Cairn_V1_SubmitRequest) async throws -> Cairn_V1_RunInfo {

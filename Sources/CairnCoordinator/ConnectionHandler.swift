@@ -256,7 +256,8 @@ struct ConnectionHandler: Sendable {
             c.source = cp.source
             c.createdAt = cp.createdAt
             c.nextNodes = (cp.nextTasks.arrayValue ?? []).compactMap { $0["node"]?.stringValue }
-            c.updatedChannels = (cp.metadata["updated"]?.arrayValue ?? []).compactMap(\.stringValue)
+            c.updatedChannels = cp.metadata["updated"]?.arrayValue?.compactMap(\.stringValue)
+                ?? cp.channelVersions.filter { $0.value == cp.checkpointID }.keys.sorted()
             c.tasks = (byStep[cp.step] ?? []).map(Self.execution)
             h.checkpoints.append(c)
         }

@@ -80,9 +80,14 @@ extension Engine {
             batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: cpID, taskID: t.planned.id, idx: i,
                                                           channel: w.channel, value: w.value))
         }
-        batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: cpID, taskID: t.planned.id,
-                                                      idx: PendingWriteRecord.resultIdx, channel: "__result__",
-                                                      value: Self.resultRecord(outcome, cost: r.cost, apiCalls: Int(r.apiCalls))))
+        // The control record is needed only for what the writes do not say (routing, sends,
+        // an interrupt, cost); a task that just wrote is rebuilt from its writes after a restart.
+        if outcome.writes.isEmpty || !outcome.goto.isEmpty || !outcome.sends.isEmpty || outcome.interrupt != nil
+            || r.cost != 0 || r.apiCalls != 0 {
+            batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: cpID, taskID: t.planned.id,
+                                                          idx: PendingWriteRecord.resultIdx, channel: "__result__",
+                                                          value: Self.resultRecord(outcome, cost: r.cost, apiCalls: Int(r.apiCalls))))
+        }
         batch.taskExecutions.append(execution)
         // Counted done now; the step's checkpoint is queued behind these writes, so it can never
         // be durable without them.
@@ -129,10 +134,14 @@ extension Engine {
         return .object(rec)
     }
 
-    static func outcome(taskID: String, records: [PendingWriteRecord]) -> TaskOutcome? {
-        guard let result = records.first(where: { $0.idx == PendingWriteRecord.resultIdx })?.value,
-              let node = result["node"]?.stringValue else { return nil }
+    /// A task's outcome rebuilt from its stored writes (after a restart); nil when the task has
+    /// not finished. `node` is the planned task's node, for tasks stored without a control record.
+    static func outcome(taskID: String, node plannedNode: String, records: [PendingWriteRecord]) -> TaskOutcome? {
         let writes = records.filter { $0.idx >= 0 }.sorted { $0.idx < $1.idx }.map { (channel: $0.channel, value: $0.value) }
+        guard let result = records.first(where: { $0.idx == PendingWriteRecord.resultIdx })?.value else {
+            return writes.isEmpty ? nil : TaskOutcome(taskID: taskID, node: plannedNode, writes: writes, goto: [], sends: [], interrupt: nil)
+        }
+        let node = result["node"]?.stringValue ?? plannedNode
         let sends = (result["sends"]?.arrayValue ?? []).compactMap { s -> (node: String, input: JSONValue)? in
             guard let n = s["node"]?.stringValue else { return nil }
             return (n, s["input"] ?? .null)
@@ -260,7 +269,8 @@ extension Engine {
         }
 
         batch.merge(run.carry)
-        var metadata: [String: JSONValue] = ["updated": .array(updated.sorted().map { .string($0) })]
+        // Which channels a checkpoint updated is not stored: they are the ones whose version is it.
+        var metadata: [String: JSONValue] = [:]
         if !joins.isEmpty { metadata["joins"] = .object(joins.mapValues { .array($0.map { .string($0) }) }) }
         if let interrupt { metadata["interrupt"] = interrupt }
         let cp = CheckpointRecord(runID: runID, checkpointID: newID, parentID: run.checkpoint.checkpointID, step: step,

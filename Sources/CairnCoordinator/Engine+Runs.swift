@@ -44,7 +44,8 @@ extension Engine {
         case "hot", "sync": durability = config.redisURL == nil ? "sync" : req.durability  // without Redis every run is sync
         default: throw EngineError(.errorInvalidArgument, "durability must be 'hot' or 'sync', not '\(req.durability)'")
         }
-        let runID = req.runID.isEmpty ? "r-" + Identifiers.random(10) : req.runID
+        let generated = req.runID.isEmpty
+        let runID = generated ? "r-" + Identifiers.random(12) : req.runID
         guard Self.validRunID(runID) else {
             throw EngineError(.errorInvalidArgument, "run id '\(runID)' must be 1-128 letters, digits, '-', '_', '.' or ':'")
         }
@@ -53,7 +54,9 @@ extension Engine {
         }
         pendingSubmits.insert(runID)
         defer { pendingSubmits.remove(runID) }
-        if let old = try await store.run(runID) {
+        // A generated id (62 bits of randomness) is not looked up: a store read per submit would
+        // cost more than the whole run of a short graph. A chosen id is checked.
+        if !generated, let old = try await store.run(runID) {
             throw EngineError(.errorConflict, "run id \(runID) is already taken (status \(old.status.rawValue)); submit with another --run-id")
         }
         var bundleHash: String?
@@ -94,7 +97,8 @@ extension Engine {
         var record = RunRecord(runID: runID, graphHash: graphHash, graphName: graph.name, graphVersion: graph.version,
                                status: .running, durability: durability, input: .object(input), createdAt: now)
         record.checkpointID = c0
-        var metadata: [String: JSONValue] = ["updated": .array(written.sorted().map { .string($0) })]
+        // Which channels a checkpoint updated is not stored: they are the ones whose version is it.
+        var metadata: [String: JSONValue] = [:]
         if let n = first.first(where: { graph.interruptBefore.contains($0.node) })?.node {
             record.status = .paused
             record.interrupt = .object(["reason": "interrupt_before", "node": .string(n)])
@@ -159,8 +163,10 @@ extension Engine {
         let planned = (cp.nextTasks.arrayValue ?? []).compactMap(PlannedTask.init(json:))
         let writes = try await store.pendingWrites(runID: rec.runID, namespace: "", checkpointID: cp.checkpointID)
         var done: [String: TaskOutcome] = [:]
+        let nodes = Dictionary(planned.map { ($0.id, $0.node) }, uniquingKeysWith: { a, _ in a })
         for (taskID, records) in Dictionary(grouping: writes, by: \.taskID) {
-            if let o = Self.outcome(taskID: taskID, records: records) { done[taskID] = o }
+            guard let node = nodes[taskID] else { continue }
+            if let o = Self.outcome(taskID: taskID, node: node, records: records) { done[taskID] = o }
         }
         var record = rec
         record.status = .running

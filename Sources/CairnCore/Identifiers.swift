@@ -20,7 +20,7 @@ public enum Identifiers {
     /// A deterministic task id: the SHA-256 of its coordinates, 32 hex digits.
     public static func taskID(checkpointID: String, namespace: String, step: Int, node: String, trigger: String) -> String {
         let text = [checkpointID, namespace, String(step), node, trigger].joined(separator: "\u{1F}")
-        return String(Hashing.sha256Hex(Array(text.utf8)).prefix(32))
+        return String(Hashing.sha256Hex(Array(text.utf8)).prefix(20))
     }
 
     static func hexPad(_ v: UInt64, _ width: Int) -> String {

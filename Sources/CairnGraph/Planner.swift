@@ -14,7 +14,8 @@ public struct PlannedTask: Sendable, Equatable {
     }
 
     public var json: JSONValue {
-        var o: [String: JSONValue] = ["id": .string(id), "node": .string(node), "trigger": .string(trigger)]
+        var o: [String: JSONValue] = ["id": .string(id), "node": .string(node)]
+        if trigger != "edge" { o["trigger"] = .string(trigger) }  // the common case is left out
         if let input { o["input"] = input }
         return .object(o)
     }

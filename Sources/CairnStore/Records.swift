@@ -191,7 +191,11 @@ public struct StoreBatch: Sendable {
     }
 
     public mutating func merge(_ other: StoreBatch) {
-        graphs += other.graphs; bundles += other.bundles; runs += other.runs; checkpoints += other.checkpoints
+        graphs += other.graphs; bundles += other.bundles; checkpoints += other.checkpoints
+        // A run's record is an upsert: only its newest version in a batch needs writing.
+        for r in other.runs {
+            if let i = runs.lastIndex(where: { $0.runID == r.runID }) { runs[i] = r } else { runs.append(r) }
+        }
         channelValues += other.channelValues; pendingWrites += other.pendingWrites
         taskExecutions += other.taskExecutions; workers += other.workers; prunedWrites += other.prunedWrites
     }

@@ -70,8 +70,11 @@ public final class SQLiteStore: CheckpointStore {
 
     static func write(_ b: StoreBatch, _ db: Database) throws {
         if !b.graphs.isEmpty {
-            let s = try db.cachedStatement(sql: "INSERT OR IGNORE INTO graphs (hash, name, version, file_name, source, bundle_hash, created_at) VALUES (?,?,?,?,?,?,?)")
-            for g in b.graphs { try s.execute(arguments: [g.hash, g.name, g.version, g.fileName, g.source, g.bundleHash, g.createdAt]) }
+            let s = try db.cachedStatement(sql: "INSERT OR IGNORE INTO graphs (hash, name, version, file_name, source, source_codec, bundle_hash, created_at) VALUES (?,?,?,?,?,?,?,?)")
+            for g in b.graphs {
+                let (codec, source) = Packed.pack(Array(g.source.utf8))
+                try s.execute(arguments: [g.hash, g.name, g.version, g.fileName, source, codec, g.bundleHash, g.createdAt])
+            }
         }
         if !b.bundles.isEmpty {
             let s = try db.cachedStatement(sql: "INSERT OR IGNORE INTO bundles (hash, size, data) VALUES (?,?,?)")
@@ -79,38 +82,42 @@ public final class SQLiteStore: CheckpointStore {
         }
         if !b.runs.isEmpty {
             let s = try db.cachedStatement(sql: """
-                INSERT INTO runs (run_id, graph_hash, graph_name, graph_version, status, durability, input, output, error, interrupt,
+                INSERT INTO runs (run_id, graph_hash, graph_name, graph_version, status, durability, input, output, output_codec, error, interrupt,
                                   cost, api_calls, resume_count, step, checkpoint_id, created_at, updated_at, finished_at)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-                ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, output=excluded.output, error=excluded.error,
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, output=excluded.output, output_codec=excluded.output_codec, error=excluded.error,
                   interrupt=excluded.interrupt, cost=excluded.cost, api_calls=excluded.api_calls, resume_count=excluded.resume_count,
                   step=excluded.step, checkpoint_id=excluded.checkpoint_id, updated_at=excluded.updated_at, finished_at=excluded.finished_at,
                   graph_hash=excluded.graph_hash, graph_name=excluded.graph_name, graph_version=excluded.graph_version,
                   durability=excluded.durability, input=excluded.input
                 """)
             for r in b.runs {
+                let output = r.output.map { Packed.pack($0.jsonBytes()) }
                 try s.execute(arguments: [r.runID, r.graphHash, r.graphName, r.graphVersion, r.status.rawValue, r.durability,
-                                          r.input.map { Data($0.jsonBytes()) }, r.output.map { Data($0.jsonBytes()) }, r.error,
+                                          r.input.map { Data($0.jsonBytes()) }, output?.data, output?.codec ?? 0, r.error,
                                           r.interrupt.map { Data($0.jsonBytes()) }, r.cost, r.apiCalls, r.resumeCount, r.step,
                                           r.checkpointID, r.createdAt, r.updatedAt, r.finishedAt])
             }
         }
+        let inline = CheckpointInline.plan(b)
         if !b.checkpoints.isEmpty {
             let s = try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO checkpoints (run_id, ns, checkpoint_id, parent_id, step, source, channel_versions, next_tasks, metadata, created_at)
-                VALUES (?,?,?,?,?,?,?,?,?,?)
+                INSERT OR IGNORE INTO checkpoints (run_id, ns, checkpoint_id, parent_id, step, source, channel_versions, next_tasks, metadata, created_at, inline)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?)
                 """)
-            for c in b.checkpoints {
-                let versions = JSONValue.object(c.channelVersions.mapValues { .string($0) })
+            for (i, c) in b.checkpoints.enumerated() {
+                // A channel written at this very checkpoint (the common case) is stored as "".
+                let versions = JSONValue.object(c.channelVersions.mapValues { .string($0 == c.checkpointID ? "" : $0) })
                 try s.execute(arguments: [c.runID, c.namespace, c.checkpointID, c.parentID, c.step, c.source,
-                                          Data(versions.jsonBytes()), Data(c.nextTasks.jsonBytes()), Data(c.metadata.jsonBytes()), c.createdAt])
+                                          Data(versions.jsonBytes()), Data(CheckpointInline.compactNext(c).jsonBytes()),
+                                          Data(c.metadata.jsonBytes()), c.createdAt, inline.content[i].map(CheckpointInline.encode)])
             }
         }
         if !b.channelValues.isEmpty {
             let s = try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO channel_values (run_id, ns, channel, version, base_version, codec, sha256, data) VALUES (?,?,?,?,?,?,?,?)
                 """)
-            for v in b.channelValues {
+            for (j, v) in b.channelValues.enumerated() where !inline.inlinedValues.contains(j) {
                 let blob = StoredBlob(v.value)
                 try s.execute(arguments: [v.runID, v.namespace, v.channel, v.version, v.baseVersion, Int(blob.codec.rawValue), Data(blob.sha256), Data(blob.data)])
             }
@@ -133,7 +140,7 @@ public final class SQLiteStore: CheckpointStore {
                 INSERT INTO task_executions (run_id, task_id, node, step, attempt, worker, status, started_at, finished_at, duration_ms, error, cost, api_calls)
                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
                 """)
-            for t in b.taskExecutions {
+            for (j, t) in b.taskExecutions.enumerated() where !inline.inlinedExecutions.contains(j) {
                 try s.execute(arguments: [t.runID, t.taskID, t.node, t.step, t.attempt, t.worker, t.status, t.startedAt, t.finishedAt,
                                           t.durationMS, t.error, t.cost, t.apiCalls])
             }
@@ -194,7 +201,8 @@ public final class SQLiteStore: CheckpointStore {
         try await pool.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM graphs WHERE hash = ?", arguments: [hash]).map { r in
                 GraphRecord(hash: r["hash"], name: r["name"], version: r["version"], fileName: r["file_name"],
-                            source: r["source"], bundleHash: r["bundle_hash"], createdAt: r["created_at"])
+                            source: String(decoding: Packed.unpack(r, "source", codec: "source_codec") ?? [], as: UTF8.self),
+                            bundleHash: r["bundle_hash"], createdAt: r["created_at"])
             }
         }
     }
@@ -229,8 +237,15 @@ public final class SQLiteStore: CheckpointStore {
     public func channelValue(runID: String, namespace: String, channel: String, version: String) async throws -> JSONValue {
         try await pool.read { db in
             let stmt = try db.cachedStatement(sql: "SELECT * FROM channel_values WHERE run_id = ? AND ns = ? AND channel = ? AND version = ?")
+            let inlineStmt = try db.cachedStatement(sql: "SELECT parent_id, inline FROM checkpoints WHERE run_id = ? AND ns = ? AND checkpoint_id = ?")
             return try DeltaChain.rebuild(runID: runID, channel: channel, version: version) { v in
-                guard let r = try Row.fetchOne(stmt, arguments: [runID, namespace, channel, v]) else { return nil }
+                guard let r = try Row.fetchOne(stmt, arguments: [runID, namespace, channel, v]) else {
+                    // Not a row of its own: carried by the checkpoint that introduced it.
+                    guard let c = try Row.fetchOne(inlineStmt, arguments: [runID, namespace, v]), let data: Data = c["inline"] else { return nil }
+                    let content = try CheckpointInline.decode(data, context: "run \(runID) checkpoint \(v) inline rows")
+                    guard let (value, base) = CheckpointInline.value(content.values[channel], parentID: c["parent_id"]) else { return nil }
+                    return ChannelValueRecord(runID: runID, namespace: namespace, channel: channel, version: v, baseVersion: base, value: value)
+                }
                 let blob = try Self.blob(r)
                 let value = try blob.decode(context: "run \(runID) channel '\(channel)' version \(v)")
                 return ChannelValueRecord(runID: runID, namespace: namespace, channel: channel, version: v,
@@ -254,11 +269,25 @@ public final class SQLiteStore: CheckpointStore {
 
     public func taskExecutions(runID: String) async throws -> [TaskExecutionRecord] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM task_executions WHERE run_id = ? ORDER BY id", arguments: [runID]).map { r in
+            var all = try Row.fetchAll(db, sql: "SELECT * FROM task_executions WHERE run_id = ? ORDER BY id", arguments: [runID]).map { r in
                 TaskExecutionRecord(runID: r["run_id"], taskID: r["task_id"], node: r["node"], step: r["step"], attempt: r["attempt"],
                                     worker: r["worker"], status: r["status"], startedAt: r["started_at"], finishedAt: r["finished_at"],
                                     error: r["error"], cost: r["cost"], apiCalls: r["api_calls"])
             }
+            let inlined = try Row.fetchAll(db, sql: """
+                SELECT checkpoint_id, parent_id, step, created_at, inline FROM checkpoints WHERE run_id = ? AND inline IS NOT NULL
+                """, arguments: [runID])
+            guard !inlined.isEmpty else { return all }
+            for r in inlined {
+                let data: Data = r["inline"]
+                let id: String = r["checkpoint_id"]
+                let content = try CheckpointInline.decode(data, context: "run \(runID) checkpoint \(id) inline rows")
+                all += content.executions.compactMap {
+                    CheckpointInline.execution($0, runID: runID, step: r["step"], parentID: r["parent_id"], createdAt: r["created_at"])
+                }
+            }
+            // In the order they ended (as rows of their own are).
+            return all.enumerated().sorted { ($0.element.finishedAt, $0.offset) < ($1.element.finishedAt, $1.offset) }.map(\.element)
         }
     }
 
@@ -295,7 +324,7 @@ public final class SQLiteStore: CheckpointStore {
         var rec = RunRecord(runID: r["run_id"], graphHash: r["graph_hash"], graphName: r["graph_name"], graphVersion: r["graph_version"],
                             status: RunStatus(rawValue: r["status"]) ?? .failed, durability: r["durability"],
                             input: json(r, "input"), createdAt: r["created_at"])
-        rec.output = json(r, "output")
+        rec.output = Packed.unpack(r, "output", codec: "output_codec").flatMap { try? JSONValue.parse($0) }
         rec.error = r["error"]
         rec.interrupt = json(r, "interrupt")
         rec.cost = r["cost"]
@@ -318,10 +347,39 @@ public final class SQLiteStore: CheckpointStore {
             }
         }
         var versions: [String: String] = [:]
-        for (k, v) in try parse("channel_versions").objectValue ?? [:] { versions[k] = v.stringValue }
+        for (k, v) in try parse("channel_versions").objectValue ?? [:] {
+            versions[k] = v.stringValue.map { $0.isEmpty ? id : $0 }
+        }
         return CheckpointRecord(runID: runID, namespace: r["ns"], checkpointID: id, parentID: r["parent_id"], step: r["step"],
-                                source: r["source"], channelVersions: versions, nextTasks: try parse("next_tasks"),
+                                source: r["source"], channelVersions: versions,
+                                nextTasks: CheckpointInline.expandNext(try parse("next_tasks"), checkpointID: id, namespace: r["ns"], step: r["step"]),
                                 metadata: try parse("metadata"), createdAt: r["created_at"])
+    }
+}
+
+/// Text and JSON columns that may be stored zstd-compressed, with a codec column beside them.
+enum Packed {
+    static let threshold = 512
+
+    /// Codec 1 (zstd) when the value is large and compression makes it smaller, else 0 (as is).
+    static func pack(_ bytes: [UInt8]) -> (codec: Int, data: Data) {
+        if bytes.count >= threshold, let z = try? Zstd.compress(bytes, level: 3), z.count < bytes.count {
+            return (1, Data(z))
+        }
+        return (0, Data(bytes))
+    }
+
+    static func unpack(_ r: Row, _ column: String, codec: String) -> [UInt8]? {
+        let dbValue: DatabaseValue = r[column]
+        let bytes: [UInt8]
+        switch dbValue.storage {
+        case .null: return nil
+        case .blob(let d): bytes = [UInt8](d)
+        case .string(let s): bytes = Array(s.utf8)
+        default: return nil
+        }
+        let c: Int = r[codec] ?? 0
+        return c == 1 ? (try? Zstd.decompress(bytes, limit: StoredBlob.maxValueBytes)) : bytes
     }
 }
 

@@ -30,6 +30,8 @@ public final class StoreWriter {
         var durability: Durability
         var batch = StoreBatch()
         var completions: [Completion] = []
+        /// Rows as queued (merging may write fewer: a run's record once per group).
+        var rows = 0
     }
 
     /// Groups waiting to be committed, oldest first (FIFO across durabilities).
@@ -67,11 +69,12 @@ public final class StoreWriter {
         let rows = batch.rowCount
         // Join the newest group unless it is the one being committed right now.
         if let last = queue.indices.last, !(inFlight && last == 0), queue[last].durability == durability,
-           queue[last].batch.rowCount + rows <= maxRows {
+           queue[last].rows + rows <= maxRows {
             queue[last].batch.merge(batch)
+            queue[last].rows += rows
             if let done { queue[last].completions.append(done) }
         } else {
-            queue.append(Group(durability: durability, batch: batch, completions: done.map { [$0] } ?? []))
+            queue.append(Group(durability: durability, batch: batch, completions: done.map { [$0] } ?? [], rows: rows))
         }
         rowsQueued += rows
         kick()
@@ -106,7 +109,7 @@ public final class StoreWriter {
             let group = queue.removeFirst()
             transactions += 1
             rowsWritten += UInt64(group.batch.rowCount)
-            rowsQueued -= group.batch.rowCount
+            rowsQueued -= group.rows
             attempts = 0
             if failure != nil {
                 logger.notice("store writes succeed again; nothing was lost")

@@ -147,21 +147,17 @@ struct Submit: AsyncParsableCommand {
                     if let prefix { r.runID = "\(prefix)-\(i)" }
                     return r
                 }
-                var infos: [Cairn_V1_RunInfo] = []
-                for result in try await client.submitAll(requests) {
+                var finals: [Cairn_V1_RunInfo] = []
+                for result in try await (wait ? client.submitAllAndWait(requests) : client.submitAll(requests)) {
                     switch result {
-                    case .success(let info): infos.append(info)
+                    case .success(let info): finals.append(info)
                     case .failure(let e): FileHandle.standardError.write(Data("cairn: \(e.description)\n".utf8))
                     }
                 }
-                if infos.isEmpty { throw ExitCode(1) }
-                var finals = infos
-                if wait {
-                    for (i, info) in infos.enumerated() { finals[i] = try await client.watch(info.runID, finalOnly: true).run }
-                    report(started)
-                }
+                if wait { report(started) }
+                if finals.isEmpty { throw ExitCode(1) }
                 if json { Output.printJSON(.array(finals.map(Output.json))) } else {
-                    print("submitted \(n) runs of \(infos.first?.graphName ?? "")" + (wait ? ": " + Dictionary(grouping: finals, by: \.status).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ") : ""))
+                    print("submitted \(n) runs of \(finals.first?.graphName ?? "")" + (wait ? ": " + Dictionary(grouping: finals, by: \.status).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ") : ""))
                 }
                 return finals.map(\.status)
             }

@@ -24,20 +24,90 @@ import Testing
         do {
             let old = try SQLiteStore(path: path, logger: Logger(label: "test"), upTo: "v1-core")
             #expect(try old.appliedMigrations() == ["v1-core"])
-            var b = StoreBatch()
-            b.graphs.append(GraphRecord(hash: "g", name: "n", version: 1, fileName: "f", source: "s", bundleHash: nil, createdAt: 1))
-            b.runs.append(RunRecord(runID: "kept", graphHash: "g", graphName: "n", graphVersion: 1, status: .completed,
-                                    durability: "sync", input: nil, createdAt: 1))
-            try await old.commit(b)
+        }
+        // Rows as the first release wrote them (its own SQL, not today's writer).
+        do {
+            let db = try DatabaseQueue(path: path)
+            try await db.write { db in
+                try db.execute(sql: """
+                    INSERT INTO graphs (hash, name, version, file_name, source, bundle_hash, created_at) VALUES ('g', 'n', 1, 'f', 'name: n', NULL, 1);
+                    INSERT INTO runs (run_id, graph_hash, graph_name, graph_version, status, durability, output, created_at, updated_at)
+                        VALUES ('kept', 'g', 'n', 1, 'completed', 'sync', CAST('{"x":1}' AS BLOB), 1, 2);
+                    INSERT INTO checkpoints (run_id, ns, checkpoint_id, parent_id, step, source, channel_versions, next_tasks, metadata, created_at)
+                        VALUES ('kept', '', 'c1', NULL, 0, 'input', CAST('{"x":"c1"}' AS BLOB),
+                                CAST('[{"id":"t-old","node":"a","trigger":"edge"}]' AS BLOB), CAST('{"updated":["x"]}' AS BLOB), 1);
+                    """)
+            }
         }
         let upgraded = try SQLiteStore(path: path, logger: Logger(label: "test"))
-        #expect(try upgraded.appliedMigrations() == ["v1-core", "v2-executions-workers"])
-        #expect(try await upgraded.run("kept")?.status == .completed)
+        #expect(try upgraded.appliedMigrations() == ["v1-core", "v2-executions-workers", "v3-compact"])
+        let run = try await upgraded.run("kept")
+        #expect(run?.status == .completed)
+        #expect(run?.output == .object(["x": .int(1)]))
+        #expect(try await upgraded.graph("g")?.source == "name: n")
+        let cp = try #require(try await upgraded.checkpoint(runID: "kept", namespace: "", checkpointID: nil))
+        #expect(cp.channelVersions == ["x": "c1"])
+        #expect(cp.nextTasks.arrayValue?.first?["id"]?.stringValue == "t-old")
         var b = StoreBatch()
         b.taskExecutions.append(TaskExecutionRecord(runID: "kept", taskID: "t", node: "n", step: 1, attempt: 1, worker: "w",
                                                     status: "completed", startedAt: 1, finishedAt: 2, error: nil, cost: 0, apiCalls: 0))
         try await upgraded.commit(b)
         #expect(try await upgraded.taskExecutions(runID: "kept").count == 1)
+    }
+
+    @Test func aStepsSmallRowsRideInItsCheckpointRowAndReadBackTheSame() async throws {
+        let sqlite = try SQLiteStore(path: Self.tempPath(), logger: Logger(label: "test"))
+        let memory = InMemoryStore()
+        var b = StoreBatch()
+        let parent = "01a0000000000000000000aa"
+        let c = "01a0000000000000000000bb"
+        let planned = Identifiers.taskID(checkpointID: c, namespace: "", step: 2, node: "next", trigger: "edge")
+        let ran = Identifiers.taskID(checkpointID: parent, namespace: "", step: 1, node: "a", trigger: "edge")
+        b.checkpoints.append(CheckpointRecord(runID: "r", checkpointID: parent, parentID: nil, step: 0, source: "input",
+                                              channelVersions: ["log": parent], nextTasks: .array([]), metadata: .object([:]), createdAt: 10))
+        b.channelValues.append(ChannelValueRecord(runID: "r", channel: "log", version: parent, baseVersion: nil, value: .array(["a"])))
+        try await sqlite.commit(b)
+        try await memory.commit(b)
+        b = StoreBatch()
+        b.checkpoints.append(CheckpointRecord(runID: "r", checkpointID: c, parentID: parent, step: 1, source: "loop",
+                                              channelVersions: ["log": c, "big": c],
+                                              nextTasks: .array([.object(["id": .string(planned), "node": "next"]),
+                                                                 .object(["id": "custom", "node": "other", "trigger": "send:0"])]),
+                                              metadata: .object([:]), createdAt: 12))
+        b.channelValues.append(ChannelValueRecord(runID: "r", channel: "log", version: c, baseVersion: parent, value: .array(["b"])))
+        b.channelValues.append(ChannelValueRecord(runID: "r", channel: "big", version: c, baseVersion: nil,
+                                                  value: .string(String(repeating: "long ", count: 200))))
+        b.taskExecutions.append(TaskExecutionRecord(runID: "r", taskID: ran, node: "a", step: 1, attempt: 2, worker: "w1",
+                                                    status: "completed", startedAt: 11, finishedAt: 11.5, error: nil, cost: 0.25, apiCalls: 3))
+        b.taskExecutions.append(TaskExecutionRecord(runID: "r", taskID: "odd-id", node: "b", step: 1, attempt: 1, worker: "w2",
+                                                    status: "completed", startedAt: 11.25, finishedAt: 11.75, error: nil, cost: 0, apiCalls: 0))
+        b.taskExecutions.append(TaskExecutionRecord(runID: "r", taskID: "f", node: "a", step: 1, attempt: 1, worker: "w1",
+                                                    status: "failed", startedAt: 10.5, finishedAt: 10.75, error: "boom", cost: 0, apiCalls: 0))
+        try await sqlite.commit(b)
+        try await memory.commit(b)
+        // The same records come back as from a store that keeps every row apart.
+        for store in [sqlite, memory] as [any CheckpointStore] {
+            let cp = try #require(try await store.checkpoint(runID: "r", namespace: "", checkpointID: c))
+            #expect(cp.nextTasks == b.checkpoints[0].nextTasks)
+            #expect(cp.channelVersions == ["log": c, "big": c])
+            let state = try await store.state(at: cp)
+            #expect(state["log"] == .array(["a", "b"]))
+            #expect(state["big"] == .string(String(repeating: "long ", count: 200)))
+        }
+        let got = try await sqlite.taskExecutions(runID: "r")
+        let want = try await memory.taskExecutions(runID: "r")
+        #expect(got.map(\.taskID) == ["f", ran, "odd-id"])
+        for (g, w) in zip(got, want.sorted { $0.finishedAt < $1.finishedAt }) {
+            #expect(g.taskID == w.taskID && g.node == w.node && g.attempt == w.attempt && g.worker == w.worker && g.status == w.status)
+            #expect(abs(g.startedAt - w.startedAt) < 1e-5 && abs(g.finishedAt - w.finishedAt) < 1e-5)
+            #expect(g.cost == w.cost && g.apiCalls == w.apiCalls && g.error == w.error)
+        }
+        // Only the failed attempt and the large value kept rows of their own.
+        let db = try DatabaseQueue(path: sqlite.path)
+        let executionRows = try await db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM task_executions") }
+        let valueRows = try await db.read { try String.fetchAll($0, sql: "SELECT channel FROM channel_values") }
+        #expect(executionRows == 1)
+        #expect(valueRows == ["big"])
     }
 
     @Test func theSchemaRefusesAnUnknownStatus() async throws {

@@ -1,0 +1,128 @@
+import CairnCore
+import Foundation
+
+/// How SQLite keeps a step in (about) one row: the small channel values a checkpoint introduces
+/// and the completed attempts of its step ride inside the checkpoint's row, in one blob with its
+/// own SHA-256, instead of a row each in `channel_values` and `task_executions`.
+///
+/// Purely a storage layout: the records going in and coming out are the same as for any other
+/// store. Only rows written in the same batch as their checkpoint are folded in (a step's last
+/// result and its checkpoint always are); large values and anything else keep their own rows.
+/// The planned tasks' ids, which are derived from the checkpoint, are left out and derived again.
+enum CheckpointInline {
+    /// Values whose JSON is larger than this keep a row of their own (and are compressed there),
+    /// so a checkpoint row stays within one page.
+    static let maxValueBytes = 512
+
+    struct Content {
+        var values: [String: JSONValue] = [:]
+        var executions: [JSONValue] = []
+    }
+
+    struct Plan {
+        /// Per checkpoint (index in the batch), what it carries.
+        var content: [Int: Content] = [:]
+        var inlinedValues = Set<Int>()
+        var inlinedExecutions = Set<Int>()
+    }
+
+    static func plan(_ b: StoreBatch) -> Plan {
+        var plan = Plan()
+        guard !b.checkpoints.isEmpty else { return plan }
+        var byVersion: [String: Int] = [:]
+        var byStep: [String: Int] = [:]
+        for (i, c) in b.checkpoints.enumerated() {
+            byVersion[c.runID + "\u{1F}" + c.namespace + "\u{1F}" + c.checkpointID] = i
+            if c.namespace.isEmpty {
+                let k = c.runID + "\u{1F}" + String(c.step)
+                byStep[k] = byStep[k] == nil ? i : -1  // two checkpoints of one step: keep rows
+            }
+        }
+        for (j, v) in b.channelValues.enumerated() {
+            guard let i = byVersion[v.runID + "\u{1F}" + v.namespace + "\u{1F}" + v.version],
+                  v.value.jsonBytes().count <= maxValueBytes else { continue }
+            var entry: [JSONValue] = [v.value]
+            if let base = v.baseVersion { entry.append(.string(base == b.checkpoints[i].parentID ? "" : base)) }
+            plan.content[i, default: Content()].values[v.channel] = .array(entry)
+            plan.inlinedValues.insert(j)
+        }
+        for (j, x) in b.taskExecutions.enumerated() where x.status == "completed" && x.error == nil {
+            guard let i = byStep[x.runID + "\u{1F}" + String(x.step)], i >= 0 else { continue }
+            let c = b.checkpoints[i]
+            // [node, attempt, worker, µs from start to the checkpoint, µs it ran, cost, api calls, task id];
+            // the tail is left off when it is zero or, for the id, follows from the parent checkpoint.
+            var e: [JSONValue] = [.string(x.node), .int(Int64(x.attempt)), .string(x.worker),
+                                  .int(Int64(((c.createdAt - x.startedAt) * 1e6).rounded())),
+                                  .int(Int64(((x.finishedAt - x.startedAt) * 1e6).rounded()))]
+            let derived = c.parentID.map { Identifiers.taskID(checkpointID: $0, namespace: "", step: x.step, node: x.node, trigger: "edge") }
+            if x.cost != 0 || x.apiCalls != 0 || derived != x.taskID { e += [.double(x.cost), .int(Int64(x.apiCalls))] }
+            if derived != x.taskID { e.append(.string(x.taskID)) }
+            plan.content[i, default: Content()].executions.append(.array(e))
+            plan.inlinedExecutions.insert(j)
+        }
+        return plan
+    }
+
+    /// `[codec][sha256][data]` of `{"v": values, "x": executions}`.
+    static func encode(_ c: Content) -> Data {
+        var o: [String: JSONValue] = [:]
+        if !c.values.isEmpty { o["v"] = .object(c.values) }
+        if !c.executions.isEmpty { o["x"] = .array(c.executions) }
+        let blob = StoredBlob(.object(o))
+        return Data([blob.codec.rawValue] + blob.sha256 + blob.data)
+    }
+
+    static func decode(_ data: Data, context: @autoclosure () -> String) throws -> (values: [String: JSONValue], executions: [[JSONValue]]) {
+        let bytes = [UInt8](data)
+        guard bytes.count > 33, let codec = StoredBlob.Codec(rawValue: bytes[0]) else {
+            throw StoredBlob.IntegrityError(context: context(), reason: "inline rows are truncated")
+        }
+        let value = try StoredBlob(codec: codec, sha256: Array(bytes[1..<33]), data: Array(bytes[33...])).decode(context: context())
+        return (value["v"]?.objectValue ?? [:], (value["x"]?.arrayValue ?? []).compactMap(\.arrayValue))
+    }
+
+    /// A channel value stored inline: the value and its base version (nil for a full snapshot).
+    static func value(_ entry: JSONValue?, parentID: String?) -> (value: JSONValue, base: String?)? {
+        guard let items = entry?.arrayValue, let value = items.first else { return nil }
+        guard items.count > 1, let base = items[1].stringValue else { return (value, nil) }
+        return (value, base.isEmpty ? parentID : base)
+    }
+
+    static func execution(_ e: [JSONValue], runID: String, step: Int, parentID: String?, createdAt: Double) -> TaskExecutionRecord? {
+        guard e.count >= 5, let node = e[0].stringValue, let attempt = e[1].intValue, let worker = e[2].stringValue,
+              let before = e[3].intValue, let ran = e[4].intValue else { return nil }
+        let taskID = e.count > 7 ? e[7].stringValue
+            : parentID.map { Identifiers.taskID(checkpointID: $0, namespace: "", step: step, node: node, trigger: "edge") }
+        guard let taskID else { return nil }
+        let started = createdAt - Double(before) / 1e6
+        return TaskExecutionRecord(runID: runID, taskID: taskID, node: node, step: step, attempt: Int(attempt), worker: worker,
+                                   status: "completed", startedAt: started, finishedAt: started + Double(ran) / 1e6, error: nil,
+                                   cost: e.count > 5 ? e[5].doubleValue ?? 0 : 0, apiCalls: e.count > 6 ? Int(e[6].intValue ?? 0) : 0)
+    }
+
+    // MARK: planned tasks
+
+    /// The checkpoint's planned tasks without the ids that follow from the checkpoint itself.
+    static func compactNext(_ c: CheckpointRecord) -> JSONValue {
+        guard case .array(let tasks) = c.nextTasks else { return c.nextTasks }
+        return .array(tasks.map { t in
+            guard case .object(var o) = t, let id = o["id"]?.stringValue, let node = o["node"]?.stringValue,
+                  id == Identifiers.taskID(checkpointID: c.checkpointID, namespace: c.namespace, step: c.step + 1, node: node,
+                                           trigger: o["trigger"]?.stringValue ?? "edge")
+            else { return t }
+            o["id"] = nil
+            return .object(o)
+        })
+    }
+
+    /// The planned tasks with every id back.
+    static func expandNext(_ next: JSONValue, checkpointID: String, namespace: String, step: Int) -> JSONValue {
+        guard case .array(let tasks) = next else { return next }
+        return .array(tasks.map { t in
+            guard case .object(var o) = t, o["id"] == nil, let node = o["node"]?.stringValue else { return t }
+            o["id"] = .string(Identifiers.taskID(checkpointID: checkpointID, namespace: namespace, step: step + 1, node: node,
+                                                 trigger: o["trigger"]?.stringValue ?? "edge"))
+            return .object(o)
+        })
+    }
+}
