@@ -107,11 +107,14 @@ extension JSONValue {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .int(let i): out.append(contentsOf: String(i).utf8)
+        case .int(let i): Self.writeInt(i, into: &out)
         case .double(let d):
             if d.isFinite {
                 if d == d.rounded(), abs(d) < 1e15 {
-                    out.append(contentsOf: String(format: "%.1f", d).utf8)
+                    // A whole number keeps a ".0" so it reads back as a double.
+                    if d == 0 && d.sign == .minus { out.append(UInt8(ascii: "-")) }
+                    Self.writeInt(Int64(d), into: &out)
+                    out.append(contentsOf: ".0".utf8)
                 } else {
                     out.append(contentsOf: "\(d)".utf8)
                 }
@@ -132,13 +135,14 @@ extension JSONValue {
         case .object(let o):
             if o.isEmpty { out.append(contentsOf: "{}".utf8); return }
             out.append(UInt8(ascii: "{"))
-            for (i, key) in o.keys.sorted().enumerated() {
+            // Keys in sorted order, so equal values encode (and hash) equally.
+            for (i, entry) in o.sorted(by: { $0.key < $1.key }).enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
                 if pretty { newline(&out, indent + 2) }
-                Self.writeString(key, into: &out)
+                Self.writeString(entry.key, into: &out)
                 out.append(UInt8(ascii: ":"))
                 if pretty { out.append(UInt8(ascii: " ")) }
-                o[key]!.write(into: &out, pretty: pretty, indent: indent + 2)
+                entry.value.write(into: &out, pretty: pretty, indent: indent + 2)
             }
             if pretty { newline(&out, indent) }
             out.append(UInt8(ascii: "}"))
@@ -150,8 +154,37 @@ extension JSONValue {
         out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent))
     }
 
+    private static func writeInt(_ i: Int64, into out: inout [UInt8]) {
+        if i == 0 { out.append(UInt8(ascii: "0")); return }
+        if i < 0 { out.append(UInt8(ascii: "-")) }
+        var m = i.magnitude
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var n = 0
+        withUnsafeMutableBytes(of: &digits) { buf in
+            while m > 0 {
+                buf[n] = UInt8(ascii: "0") + UInt8(m % 10)
+                m /= 10
+                n += 1
+            }
+            for k in stride(from: n - 1, through: 0, by: -1) { out.append(buf[k]) }
+        }
+    }
+
     private static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        // Most strings need no escaping: copy them whole.
+        var plain = true
+        for b in s.utf8 where b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
+            plain = false
+            break
+        }
+        if plain {
+            out.append(contentsOf: s.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for b in s.utf8 {
             switch b {
             case UInt8(ascii: "\""): out.append(contentsOf: "\\\"".utf8)

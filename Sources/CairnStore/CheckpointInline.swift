@@ -106,9 +106,10 @@ enum CheckpointInline {
     static func compactNext(_ c: CheckpointRecord) -> JSONValue {
         guard case .array(let tasks) = c.nextTasks else { return c.nextTasks }
         return .array(tasks.map { t in
-            guard case .object(var o) = t, let id = o["id"]?.stringValue, let node = o["node"]?.stringValue,
-                  id == Identifiers.taskID(checkpointID: c.checkpointID, namespace: c.namespace, step: c.step + 1, node: node,
-                                           trigger: o["trigger"]?.stringValue ?? "edge")
+            // Only edge-triggered tasks (a chain's): a fan-out's sends keep their ids, which is
+            // cheaper than hashing a thousand of them again on every write and read.
+            guard case .object(var o) = t, o["trigger"] == nil, let id = o["id"]?.stringValue, let node = o["node"]?.stringValue,
+                  id == Identifiers.taskID(checkpointID: c.checkpointID, namespace: c.namespace, step: c.step + 1, node: node, trigger: "edge")
             else { return t }
             o["id"] = nil
             return .object(o)
@@ -119,9 +120,8 @@ enum CheckpointInline {
     static func expandNext(_ next: JSONValue, checkpointID: String, namespace: String, step: Int) -> JSONValue {
         guard case .array(let tasks) = next else { return next }
         return .array(tasks.map { t in
-            guard case .object(var o) = t, o["id"] == nil, let node = o["node"]?.stringValue else { return t }
-            o["id"] = .string(Identifiers.taskID(checkpointID: checkpointID, namespace: namespace, step: step + 1, node: node,
-                                                 trigger: o["trigger"]?.stringValue ?? "edge"))
+            guard case .object(var o) = t, o["id"] == nil, o["trigger"] == nil, let node = o["node"]?.stringValue else { return t }
+            o["id"] = .string(Identifiers.taskID(checkpointID: checkpointID, namespace: namespace, step: step + 1, node: node, trigger: "edge"))
             return .object(o)
         })
     }

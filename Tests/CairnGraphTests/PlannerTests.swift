@@ -142,6 +142,18 @@ import Testing
         #expect(try JSONValue.parse("\"\\u00e9\\ud83d\\ude00\"") == .string("é😀"))
     }
 
+    @Test func numbersAndEscapesEncodeExactly() throws {
+        let cases: [(JSONValue, String)] = [
+            (.int(0), "0"), (.int(-42), "-42"), (.int(Int64.max), "9223372036854775807"), (.int(Int64.min), "-9223372036854775808"),
+            (.double(3), "3.0"), (.double(-0.0), "-0.0"), (.double(-12), "-12.0"), (.double(2.5), "2.5"),
+            (.string("plain"), #""plain""#), (.string("tab\there \u{01}"), #""tab\there \u0001""#),
+        ]
+        for (value, text) in cases {
+            #expect(value.compactString == text)
+            #expect(try JSONValue.parse(text) == value)
+        }
+    }
+
     @Test func rejectsGarbage() {
         for bad in ["{", "[1,]", "nul", "{\"a\" 1}", "1 2", String(repeating: "[", count: 600)] {
             #expect(throws: JSONValueError.self) { try JSONValue.parse(bad) }
