@@ -234,9 +234,15 @@ public actor HotTierStore: CheckpointStore {
         pendingRows = pending.reduce(0) { $0 + $1.batch.rowCount }
         flushes += 1
         if redisUp {
+            // The batches are in SQLite now: forgetting them in Redis is housekeeping, done off the
+            // path of whoever waits for this flush (a replay after a crash in between is harmless:
+            // every row is an upsert or insert-or-ignore on its key).
             var cmds: [[[UInt8]]] = [[Array("DEL".utf8)] + entries.map { Array($0.key.utf8) }]
             cmds.append([Array("ZREM".utf8), Array(dirtyKey.utf8)] + entries.map { Array($0.key.utf8) })
-            do { _ = try await redis.pipeline(cmds) } catch { markDown(error) }
+            let redis = self.redis
+            Task {
+                do { _ = try await redis.pipeline(cmds) } catch { self.markDown(error) }
+            }
         }
     }
 

@@ -7,7 +7,8 @@ import CairnCore
 /// (later) the Redis hot tier implement it; `CheckpointStoreConformance` tests them all alike.
 public protocol CheckpointStore: Sendable {
     /// Writes a batch atomically. Runs, graphs and workers are upserts; checkpoints, channel
-    /// values and pending writes are insert-or-ignore: writing the same key twice keeps the first.
+    /// values, pending writes and task executions (keyed by run, step, task, attempt and status)
+    /// are insert-or-ignore: writing the same key twice keeps the first.
     func commit(_ batch: StoreBatch) async throws
     /// Writes a batch with the given durability. Stores without a hot tier write every batch
     /// durably (the default implementation).

@@ -46,7 +46,11 @@ public actor InMemoryStore: CheckpointStore {
             if writes[k]?[wk] == nil { writes[k, default: [:]][wk] = (w, StoredBlob(w.value)) }
         }
         for k in b.prunedWrites { writes[key(k.runID, k.namespace, k.checkpointID)] = nil }
-        executions.append(contentsOf: b.taskExecutions)
+        for x in b.taskExecutions where !executions.contains(where: {
+            $0.runID == x.runID && $0.step == x.step && $0.taskID == x.taskID && $0.attempt == x.attempt && $0.status == x.status
+        }) {
+            executions.append(x)
+        }
         for w in b.workers {
             if var old = workerRecords[w.workerID] {
                 old.lastSeen = w.lastSeen; old.disconnectedAt = w.disconnectedAt; old.tasksDone = w.tasksDone; old.slots = w.slots

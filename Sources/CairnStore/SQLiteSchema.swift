@@ -123,7 +123,8 @@ enum SQLiteSchema {
             // ~990, and a checkpoint row now carries its step's small values and completed attempts
             // (`CheckpointInline`). Large text (a graph's source, a run's output) is stored
             // zstd-compressed when that is smaller (codec 1). The index of failed attempts goes: no
-            // query used it, and each index costs a page and a write per row.
+            // query used it, and each index costs a page and a write per row. An attempt's record
+            // is unique, so a batch replayed after a crash does not record it twice.
             try db.execute(sql: """
                 CREATE TABLE checkpoints_v3 (
                     id INTEGER PRIMARY KEY,
@@ -148,6 +149,10 @@ enum SQLiteSchema {
                 ALTER TABLE graphs ADD COLUMN source_codec INTEGER NOT NULL DEFAULT 0;
                 ALTER TABLE runs ADD COLUMN output_codec INTEGER NOT NULL DEFAULT 0;
                 DROP INDEX task_executions_failed;
+                DELETE FROM task_executions WHERE id NOT IN
+                    (SELECT MIN(id) FROM task_executions GROUP BY run_id, step, task_id, attempt, status);
+                DROP INDEX task_executions_by_run;
+                CREATE UNIQUE INDEX task_executions_by_run ON task_executions(run_id, step, task_id, attempt, status);
                 """)
         }
         return m

@@ -137,7 +137,7 @@ public final class SQLiteStore: CheckpointStore {
         }
         if !b.taskExecutions.isEmpty {
             let s = try db.cachedStatement(sql: """
-                INSERT INTO task_executions (run_id, task_id, node, step, attempt, worker, status, started_at, finished_at, duration_ms, error, cost, api_calls)
+                INSERT OR IGNORE INTO task_executions (run_id, task_id, node, step, attempt, worker, status, started_at, finished_at, duration_ms, error, cost, api_calls)
                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
                 """)
             for (j, t) in b.taskExecutions.enumerated() where !inline.inlinedExecutions.contains(j) {

@@ -153,6 +153,9 @@ public enum StoreConformance {
         try expect(try await store.bundle("h") == [1, 2, 3], "bundle bytes")
         let ex = try await store.taskExecutions(runID: "r1")
         try expect(ex.count == 1 && ex[0].durationMS == 250 && ex[0].apiCalls == 2, "task execution")
+        // A batch replayed (after a crash between a flush and its cleanup) records no attempt twice.
+        try await store.commit(b)
+        try expect(try await store.taskExecutions(runID: "r1").count == 1, "an attempt's record is written once")
         var w = StoreBatch()
         w.workers.append(WorkerRecord(workerID: "w-1", name: "w", slots: 4, kinds: ["echo", "exec"], address: "127.0.0.1:1",
                                       connectedAt: 1, lastSeen: 5, disconnectedAt: 6, tasksDone: 9))
