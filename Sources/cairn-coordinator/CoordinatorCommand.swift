@@ -56,8 +56,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("checkpoint-ttl"), help: "How long hot-tier keys live in Redis, e.g. 1h. Unflushed work never outlives it: writes hold first.")
     var checkpointTTL = "1h"
 
-    @Option(name: .customLong("flush-interval"), help: "How often the hot tier is flushed to SQLite, e.g. 200ms.")
-    var flushInterval = "200ms"
+    @Option(name: .customLong("flush-interval"), help: "How often the hot tier is flushed to SQLite (each flush takes every batch waiting), e.g. 10ms or 1s.")
+    var flushInterval = "10ms"
 
     @Option(name: .customLong("flush-batch"), help: "Flush as soon as this many rows wait in the hot tier.")
     var flushBatch = 5_000
@@ -89,7 +89,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.poisonAfter = poisonAfter
         config.redisURL = redis
         guard let ttl = Durations.seconds(checkpointTTL), ttl >= 1 else { throw ValidationError("--checkpoint-ttl looks like 30m or 1h") }
-        guard let fi = Durations.seconds(flushInterval), fi > 0 else { throw ValidationError("--flush-interval looks like 200ms or 1s") }
+        guard let fi = Durations.seconds(flushInterval), fi > 0 else { throw ValidationError("--flush-interval looks like 10ms or 1s") }
         guard flushBatch >= 1 else { throw ValidationError("--flush-batch must be at least 1") }
         config.hotTier.ttl = ttl
         config.hotTier.flushInterval = fi
