@@ -138,6 +138,10 @@ public final class Coordinator: Service, Sendable {
             ok = false
             parts.append("\"store\": \"\(String(describing: error).replacingOccurrences(of: "\"", with: "'"))\"")
         }
+        if let failure = await engine.storeWriteFailure {
+            ok = false
+            parts.append("\"writer\": \"\(failure.replacingOccurrences(of: "\"", with: "'"))\"")
+        }
         if let hot = hotTier {
             let st = await hot.status
             parts.append("\"redis\": \"\(st.redisUp ? "up" : "down")\"")

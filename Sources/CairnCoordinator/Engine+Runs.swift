@@ -311,6 +311,7 @@ extension Engine {
         s.tasksPoisoned = tasksPoisoned
         s.storeBatches = writer.transactions
         s.storeRows = writer.rowsWritten
+        if let failure = writer.failure { s.storeError = "writes are failing and retried, new work is held: \(failure)" }
         s.uptimeSeconds = Date().timeIntervalSince(startedAt)
         s.walBytes = UInt64(max(0, walBytes()))
         if let hot = hotTier {

@@ -128,6 +128,9 @@ actor Engine {
         writer.onResume = { [unowned self] in self.pump() }
     }
 
+    /// Why the store cannot be written right now (commits are being retried); nil when it can.
+    var storeWriteFailure: String? { writer.failure }
+
     /// Writes a batch and waits until it is durable (for requests that answer only then).
     func write(_ batch: StoreBatch, durability: Durability = .sync) async throws {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
