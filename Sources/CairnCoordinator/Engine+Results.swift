@@ -5,19 +5,26 @@ import CairnStore
 import CoreMetrics
 import Foundation
 import Logging
+import NIOCore
 
 extension Engine {
     /// A worker's result, handled on the event loop where it arrived. The worker is told it was
     /// accepted once its writes are durable; a result under a lease that is no longer current
     /// (task reassigned, run cancelled) is discarded, counted, and answered "not accepted".
-    func result(from workerID: String, _ r: Cairn_V1_TaskResult) {
+    /// `channel` is the connection the result came on: a worker already presumed lost (no longer
+    /// registered) is still told its late result was not accepted.
+    func result(from workerID: String, _ r: Cairn_V1_TaskResult, channel: (any Channel)? = nil) {
         let w = workers[workerID]
         if let w, w.running.remove(r.lease) != nil { w.tasksDone += 1 }
         let ack: (Bool) -> Void = { accepted in
             var a = Cairn_V1_ResultAck()
             a.taskID = r.taskID
             a.accepted = accepted
-            w?.send(.resultAck(a))
+            if let w {
+                w.send(.resultAck(a))
+            } else if let channel, let frame = try? WireCodec().encode(.resultAck(a), allocator: channel.allocator) {
+                channel.writeAndFlush(frame, promise: nil)
+            }
         }
         let run: ActiveRun, t: TaskState
         switch leaseTable.complete(r.lease, workerID: workerID) {

@@ -140,8 +140,9 @@ actor Engine {
 
     // MARK: - workers
 
-    /// Registers a worker on `channel` (on this event loop): welcomes it, arms the channel's
-    /// tap so its results are handled right here, and hands it work.
+    /// Registers a worker on `channel` (on this event loop — the coordinator serves every
+    /// connection from the one loop that is the engine's executor): welcomes it, arms the
+    /// channel's tap so its results are handled right here, and hands it work.
     func register(hello: Cairn_V1_WorkerInfo, address: String, channel: any Channel, welcome: (String) -> WireMessage) -> String {
         let id = "w-" + Identifiers.random(8)
         let name = hello.name.isEmpty ? id : hello.name
@@ -154,7 +155,7 @@ actor Engine {
         if let tap = try? channel.pipeline.syncOperations.handler(type: MessageTap.self) {
             tap.handler = { [unowned self] message, _ in
                 guard case .taskResult(let r) = message else { return false }
-                self.assumeIsolated { $0.result(from: id, r) }
+                self.assumeIsolated { $0.result(from: id, r, channel: channel) }
                 return true
             }
         }

@@ -56,8 +56,9 @@ import Testing
         #expect((stats["stale_results"] as? Int ?? 0) >= 1, "\(stats)")
         #expect((stats["tasks_reassigned"] as? Int ?? 0) >= 1)
         #expect(cluster.log("coordinator.log").contains("no heartbeat for 1s"))
-        // The thawed worker reconnects and is usable again.
+        // The thawed worker reconnects and is usable again; it was told its result was not taken.
         try await cluster.waitForWorkers(2, timeout: 15)
+        #expect(cluster.log("worker-\(frozenName).log").contains("coordinator discarded a late result"))
     }
 
     @Test func theNextAttemptContinuesFromTheLastProgress() async throws {
