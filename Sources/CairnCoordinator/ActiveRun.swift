@@ -8,8 +8,7 @@ final class TaskState {
         case ready          // waiting in the run's queue
         case waitingRetry   // backing off before its next attempt
         case running        // assigned to a worker under `lease`
-        case finishing      // result received, being made durable
-        case done           // writes durable
+        case done           // result in; its writes are queued for the store (acked once durable)
     }
 
     let planned: PlannedTask
@@ -138,7 +137,7 @@ final class ActiveRun {
     }
 
     var stepTotal: Int { order.count }
-    /// Tasks of the current step whose writes are durable.
+    /// Tasks of the current step whose results are in.
     var stepDone = 0
     var allDone: Bool { stepDone >= order.count }
     /// The nodes of the current step, in planned order (computed once per step).
