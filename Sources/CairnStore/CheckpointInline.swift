@@ -1,9 +1,10 @@
 import CairnCore
 import Foundation
 
-/// How SQLite keeps a step in (about) one row: the small channel values a checkpoint introduces
-/// and the completed attempts of its step ride inside the checkpoint's row, in one blob with its
-/// own SHA-256, instead of a row each in `channel_values` and `task_executions`.
+/// How SQLite keeps a step in two small rows: the small channel values a checkpoint introduces
+/// and the completed attempts of its step go into one blob with its own SHA-256, in a row of
+/// `checkpoint_inline` that the checkpoint's (narrow) row points at, instead of a row each in
+/// `channel_values` and `task_executions`.
 ///
 /// Purely a storage layout: the records going in and coming out are the same as for any other
 /// store. Only rows written in the same batch as their checkpoint are folded in (a step's last
@@ -11,7 +12,7 @@ import Foundation
 /// The planned tasks' ids, which are derived from the checkpoint, are left out and derived again.
 enum CheckpointInline {
     /// Values whose JSON is larger than this keep a row of their own (and are compressed there),
-    /// so a checkpoint row stays within one page.
+    /// so an inline row stays within one page.
     static let maxValueBytes = 512
 
     struct Content {

@@ -118,34 +118,18 @@ enum SQLiteSchema {
                 """)
         }
         m.registerMigration("v3-compact") { db in
-            // A step in about one row. Checkpoints become a rowid table: with small pages a
-            // WITHOUT ROWID row spills to an overflow page past ~230 bytes, a rowid row only past
-            // ~990, and a checkpoint row now carries its step's small values and completed attempts
-            // (`CheckpointInline`). Large text (a graph's source, a run's output) is stored
-            // zstd-compressed when that is smaller (codec 1). The index of failed attempts goes: no
-            // query used it, and each index costs a page and a write per row. An attempt's record
-            // is unique, so a batch replayed after a crash does not record it twice.
+            // A step in about two small rows. A checkpoint's row stays narrow (its key, parent,
+            // versions, plan) and points at a row of `checkpoint_inline` holding the small channel
+            // values it introduces and its step's completed attempts in one SHA-256-checked blob
+            // (`CheckpointInline`): narrow rows pack a page, and the blob rows are a rowid table,
+            // which keeps up to ~990 bytes in the page where a WITHOUT ROWID row spills past ~230.
+            // Large text (a graph's source, a run's output) is stored zstd-compressed when that
+            // is smaller (codec 1). The index of failed attempts goes: no query used it, and each
+            // index costs a page and a write per row. An attempt's record is unique, so a batch
+            // replayed after a crash does not record it twice.
             try db.execute(sql: """
-                CREATE TABLE checkpoints_v3 (
-                    id INTEGER PRIMARY KEY,
-                    run_id TEXT NOT NULL,
-                    ns TEXT NOT NULL DEFAULT '',
-                    checkpoint_id TEXT NOT NULL,
-                    parent_id TEXT,
-                    step INTEGER NOT NULL,
-                    source TEXT NOT NULL CHECK (source IN ('input','loop','update','fork')),
-                    channel_versions BLOB NOT NULL,
-                    next_tasks BLOB NOT NULL,
-                    metadata BLOB NOT NULL,
-                    created_at REAL NOT NULL,
-                    inline BLOB
-                );
-                INSERT INTO checkpoints_v3 (run_id, ns, checkpoint_id, parent_id, step, source, channel_versions, next_tasks, metadata, created_at)
-                    SELECT run_id, ns, checkpoint_id, parent_id, step, source, channel_versions, next_tasks, metadata, created_at
-                    FROM checkpoints ORDER BY run_id, ns, checkpoint_id;
-                DROP TABLE checkpoints;
-                ALTER TABLE checkpoints_v3 RENAME TO checkpoints;
-                CREATE UNIQUE INDEX checkpoints_by_id ON checkpoints(run_id, ns, checkpoint_id);
+                ALTER TABLE checkpoints ADD COLUMN inline_id INTEGER;
+                CREATE TABLE checkpoint_inline (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
                 ALTER TABLE graphs ADD COLUMN source_codec INTEGER NOT NULL DEFAULT 0;
                 ALTER TABLE runs ADD COLUMN output_codec INTEGER NOT NULL DEFAULT 0;
                 DROP INDEX task_executions_failed;

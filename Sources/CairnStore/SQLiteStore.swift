@@ -102,15 +102,24 @@ public final class SQLiteStore: CheckpointStore {
         let inline = CheckpointInline.plan(b)
         if !b.checkpoints.isEmpty {
             let s = try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO checkpoints (run_id, ns, checkpoint_id, parent_id, step, source, channel_versions, next_tasks, metadata, created_at, inline)
+                INSERT OR IGNORE INTO checkpoints (run_id, ns, checkpoint_id, parent_id, step, source, channel_versions, next_tasks, metadata, created_at, inline_id)
                 VALUES (?,?,?,?,?,?,?,?,?,?,?)
                 """)
+            let blob = try db.cachedStatement(sql: "INSERT INTO checkpoint_inline (data) VALUES (?)")
+            let orphan = try db.cachedStatement(sql: "DELETE FROM checkpoint_inline WHERE id = ?")
             for (i, c) in b.checkpoints.enumerated() {
+                var inlineID: Int64?
+                if let content = inline.content[i] {
+                    try blob.execute(arguments: [CheckpointInline.encode(content)])
+                    inlineID = db.lastInsertedRowID
+                }
                 // A channel written at this very checkpoint (the common case) is stored as "".
                 let versions = JSONValue.object(c.channelVersions.mapValues { .string($0 == c.checkpointID ? "" : $0) })
                 try s.execute(arguments: [c.runID, c.namespace, c.checkpointID, c.parentID, c.step, c.source,
                                           Data(versions.jsonBytes()), Data(CheckpointInline.compactNext(c).jsonBytes()),
-                                          Data(c.metadata.jsonBytes()), c.createdAt, inline.content[i].map(CheckpointInline.encode)])
+                                          Data(c.metadata.jsonBytes()), c.createdAt, inlineID])
+                // The checkpoint was already stored (a replayed batch): its first version stands.
+                if let inlineID, db.changesCount == 0 { try orphan.execute(arguments: [inlineID]) }
             }
         }
         if !b.channelValues.isEmpty {
@@ -237,7 +246,10 @@ public final class SQLiteStore: CheckpointStore {
     public func channelValue(runID: String, namespace: String, channel: String, version: String) async throws -> JSONValue {
         try await pool.read { db in
             let stmt = try db.cachedStatement(sql: "SELECT * FROM channel_values WHERE run_id = ? AND ns = ? AND channel = ? AND version = ?")
-            let inlineStmt = try db.cachedStatement(sql: "SELECT parent_id, inline FROM checkpoints WHERE run_id = ? AND ns = ? AND checkpoint_id = ?")
+            let inlineStmt = try db.cachedStatement(sql: """
+                SELECT c.parent_id, i.data AS inline FROM checkpoints c JOIN checkpoint_inline i ON i.id = c.inline_id
+                WHERE c.run_id = ? AND c.ns = ? AND c.checkpoint_id = ?
+                """)
             return try DeltaChain.rebuild(runID: runID, channel: channel, version: version) { v in
                 guard let r = try Row.fetchOne(stmt, arguments: [runID, namespace, channel, v]) else {
                     // Not a row of its own: carried by the checkpoint that introduced it.
@@ -275,7 +287,8 @@ public final class SQLiteStore: CheckpointStore {
                                     error: r["error"], cost: r["cost"], apiCalls: r["api_calls"])
             }
             let inlined = try Row.fetchAll(db, sql: """
-                SELECT checkpoint_id, parent_id, step, created_at, inline FROM checkpoints WHERE run_id = ? AND inline IS NOT NULL
+                SELECT c.checkpoint_id, c.parent_id, c.step, c.created_at, i.data AS inline
+                FROM checkpoints c JOIN checkpoint_inline i ON i.id = c.inline_id WHERE c.run_id = ?
                 """, arguments: [runID])
             guard !inlined.isEmpty else { return all }
             for r in inlined {

@@ -108,6 +108,11 @@ import Testing
         let valueRows = try await db.read { try String.fetchAll($0, sql: "SELECT channel FROM channel_values") }
         #expect(executionRows == 1)
         #expect(valueRows == ["big"])
+        // A batch replayed (after a crash before its hot-tier cleanup) leaves no second copy.
+        try await sqlite.commit(b)
+        let inlineRows = try await db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM checkpoint_inline") }
+        #expect(inlineRows == 2)
+        #expect(try await sqlite.taskExecutions(runID: "r").count == 3)
     }
 
     @Test func theSchemaRefusesAnUnknownStatus() async throws {
