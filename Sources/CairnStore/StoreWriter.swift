@@ -129,11 +129,4 @@ public final class StoreWriter {
             loop.scheduleTask(in: .milliseconds(Int64(delay))) { bound.value.kick() }
         }
     }
-
-    /// Waits until every batch queued so far is durable.
-    public func barrier(_ done: @escaping Completion) {
-        enqueue(StoreBatch(), durability: queue.last?.durability ?? .sync, done)
-    }
-
-    public var idle: Bool { queue.isEmpty && !inFlight }
 }
