@@ -197,6 +197,7 @@ let package = Package(
         .testTarget(
             name: "CairnIntegrationTests",
             dependencies: ["CairnClient", "CairnTestSupport", "CairnProtocol", "CairnGraph",
+                           .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "SwiftProtobuf", package: "swift-protobuf")],

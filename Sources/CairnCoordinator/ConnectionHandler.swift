@@ -101,9 +101,13 @@ struct ConnectionHandler: Sendable {
                 case .bundleRequest(let req):
                     var reply = Cairn_V1_BundleData()
                     reply.hash = req.hash
-                    if let data = try? await store.bundle(req.hash) {
-                        reply.data = Data(data)
-                        reply.found = true
+                    do {
+                        if let data = try await store.bundle(req.hash) {
+                            reply.data = Data(data)
+                            reply.found = true
+                        }
+                    } catch {
+                        reply.error = "\(error)"
                     }
                     try await outbound.send(.bundleData(reply), codec: codec)
                 case .drain:
@@ -150,8 +154,8 @@ struct ConnectionHandler: Sendable {
             try await answer(req, outbound)
         } catch let e as EngineError {
             try await outbound.send(.error(e.code, e.message, requestID: req.id))
-        } catch let e as StoredBlob.IntegrityError {
-            try await outbound.send(.error(.errorInternal, e.description, requestID: req.id))
+        } catch where StoreFailure.isDamage(error) {
+            try await outbound.send(.error(.errorDataDamaged, "stored data is damaged: \(error)", requestID: req.id))
         } catch {
             try await outbound.send(.error(.errorInternal, "\(error)", requestID: req.id))
         }
@@ -185,9 +189,17 @@ struct ConnectionHandler: Sendable {
             }
             if !l.graph.isEmpty { filter.graphName = l.graph }
             if l.sinceMs > 0 { filter.createdAfter = Date().timeIntervalSince1970 - Double(l.sinceMs) / 1000 }
-            let records = try await store.runs(filter)
             var list = Cairn_V1_RunList()
-            for r in records { list.runs.append(try await engine.runInfo(record: r)) }
+            for listing in try await store.runs(filter) {
+                switch listing {
+                case .run(let r):
+                    do { list.runs.append(try await engine.runInfo(record: r)) } catch where StoreFailure.isDamage(error) {
+                        list.runs.append(Engine.damagedInfo(runID: r.runID, error))
+                    }
+                case .damaged(let runID, let error):
+                    list.runs.append(Engine.damagedInfo(runID: runID, error))
+                }
+            }
             try await respond(req.id, outbound) { $0.runs = list }
         case .history(let q):
             let h = try await history(q.runID)

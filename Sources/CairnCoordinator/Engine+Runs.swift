@@ -127,13 +127,20 @@ extension Engine {
     /// Picks up every run that was queued or running when the coordinator last stopped:
     /// from its newest checkpoint, with the tasks whose writes are stored counted as done.
     func recover() async -> Int {
-        let unfinished: [RunRecord]
+        let unfinished: [RunListing]
         do { unfinished = try await store.unfinishedRuns() } catch {
             logger.error("could not list unfinished runs", metadata: ["error": "\(error)"])
             return 0
         }
         var recovered = 0
-        for rec in unfinished {
+        for listing in unfinished {
+            guard case .run(let rec) = listing else {
+                // Left as it is stored: `cairn list` shows it damaged, and the other runs go on.
+                if case .damaged(let runID, let error) = listing {
+                    logger.error("run not recovered: its stored row is damaged", metadata: ["run_id": "\(runID)", "error": "\(error)"])
+                }
+                continue
+            }
             do {
                 try await load(rec)
                 recovered += 1
@@ -145,14 +152,19 @@ extension Engine {
                 failed.updatedAt = now
                 failed.finishedAt = now
                 var b = StoreBatch(); b.runs.append(failed)
-                try? await write(b)
+                do { try await write(b) } catch {
+                    logger.error("could not mark the run failed; it is tried again at the next start",
+                                 metadata: ["run_id": "\(rec.runID)", "error": "\(error)"])
+                }
             }
         }
         return recovered
     }
 
     func load(_ rec: RunRecord) async throws {
-        guard let g = try await store.graph(rec.graphHash) else { throw EngineError(.errorNotFound, "graph \(rec.graphHash) missing") }
+        guard let g = try await store.graph(rec.graphHash) else {
+            throw StoredBlob.IntegrityError(context: "run \(rec.runID) (runs.graph_hash)", reason: "names graph \(rec.graphHash), which is not stored")
+        }
         let graph = try storedGraph(g)
         guard let cp = try await store.checkpoint(runID: rec.runID, namespace: "", checkpointID: nil) else {
             throw EngineError(.errorNotFound, "no checkpoint")
@@ -209,10 +221,11 @@ extension Engine {
     /// The channels' values before any write (defaults), for reading state at a checkpoint.
     func initialState(runID: String) async throws -> [String: JSONValue] {
         if let run = runs[runID] { return run.graph.initialState }
-        guard let rec = try await store.run(runID), let g = try await store.graph(rec.graphHash),
-              let graph = try? storedGraph(g)
-        else { return [:] }
-        return graph.initialState
+        guard let rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
+        guard let g = try await store.graph(rec.graphHash) else {
+            throw StoredBlob.IntegrityError(context: "run \(runID) (runs.graph_hash)", reason: "names graph \(rec.graphHash), which is not stored")
+        }
+        return try storedGraph(g).initialState
     }
 
     /// A stored graph, parsed once (cached by the SHA-256 of its source). Any node kind is
@@ -251,6 +264,15 @@ extension Engine {
             info.nextNodes = Array(Set((cp.nextTasks.arrayValue ?? []).compactMap { $0["node"]?.stringValue })).sorted()
         }
         return info
+    }
+
+    /// A list entry for a run whose stored row cannot be read: its id and why.
+    static func damagedInfo(runID: String, _ error: any Error) -> Cairn_V1_RunInfo {
+        var i = Cairn_V1_RunInfo()
+        i.runID = runID
+        i.status = "damaged"
+        i.damage = "\(error)"
+        return i
     }
 
     static func info(_ r: RunRecord) -> Cairn_V1_RunInfo {

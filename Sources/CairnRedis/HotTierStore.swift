@@ -275,31 +275,38 @@ public actor HotTierStore: CheckpointStore {
 
     // MARK: reading (flush first: queries see every committed batch)
 
-    public func run(_ runID: String) async throws -> RunRecord? { try? await flush(); return try await sqlite.run(runID) }
-    public func runs(_ filter: RunFilter) async throws -> [RunRecord] { try? await flush(); return try await sqlite.runs(filter) }
-    public func unfinishedRuns() async throws -> [RunRecord] { try? await flush(); return try await sqlite.unfinishedRuns() }
-    public func runCounts() async throws -> [RunStatus: Int] { try? await flush(); return try await sqlite.runCounts() }
-    public func graph(_ hash: String) async throws -> GraphRecord? { try? await flush(); return try await sqlite.graph(hash) }
-    public func bundle(_ hash: String) async throws -> [UInt8]? { try? await flush(); return try await sqlite.bundle(hash) }
+    /// Flushes before a read. When SQLite refuses the flush (a full disk), the read still answers
+    /// from SQLite, which holds a consistent prefix of what was committed (batches are flushed in
+    /// order); `status` and `cairn stats` report the backlog, and the flush error is logged once.
+    private func flushForRead() async {
+        do { try await flush() } catch { /* reported by flush() itself, and by `status` */ }
+    }
+
+    public func run(_ runID: String) async throws -> RunRecord? { await flushForRead(); return try await sqlite.run(runID) }
+    public func runs(_ filter: RunFilter) async throws -> [RunListing] { await flushForRead(); return try await sqlite.runs(filter) }
+    public func unfinishedRuns() async throws -> [RunListing] { await flushForRead(); return try await sqlite.unfinishedRuns() }
+    public func runCounts() async throws -> [RunStatus: Int] { await flushForRead(); return try await sqlite.runCounts() }
+    public func graph(_ hash: String) async throws -> GraphRecord? { await flushForRead(); return try await sqlite.graph(hash) }
+    public func bundle(_ hash: String) async throws -> [UInt8]? { await flushForRead(); return try await sqlite.bundle(hash) }
     public func checkpoint(runID: String, namespace: String, checkpointID: String?) async throws -> CheckpointRecord? {
-        try? await flush()
+        await flushForRead()
         return try await sqlite.checkpoint(runID: runID, namespace: namespace, checkpointID: checkpointID)
     }
     public func checkpoints(runID: String, namespace: String, limit: Int) async throws -> [CheckpointRecord] {
-        try? await flush()
+        await flushForRead()
         return try await sqlite.checkpoints(runID: runID, namespace: namespace, limit: limit)
     }
     public func channelValue(runID: String, namespace: String, channel: String, version: String) async throws -> JSONValue {
-        try? await flush()
+        await flushForRead()
         return try await sqlite.channelValue(runID: runID, namespace: namespace, channel: channel, version: version)
     }
     public func pendingWrites(runID: String, namespace: String, checkpointID: String) async throws -> [PendingWriteRecord] {
-        try? await flush()
+        await flushForRead()
         return try await sqlite.pendingWrites(runID: runID, namespace: namespace, checkpointID: checkpointID)
     }
     public func taskExecutions(runID: String) async throws -> [TaskExecutionRecord] {
-        try? await flush()
+        await flushForRead()
         return try await sqlite.taskExecutions(runID: runID)
     }
-    public func workers() async throws -> [WorkerRecord] { try? await flush(); return try await sqlite.workers() }
+    public func workers() async throws -> [WorkerRecord] { await flushForRead(); return try await sqlite.workers() }
 }

@@ -14,10 +14,13 @@ public protocol CheckpointStore: Sendable {
     /// durably (the default implementation).
     func commit(_ batch: StoreBatch, durability: Durability) async throws
 
+    /// A run's record, nil when there is none; a row that fails its checks throws
+    /// `StoredBlob.IntegrityError` naming the run and the column.
     func run(_ runID: String) async throws -> RunRecord?
-    func runs(_ filter: RunFilter) async throws -> [RunRecord]
+    /// Runs newest first; a damaged row is listed as `.damaged` with its run id.
+    func runs(_ filter: RunFilter) async throws -> [RunListing]
     /// Runs whose status is `queued` or `running`: the work to pick up after a restart.
-    func unfinishedRuns() async throws -> [RunRecord]
+    func unfinishedRuns() async throws -> [RunListing]
     func runCounts() async throws -> [RunStatus: Int]
 
     func graph(_ hash: String) async throws -> GraphRecord?
@@ -86,5 +89,18 @@ enum DeltaChain {
             items.append(contentsOf: more)
         }
         return .array(items)
+    }
+}
+
+/// What kind of failure a store read ended in.
+public enum StoreFailure {
+    /// Stored data failed a check: a checksum, its JSON, or a value a checkpoint names is not
+    /// there. Reading again gives the same answer; the error names the row.
+    public static func isDamage(_ error: any Error) -> Bool {
+        if error is StoredBlob.IntegrityError { return true }
+        switch error as? StoreError {
+        case .missingValue, .badDelta: return true
+        case .unavailable, .none: return false
+        }
     }
 }

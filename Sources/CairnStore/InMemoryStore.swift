@@ -63,18 +63,18 @@ public actor InMemoryStore: CheckpointStore {
 
     public func run(_ runID: String) async throws -> RunRecord? { runsByID[runID] }
 
-    public func runs(_ filter: RunFilter) async throws -> [RunRecord] {
+    public func runs(_ filter: RunFilter) async throws -> [RunListing] {
         runsByID.values
             .filter { r in
                 (filter.status == nil || r.status == filter.status) && (filter.graphName == nil || r.graphName == filter.graphName)
                     && (filter.createdAfter == nil || r.createdAt >= filter.createdAfter!)
             }
             .sorted { ($0.createdAt, $0.runID) > ($1.createdAt, $1.runID) }
-            .prefix(max(1, filter.limit)).map { $0 }
+            .prefix(max(1, filter.limit)).map { .run($0) }
     }
 
-    public func unfinishedRuns() async throws -> [RunRecord] {
-        runsByID.values.filter { $0.status.isActive }.sorted { $0.createdAt < $1.createdAt }
+    public func unfinishedRuns() async throws -> [RunListing] {
+        runsByID.values.filter { $0.status.isActive }.sorted { $0.createdAt < $1.createdAt }.map { .run($0) }
     }
 
     public func runCounts() async throws -> [RunStatus: Int] {

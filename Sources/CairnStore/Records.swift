@@ -37,6 +37,25 @@ public struct RunRecord: Sendable, Equatable {
     }
 }
 
+/// A run as a listing reads it: its record, or why its stored row cannot be read. A damaged row
+/// is reported by its run id instead of failing the whole list (or a restart's recovery).
+public enum RunListing: Sendable, Equatable {
+    case run(RunRecord)
+    case damaged(runID: String, error: StoredBlob.IntegrityError)
+
+    public var runID: String {
+        switch self {
+        case .run(let r): return r.runID
+        case .damaged(let id, _): return id
+        }
+    }
+
+    public var record: RunRecord? {
+        if case .run(let r) = self { return r }
+        return nil
+    }
+}
+
 /// The graph file a run used, kept verbatim so the run can be re-planned after a restart.
 public struct GraphRecord: Sendable, Equatable {
     public var hash: String
@@ -53,6 +72,7 @@ public struct GraphRecord: Sendable, Equatable {
     }
 }
 
+/// A packed graph folder, addressed by the SHA-256 (hex) of its bytes; reads check it.
 public struct BundleRecord: Sendable, Equatable {
     public var hash: String
     public var data: [UInt8]

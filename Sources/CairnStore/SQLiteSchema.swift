@@ -1,10 +1,10 @@
+import CairnCore
+import Foundation
 import GRDB
 
 /// The SQLite schema as a list of versioned migrations. Released migration identifiers are
 /// never edited: a change is a new migration, so an older file upgrades in place when opened.
 enum SQLiteSchema {
-    static let migrationIDs = ["v1-core", "v2-executions-workers"]
-
     static func migrator() -> DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1-core") { db in
@@ -138,6 +138,32 @@ enum SQLiteSchema {
                 DROP INDEX task_executions_by_run;
                 CREATE UNIQUE INDEX task_executions_by_run ON task_executions(run_id, step, task_id, attempt, status);
                 """)
+        }
+        m.registerMigration("v4-run-checksums") { db in
+            // A run's row keeps its input, output and interrupt as JSON blobs, and a graph's row its
+            // source; each now has the SHA-256 of its bytes beside it, checked on every read (as
+            // channel values and pending writes always were), so a damaged row is reported by
+            // name, never read as some other value. Rows written before this get theirs here.
+            try db.execute(sql: """
+                ALTER TABLE runs ADD COLUMN input_sha256 BLOB;
+                ALTER TABLE runs ADD COLUMN output_sha256 BLOB;
+                ALTER TABLE runs ADD COLUMN interrupt_sha256 BLOB;
+                ALTER TABLE graphs ADD COLUMN source_sha256 BLOB;
+                """)
+            let graphs = try db.makeStatement(sql: "UPDATE graphs SET source_sha256 = ? WHERE hash = ?")
+            for row in try Row.fetchAll(db, sql: "SELECT hash, source, source_codec FROM graphs") {
+                let hash: String = row["hash"]
+                let source = try Packed.unpack(row, "source", codec: "source_codec", context: "graph \(hash) (graphs.source)")
+                try graphs.execute(arguments: [source.map { Data(Hashing.sha256($0)) }, hash])
+            }
+            let update = try db.makeStatement(sql: "UPDATE runs SET input_sha256 = ?, output_sha256 = ?, interrupt_sha256 = ? WHERE run_id = ?")
+            for row in try Row.fetchAll(db, sql: "SELECT run_id, input, output, output_codec, interrupt FROM runs") {
+                let runID: String = row["run_id"]
+                func sha(_ column: String, codec: String? = nil) throws -> Data? {
+                    try RunColumns.bytes(row, column, codec: codec, runID: runID).map { Data(Hashing.sha256($0)) }
+                }
+                try update.execute(arguments: [try sha("input"), try sha("output", codec: "output_codec"), try sha("interrupt"), runID])
+            }
         }
         return m
     }

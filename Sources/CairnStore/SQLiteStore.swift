@@ -70,10 +70,14 @@ public final class SQLiteStore: CheckpointStore {
 
     static func write(_ b: StoreBatch, _ db: Database) throws {
         if !b.graphs.isEmpty {
-            let s = try db.cachedStatement(sql: "INSERT OR IGNORE INTO graphs (hash, name, version, file_name, source, source_codec, bundle_hash, created_at) VALUES (?,?,?,?,?,?,?,?)")
+            let s = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO graphs (hash, name, version, file_name, source, source_codec, source_sha256, bundle_hash, created_at)
+                VALUES (?,?,?,?,?,?,?,?,?)
+                """)
             for g in b.graphs {
-                let (codec, source) = Packed.pack(Array(g.source.utf8))
-                try s.execute(arguments: [g.hash, g.name, g.version, g.fileName, source, codec, g.bundleHash, g.createdAt])
+                let bytes = Array(g.source.utf8)
+                let (codec, source) = Packed.pack(bytes)
+                try s.execute(arguments: [g.hash, g.name, g.version, g.fileName, source, codec, Data(Hashing.sha256(bytes)), g.bundleHash, g.createdAt])
             }
         }
         if !b.bundles.isEmpty {
@@ -83,20 +87,24 @@ public final class SQLiteStore: CheckpointStore {
         if !b.runs.isEmpty {
             let s = try db.cachedStatement(sql: """
                 INSERT INTO runs (run_id, graph_hash, graph_name, graph_version, status, durability, input, output, output_codec, error, interrupt,
-                                  cost, api_calls, resume_count, step, checkpoint_id, created_at, updated_at, finished_at)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                                  cost, api_calls, resume_count, step, checkpoint_id, created_at, updated_at, finished_at,
+                                  input_sha256, output_sha256, interrupt_sha256)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                 ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, output=excluded.output, output_codec=excluded.output_codec, error=excluded.error,
                   interrupt=excluded.interrupt, cost=excluded.cost, api_calls=excluded.api_calls, resume_count=excluded.resume_count,
                   step=excluded.step, checkpoint_id=excluded.checkpoint_id, updated_at=excluded.updated_at, finished_at=excluded.finished_at,
                   graph_hash=excluded.graph_hash, graph_name=excluded.graph_name, graph_version=excluded.graph_version,
-                  durability=excluded.durability, input=excluded.input
+                  durability=excluded.durability, input=excluded.input, input_sha256=excluded.input_sha256,
+                  output_sha256=excluded.output_sha256, interrupt_sha256=excluded.interrupt_sha256
                 """)
             for r in b.runs {
-                let output = r.output.map { Packed.pack($0.jsonBytes()) }
+                let input = r.input.map { $0.jsonBytes() }, output = r.output.map { $0.jsonBytes() }, interrupt = r.interrupt.map { $0.jsonBytes() }
+                let packed = output.map { Packed.pack($0) }
+                func sha(_ bytes: [UInt8]?) -> Data? { bytes.map { Data(Hashing.sha256($0)) } }
                 try s.execute(arguments: [r.runID, r.graphHash, r.graphName, r.graphVersion, r.status.rawValue, r.durability,
-                                          r.input.map { Data($0.jsonBytes()) }, output?.data, output?.codec ?? 0, r.error,
-                                          r.interrupt.map { Data($0.jsonBytes()) }, r.cost, r.apiCalls, r.resumeCount, r.step,
-                                          r.checkpointID, r.createdAt, r.updatedAt, r.finishedAt])
+                                          input.map { Data($0) }, packed?.data, packed?.codec ?? 0, r.error,
+                                          interrupt.map { Data($0) }, r.cost, r.apiCalls, r.resumeCount, r.step,
+                                          r.checkpointID, r.createdAt, r.updatedAt, r.finishedAt, sha(input), sha(output), sha(interrupt)])
             }
         }
         let inline = CheckpointInline.plan(b)
@@ -172,11 +180,11 @@ public final class SQLiteStore: CheckpointStore {
 
     public func run(_ runID: String) async throws -> RunRecord? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE run_id = ?", arguments: [runID]).map(Self.runRecord)
+            try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE run_id = ?", arguments: [runID]).map(RunColumns.record)
         }
     }
 
-    public func runs(_ filter: RunFilter) async throws -> [RunRecord] {
+    public func runs(_ filter: RunFilter) async throws -> [RunListing] {
         var clauses: [String] = []
         var args: [any DatabaseValueConvertible] = []
         if let s = filter.status { clauses.append("status = ?"); args.append(s.rawValue) }
@@ -186,13 +194,13 @@ public final class SQLiteStore: CheckpointStore {
         let sql = "SELECT * FROM runs \(whereSQL) ORDER BY created_at DESC, run_id DESC LIMIT \(max(1, filter.limit))"
         let arguments = StatementArguments(args) ?? StatementArguments()
         return try await pool.read { db in
-            try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.runRecord)
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map(RunColumns.listing)
         }
     }
 
-    public func unfinishedRuns() async throws -> [RunRecord] {
+    public func unfinishedRuns() async throws -> [RunListing] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM runs WHERE status IN ('queued','running') ORDER BY created_at").map(Self.runRecord)
+            try Row.fetchAll(db, sql: "SELECT * FROM runs WHERE status IN ('queued','running') ORDER BY created_at").map(RunColumns.listing)
         }
     }
 
@@ -200,7 +208,12 @@ public final class SQLiteStore: CheckpointStore {
         try await pool.read { db in
             var out: [RunStatus: Int] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM runs GROUP BY status") {
-                if let s = RunStatus(rawValue: row["status"]) { out[s] = row["n"] }
+                let name: String = row["status"]
+                // The CHECK constraint keeps statuses to these; a count under any other name is damage.
+                guard let s = RunStatus(rawValue: name) else {
+                    throw StoredBlob.IntegrityError(context: "runs.status", reason: "\(row["n"] as Int) run(s) have status '\(name)', which is not a run status")
+                }
+                out[s] = row["n"]
             }
             return out
         }
@@ -209,16 +222,32 @@ public final class SQLiteStore: CheckpointStore {
     public func graph(_ hash: String) async throws -> GraphRecord? {
         try await pool.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM graphs WHERE hash = ?", arguments: [hash]).map { r in
-                GraphRecord(hash: r["hash"], name: r["name"], version: r["version"], fileName: r["file_name"],
-                            source: String(decoding: Packed.unpack(r, "source", codec: "source_codec") ?? [], as: UTF8.self),
-                            bundleHash: r["bundle_hash"], createdAt: r["created_at"])
+                let context = "graph \(hash) (graphs.source)"
+                guard let source = try Packed.unpack(r, "source", codec: "source_codec", context: context) else {
+                    throw StoredBlob.IntegrityError(context: context, reason: "the source is NULL")
+                }
+                guard let sha: Data = r["source_sha256"] else {
+                    throw StoredBlob.IntegrityError(context: context, reason: "no SHA-256 is stored for the source")
+                }
+                guard Hashing.sha256(source) == [UInt8](sha) else {
+                    throw StoredBlob.IntegrityError(context: context, reason: "SHA-256 mismatch: stored data was altered or corrupted")
+                }
+                return GraphRecord(hash: hash, name: r["name"], version: r["version"], fileName: r["file_name"],
+                                   source: String(decoding: source, as: UTF8.self), bundleHash: r["bundle_hash"], createdAt: r["created_at"])
             }
         }
     }
 
     public func bundle(_ hash: String) async throws -> [UInt8]? {
         try await pool.read { db in
-            try Data.fetchOne(db, sql: "SELECT data FROM bundles WHERE hash = ?", arguments: [hash]).map { [UInt8]($0) }
+            try Data.fetchOne(db, sql: "SELECT data FROM bundles WHERE hash = ?", arguments: [hash]).map { data in
+                let bytes = [UInt8](data)
+                // A bundle is addressed by the SHA-256 of its bytes.
+                guard Hashing.sha256Hex(bytes) == hash else {
+                    throw StoredBlob.IntegrityError(context: "bundle \(hash) (bundles.data)", reason: "SHA-256 mismatch: stored data was altered or corrupted")
+                }
+                return bytes
+            }
         }
     }
 
@@ -328,28 +357,6 @@ public final class SQLiteStore: CheckpointStore {
         return StoredBlob(codec: codec, sha256: [UInt8](sha), data: [UInt8](data))
     }
 
-    static func json(_ r: Row, _ column: String) -> JSONValue? {
-        guard let d: Data = r[column] else { return nil }
-        return try? JSONValue.parse([UInt8](d))
-    }
-
-    static func runRecord(_ r: Row) -> RunRecord {
-        var rec = RunRecord(runID: r["run_id"], graphHash: r["graph_hash"], graphName: r["graph_name"], graphVersion: r["graph_version"],
-                            status: RunStatus(rawValue: r["status"]) ?? .failed, durability: r["durability"],
-                            input: json(r, "input"), createdAt: r["created_at"])
-        rec.output = Packed.unpack(r, "output", codec: "output_codec").flatMap { try? JSONValue.parse($0) }
-        rec.error = r["error"]
-        rec.interrupt = json(r, "interrupt")
-        rec.cost = r["cost"]
-        rec.apiCalls = r["api_calls"]
-        rec.resumeCount = r["resume_count"]
-        rec.step = r["step"]
-        rec.checkpointID = r["checkpoint_id"]
-        rec.updatedAt = r["updated_at"]
-        rec.finishedAt = r["finished_at"]
-        return rec
-    }
-
     static func checkpointRecord(_ r: Row) throws -> CheckpointRecord {
         let runID: String = r["run_id"]
         let id: String = r["checkpoint_id"]
@@ -359,9 +366,15 @@ public final class SQLiteStore: CheckpointStore {
                 throw StoredBlob.IntegrityError(context: "run \(runID) checkpoint \(id)", reason: "\(col) is not valid JSON")
             }
         }
+        guard case .object(let stored) = try parse("channel_versions") else {
+            throw StoredBlob.IntegrityError(context: "run \(runID) checkpoint \(id)", reason: "channel_versions is not a JSON object")
+        }
         var versions: [String: String] = [:]
-        for (k, v) in try parse("channel_versions").objectValue ?? [:] {
-            versions[k] = v.stringValue.map { $0.isEmpty ? id : $0 }
+        for (k, v) in stored {
+            guard let version = v.stringValue else {
+                throw StoredBlob.IntegrityError(context: "run \(runID) checkpoint \(id)", reason: "channel_versions['\(k)'] is not a version id")
+            }
+            versions[k] = version.isEmpty ? id : version
         }
         return CheckpointRecord(runID: runID, namespace: r["ns"], checkpointID: id, parentID: r["parent_id"], step: r["step"],
                                 source: r["source"], channelVersions: versions,
@@ -382,17 +395,77 @@ enum Packed {
         return (0, Data(bytes))
     }
 
-    static func unpack(_ r: Row, _ column: String, codec: String) -> [UInt8]? {
+    /// The column's bytes, decompressed; nil for NULL. `context` names the row and column.
+    static func unpack(_ r: Row, _ column: String, codec: String?, context: @autoclosure () -> String) throws -> [UInt8]? {
         let dbValue: DatabaseValue = r[column]
         let bytes: [UInt8]
         switch dbValue.storage {
         case .null: return nil
         case .blob(let d): bytes = [UInt8](d)
         case .string(let s): bytes = Array(s.utf8)
-        default: return nil
+        default: throw StoredBlob.IntegrityError(context: context(), reason: "holds a number where bytes belong")
         }
-        let c: Int = r[codec] ?? 0
-        return c == 1 ? (try? Zstd.decompress(bytes, limit: StoredBlob.maxValueBytes)) : bytes
+        let c: Int = codec.map { r[$0] } ?? 0
+        switch c {
+        case 0: return bytes
+        case 1:
+            do { return try Zstd.decompress(bytes, limit: StoredBlob.maxValueBytes) } catch {
+                throw StoredBlob.IntegrityError(context: context(), reason: "cannot decompress (\(error))")
+            }
+        default: throw StoredBlob.IntegrityError(context: context(), reason: "unknown codec \(c)")
+        }
+    }
+}
+
+/// A run's row: its JSON columns are checked against the SHA-256 stored beside each, and any
+/// failure names the run and the column.
+enum RunColumns {
+    static func context(_ runID: String, _ column: String) -> String { "run \(runID) (runs.\(column))" }
+
+    static func bytes(_ r: Row, _ column: String, codec: String?, runID: String) throws -> [UInt8]? {
+        try Packed.unpack(r, column, codec: codec, context: context(runID, column))
+    }
+
+    /// The column's JSON, nil for NULL; checked against `<column>_sha256`.
+    static func json(_ r: Row, _ column: String, codec: String? = nil, runID: String) throws -> JSONValue? {
+        let sha: Data? = r[column + "_sha256"]
+        guard let bytes = try bytes(r, column, codec: codec, runID: runID) else {
+            if sha != nil { throw StoredBlob.IntegrityError(context: context(runID, column), reason: "the value is missing (NULL) but its checksum is stored") }
+            return nil
+        }
+        guard let sha else { throw StoredBlob.IntegrityError(context: context(runID, column), reason: "no SHA-256 is stored for the value") }
+        guard Hashing.sha256(bytes) == [UInt8](sha) else {
+            throw StoredBlob.IntegrityError(context: context(runID, column), reason: "SHA-256 mismatch: stored data was altered or corrupted")
+        }
+        do { return try JSONValue.parse(bytes) } catch {
+            throw StoredBlob.IntegrityError(context: context(runID, column), reason: "not valid JSON (\(error))")
+        }
+    }
+
+    static func record(_ r: Row) throws -> RunRecord {
+        let runID: String = r["run_id"]
+        let statusName: String = r["status"]
+        guard let status = RunStatus(rawValue: statusName) else {
+            throw StoredBlob.IntegrityError(context: context(runID, "status"), reason: "'\(statusName)' is not a run status")
+        }
+        var rec = RunRecord(runID: runID, graphHash: r["graph_hash"], graphName: r["graph_name"], graphVersion: r["graph_version"],
+                            status: status, durability: r["durability"], input: try json(r, "input", runID: runID),
+                            createdAt: r["created_at"])
+        rec.output = try json(r, "output", codec: "output_codec", runID: runID)
+        rec.error = r["error"]
+        rec.interrupt = try json(r, "interrupt", runID: runID)
+        rec.cost = r["cost"]
+        rec.apiCalls = r["api_calls"]
+        rec.resumeCount = r["resume_count"]
+        rec.step = r["step"]
+        rec.checkpointID = r["checkpoint_id"]
+        rec.updatedAt = r["updated_at"]
+        rec.finishedAt = r["finished_at"]
+        return rec
+    }
+
+    static func listing(_ r: Row) throws -> RunListing {
+        do { return .run(try record(r)) } catch let e as StoredBlob.IntegrityError { return .damaged(runID: r["run_id"], error: e) }
     }
 }
 

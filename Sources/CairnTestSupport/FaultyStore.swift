@@ -30,8 +30,8 @@ public final class FaultyStore: CheckpointStore, @unchecked Sendable {
     }
 
     public func run(_ runID: String) async throws -> RunRecord? { try await inner.run(runID) }
-    public func runs(_ filter: RunFilter) async throws -> [RunRecord] { try await inner.runs(filter) }
-    public func unfinishedRuns() async throws -> [RunRecord] { try await inner.unfinishedRuns() }
+    public func runs(_ filter: RunFilter) async throws -> [RunListing] { try await inner.runs(filter) }
+    public func unfinishedRuns() async throws -> [RunListing] { try await inner.unfinishedRuns() }
     public func runCounts() async throws -> [RunStatus: Int] { try await inner.runCounts() }
     public func graph(_ hash: String) async throws -> GraphRecord? { try await inner.graph(hash) }
     public func bundle(_ hash: String) async throws -> [UInt8]? { try await inner.bundle(hash) }

@@ -143,14 +143,15 @@ public enum StoreConformance {
     @Sendable static func misc(_ store: any CheckpointStore) async throws {
         try await seed(store)
         var b = StoreBatch()
-        b.bundles.append(BundleRecord(hash: "h", data: [1, 2, 3]))
+        let bundleHash = Hashing.sha256Hex([1, 2, 3] as [UInt8])  // bundles are addressed by their SHA-256
+        b.bundles.append(BundleRecord(hash: bundleHash, data: [1, 2, 3]))
         b.taskExecutions.append(TaskExecutionRecord(runID: "r1", taskID: "t", node: "n", step: 1, attempt: 1, worker: "w", status: "completed",
                                                     startedAt: 1, finishedAt: 1.25, error: nil, cost: 0.5, apiCalls: 2))
         b.workers.append(WorkerRecord(workerID: "w-1", name: "w", slots: 4, kinds: ["echo", "exec"], address: "127.0.0.1:1",
                                       connectedAt: 1, lastSeen: 2, disconnectedAt: nil, tasksDone: 0))
         try await store.commit(b)
         try expect(try await store.graph("g1")?.source == "name: demo", "graph source kept verbatim")
-        try expect(try await store.bundle("h") == [1, 2, 3], "bundle bytes")
+        try expect(try await store.bundle(bundleHash) == [1, 2, 3], "bundle bytes")
         let ex = try await store.taskExecutions(runID: "r1")
         try expect(ex.count == 1 && ex[0].durationMS == 250 && ex[0].apiCalls == 2, "task execution")
         // A batch replayed (after a crash between a flush and its cleanup) records no attempt twice.

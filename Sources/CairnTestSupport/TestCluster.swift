@@ -208,10 +208,12 @@ public final class TestCluster: @unchecked Sendable {
     }
 
     /// Stops the coordinator with a signal (SIGKILL for a crash) and starts it again on the same
-    /// port and file.
-    public func restartCoordinator(signal: Int32 = SIGKILL, args: [String] = []) async throws {
+    /// port and file; `whileStopped` runs in between (to change the file as an operator might).
+    public func restartCoordinator(signal: Int32 = SIGKILL, args: [String] = [],
+                                   whileStopped: () throws -> Void = {}) async throws {
         kill(coordinator.processIdentifier, signal)
         coordinator.waitUntilExit()
+        try whileStopped()
         var lastError: (any Error)?
         for _ in 0..<50 {
             do {

@@ -51,15 +51,21 @@ struct Connection: ParsableArguments {
         return c
     }
 
-    /// Runs `body` on a connection; client errors become one clean line and exit status 1.
+    /// Runs `body` on a connection; client errors become one clean line and exit status 1
+    /// (5 when the coordinator's stored data for what was asked is damaged).
     func with<T: Sendable>(_ body: (CairnClient) async throws -> T) async throws -> T {
         do {
             return try await CairnClient.withConnection(try config(), body)
         } catch let e as ClientError {
-            if json { Output.printJSON(.object(["error": .string(e.description)])) }
-            FileHandle.standardError.write(Data("cairn: \(e.description)\n".utf8))
-            throw ExitCode(1)
+            throw Self.report(e, json: json)
         }
+    }
+
+    /// Prints a client error (as JSON too with --json) and returns the exit status it means.
+    static func report(_ e: ClientError, json: Bool) -> ExitCode {
+        if json { Output.printJSON(.object(["error": .string(e.description)])) }
+        FileHandle.standardError.write(Data("cairn: \(e.description)\n".utf8))
+        return ExitCode(RunExit.code(for: e))
     }
 }
 
@@ -71,10 +77,19 @@ enum RunExit {
         case "failed": return 2
         case "cancelled": return 3
         case "paused": return 4
-        default: return 5
+        default: return 1
         }
     }
-    static let help = "Exit status: 0 completed, 2 failed, 3 cancelled, 4 paused, 1 could not ask."
+
+    /// The stored data asked for failed its integrity check: distinct from "could not ask".
+    static let damaged: Int32 = 5
+
+    static func code(for error: ClientError) -> Int32 {
+        if case .server(.errorDataDamaged, _) = error { return damaged }
+        return 1
+    }
+
+    static let help = "Exit status: 0 completed, 2 failed, 3 cancelled, 4 paused, 1 could not ask, 5 the run's stored data is damaged."
 }
 
 struct Submit: AsyncParsableCommand {
@@ -170,9 +185,7 @@ struct Submit: AsyncParsableCommand {
             do {
                 info = try await client.submit(req)
             } catch let e as ClientError {
-                if json { Output.printJSON(.object(["error": .string(e.description)])) }
-                FileHandle.standardError.write(Data("cairn: \(e.description)\n".utf8))
-                throw ExitCode(1)
+                throw Connection.report(e, json: json)
             }
             if !wait {
                 if json { Output.printJSON(Output.json(info)) } else {
@@ -317,7 +330,9 @@ struct Status: AsyncParsableCommand {
 }
 
 struct List: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List runs, newest first.")
+    static let configuration = CommandConfiguration(
+        abstract: "List runs, newest first.",
+        discussion: "A run whose stored row fails its integrity check is listed as damaged, with the reason; the others list as usual.")
 
     @Option(help: "Only runs with this status: queued, running, paused, completed, failed, cancelled.")
     var status: String?
@@ -347,6 +362,9 @@ struct List: AsyncParsableCommand {
         if json { Output.printJSON(.array(runs.map(Output.json))); return }
         if runs.isEmpty { print("no runs match"); return }
         Output.table(["RUN", "GRAPH", "STATUS", "STEP", "CREATED", "DURATION", "COST", "ERROR"], runs.map { r in
+            if !r.damage.isEmpty {
+                return [r.runID, "?", Output.color("damaged", "31"), "-", "-", "-", "-", String(r.damage.prefix(100))]
+            }
             let end = r.finishedAt > 0 ? r.finishedAt : Date().timeIntervalSince1970
             return [r.runID, r.graphName, Output.status(r.status), "\(r.step)", Output.ago(r.createdAt),
                     Output.duration(end - r.createdAt), r.cost > 0 ? String(format: "$%.2f", r.cost) : "-",

@@ -86,6 +86,7 @@ enum Output {
     // MARK: JSON forms of protocol messages
 
     static func json(_ r: Cairn_V1_RunInfo) -> JSONValue {
+        if !r.damage.isEmpty { return .object(["run_id": .string(r.runID), "status": "damaged", "damage": .string(r.damage)]) }
         var o: [String: JSONValue] = [
             "run_id": .string(r.runID), "graph": .string(r.graphName), "graph_version": .int(Int64(r.graphVersion)),
             "status": .string(r.status), "step": .int(Int64(r.step)), "cost": .double(r.cost),

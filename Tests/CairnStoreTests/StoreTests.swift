@@ -40,7 +40,7 @@ import Testing
             }
         }
         let upgraded = try SQLiteStore(path: path, logger: Logger(label: "test"))
-        #expect(try upgraded.appliedMigrations() == ["v1-core", "v2-executions-workers", "v3-compact"])
+        #expect(try upgraded.appliedMigrations() == ["v1-core", "v2-executions-workers", "v3-compact", "v4-run-checksums"])
         let run = try await upgraded.run("kept")
         #expect(run?.status == .completed)
         #expect(run?.output == .object(["x": .int(1)]))

@@ -107,6 +107,9 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
 
   /// store not writable, shutting down
   case errorUnavailable // = 10
+
+  /// stored data failed its integrity check; the message names the row
+  case errorDataDamaged // = 11
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -126,6 +129,7 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     case 8: self = .errorLimit
     case 9: self = .errorInternal
     case 10: self = .errorUnavailable
+    case 11: self = .errorDataDamaged
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -143,6 +147,7 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     case .errorLimit: return 8
     case .errorInternal: return 9
     case .errorUnavailable: return 10
+    case .errorDataDamaged: return 11
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -160,6 +165,7 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     .errorLimit,
     .errorInternal,
     .errorUnavailable,
+    .errorDataDamaged,
   ]
 
 }
@@ -423,6 +429,9 @@ public nonisolated struct Cairn_V1_BundleData: Sendable {
   public var data: Data = Data()
 
   public var found: Bool = false
+
+  /// with found = false: why the stored bundle could not be read (damaged)
+  public var error: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -815,6 +824,12 @@ public nonisolated struct Cairn_V1_RunInfo: @unchecked Sendable {
     set {_uniqueStorage()._interruptJson = newValue}
   }
 
+  /// set in a list when the run's stored row failed its checks (why); only run_id is then known
+  public var damage: String {
+    get {_storage._damage}
+    set {_uniqueStorage()._damage = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1152,7 +1167,7 @@ nonisolated extension Cairn_V1_Role: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Cairn_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_UNSPECIFIED\0\u{1}ERROR_PROTOCOL\0\u{1}ERROR_VERSION\0\u{1}ERROR_UNAUTHENTICATED\0\u{1}ERROR_FRAME_TOO_LARGE\0\u{1}ERROR_NOT_FOUND\0\u{1}ERROR_INVALID_ARGUMENT\0\u{1}ERROR_CONFLICT\0\u{1}ERROR_LIMIT\0\u{1}ERROR_INTERNAL\0\u{1}ERROR_UNAVAILABLE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_UNSPECIFIED\0\u{1}ERROR_PROTOCOL\0\u{1}ERROR_VERSION\0\u{1}ERROR_UNAUTHENTICATED\0\u{1}ERROR_FRAME_TOO_LARGE\0\u{1}ERROR_NOT_FOUND\0\u{1}ERROR_INVALID_ARGUMENT\0\u{1}ERROR_CONFLICT\0\u{1}ERROR_LIMIT\0\u{1}ERROR_INTERNAL\0\u{1}ERROR_UNAVAILABLE\0\u{1}ERROR_DATA_DAMAGED\0")
 }
 
 nonisolated extension Cairn_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1706,7 +1721,7 @@ nonisolated extension Cairn_V1_BundleRequest: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Cairn_V1_BundleData: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BundleData"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hash\0\u{1}data\0\u{1}found\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hash\0\u{1}data\0\u{1}found\0\u{1}error\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1717,6 +1732,7 @@ nonisolated extension Cairn_V1_BundleData: SwiftProtobuf.Message, SwiftProtobuf.
       case 1: try { try decoder.decodeSingularStringField(value: &self.hash) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.data) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.found) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.error) }()
       default: break
       }
     }
@@ -1732,6 +1748,9 @@ nonisolated extension Cairn_V1_BundleData: SwiftProtobuf.Message, SwiftProtobuf.
     if self.found != false {
       try visitor.visitSingularBoolField(value: self.found, fieldNumber: 3)
     }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1739,6 +1758,7 @@ nonisolated extension Cairn_V1_BundleData: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.hash != rhs.hash {return false}
     if lhs.data != rhs.data {return false}
     if lhs.found != rhs.found {return false}
+    if lhs.error != rhs.error {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2307,7 +2327,7 @@ nonisolated extension Cairn_V1_ClientResponse: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}graph_name\0\u{3}graph_version\0\u{3}graph_hash\0\u{1}status\0\u{1}step\0\u{1}error\0\u{1}cost\0\u{3}api_calls\0\u{3}created_at\0\u{3}updated_at\0\u{3}finished_at\0\u{1}durability\0\u{3}output_json\0\u{3}checkpoint_id\0\u{3}tasks_total\0\u{3}tasks_done\0\u{3}next_nodes\0\u{3}node_count\0\u{3}interrupt_json\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}graph_name\0\u{3}graph_version\0\u{3}graph_hash\0\u{1}status\0\u{1}step\0\u{1}error\0\u{1}cost\0\u{3}api_calls\0\u{3}created_at\0\u{3}updated_at\0\u{3}finished_at\0\u{1}durability\0\u{3}output_json\0\u{3}checkpoint_id\0\u{3}tasks_total\0\u{3}tasks_done\0\u{3}next_nodes\0\u{3}node_count\0\u{3}interrupt_json\0\u{1}damage\0")
 
   fileprivate class _StorageClass {
     var _runID: String = String()
@@ -2330,6 +2350,7 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _nextNodes: [String] = []
     var _nodeCount: UInt32 = 0
     var _interruptJson: Data = Data()
+    var _damage: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2360,6 +2381,7 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
       _nextNodes = source._nextNodes
       _nodeCount = source._nodeCount
       _interruptJson = source._interruptJson
+      _damage = source._damage
     }
   }
 
@@ -2398,6 +2420,7 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 18: try { try decoder.decodeRepeatedStringField(value: &_storage._nextNodes) }()
         case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._nodeCount) }()
         case 20: try { try decoder.decodeSingularBytesField(value: &_storage._interruptJson) }()
+        case 21: try { try decoder.decodeSingularStringField(value: &_storage._damage) }()
         default: break
         }
       }
@@ -2466,6 +2489,9 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
       if !_storage._interruptJson.isEmpty {
         try visitor.visitSingularBytesField(value: _storage._interruptJson, fieldNumber: 20)
       }
+      if !_storage._damage.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._damage, fieldNumber: 21)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2495,6 +2521,7 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._nextNodes != rhs_storage._nextNodes {return false}
         if _storage._nodeCount != rhs_storage._nodeCount {return false}
         if _storage._interruptJson != rhs_storage._interruptJson {return false}
+        if _storage._damage != rhs_storage._damage {return false}
         return true
       }
       if !storagesAreEqual {return false}
