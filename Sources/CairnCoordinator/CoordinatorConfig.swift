@@ -26,6 +26,8 @@ public struct CoordinatorConfig: Sendable {
     public var appendSnapshotEvery: Int = 32
     /// How often the SQLite write-ahead log is checkpointed (truncated).
     public var walCheckpointInterval: Double = 30.0
+    /// On shutdown, how long to wait for queued writes to commit (a store refusing writes).
+    public var shutdownWriteTimeout: Double = 30.0
 
     /// The Redis hot tier, when configured (`--redis`).
     public var redisURL: String?

@@ -48,6 +48,16 @@ final class WorkerHandle {
     }
 }
 
+/// Resumes a continuation the first time it is asked (confined to the engine's loop).
+final class ResumeOnce {
+    private var continuation: CheckedContinuation<Void, Never>?
+    init(_ c: CheckedContinuation<Void, Never>) { continuation = c }
+    func resume() {
+        continuation?.resume()
+        continuation = nil
+    }
+}
+
 /// A failure the coordinator reports to a client with an error code.
 struct EngineError: Error, CustomStringConvertible {
     let code: Cairn_V1_ErrorCode
@@ -126,6 +136,22 @@ actor Engine {
     /// Once the store accepts writes again (or its queue drained), work resumes.
     func start() {
         writer.onResume = { [unowned self] in self.pump() }
+    }
+
+    /// Set by `shutdown`: no new work is handed out.
+    var stopping = false
+
+    /// Stops handing out work and waits until every write queued so far has committed, or
+    /// `timeout` passes (a store that refuses writes). Returns the rows still not written: their
+    /// steps were never acknowledged and run again at the next start.
+    func shutdown(timeout: TimeAmount) async -> Int {
+        stopping = true
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let once = NIOLoopBound(ResumeOnce(c), eventLoop: loop)
+            writer.whenIdle { once.value.resume() }
+            loop.scheduleTask(in: timeout) { once.value.resume() }
+        }
+        return writer.rowsQueued
     }
 
     /// Why the store cannot be written right now (commits are being retried); nil when it can.
@@ -265,7 +291,7 @@ actor Engine {
     /// Hands ready tasks to free worker slots, one task per run per turn (fair across runs).
     func pump() {
         // While the store cannot keep up (or cannot be written), no new work: nothing is dropped.
-        guard !workers.isEmpty, !writer.holding else { return }
+        guard !workers.isEmpty, !writer.holding, !stopping else { return }
         var idleTurns = 0
         while !rotation.isEmpty, idleTurns < rotation.count {
             if rotationIndex >= rotation.count { rotationIndex = 0 }

@@ -47,6 +47,8 @@ public final class StoreWriter {
     public private(set) var failure: String?
     /// Called (on the loop) when `holding` turns false.
     public var onResume: (() -> Void)?
+    /// Called (on the loop) once nothing is queued or in flight (`whenIdle`).
+    private var idleWaiters: [() -> Void] = []
 
     public init(store: any CheckpointStore, loop: any EventLoop, logger: Logger, maxRows: Int = 5_000, holdRows: Int = 50_000) {
         self.store = store
@@ -78,6 +80,13 @@ public final class StoreWriter {
         }
         rowsQueued += rows
         kick()
+    }
+
+    /// Calls `done` on the loop once every batch queued so far (and any queued meanwhile) has
+    /// committed: at once when nothing waits. A shutdown uses it to leave nothing unwritten.
+    public func whenIdle(_ done: @escaping () -> Void) {
+        loop.assertInEventLoop()
+        if queue.isEmpty && !inFlight { done() } else { idleWaiters.append(done) }
     }
 
     /// Commits the next group, if none is in flight.
@@ -118,6 +127,11 @@ public final class StoreWriter {
             kick()
             for c in group.completions { c(.success(())) }
             if wasHolding && !holding { onResume?() }
+            if queue.isEmpty && !inFlight && !idleWaiters.isEmpty {
+                let waiters = idleWaiters
+                idleWaiters = []
+                for w in waiters { w() }
+            }
         case .failure(let error):
             attempts += 1
             failure = "\(error)"

@@ -156,6 +156,9 @@ public final class Worker: Service, Sendable {
                         await state.waitIdle(timeout: config.drainGrace)
                         outbox.finish()
                     }
+                    // However the connection ends, whoever waits on it (a bundle fetch) hears so at
+                    // once: the session's tasks can then end, and the worker reconnects.
+                    defer { Task { await state.connectionEnded() } }
                     while let frame = try await frames.next() {
                         switch try codec.decode(frame) {
                         case .taskAssignment(let a):
@@ -311,8 +314,10 @@ public final class Worker: Service, Sendable {
         guard hash.count == 64, hash.allSatisfy({ $0.isHexDigit }) else { throw NodeFailure("bad bundle hash '\(hash)'", nonRetryable: true) }
         let dir = (config.cacheDirectory as NSString).appendingPathComponent(hash)
         if FileManager.default.fileExists(atPath: dir) { return dir }
-        let data = await state.fetchBundle(hash)
-        guard data.found else { throw NodeFailure("the coordinator has no bundle \(hash)", kind: "bundle") }
+        let data = try await state.fetchBundle(hash)
+        guard data.found else {
+            throw NodeFailure(data.error.isEmpty ? "the coordinator has no bundle \(hash)" : "the coordinator cannot read bundle \(hash): \(data.error)", kind: "bundle")
+        }
         let archive = try BundleArchive(packed: [UInt8](data.data), expectedHash: hash)
         let tmp = dir + ".tmp-" + Identifiers.random(6)
         try archive.unpack(into: tmp)
@@ -346,7 +351,9 @@ public final class Worker: Service, Sendable {
 actor SessionState {
     let outbox: AsyncStream<WireMessage>.Continuation
     var running: [String: [UInt8]?] = [:]
-    var bundleWaiters: [String: [CheckedContinuation<Cairn_V1_BundleData, Never>]] = [:]
+    var bundleWaiters: [String: [CheckedContinuation<Cairn_V1_BundleData, any Error>]] = [:]
+    /// Set once the connection is gone: bundle fetches fail at once instead of waiting forever.
+    var ended = false
 
     init(outbox: AsyncStream<WireMessage>.Continuation) { self.outbox = outbox }
 
@@ -383,9 +390,11 @@ actor SessionState {
         }
     }
 
-    func fetchBundle(_ hash: String) async -> Cairn_V1_BundleData {
-        await withCheckedContinuation { c in
-            if bundleWaiters[hash] != nil {
+    func fetchBundle(_ hash: String) async throws -> Cairn_V1_BundleData {
+        try await withCheckedThrowingContinuation { c in
+            if ended {
+                c.resume(throwing: NodeFailure("lost the coordinator connection while fetching bundle \(hash)", kind: "bundle"))
+            } else if bundleWaiters[hash] != nil {
                 bundleWaiters[hash]!.append(c)
             } else {
                 bundleWaiters[hash] = [c]
@@ -398,6 +407,16 @@ actor SessionState {
 
     func bundleArrived(_ d: Cairn_V1_BundleData) {
         bundleWaiters.removeValue(forKey: d.hash)?.forEach { $0.resume(returning: d) }
+    }
+
+    /// The connection is gone: every bundle fetch waiting on it fails now, and later ones at once.
+    func connectionEnded() {
+        ended = true
+        let waiting = bundleWaiters
+        bundleWaiters = [:]
+        for (hash, waiters) in waiting {
+            for c in waiters { c.resume(throwing: NodeFailure("lost the coordinator connection while fetching bundle \(hash)", kind: "bundle")) }
+        }
     }
 }
 

@@ -75,6 +75,7 @@ import Testing
         kill(cluster.coordinator.processIdentifier, SIGTERM)
         cluster.coordinator.waitUntilExit()
         #expect(cluster.coordinator.terminationStatus == 0)
+        #expect(cluster.log("coordinator.log").contains("every queued write is committed"))
         #expect(cluster.log("coordinator.log").contains("every step is in SQLite"))
         let q = try await TestCluster.run("/usr/bin/env", ["sqlite3", cluster.databasePath,
             "SELECT (SELECT step FROM runs WHERE run_id = '\(runID)') || ' ' || (SELECT COUNT(*) FROM checkpoints WHERE run_id = '\(runID)') || ' ' || (SELECT MAX(step) FROM checkpoints WHERE run_id = '\(runID)')"])

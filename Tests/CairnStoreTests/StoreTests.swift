@@ -219,4 +219,35 @@ import Testing
         #expect(try await sqlite.pendingWrites(runID: "r", namespace: "", checkpointID: "c").count == 50)
         #expect(try await loop.submit { bound.value.holding }.get() == false)
     }
+
+    /// What a shutdown waits on: `whenIdle` fires only once every queued batch has committed,
+    /// through failed attempts, and at once when nothing waits.
+    @Test func whenIdleWaitsForEveryQueuedBatchThroughRetries() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { group.shutdownGracefully { _ in } }
+        let loop = group.next()
+        let sqlite = try SQLiteStore(path: Self.tempPath(), logger: Logger(label: "test"))
+        let faulty = FaultyStore(sqlite)
+        let bound = try await Self.writer(faulty, loop)
+        let idleAtOnce = loop.makePromise(of: Void.self)
+        try await loop.submit { bound.value.whenIdle { idleAtOnce.succeed(()) } }.get()
+        try await idleAtOnce.futureResult.get()
+
+        faulty.failing = true
+        let idle = loop.makePromise(of: Int.self)
+        try await loop.submit {
+            for i in 0..<20 {
+                var b = StoreBatch()
+                b.pendingWrites.append(PendingWriteRecord(runID: "r", checkpointID: "c", taskID: "t\(i)", idx: 0, channel: "x", value: .int(Int64(i))))
+                bound.value.enqueue(b)
+            }
+            bound.value.whenIdle { idle.succeed(bound.value.rowsQueued) }
+        }.get()
+        // Let a few commits fail (the writer retries them).
+        while faulty.failedCommits < 2 { try await Task.sleep(nanoseconds: 10_000_000) }
+        #expect(try await sqlite.pendingWrites(runID: "r", namespace: "", checkpointID: "c").isEmpty)
+        faulty.failing = false
+        #expect(try await idle.futureResult.get() == 0, "nothing queued when idle fires")
+        #expect(try await sqlite.pendingWrites(runID: "r", namespace: "", checkpointID: "c").count == 20)
+    }
 }
