@@ -186,7 +186,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CairnCoordinatorTests",
-            dependencies: ["CairnCoordinator"],
+            dependencies: ["CairnCoordinator", "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

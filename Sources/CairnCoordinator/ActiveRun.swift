@@ -2,11 +2,22 @@ import CairnCore
 import CairnGraph
 import CairnStore
 
-/// A task of the current step, as the dispatcher tracks it.
+/// A task of the current step: the one record the scheduler keeps of it, lease included.
+///
+/// ```
+///            assign (lease granted)         result under the current lease
+///   ready ──────────────────────► running ─────────────────────────────────► done
+///     ▲                              │  │
+///     │  worker lost (lease fenced)  │  │  attempt failed (error, or the lease's
+///     ├──────────────────────────────┘  │  deadline passed), retries left
+///     │                                 ▼
+///     └──────── retry due ───────── waitingRetry
+/// ```
+/// A result is accepted only under the lease the task holds now; any other lease is stale.
 final class TaskState {
     enum Phase: Equatable {
         case ready          // waiting in the run's queue
-        case waitingRetry   // backing off before its next attempt
+        case waitingRetry   // backing off until `retryAt`
         case running        // assigned to a worker under `lease`
         case done           // result in; its writes are queued for the store (acked once durable)
     }
@@ -15,9 +26,14 @@ final class TaskState {
     let kind: String
     var phase: Phase = .ready
     var attempt = 0
+    /// The lease of the running attempt (`<epoch>.<n>`), its worker, and when it is over its
+    /// time (the node's timeout plus a grace; nil for no timeout).
     var lease: String?
     var workerID: String?
+    var deadline: Double?
     var startedAt: Double = 0
+    /// When the next attempt may start (phase `waitingRetry`).
+    var retryAt: Double?
     var progress: [UInt8] = []
     /// Workers that died while running this task (poison detection).
     var lostWorkers = 0
@@ -72,21 +88,25 @@ final class ActiveRun {
         for node in graph.nodes.values { configBytes[node.name] = node.config.jsonBytes() }
     }
 
-    /// What a task of `kind` is sent as its state. Handlers that never read the state (echo,
-    /// sleep, fail, flaky) get none, `map` gets only the list it fans out over, and everything
-    /// else (exec, Swift handlers) the whole state, encoded once per step.
+    /// What a task of the node is sent as its state: what its kind reads (`NodeKinds.stateInput`),
+    /// the whole state encoded once per step.
     func stateBytes(for node: NodeSpec?) -> [UInt8] {
-        switch node?.kind {
-        case "echo", "sleep", "fail", "flaky": return []
-        case "map":
-            guard let over = node?.config["over"]?.stringValue else { return [] }
-            return JSONValue.object([over: state[over] ?? .null]).jsonBytes()
-        default:
+        switch node.map({ NodeKinds.stateInput(kind: $0.kind, config: $0.config) }) ?? .whole {
+        case .none: return []
+        case .channel(let over): return JSONValue.object([over: state[over] ?? .null]).jsonBytes()
+        case .whole:
             if let e = encodedState { return e }
             let e = JSONValue.object(state).jsonBytes()
             encodedState = e
             return e
         }
+    }
+
+    /// What queries and watchers are told of the run: the record as last made durable, and the
+    /// current step's progress.
+    var summary: RunSummary {
+        RunSummary(record: durable, tasksTotal: stepTotal, tasksDone: stepDone,
+                   nextNodes: durable.status.isFinished ? [] : nextNodes, nodeCount: graph.nodes.count)
     }
 
     var hasReady: Bool { readyHead < ready.count }
@@ -148,4 +168,13 @@ final class ActiveRun {
         for id in order { if let n = tasks[id]?.planned.node, seen.insert(n).inserted { out.append(n) } }
         nextNodes = out
     }
+}
+
+/// An active run as reported: its durable record and the current step's progress.
+struct RunSummary: Sendable, Equatable {
+    var record: RunRecord
+    var tasksTotal: Int
+    var tasksDone: Int
+    var nextNodes: [String]
+    var nodeCount: Int
 }

@@ -89,7 +89,7 @@ struct ConnectionHandler: Sendable {
                 switch try codec.decode(frame) {
                 case .taskResult(let r):
                     // Only before the tap is armed (never in practice): handled the same way.
-                    await engine.result(from: workerID, r)
+                    await engine.handle(.result(workerID: workerID, r))
                 case .heartbeat(let hb):
                     let registered = await engine.heartbeat(workerID, hb)
                     if !registered && hb.tasks.isEmpty {
@@ -117,10 +117,10 @@ struct ConnectionHandler: Sendable {
                 }
             }
         } catch {
-            await engine.workerLost(workerID, reason: "\(error)")
+            await engine.disconnected(workerID, reason: "\(error)")
             throw error
         }
-        await engine.workerLost(workerID, reason: "connection closed")
+        await engine.disconnected(workerID, reason: "connection closed")
     }
 
     // MARK: client

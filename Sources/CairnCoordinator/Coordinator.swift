@@ -47,7 +47,7 @@ public final class Coordinator: Service, Sendable {
         // One event loop serves every connection and is the scheduler's executor: a worker's
         // result is handled on the thread that read it, and assignments are written from there.
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.engine = Engine(store: hotTier ?? store, loop: group.next(), config: config, logger: logger)
+        self.engine = Engine(store: hotTier ?? store, hotTier: hotTier, loop: group.next(), config: config, logger: logger)
     }
 
     /// The bound port (useful with port 0).
@@ -152,7 +152,7 @@ public final class Coordinator: Service, Sendable {
             parts.append("\"writer\": \"\(failure.replacingOccurrences(of: "\"", with: "'"))\"")
         }
         if let hot = hotTier {
-            let st = await hot.status
+            let st = await hot.tierReport()
             parts.append("\"redis\": \"\(st.redisUp ? "up" : "down")\"")
             if !st.redisUp { ok = false }
             if let e = st.lastFlushError { ok = false; parts.append("\"flush_error\": \"\(e.replacingOccurrences(of: "\"", with: "'"))\"") }
@@ -171,7 +171,7 @@ public final class Coordinator: Service, Sendable {
         var lastWAL = Date()
         while !Task.isCancelled {
             try? await Task.sleep(nanoseconds: UInt64(max(0.05, config.heartbeatInterval) * 1e9))
-            _ = await engine.sweepWorkers()
+            await engine.sweep()
             if Date().timeIntervalSince(lastWAL) >= config.walCheckpointInterval {
                 lastWAL = Date()
                 do { try await store.checkpointWAL() } catch {

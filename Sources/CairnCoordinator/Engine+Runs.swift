@@ -21,7 +21,7 @@ extension Engine {
             graph = cached  // the same graph file again (a batch of runs): parsed and validated once
         } else {
             do {
-                graph = try GraphParser.parse(file: fileName, text: source, customKinds: customKinds)
+                graph = try GraphParser.parse(file: fileName, text: source, customKinds: scheduler.customKinds)
             } catch {
                 throw EngineError(.errorInvalidArgument, "\(error)")
             }
@@ -49,7 +49,7 @@ extension Engine {
         guard Self.validRunID(runID) else {
             throw EngineError(.errorInvalidArgument, "run id '\(runID)' must be 1-128 letters, digits, '-', '_', '.' or ':'")
         }
-        if runs[runID] != nil || pendingSubmits.contains(runID) {
+        if scheduler.runs[runID] != nil || pendingSubmits.contains(runID) {
             throw EngineError(.errorConflict, "run \(runID) is still active; wait for it, cancel it, or submit with another --run-id")
         }
         pendingSubmits.insert(runID)
@@ -109,18 +109,11 @@ extension Engine {
                                   metadata: .object(metadata), createdAt: now)
         batch.checkpoints.append(cp)
         batch.runs.append(record)
-        do {
-            try await write(batch, durability: Durability(rawValue: durability) ?? .sync)
-        } catch {
-            throw EngineError(.errorUnavailable, "the store could not record the run: \(error)")
-        }
         let run = ActiveRun(record: record, graph: graph, bundleHash: bundleHash, checkpoint: cp, state: state, joins: [:])
+        if record.status == .running { run.beginStep(planned: first, done: [:]) }
+        // The run starts once its first rows are durable (the writer retries until they are).
+        await ask { .runSubmitted(run, batch, reply: $0) }
         logger.info("run submitted", metadata: ["run_id": "\(runID)", "graph": "\(graph.name)", "first": "\(first.map(\.node))"])
-        if record.status == .paused { return runInfo(run) }
-        run.beginStep(planned: first, done: [:])
-        runs[runID] = run
-        activate(runID)
-        pump()
         return runInfo(run)
     }
 
@@ -152,10 +145,7 @@ extension Engine {
                 failed.updatedAt = now
                 failed.finishedAt = now
                 var b = StoreBatch(); b.runs.append(failed)
-                do { try await write(b) } catch {
-                    logger.error("could not mark the run failed; it is tried again at the next start",
-                                 metadata: ["run_id": "\(rec.runID)", "error": "\(error)"])
-                }
+                await ask { .record(b, reply: $0) }
             }
         }
         return recovered
@@ -178,29 +168,20 @@ extension Engine {
         let nodes = Dictionary(planned.map { ($0.id, $0.node) }, uniquingKeysWith: { a, _ in a })
         for (taskID, records) in Dictionary(grouping: writes, by: \.taskID) {
             guard let node = nodes[taskID] else { continue }
-            if let o = Self.outcome(taskID: taskID, node: node, records: records) { done[taskID] = o }
+            if let o = Scheduler.outcome(taskID: taskID, node: node, records: records) { done[taskID] = o }
         }
         var record = rec
         record.status = .running
         let run = ActiveRun(record: record, graph: graph, bundleHash: g.bundleHash, checkpoint: cp, state: state, joins: joins)
         for ch in graph.channels.keys { run.appendDepth[ch] = Int.max / 2 }
-        run.beginStep(planned: planned, done: done)
-        runs[rec.runID] = run
         logger.notice("run recovered", metadata: ["run_id": "\(rec.runID)", "step": "\(cp.step + 1)",
                                                   "tasks": "\(planned.count)", "already_done": "\(done.count)"])
-        if run.allDone {
-            completeStep(run)
-        } else {
-            activate(rec.runID)
-            pump()
-        }
+        handle(.runRecovered(run, done: done))
     }
 
     func cancel(_ runID: String) async throws -> Cairn_V1_RunInfo {
-        if let run = runs[runID], !run.record.status.isFinished {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                finishRun(run, status: .cancelled, error: "cancelled by request", extra: StoreBatch()) { c.resume() }
-            }
+        if let run = scheduler.runs[runID], !run.record.status.isFinished {
+            await ask { .cancel(runID: runID, reply: $0) }
             return runInfo(run)
         }
         guard var rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
@@ -212,7 +193,7 @@ extension Engine {
         rec.updatedAt = now
         rec.finishedAt = now
         var b = StoreBatch(); b.runs.append(rec)
-        try await write(b)
+        await ask { .record(b, reply: $0) }
         return try await runInfo(runID)
     }
 
@@ -220,7 +201,7 @@ extension Engine {
 
     /// The channels' values before any write (defaults), for reading state at a checkpoint.
     func initialState(runID: String) async throws -> [String: JSONValue] {
-        if let run = runs[runID] { return run.graph.initialState }
+        if let run = scheduler.runs[runID] { return run.graph.initialState }
         guard let rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
         guard let g = try await store.graph(rec.graphHash) else {
             throw StoredBlob.IntegrityError(context: "run \(runID) (runs.graph_hash)", reason: "names graph \(rec.graphHash), which is not stored")
@@ -239,17 +220,19 @@ extension Engine {
         return graph
     }
 
-    func runInfo(_ run: ActiveRun) -> Cairn_V1_RunInfo {
-        var info = Self.info(run.durable)
-        info.tasksTotal = UInt32(run.stepTotal)
-        info.tasksDone = UInt32(run.stepDone)
-        info.nextNodes = run.durable.status.isFinished ? [] : run.nextNodes
-        info.nodeCount = UInt32(run.graph.nodes.count)
+    func runInfo(_ run: ActiveRun) -> Cairn_V1_RunInfo { Self.info(run.summary) }
+
+    static func info(_ s: RunSummary) -> Cairn_V1_RunInfo {
+        var info = Self.info(s.record)
+        info.tasksTotal = UInt32(s.tasksTotal)
+        info.tasksDone = UInt32(s.tasksDone)
+        info.nextNodes = s.nextNodes
+        info.nodeCount = UInt32(s.nodeCount)
         return info
     }
 
     func runInfo(_ runID: String) async throws -> Cairn_V1_RunInfo {
-        if let run = runs[runID] { return runInfo(run) }
+        if let run = scheduler.runs[runID] { return runInfo(run) }
         guard let rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
         return try await runInfo(record: rec)
     }
@@ -257,7 +240,7 @@ extension Engine {
     /// A run's summary from its stored record; only a paused or interrupted run needs its
     /// checkpoint read (for the nodes it will run next).
     func runInfo(record rec: RunRecord) async throws -> Cairn_V1_RunInfo {
-        if let run = runs[rec.runID] { return runInfo(run) }
+        if let run = scheduler.runs[rec.runID] { return runInfo(run) }
         var info = Self.info(rec)
         if !rec.status.isFinished, let cp = try await store.checkpoint(runID: rec.runID, namespace: "", checkpointID: nil) {
             info.checkpointID = cp.checkpointID
@@ -298,18 +281,18 @@ extension Engine {
 
     func workerList() -> Cairn_V1_WorkerList {
         var list = Cairn_V1_WorkerList()
-        for w in workers.values.sorted(by: { ($0.name, $0.id) < ($1.name, $1.id) }) {
+        for w in scheduler.workers.values.sorted(by: { ($0.info.name, $0.info.id) < ($1.info.name, $1.info.id) }) {
             var s = Cairn_V1_WorkerStatus()
-            s.workerID = w.id
-            s.name = w.name
-            s.slots = UInt32(w.slots)
-            s.running = UInt32(w.running.count)
-            s.kinds = w.kinds.sorted()
+            s.workerID = w.info.id
+            s.name = w.info.name
+            s.slots = UInt32(w.info.slots)
+            s.running = UInt32(w.leases.count)
+            s.kinds = w.info.kinds.sorted()
             s.connectedAt = w.connectedAt
             s.lastHeartbeat = w.lastHeartbeat
             s.tasksDone = UInt64(w.tasksDone)
-            s.state = w.draining ? "draining" : (w.running.isEmpty ? "idle" : "busy")
-            s.address = w.address
+            s.state = w.draining ? "draining" : (w.leases.isEmpty ? "idle" : "busy")
+            s.address = w.info.address
             list.workers.append(s)
         }
         return list
@@ -317,35 +300,38 @@ extension Engine {
 
     func stats() async -> Cairn_V1_Stats {
         var s = Cairn_V1_Stats()
-        if let counts = try? await store.runCounts() {
-            for (k, v) in counts { s.runsByStatus[k.rawValue] = UInt64(v) }
+        do {
+            for (k, v) in try await store.runCounts() { s.runsByStatus[k.rawValue] = UInt64(v) }
+        } catch {
+            s.storeError = "cannot count runs: \(error)"
         }
-        s.tasksDispatched = tasksDispatched
-        s.tasksCompleted = tasksCompleted
-        s.tasksFailed = tasksFailed
-        s.tasksRetried = tasksRetried
-        s.queueDepth = UInt64(runs.values.reduce(0) { $0 + $1.tasks.values.filter { $0.phase == .ready }.count })
-        s.workers = UInt32(workers.count)
-        s.staleResults = staleResults
-        s.tasksReassigned = tasksReassigned
-        s.leasesExpired = UInt64(leaseTable.expiredCount)
-        s.leasesFenced = UInt64(leaseTable.fencedCount)
-        s.tasksPoisoned = tasksPoisoned
+        let c = scheduler.counters
+        s.tasksDispatched = c.dispatched
+        s.tasksCompleted = c.completed
+        s.tasksFailed = c.failed
+        s.tasksRetried = c.retried
+        s.queueDepth = UInt64(scheduler.queueDepth)
+        s.workers = UInt32(scheduler.workers.count)
+        s.staleResults = c.stale
+        s.tasksReassigned = c.reassigned
+        s.leasesExpired = c.leasesExpired
+        s.leasesFenced = c.leasesFenced
+        s.tasksPoisoned = c.poisoned
         s.storeBatches = writer.transactions
         s.storeRows = writer.rowsWritten
         if let failure = writer.failure { s.storeError = "writes are failing and retried, new work is held: \(failure)" }
         s.uptimeSeconds = Date().timeIntervalSince(startedAt)
         s.walBytes = UInt64(max(0, walBytes()))
         if let hot = hotTier {
-            let st = await hot.status
+            let st = await hot.tierReport()
             s.redisConfigured = true
             s.redisUp = st.redisUp
-            s.redisFailures = await hot.redisFailures
+            s.redisFailures = st.redisFailures
             s.hotWaitingBatches = UInt32(st.waitingBatches)
             s.hotOldestSeconds = st.oldestAge
-            s.storeError = st.lastFlushError ?? ""
-            s.hotBatches = await hot.hotBatches
-            s.flushes = await hot.flushes
+            if let e = st.lastFlushError { s.storeError = e }
+            s.hotBatches = st.hotBatches
+            s.flushes = st.flushes
         }
         return s
     }
@@ -366,9 +352,10 @@ extension Engine {
 
     /// Subscribes to a run's events; nil when the run is not active (the caller reports its final state).
     func subscribe(_ runID: String, finalOnly: Bool = false) -> (UUID, AsyncStream<Cairn_V1_RunEvent>)? {
-        guard let run = runs[runID] else { return nil }
+        guard let run = scheduler.runs[runID] else { return nil }
         let id = UUID()
         let (stream, continuation) = AsyncStream<Cairn_V1_RunEvent>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        scheduler.watched.insert(runID)
         if finalOnly {
             finalWatchers[runID, default: [:]][id] = continuation
             return (id, stream)
@@ -390,27 +377,25 @@ extension Engine {
         finalWatchers[runID]?[id]?.finish()
         finalWatchers[runID]?[id] = nil
         if finalWatchers[runID]?.isEmpty == true { finalWatchers[runID] = nil }
+        if subscribers[runID] == nil && finalWatchers[runID] == nil { scheduler.watched.remove(runID) }
     }
 
-    func publish(_ run: ActiveRun, kind: String, node: String = "", taskID: String = "", worker: String = "",
-                 message: String = "", attempt: Int = 0, step: Int? = nil, next: [String]? = nil,
-                 includeRun: Bool = false, final: Bool = false) {
-        let finals = final ? finalWatchers[run.record.runID] ?? [:] : [:]
-        let subs = subscribers[run.record.runID] ?? [:]
+    /// A note from the scheduler, to the run's watchers (final-only watchers hear only the end).
+    func publish(_ note: Scheduler.RunNote) {
+        let finals = note.final ? finalWatchers[note.runID] ?? [:] : [:]
+        let subs = subscribers[note.runID] ?? [:]
         guard !subs.isEmpty || !finals.isEmpty else { return }
         var e = Cairn_V1_RunEvent()
-        e.runID = run.record.runID
-        e.kind = kind
-        e.step = UInt32(step ?? (run.checkpoint.step + (final ? 0 : 1)))
-        e.node = node
-        e.taskID = taskID
-        e.worker = worker
-        e.message = message
-        e.attempt = UInt32(attempt)
-        e.final = final
-        _ = includeRun
-        e.run = runInfo(run)
-        if let next { e.run.nextNodes = next }
+        e.runID = note.runID
+        e.kind = note.kind
+        e.step = UInt32(note.step)
+        e.node = note.node
+        e.taskID = note.taskID
+        e.worker = note.worker
+        e.message = note.message
+        e.attempt = UInt32(note.attempt)
+        e.final = note.final
+        e.run = Self.info(note.summary)
         for c in subs.values { c.yield(e) }
         for c in finals.values { c.yield(e) }
     }

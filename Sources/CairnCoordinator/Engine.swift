@@ -1,37 +1,19 @@
 import CairnCore
 import CairnGraph
 import CairnProtocol
-import CairnRedis
 import CairnStore
 import CoreMetrics
 import Foundation
 import Logging
 import NIOCore
 
-/// A worker as the dispatcher sees it: its slots, what it runs now, and its connection.
-final class WorkerHandle {
-    let id: String
-    let name: String
-    let slots: Int
-    let kinds: Set<String>
-    let address: String
+/// A worker's connection: where its assignments and acks are written.
+final class WorkerConnection {
     let channel: any Channel
-    let connectedAt: Double
-    var lastHeartbeat: Double
-    var running: Set<String> = []   // leases
-    var tasksDone = 0
-    var draining = false
     private var flushScheduled = false
     private static let codec = WireCodec()
 
-    init(id: String, name: String, slots: Int, kinds: Set<String>, address: String, channel: any Channel, now: Double) {
-        self.id = id; self.name = name; self.slots = slots; self.kinds = kinds; self.address = address
-        self.channel = channel; self.connectedAt = now; self.lastHeartbeat = now
-    }
-
-    var free: Int { draining ? 0 : max(0, slots - running.count) }
-
-    func accepts(_ kind: String) -> Bool { kinds.contains(kind) || kinds.contains("*") }
+    init(channel: any Channel) { self.channel = channel }
 
     /// Writes a message to the worker (called on the engine's event loop, which is the channel's).
     /// Messages written in one turn of the loop go out with one flush.
@@ -66,13 +48,13 @@ struct EngineError: Error, CustomStringConvertible {
     var description: String { message }
 }
 
-/// The scheduler: owns every active run, the ready queues, the workers and their leases.
+/// The scheduler's driver: one actor whose executor is the server's event loop, so there is one
+/// order of events and a worker's result is handled where its bytes arrive (no thread hop).
 ///
-/// One actor whose executor is the server's event loop, so there is one order of events and a
-/// worker's result is handled where its bytes arrive (no thread hop). All durable state goes
-/// through the `StoreWriter`, which commits in order (group commit); the engine plans ahead at
-/// once and acknowledges — a worker's result accepted, a checkpoint recorded, a run finished —
-/// only when what it depends on is durable.
+/// Every decision is the `Scheduler`'s (a pure state machine): the engine turns what happens —
+/// a worker joins, a result arrives, a write commits, time passes — into events, and carries
+/// out the actions that come back: frames to workers, batches to the `StoreWriter` (which
+/// commits in order, group commit), events to watchers, replies to clients, metrics and logs.
 actor Engine {
     nonisolated let loop: any EventLoop
     nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
@@ -81,51 +63,38 @@ actor Engine {
     let logger: Logger
     let epoch: UInt64
     let config: CoordinatorConfig
+    let hotTier: (any HotTierStatus)?
 
-    var runs: [String: ActiveRun] = [:]
-    /// Runs with ready tasks, in round-robin order.
-    var rotation: [String] = []
-    var rotationIndex = 0
-    var workers: [String: WorkerHandle] = [:]
-    var leaseTable: LeaseTable
+    var scheduler: Scheduler
+    /// Open worker connections, by worker id. A worker presumed lost stays here until its
+    /// connection closes, so its late results can still be answered "not accepted".
+    var connections: [String: WorkerConnection] = [:]
     var subscribers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
     /// Watchers that want only a run's final event (scripts waiting for the outcome).
     var finalWatchers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
+    var replies: [Scheduler.ReplyID: CheckedContinuation<Void, Never>] = [:]
+    var nextReply: Scheduler.ReplyID = 0
+    /// Events raised while actions are carried out wait here, so each is handled whole, in order.
+    var inbox: [Scheduler.Event] = []
+    var handling = false
     let startedAt = Date()
     /// Graphs parsed and validated, by the SHA-256 of their source.
     var graphCache: [String: Graph] = [:]
     /// Run ids being submitted right now (between the id check and the first write).
     var pendingSubmits = Set<String>()
-
-    /// Node kinds that connected workers registered beyond the built-in ones (Swift handlers).
-    var customKinds: Set<String> {
-        var kinds = Set<String>()
-        for w in workers.values { kinds.formUnion(w.kinds) }
-        return kinds.subtracting(GraphParser.builtinKinds.keys)
-    }
-
-    // counters
-    var tasksDispatched: UInt64 = 0
-    var tasksCompleted: UInt64 = 0
-    var tasksFailed: UInt64 = 0
-    var tasksRetried: UInt64 = 0
-    var tasksReassigned: UInt64 = 0
-    var tasksPoisoned: UInt64 = 0
-    var staleResults: UInt64 = 0
-
-    /// The hot tier, when Redis is configured (for stats).
-    var hotTier: HotTierStore? { store as? HotTierStore }
     var walBytes: @Sendable () -> Int64 = { 0 }
     let metrics: CoordinatorMetrics
+    var reported = Scheduler.Counters()
 
-    init(store: any CheckpointStore, loop: any EventLoop, config: CoordinatorConfig, logger: Logger) {
+    init(store: any CheckpointStore, hotTier: (any HotTierStatus)?, loop: any EventLoop, config: CoordinatorConfig, logger: Logger) {
         self.loop = loop
         self.store = store
+        self.hotTier = hotTier
         self.config = config
         self.logger = logger
-        self.writer = StoreWriter(store: store, loop: loop, logger: logger, holdRows: config.maxQueuedRows)
+        self.writer = StoreWriter(store: store, loop: loop, logger: logger)
         self.epoch = UInt64(Date().timeIntervalSince1970 * 1000)
-        self.leaseTable = LeaseTable(epoch: epoch)
+        self.scheduler = Scheduler(config: config, epoch: epoch)
         self.metrics = CoordinatorMetrics(factory: config.metricsFactory)
     }
 
@@ -133,35 +102,101 @@ actor Engine {
 
     func setWALProbe(_ probe: @escaping @Sendable () -> Int64) { walBytes = probe }
 
-    /// Once the store accepts writes again (or its queue drained), work resumes.
+    /// A failing write holds new work until a write commits again.
     func start() {
-        writer.onResume = { [unowned self] in self.pump() }
+        writer.onFailure = { [unowned self] why in self.assumeIsolated { $0.handle(.writeFailed(why)) } }
     }
 
-    /// Set by `shutdown`: no new work is handed out.
-    var stopping = false
+    /// Why the store cannot be written right now (commits are being retried); nil when it can.
+    var storeWriteFailure: String? { writer.failure }
+
+    // MARK: - events in, actions out
+
+    /// Hands an event to the scheduler and carries out what it decides.
+    func handle(_ event: Scheduler.Event) {
+        inbox.append(event)
+        guard !handling else { return }
+        handling = true
+        defer { handling = false }
+        while !inbox.isEmpty {
+            let e = inbox.removeFirst()
+            perform(scheduler.handle(e, now: now))
+        }
+        syncMetrics()
+    }
+
+    /// Hands an event to the scheduler and waits for the reply it names.
+    func ask(_ event: (Scheduler.ReplyID) -> Scheduler.Event) async {
+        nextReply += 1
+        let id = nextReply
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            replies[id] = c
+            handle(event(id))
+        }
+    }
+
+    private func perform(_ actions: [Scheduler.Action]) {
+        for action in actions {
+            switch action {
+            case .dispatch(let workerID, let a):
+                connections[workerID]?.send(.taskAssignment(a))
+            case .write(let id, let batch, let durability):
+                writer.enqueue(batch, durability: durability) { [unowned self] _ in
+                    self.assumeIsolated { $0.handle(.writeCommitted(id)) }
+                }
+            case .ack(let workerID, let taskID, let accepted):
+                var a = Cairn_V1_ResultAck()
+                a.taskID = taskID
+                a.accepted = accepted
+                connections[workerID]?.send(.resultAck(a))
+            case .notify(let note):
+                publish(note)
+            case .closed(let runID):
+                if let subs = subscribers.removeValue(forKey: runID) { subs.values.forEach { $0.finish() } }
+                if let subs = finalWatchers.removeValue(forKey: runID) { subs.values.forEach { $0.finish() } }
+                scheduler.watched.remove(runID)
+            case .reply(let id):
+                replies.removeValue(forKey: id)?.resume()
+            case .wake(let at):
+                let bound = NIOLoopBound(self, eventLoop: loop)
+                loop.scheduleTask(in: .milliseconds(Int64(max(0, (at - now) * 1000).rounded(.up)))) {
+                    bound.value.assumeIsolated { $0.handle(.tick) }
+                }
+            case .taskLatency(let seconds):
+                metrics.taskLatency.recordNanoseconds(Int64(seconds * 1e9))
+            case .log(let level, let message, let metadata):
+                logger.log(level: level, "\(message)", metadata: metadata)
+            }
+        }
+    }
+
+    /// Counters become metrics by their growth since the last event.
+    private func syncMetrics() {
+        let c = scheduler.counters
+        guard c != reported else { return }
+        func add(_ counter: Counter, _ now: UInt64, _ before: UInt64) { if now > before { counter.increment(by: Int64(now - before)) } }
+        add(metrics.tasksDispatched, c.dispatched, reported.dispatched)
+        add(metrics.tasksCompleted, c.completed, reported.completed)
+        add(metrics.tasksFailed, c.failed, reported.failed)
+        add(metrics.tasksRetried, c.retried, reported.retried)
+        add(metrics.tasksReassigned, c.reassigned, reported.reassigned)
+        add(metrics.staleResults, c.stale, reported.stale)
+        add(metrics.leasesExpired, c.leasesExpired, reported.leasesExpired)
+        add(metrics.checkpointWrites, c.checkpoints, reported.checkpoints)
+        reported = c
+    }
 
     /// Stops handing out work and waits until every write queued so far has committed, or
     /// `timeout` passes (a store that refuses writes). Returns the rows still not written: their
     /// steps were never acknowledged and run again at the next start.
     func shutdown(timeout: TimeAmount) async -> Int {
-        stopping = true
+        handle(.stop)
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let once = NIOLoopBound(ResumeOnce(c), eventLoop: loop)
             writer.whenIdle { once.value.resume() }
             loop.scheduleTask(in: timeout) { once.value.resume() }
         }
         return writer.rowsQueued
-    }
-
-    /// Why the store cannot be written right now (commits are being retried); nil when it can.
-    var storeWriteFailure: String? { writer.failure }
-
-    /// Writes a batch and waits until it is durable (for requests that answer only then).
-    func write(_ batch: StoreBatch, durability: Durability = .sync) async throws {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            writer.enqueue(batch, durability: durability) { c.resume(with: $0) }
-        }
     }
 
     // MARK: - workers
@@ -171,187 +206,38 @@ actor Engine {
     /// channel's tap so its results are handled right here, and hands it work.
     func register(hello: Cairn_V1_WorkerInfo, address: String, channel: any Channel, welcome: (String) -> WireMessage) -> String {
         let id = "w-" + Identifiers.random(8)
-        let name = hello.name.isEmpty ? id : hello.name
         var kinds = Set(hello.kinds)
-        if kinds.isEmpty { kinds = Set(GraphParser.builtinKinds.keys) }
-        let w = WorkerHandle(id: id, name: name, slots: Int(max(1, min(hello.slots, 1024))), kinds: kinds,
-                             address: address, channel: channel, now: now)
-        workers[id] = w
-        w.send(welcome(id))
+        if kinds.isEmpty { kinds = Set(NodeKinds.builtin.keys) }
+        let connection = WorkerConnection(channel: channel)
+        connections[id] = connection
+        connection.send(welcome(id))
         if let tap = try? channel.pipeline.syncOperations.handler(type: MessageTap.self) {
             tap.handler = { [unowned self] message, _ in
                 guard case .taskResult(let r) = message else { return false }
-                self.assumeIsolated { $0.result(from: id, r, channel: channel) }
+                self.assumeIsolated { $0.handle(.result(workerID: id, r)) }
                 return true
             }
         }
-        logger.info("worker joined", metadata: ["worker": "\(name)", "worker_id": "\(id)", "slots": "\(w.slots)", "address": "\(address)"])
-        writer.enqueue(workerBatch(w, disconnected: nil))
-        pump()
+        handle(.workerJoined(.init(id: id, name: hello.name.isEmpty ? id : hello.name, slots: Int(max(1, min(hello.slots, 1024))),
+                                   kinds: kinds, address: address)))
         return id
     }
 
-    func workerBatch(_ w: WorkerHandle, disconnected: Double?) -> StoreBatch {
-        var b = StoreBatch()
-        b.workers.append(WorkerRecord(workerID: w.id, name: w.name, slots: w.slots, kinds: w.kinds.sorted(), address: w.address,
-                                      connectedAt: w.connectedAt, lastSeen: w.lastHeartbeat, disconnectedAt: disconnected,
-                                      tasksDone: w.tasksDone))
-        return b
-    }
-
-    /// A worker's connection ended, or it went silent: its leases are fenced (a result it sends
-    /// later is rejected) and its tasks go back to their runs' queues with their last progress.
-    /// A task whose workers died `poisonAfter` times fails its run instead of being handed out forever.
-    func workerLost(_ workerID: String, reason: String) {
-        guard let w = workers.removeValue(forKey: workerID) else { return }
-        var batch = workerBatch(w, disconnected: now)
-        var handedBack = 0
-        var poisoned: [(ActiveRun, TaskState)] = []
-        for lease in leaseTable.fence(workerID: workerID) {
-            guard let run = runs[lease.runID], let t = run.tasks[lease.taskID], t.lease == lease.token, t.phase == .running else { continue }
-            batch.taskExecutions.append(TaskExecutionRecord(runID: run.record.runID, taskID: t.planned.id, node: t.planned.node,
-                                                            step: run.checkpoint.step + 1, attempt: t.attempt, worker: w.name,
-                                                            status: "lost", startedAt: t.startedAt, finishedAt: now,
-                                                            error: "worker \(w.name) lost: \(reason)", cost: 0, apiCalls: 0))
-            t.lease = nil
-            t.workerID = nil
-            t.lostWorkers += 1
-            if t.lostWorkers >= config.poisonAfter {
-                poisoned.append((run, t))
-                continue
-            }
-            run.enqueue(t)
-            activate(run.record.runID)
-            handedBack += 1
-            tasksReassigned += 1
-            metrics.tasksReassigned.increment()
-            publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: w.name,
-                    message: "worker \(w.name) lost (\(reason)); task handed back", attempt: t.attempt)
-        }
-        w.running.removeAll()
-        logger.warning("worker left", metadata: ["worker": "\(w.name)", "worker_id": "\(w.id)", "reason": "\(reason)",
-                                                 "tasks_handed_back": "\(handedBack)"])
-        writer.enqueue(batch)
-        for (run, t) in poisoned where runs[run.record.runID] === run {
-            tasksPoisoned += 1
-            let why = "task \(t.planned.id) (node '\(t.planned.node)') was running on \(t.lostWorkers) workers that all died; declared poisonous instead of handing it out again"
-            logger.error("poisonous task", metadata: ["run_id": "\(run.record.runID)", "task_id": "\(t.planned.id)", "node": "\(t.planned.node)"])
-            publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: w.name, message: why, attempt: t.attempt)
-            finishRun(run, status: .failed, error: why, extra: StoreBatch())
-        }
-        pump()
+    /// The worker's connection ended: it is lost (if it was not already presumed so).
+    func disconnected(_ workerID: String, reason: String) {
+        handle(.workerLost(workerID: workerID, reason: reason))
+        connections[workerID] = nil
     }
 
     /// Records a heartbeat; false when the worker is no longer registered (it was presumed lost).
     func heartbeat(_ workerID: String, _ hb: Cairn_V1_Heartbeat) -> Bool {
-        guard let w = workers[workerID] else { return false }
-        w.lastHeartbeat = now
-        for p in hb.tasks {
-            guard leaseTable.heartbeat(p.lease, workerID: workerID, now: now), !p.progressJson.isEmpty,
-                  let lease = leaseTable.lease(p.lease), let run = runs[lease.runID],
-                  let t = run.tasks[lease.taskID], t.lease == p.lease else { continue }
-            t.progress = [UInt8](p.progressJson)
-            publish(run, kind: "progress", node: t.planned.node, taskID: t.planned.id, worker: w.name,
-                    message: String(decoding: t.progress, as: UTF8.self), attempt: t.attempt)
-        }
+        guard scheduler.isRegistered(workerID) else { return false }
+        handle(.heartbeat(workerID: workerID, tasks: hb.tasks.map { ($0.lease, [UInt8]($0.progressJson)) }))
         return true
     }
 
-    func drain(_ workerID: String) {
-        workers[workerID]?.draining = true
-        logger.info("worker draining", metadata: ["worker_id": "\(workerID)"])
-    }
+    func drain(_ workerID: String) { handle(.workerDraining(workerID: workerID)) }
 
-    /// Workers that missed heartbeats for longer than the timeout are presumed lost; attempts
-    /// that outlived their node's timeout (plus a grace) are failed, whatever their worker says.
-    func sweepWorkers() -> [String] {
-        let deadline = now - config.heartbeatTimeout
-        let silent = workers.values.filter { $0.lastHeartbeat < deadline }.map(\.id)
-        for id in silent { workerLost(id, reason: "no heartbeat for \(Int(config.heartbeatTimeout))s") }
-        for lease in leaseTable.expire(now: now) {
-            metrics.leasesExpired.increment()
-            let w = workers[lease.workerID]
-            w?.running.remove(lease.token)
-            guard let run = runs[lease.runID], let t = run.tasks[lease.taskID], t.lease == lease.token, t.phase == .running else { continue }
-            t.lease = nil
-            let limit = Durations.format(millis: run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
-            attemptFailed(run, t, message: "no result within the node's timeout (\(limit)) and its grace period", errorKind: "timeout",
-                                nonRetryable: false, worker: w?.name ?? lease.workerID, finishedAt: now, cost: 0, apiCalls: 0)
-        }
-        if !silent.isEmpty { pump() }
-        return silent
-    }
-
-    // MARK: - dispatch
-
-    func activate(_ runID: String) {
-        if !rotation.contains(runID) { rotation.append(runID) }
-    }
-
-    /// Hands ready tasks to free worker slots, one task per run per turn (fair across runs).
-    func pump() {
-        // While the store cannot keep up (or cannot be written), no new work: nothing is dropped.
-        guard !workers.isEmpty, !writer.holding, !stopping else { return }
-        var idleTurns = 0
-        while !rotation.isEmpty, idleTurns < rotation.count {
-            if rotationIndex >= rotation.count { rotationIndex = 0 }
-            let runID = rotation[rotationIndex]
-            guard let run = runs[runID], run.record.status == .running, let t = run.peekReady() else {
-                rotation.remove(at: rotationIndex)
-                continue
-            }
-            guard let w = pickWorker(for: t.kind) else {
-                // Every slot is taken: stop here, and this run is first in line for the next free slot.
-                if workers.values.allSatisfy({ $0.free == 0 }) { return }
-                // Slots are free, but not on a worker that runs this kind: let the next run try.
-                idleTurns += 1
-                rotationIndex += 1
-                continue
-            }
-            idleTurns = 0
-            _ = run.popReady()
-            assign(t, of: run, to: w)
-            rotationIndex += 1
-        }
-    }
-
-    func pickWorker(for kind: String) -> WorkerHandle? {
-        var best: WorkerHandle?
-        for w in workers.values where w.free > 0 && w.accepts(kind) {
-            if best == nil || w.free > best!.free || (w.free == best!.free && w.id < best!.id) { best = w }
-        }
-        return best
-    }
-
-    func assign(_ t: TaskState, of run: ActiveRun, to w: WorkerHandle) {
-        t.attempt += 1
-        let timeout = run.graph.nodes[t.planned.node]?.timeoutMS.map { Double($0) / 1000 + config.timeoutGrace }
-        let lease = leaseTable.grant(runID: run.record.runID, taskID: t.planned.id, workerID: w.id, attempt: t.attempt,
-                                     now: now, timeout: timeout).token
-        t.phase = .running
-        t.lease = lease
-        t.workerID = w.id
-        t.startedAt = now
-        w.running.insert(lease)
-        tasksDispatched += 1
-        metrics.tasksDispatched.increment()
-
-        var a = Cairn_V1_TaskAssignment()
-        a.taskID = t.planned.id
-        a.lease = lease
-        a.runID = run.record.runID
-        a.node = t.planned.node
-        a.kind = t.kind
-        a.configJson = Data(run.configBytes[t.planned.node] ?? [])
-        a.stateJson = Data(run.stateBytes(for: run.graph.nodes[t.planned.node]))
-        if let input = t.planned.input { a.inputJson = Data(input.jsonBytes()) }
-        a.attempt = UInt32(t.attempt)
-        a.progressJson = Data(t.progress)
-        a.bundleHash = run.bundleHash ?? ""
-        a.step = UInt32(run.checkpoint.step + 1)
-        a.checkpointID = run.checkpoint.checkpointID
-        a.timeoutMs = UInt64(run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
-        w.send(.taskAssignment(a))
-        publish(run, kind: "task_started", node: t.planned.node, taskID: t.planned.id, worker: w.name, attempt: t.attempt)
-    }
+    /// Periodic: presumes silent workers lost and fails attempts past their deadline.
+    func sweep() { handle(.tick) }
 }

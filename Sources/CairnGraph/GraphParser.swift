@@ -22,15 +22,6 @@ public struct GraphError: Error, Sendable, CustomStringConvertible {
 
 /// Reads graph files (YAML or JSON) into validated `Graph`s.
 public enum GraphParser {
-    /// Node kinds built into every worker, with the keys each one accepts besides the common ones.
-    public static let builtinKinds: [String: Set<String>] = [
-        "exec": ["command", "env"],
-        "echo": ["writes"],
-        "sleep": ["duration", "writes"],
-        "fail": ["message", "non_retryable"],
-        "flaky": ["failures", "writes", "message"],
-        "map": ["over", "to"],
-    ]
     static let commonNodeKeys: Set<String> = ["run", "retry", "timeout", "description"]
     static let topKeys: Set<String> = ["name", "version", "description", "state", "nodes", "edges",
                                        "interrupt_before", "interrupt_after", "limits"]
@@ -189,17 +180,17 @@ struct Validator {
             if name == Graph.start || name == Graph.end { issue(path, "'\(name)' is reserved"); continue }
             guard case .object(let o) = spec else { issue(path, "must be a mapping like { run: echo }"); continue }
             guard let kind = o["run"]?.stringValue else {
-                issue("\(path).run", "every node needs 'run' (one of: \(GraphParser.builtinKinds.keys.sorted().joined(separator: ", ")))")
+                issue("\(path).run", "every node needs 'run' (one of: \(NodeKinds.builtin.keys.sorted().joined(separator: ", ")))")
                 continue
             }
             var node = NodeSpec(name: name, kind: kind, config: spec, retry: RetryPolicy(), timeoutMS: nil)
-            if let allowed = GraphParser.builtinKinds[kind] {
+            if let allowed = NodeKinds.builtin[kind] {
                 for k in o.keys.sorted() where !allowed.contains(k) && !GraphParser.commonNodeKeys.contains(k) {
                     issue("\(path).\(k)", "unknown key for a '\(kind)' node (it takes: \((allowed.union(GraphParser.commonNodeKeys)).sorted().joined(separator: ", ")))")
                 }
                 checkKindConfig(kind: kind, o, path: path, graph: graph)
             } else if !customKinds.contains(kind) && !customKinds.contains("*") && !kind.contains(".") {
-                issue("\(path).run", "unknown node kind '\(kind)' (built in: \(GraphParser.builtinKinds.keys.sorted().joined(separator: ", ")); a Swift handler's kind must be registered by a worker)")
+                issue("\(path).run", "unknown node kind '\(kind)' (built in: \(NodeKinds.builtin.keys.sorted().joined(separator: ", ")); a Swift handler's kind must be registered by a worker)")
             }
             node.timeoutMS = duration(o["timeout"], "\(path).timeout")
             if let r = o["retry"] { node.retry = parseRetry(r, "\(path).retry") }
@@ -402,7 +393,7 @@ struct Validator {
         }
         // exec and Swift handlers may route anywhere at run time (goto, sends).
         let everywhere = Set(graph.nodeNames).union([Graph.end])
-        for node in graph.nodes.values where GraphParser.builtinKinds[node.kind] == nil || node.kind == "exec" {
+        for node in graph.nodes.values where NodeKinds.builtin[node.kind] == nil || node.kind == "exec" {
             successors[node.name, default: []].formUnion(everywhere)
         }
         guard let first = successors[Graph.start], !first.isEmpty else {

@@ -37,7 +37,7 @@ public struct HotTierConfig: Sendable {
 /// Reads flush first, so queries always see every committed batch. If SQLite cannot be written,
 /// batches wait in Redis; once the oldest is half its TTL old, new writes hold until SQLite
 /// accepts again, so no entry can expire before it is flushed.
-public actor HotTierStore: CheckpointStore {
+public actor HotTierStore: CheckpointStore, HotTierStatus {
     /// The authoritative store behind the hot tier (SQLite; a decorator in tests).
     public nonisolated let sqlite: any CheckpointStore
     public nonisolated let redis: RedisClient
@@ -268,9 +268,11 @@ public actor HotTierStore: CheckpointStore {
         }
     }
 
-    /// Status for logs and stats.
-    public var status: (redisUp: Bool, waitingBatches: Int, oldestAge: Double, lastFlushError: String?) {
-        (redisUp, pending.count, pending.first.map { Date().timeIntervalSince($0.createdAt) } ?? 0, lastFlushError)
+    /// Status for logs, stats and health.
+    public func tierReport() -> HotTierReport {
+        HotTierReport(redisUp: redisUp, waitingBatches: pending.count,
+                      oldestAge: pending.first.map { Date().timeIntervalSince($0.createdAt) } ?? 0,
+                      lastFlushError: lastFlushError, redisFailures: redisFailures, hotBatches: hotBatches, flushes: flushes)
     }
 
     // MARK: reading (flush first: queries see every committed batch)

@@ -104,3 +104,25 @@ public enum StoreFailure {
         }
     }
 }
+
+/// What a store with a fast tier in front of it reports, for `cairn stats` and `/healthz`.
+public protocol HotTierStatus: Sendable {
+    func tierReport() async -> HotTierReport
+}
+
+public struct HotTierReport: Sendable, Equatable {
+    public var redisUp: Bool
+    public var waitingBatches: Int
+    /// Seconds the oldest unflushed batch has waited.
+    public var oldestAge: Double
+    public var lastFlushError: String?
+    public var redisFailures: UInt64
+    public var hotBatches: UInt64
+    public var flushes: UInt64
+
+    public init(redisUp: Bool, waitingBatches: Int, oldestAge: Double, lastFlushError: String?,
+                redisFailures: UInt64, hotBatches: UInt64, flushes: UInt64) {
+        self.redisUp = redisUp; self.waitingBatches = waitingBatches; self.oldestAge = oldestAge
+        self.lastFlushError = lastFlushError; self.redisFailures = redisFailures; self.hotBatches = hotBatches; self.flushes = flushes
+    }
+}

@@ -47,6 +47,8 @@ public final class StoreWriter {
     public private(set) var failure: String?
     /// Called (on the loop) when `holding` turns false.
     public var onResume: (() -> Void)?
+    /// Called (on the loop) each time a commit fails, with why (it is retried).
+    public var onFailure: ((String) -> Void)?
     /// Called (on the loop) once nothing is queued or in flight (`whenIdle`).
     private var idleWaiters: [() -> Void] = []
 
@@ -141,6 +143,7 @@ public final class StoreWriter {
                                     "attempt": "\(attempts)", "retry_in_ms": "\(delay)"])
             let bound = NIOLoopBound(self, eventLoop: loop)
             loop.scheduleTask(in: .milliseconds(Int64(delay))) { bound.value.kick() }
+            onFailure?("\(error)")
         }
     }
 }

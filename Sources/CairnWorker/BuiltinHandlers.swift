@@ -1,7 +1,7 @@
 import CairnCore
 import Foundation
 
-/// The node kinds every worker runs: `echo`, `sleep`, `fail`, `flaky`, `map` (and `exec`).
+/// The handlers of the node kinds every worker runs, one per name in `NodeKinds.builtin`.
 public enum BuiltinHandlers {
     public static func all() -> [String: any NodeHandler] {
         [

@@ -174,11 +174,11 @@ import Testing
             }
         }
         try await Task.sleep(nanoseconds: 1_800_000_000)
-        let waiting = await hot.status.waitingBatches
+        let waiting = await hot.tierReport().waitingBatches
         #expect(waiting >= 2 && waiting < 6, "writes held: \(waiting) batches waiting")
-        #expect(await hot.status.lastFlushError?.contains("disk is full") == true)
+        #expect(await hot.tierReport().lastFlushError?.contains("disk is full") == true)
         // The first batch is still in Redis: it cannot have expired.
-        let oldest = await hot.status.oldestAge
+        let oldest = await hot.tierReport().oldestAge
         #expect(oldest < 2, "the oldest waiting batch (\(oldest)s after \(Date().timeIntervalSince(started))s) is younger than the TTL")
         faulty.failing = false
         try await writer.value

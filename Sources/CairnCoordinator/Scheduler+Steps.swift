@@ -2,86 +2,57 @@ import CairnCore
 import CairnGraph
 import CairnProtocol
 import CairnStore
-import CoreMetrics
-import Foundation
 import Logging
-import NIOCore
 
-extension Engine {
-    /// A worker's result, handled on the event loop where it arrived. The worker is told it was
-    /// accepted once its writes are durable; a result under a lease that is no longer current
-    /// (task reassigned, run cancelled) is discarded, counted, and answered "not accepted".
-    /// `channel` is the connection the result came on: a worker already presumed lost (no longer
-    /// registered) is still told its late result was not accepted.
-    func result(from workerID: String, _ r: Cairn_V1_TaskResult, channel: (any Channel)? = nil) {
+/// Results, failed attempts, steps and the end of a run.
+extension Scheduler {
+    /// A worker's result. Accepted only under the lease its task holds now; the worker is told
+    /// so once the result's writes are durable. Any other lease (fenced, expired, a cancelled
+    /// run, an earlier coordinator) is stale: discarded, counted, answered "not accepted".
+    mutating func result(from workerID: String, _ r: Cairn_V1_TaskResult) {
         let w = workers[workerID]
-        if let w, w.running.remove(r.lease) != nil { w.tasksDone += 1 }
-        let ack: (Bool) -> Void = { accepted in
-            var a = Cairn_V1_ResultAck()
-            a.taskID = r.taskID
-            a.accepted = accepted
-            if let w {
-                w.send(.resultAck(a))
-            } else if let channel, let frame = try? WireCodec().encode(.resultAck(a), allocator: channel.allocator) {
-                channel.writeAndFlush(frame, promise: nil)
-            }
-        }
-        let run: ActiveRun, t: TaskState
-        switch leaseTable.complete(r.lease, workerID: workerID) {
-        case .success(let lease) where lease.taskID == r.taskID:
-            guard let rr = runs[lease.runID], let tt = rr.tasks[lease.taskID], tt.lease == r.lease, tt.phase == .running else {
-                fallthrough
-            }
-            run = rr
-            t = tt
-        default:
-            staleResults += 1
-            metrics.staleResults.increment()
-            logger.notice("stale result discarded", metadata: ["task_id": "\(r.taskID)", "lease": "\(r.lease)", "worker_id": "\(workerID)"])
-            ack(false)
-            pump()
+        if let w, w.leases.contains(r.lease) { w.tasksDone += 1 }
+        guard let (run, t) = task(holding: r.lease), t.workerID == workerID, t.planned.id == r.taskID, t.phase == .running else {
+            counters.stale += 1
+            log(.notice, "stale result discarded", ["task_id": "\(r.taskID)", "lease": "\(r.lease)", "worker_id": "\(workerID)",
+                                                    "lease_ended": "\(leaseEnd(r.lease)?.rawValue ?? "unknown")"])
+            emit(.ack(workerID: workerID, taskID: r.taskID, accepted: false))
             return
         }
-        t.lease = nil
-        defer { pump() }
-        let workerName = w?.name ?? workerID
-        let finished = now
-        metrics.taskLatency.recordNanoseconds(Int64(max(0, finished - t.startedAt) * 1e9))
+        endLease(r.lease, .completed)
+        let workerName = w?.info.name ?? workerID
+        emit(.taskLatency(seconds: max(0, time - t.startedAt)))
+        let ack = AfterCommit.ack(workerID: workerID, taskID: r.taskID)
 
         if !r.error.isEmpty {
             attemptFailed(run, t, message: r.error, errorKind: r.errorKind, nonRetryable: r.nonRetryable,
-                          worker: workerName, finishedAt: finished, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
+                          worker: workerName, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
             return
         }
-
         let outcome: TaskOutcome
         do {
-            outcome = try decodeOutcome(r, task: t)
+            outcome = try Self.decodeOutcome(r, task: t)
         } catch {
             attemptFailed(run, t, message: "node '\(t.planned.node)' returned a bad result: \(error)", errorKind: "bad_result",
-                          nonRetryable: true, worker: workerName, finishedAt: finished, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
+                          nonRetryable: true, worker: workerName, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
             return
         }
         if let problem = run.planner.validate(outcome) {
             attemptFailed(run, t, message: problem.message, errorKind: "bad_result", nonRetryable: true,
-                          worker: workerName, finishedAt: finished, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
+                          worker: workerName, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
             return
         }
 
-        let runID = run.record.runID
-        let cpID = run.checkpoint.checkpointID
-        let execution = TaskExecutionRecord(runID: runID, taskID: t.planned.id, node: t.planned.node,
-                                            step: run.checkpoint.step + 1, attempt: t.attempt, worker: workerName,
-                                            status: "completed", startedAt: t.startedAt, finishedAt: finished,
-                                            error: nil, cost: r.cost, apiCalls: Int(r.apiCalls))
+        let done = execution(run, t, worker: workerName, status: "completed", error: nil, cost: r.cost, apiCalls: Int(r.apiCalls))
         markDone(run, t, outcome, cost: r.cost, apiCalls: Int(r.apiCalls), worker: workerName)
         // The last task of its step: its writes go straight into the step's checkpoint, in one
         // transaction, instead of being stored as pending writes first (a chain's common case).
         if run.allDone {
-            run.carry.taskExecutions.append(execution)
+            run.carry.taskExecutions.append(done)
             completeStep(run, acks: [ack])
             return
         }
+        let runID = run.record.runID, cpID = run.checkpoint.checkpointID
         var batch = StoreBatch()
         for (i, w) in outcome.writes.enumerated() {
             batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: cpID, taskID: t.planned.id, idx: i,
@@ -95,26 +66,25 @@ extension Engine {
                                                           idx: PendingWriteRecord.resultIdx, channel: "__result__",
                                                           value: Self.resultRecord(outcome, cost: r.cost, apiCalls: Int(r.apiCalls))))
         }
-        batch.taskExecutions.append(execution)
-        // Counted done now; the step's checkpoint is queued behind these writes, so it can never
+        batch.taskExecutions.append(done)
+        // Counted done now; the step's checkpoint is written after these writes, so it can never
         // be durable without them.
-        writer.enqueue(batch, durability: run.durability) { _ in ack(true) }
+        write(batch, run.durability, then: [ack])
     }
 
     /// A task's result is in: count it done (its writes are queued, or ride with the step's checkpoint).
-    func markDone(_ run: ActiveRun, _ t: TaskState, _ outcome: TaskOutcome, cost: Double, apiCalls: Int, worker: String) {
+    private mutating func markDone(_ run: ActiveRun, _ t: TaskState, _ outcome: TaskOutcome, cost: Double, apiCalls: Int, worker: String) {
         t.phase = .done
         t.outcome = outcome
         run.stepDone += 1
         run.record.cost += cost
         run.record.apiCalls += apiCalls
         run.tasksDoneTotal += 1
-        tasksCompleted += 1
-        metrics.tasksCompleted.increment()
-        publish(run, kind: "task_finished", node: t.planned.node, taskID: t.planned.id, worker: worker, attempt: t.attempt)
+        counters.completed += 1
+        note(run, kind: "task_finished", node: t.planned.node, taskID: t.planned.id, worker: worker, attempt: t.attempt)
     }
 
-    func decodeOutcome(_ r: Cairn_V1_TaskResult, task t: TaskState) throws -> TaskOutcome {
+    static func decodeOutcome(_ r: Cairn_V1_TaskResult, task t: TaskState) throws -> TaskOutcome {
         var writes: [(channel: String, value: JSONValue)] = []
         if !r.writesJson.isEmpty {
             guard case .object(let o) = try JSONValue.parse([UInt8](r.writesJson)) else {
@@ -158,71 +128,57 @@ extension Engine {
                            interrupt: result["interrupt"])
     }
 
-    func attemptFailed(_ run: ActiveRun, _ t: TaskState, message: String, errorKind: String, nonRetryable: Bool,
-                       worker: String, finishedAt: Double, cost: Double, apiCalls: Int, ack: ((Bool) -> Void)? = nil) {
+    /// An attempt failed (an error, a bad result, or its deadline passed): retried after the
+    /// node's backoff with jitter while attempts remain and the error is retryable; otherwise
+    /// the run fails, with the error stored as the task's final write.
+    mutating func attemptFailed(_ run: ActiveRun, _ t: TaskState, message: String, errorKind: String, nonRetryable: Bool,
+                                worker: String, cost: Double, apiCalls: Int, ack: AfterCommit?) {
         let runID = run.record.runID
         let policy = run.graph.nodes[t.planned.node]?.retry ?? RetryPolicy()
         var batch = StoreBatch()
-        batch.taskExecutions.append(TaskExecutionRecord(runID: runID, taskID: t.planned.id, node: t.planned.node,
-                                                        step: run.checkpoint.step + 1, attempt: t.attempt, worker: worker,
-                                                        status: "failed", startedAt: t.startedAt, finishedAt: finishedAt,
-                                                        error: message, cost: cost, apiCalls: apiCalls))
+        batch.taskExecutions.append(execution(run, t, worker: worker, status: "failed", error: message, cost: cost, apiCalls: apiCalls))
         run.record.cost += cost
         run.record.apiCalls += apiCalls
         let retryable = !nonRetryable && !policy.nonRetryable.contains(errorKind)
         if retryable && t.attempt < policy.maxAttempts {
-            var delay = policy.delayMS(beforeAttempt: t.attempt + 1)
-            if policy.jitter { delay = Int64(Double(delay) * Double.random(in: 0.8...1.2)) }
+            var delay = Double(policy.delayMS(beforeAttempt: t.attempt + 1)) / 1000
+            if policy.jitter { delay *= jitter() }
             t.phase = .waitingRetry
-            tasksRetried += 1
-            metrics.tasksRetried.increment()
-            logger.info("task attempt failed; retrying", metadata: ["run_id": "\(runID)", "task_id": "\(t.planned.id)",
-                                                                     "node": "\(t.planned.node)", "attempt": "\(t.attempt)",
-                                                                     "delay_ms": "\(delay)", "error": "\(message)"])
-            publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: worker,
-                    message: "attempt \(t.attempt) of \(policy.maxAttempts) failed: \(message); retrying in \(Durations.format(millis: delay))",
-                    attempt: t.attempt)
-            writer.enqueue(batch, durability: run.durability) { _ in ack?(true) }
-            let taskID = t.planned.id
-            let attempt = t.attempt
-            Task {
-                try? await Task.sleep(nanoseconds: UInt64(max(0, delay)) * 1_000_000)
-                self.retryDue(runID: runID, taskID: taskID, attempt: attempt)
-            }
+            t.retryAt = time + delay
+            counters.retried += 1
+            log(.info, "task attempt failed; retrying", ["run_id": "\(runID)", "task_id": "\(t.planned.id)", "node": "\(t.planned.node)",
+                                                          "attempt": "\(t.attempt)", "delay_ms": "\(Int64(delay * 1000))", "error": "\(message)"])
+            note(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: worker,
+                 message: "attempt \(t.attempt) of \(policy.maxAttempts) failed: \(message); retrying in \(Durations.format(millis: Int64(delay * 1000)))",
+                 attempt: t.attempt)
+            write(batch, run.durability, then: ack.map { [$0] } ?? [])
+            emit(.wake(at: time + delay))
             return
         }
-        tasksFailed += 1
-        metrics.tasksFailed.increment()
+        counters.failed += 1
         let attempts = t.attempt == 1 ? "1 attempt" : "\(t.attempt) attempts"
-        let reason = "node '\(t.planned.node)' failed after \(attempts): \(message)"
         batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: run.checkpoint.checkpointID, taskID: t.planned.id,
                                                       idx: PendingWriteRecord.errorIdx, channel: "__error__",
                                                       value: .object(["node": .string(t.planned.node), "error": .string(message),
                                                                       "attempts": .int(Int64(t.attempt))])))
-        publish(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: worker, message: message, attempt: t.attempt)
-        finishRun(run, status: .failed, error: reason, extra: batch) { ack?(true) }
-    }
-
-    func retryDue(runID: String, taskID: String, attempt: Int) {
-        guard let run = runs[runID], let t = run.tasks[taskID], t.phase == .waitingRetry, t.attempt == attempt else { return }
-        run.enqueue(t)
-        activate(runID)
-        pump()
+        note(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: worker, message: message, attempt: t.attempt)
+        finishRun(run, status: .failed, error: "node '\(t.planned.node)' failed after \(attempts): \(message)", extra: batch,
+                  then: ack.map { [$0] } ?? [])
     }
 
     /// Every task of the step is in: apply the writes in task order, plan the next step, and
-    /// queue the checkpoint (with the run's new status) as one transaction. The next step is
-    /// handed out at once (pipelined); the checkpoint event, the acks and a run's end are sent
-    /// once the checkpoint is durable. The writer commits in order, so a later step's writes
-    /// can never be durable before this checkpoint.
-    func completeStep(_ run: ActiveRun, acks: [(Bool) -> Void] = []) {
+    /// write the checkpoint (with the run's new status) as one batch. The next step is handed
+    /// out at once (pipelined); the checkpoint note, the acks and a run's end wait for the
+    /// commit. The writer commits in order, so a later step's writes can never be durable
+    /// before this checkpoint.
+    mutating func completeStep(_ run: ActiveRun, acks: [AfterCommit]) {
         let runID = run.record.runID
         let outcomes = run.order.compactMap { run.tasks[$0]?.outcome }
         let step = run.checkpoint.step + 1
         var state = run.state
         var updated = Set<String>()
         var appended: [String: [JSONValue]] = [:]
-        let newID = Identifiers.sortable()
+        let newID = newCheckpointID(time)
         var joins = run.joins
         let next: [PlannedTask]
         do {
@@ -234,8 +190,9 @@ extension Engine {
             }
             next = try run.planner.next(after: outcomes, state: state, joins: &joins, checkpointID: newID, step: step + 1)
         } catch {
-            finishRun(run, status: .failed, error: "step \(step): \(error)", extra: run.carry) { acks.forEach { $0(true) } }
+            let carry = run.carry
             run.carry = StoreBatch()
+            finishRun(run, status: .failed, error: "step \(step): \(error)", extra: carry, then: acks)
             return
         }
 
@@ -282,7 +239,7 @@ extension Engine {
         if let interrupt { metadata["interrupt"] = interrupt }
         let cp = CheckpointRecord(runID: runID, checkpointID: newID, parentID: run.checkpoint.checkpointID, step: step,
                                   source: "loop", channelVersions: versions, nextTasks: .array(next.map(\.json)),
-                                  metadata: .object(metadata), createdAt: now)
+                                  metadata: .object(metadata), createdAt: time)
         batch.checkpoints.append(cp)
         // The step's writes now live in the new checkpoint's channel values.
         batch.prunedWrites.append(CheckpointKey(runID: runID, checkpointID: run.checkpoint.checkpointID))
@@ -292,71 +249,46 @@ extension Engine {
         record.status = status
         record.error = error
         record.interrupt = interrupt
-        record.updatedAt = now
+        record.updatedAt = time
         if status == .completed { record.output = .object(state) }
-        if status.isFinished { record.finishedAt = now }
+        if status.isFinished { record.finishedAt = time }
         batch.runs.append(record)
 
-        metrics.checkpointWrites.increment()
+        counters.checkpoints += 1
         run.carry = StoreBatch()
         run.record = record
         run.checkpoint = cp
         run.state = state
         run.joins = joins
         run.beginStep(planned: status == .running ? next : [], done: [:])
-        let newStatus = status, reason = error
         var nextNodes: [String] = []
         if status == .running || status == .paused {
             var seen = Set<String>()
             for t in next where seen.insert(t.node).inserted { nextNodes.append(t.node) }
         }
-        writer.enqueue(batch, durability: run.durability) { _ in
-            acks.forEach { $0(true) }
-            guard self.runs[runID] === run else { return }
-            run.durable = record
-            self.publish(run, kind: "checkpoint", message: "step \(step) recorded", step: step, next: nextNodes, includeRun: true)
-            if newStatus != .running {
-                self.close(run, final: newStatus == .paused ? "paused" : "finished", message: reason ?? newStatus.rawValue)
-                self.logger.info("run \(newStatus.rawValue)", metadata: ["run_id": "\(runID)", "steps": "\(step)", "error": "\(reason ?? "")"])
-            }
-        }
+        write(batch, run.durability, then: acks + [.stepRecorded(run, record: record, step: step, next: nextNodes, status: status, reason: error)])
         if status == .running { activate(runID) }
     }
 
     /// Ends a run that failed or was cancelled outside step completion. It stops at once (no
-    /// more tasks handed out); watchers hear of the end, and `done` runs, once it is durable.
-    func finishRun(_ run: ActiveRun, status: RunStatus, error: String?, extra: StoreBatch, done: (() -> Void)? = nil) {
+    /// more tasks handed out, its leases revoked); watchers hear of the end, and `then` runs,
+    /// once it is durable.
+    mutating func finishRun(_ run: ActiveRun, status: RunStatus, error: String?, extra: StoreBatch, then: [AfterCommit]) {
         let runID = run.record.runID
-        guard runs[runID] === run, !run.record.status.isFinished else { done?(); return }
+        guard runs[runID] === run, !run.record.status.isFinished else {
+            write(StoreBatch(), .sync, then: then)
+            return
+        }
         for t in run.tasks.values {
-            if let lease = t.lease { leaseTable.revoke(lease) }
-            t.lease = nil
+            if let lease = t.lease { endLease(lease, .revoked) }
             if t.phase != .done { t.phase = .done }
         }
         run.record.status = status
         run.record.error = error
-        run.record.updatedAt = now
-        run.record.finishedAt = now
-        let record = run.record
+        run.record.updatedAt = time
+        run.record.finishedAt = time
         var batch = extra
-        batch.runs.append(record)
-        writer.enqueue(batch) { _ in
-            if self.runs[runID] === run {
-                run.durable = record
-                self.close(run, final: "finished", message: error ?? status.rawValue)
-                self.logger.info("run \(status.rawValue)", metadata: ["run_id": "\(runID)", "error": "\(error ?? "")"])
-            }
-            done?()
-        }
-    }
-
-    /// Drops an ended or paused run from memory and tells its watchers.
-    func close(_ run: ActiveRun, final kind: String, message: String) {
-        let runID = run.record.runID
-        runs[runID] = nil
-        rotation.removeAll { $0 == runID }
-        publish(run, kind: kind, message: message, includeRun: true, final: true)
-        if let subs = subscribers.removeValue(forKey: runID) { subs.values.forEach { $0.finish() } }
-        if let subs = finalWatchers.removeValue(forKey: runID) { subs.values.forEach { $0.finish() } }
+        batch.runs.append(run.record)
+        write(batch, .sync, then: then + [.runEnded(run, record: run.record, status: status, error: error)])
     }
 }

@@ -1,0 +1,511 @@
+import CairnCore
+import CairnGraph
+import CairnProtocol
+import CairnStore
+import Foundation
+import Logging
+
+/// The coordinator's decisions, as a pure synchronous state machine: a run's lifecycle, leases,
+/// dispatch, retries, poison, and when to acknowledge. Events go in with the time they happen
+/// at; actions come out for the `Engine` to carry out (send, write, notify). No sockets, no
+/// actors, no clock, no metrics: tests drive it with plain numbers for time and never sleep.
+///
+/// ```
+///  event                       what the scheduler decides
+///  ──────────────────────────  ──────────────────────────────────────────────────────────────
+///  workerJoined / heartbeat    slots to fill → dispatch
+///  result (current lease)      done → write (pending writes, or the step's checkpoint)
+///                              → after commit: ack, notify, finish the run
+///  result (any other lease)    stale → ack(accepted: false)
+///  workerLost / tick           leases fenced or expired → hand back, retry, or poison
+///  writeFailed                 hold: no dispatch until a write commits again
+///  writeCommitted(id)          what waited on that write: acks, "step recorded", the run's end
+/// ```
+///
+/// Every durable effect is a `.write` with an id; what must wait for durability (a worker's
+/// ack, a watcher's "step N recorded", a run reported finished, a client's reply) waits for
+/// `writeCommitted` of that id. The writer commits in order, so this is what makes the
+/// guarantees in the README hold.
+struct Scheduler {
+    typealias WriteID = UInt64
+    typealias ReplyID = UInt64
+
+    struct WorkerInfo: Sendable, Equatable {
+        var id: String
+        var name: String
+        var slots: Int
+        var kinds: Set<String>
+        var address: String
+    }
+
+    enum Event {
+        case workerJoined(WorkerInfo)
+        /// The leases a worker reports running, with any progress since its last heartbeat.
+        case heartbeat(workerID: String, tasks: [(lease: String, progress: [UInt8])])
+        case result(workerID: String, Cairn_V1_TaskResult)
+        case workerLost(workerID: String, reason: String)
+        case workerDraining(workerID: String)
+        /// Time passed: silent workers, leases past their deadline, retries due.
+        case tick
+        case writeCommitted(WriteID)
+        /// The writer could not commit (it retries the same batch): hold new work.
+        case writeFailed(String)
+        /// A new run: its first rows are written, then it starts and `reply` is answered.
+        case runSubmitted(ActiveRun, StoreBatch, reply: ReplyID)
+        /// A run picked up after a restart, with the tasks of its step already done.
+        case runRecovered(ActiveRun, done: [String: TaskOutcome])
+        case cancel(runID: String, reply: ReplyID)
+        /// Rows of the engine's own (a stored run cancelled, a run that could not be recovered).
+        case record(StoreBatch, reply: ReplyID?)
+        /// Shutting down: no new work is handed out.
+        case stop
+    }
+
+    enum Action {
+        case dispatch(workerID: String, Cairn_V1_TaskAssignment)
+        case write(WriteID, StoreBatch, Durability)
+        case ack(workerID: String, taskID: String, accepted: Bool)
+        case notify(RunNote)
+        /// The run left memory (finished or paused) after its final note: end its watchers.
+        case closed(runID: String)
+        case reply(ReplyID)
+        /// Send `.tick` at this time (a retry falls due).
+        case wake(at: Double)
+        case taskLatency(seconds: Double)
+        case log(Logger.Level, String, Logger.Metadata)
+    }
+
+    /// What a run's watchers are told.
+    struct RunNote {
+        var runID: String
+        var kind: String
+        var node = ""
+        var taskID = ""
+        var worker = ""
+        var message = ""
+        var attempt = 0
+        var step: Int
+        var final = false
+        var summary: RunSummary
+    }
+
+    struct Counters: Equatable {
+        var dispatched: UInt64 = 0
+        var completed: UInt64 = 0
+        var failed: UInt64 = 0
+        var retried: UInt64 = 0
+        var reassigned: UInt64 = 0
+        var poisoned: UInt64 = 0
+        var stale: UInt64 = 0
+        var leasesFenced: UInt64 = 0
+        var leasesExpired: UInt64 = 0
+        var checkpoints: UInt64 = 0
+    }
+
+    /// A worker as the scheduler sees it: its slots and the leases it holds.
+    final class WorkerState {
+        let info: WorkerInfo
+        let connectedAt: Double
+        var lastHeartbeat: Double
+        var leases: Set<String> = []
+        var tasksDone = 0
+        var draining = false
+
+        init(_ info: WorkerInfo, now: Double) {
+            self.info = info; self.connectedAt = now; self.lastHeartbeat = now
+        }
+
+        var free: Int { draining ? 0 : max(0, info.slots - leases.count) }
+        func accepts(_ kind: String) -> Bool { info.kinds.contains(kind) || info.kinds.contains("*") }
+    }
+
+    /// How a lease that is no longer current ended, so a late result can be told why.
+    enum LeaseEnd: String { case fenced, expired, revoked, completed }
+
+    /// What waits for a write to be durable.
+    enum AfterCommit {
+        case ack(workerID: String, taskID: String)
+        case stepRecorded(ActiveRun, record: RunRecord, step: Int, next: [String], status: RunStatus, reason: String?)
+        case runEnded(ActiveRun, record: RunRecord, status: RunStatus, error: String?)
+        case begin(ActiveRun)
+        case reply(ReplyID)
+    }
+
+    let config: CoordinatorConfig
+    let epoch: UInt64
+    /// Jitter factor for a retry's delay, drawn in 0.8...1.2 (a fixed value in tests).
+    let jitter: () -> Double
+    /// A new checkpoint's id (time-sortable); injected so tests choose.
+    let newCheckpointID: (Double) -> String
+
+    var runs: [String: ActiveRun] = [:]
+    private(set) var workers: [String: WorkerState] = [:]
+    /// Runs with ready tasks, in round-robin order.
+    private var rotation: [String] = []
+    private var rotationIndex = 0
+    /// Current leases → their task; the task record holds the rest.
+    private var leases: [String: (runID: String, taskID: String)] = [:]
+    private var endedLeases: [String: LeaseEnd] = [:]
+    private var leaseCounter: UInt64 = 0
+    private var nextWrite: WriteID = 0
+    private var afterCommit: [WriteID: [AfterCommit]] = [:]
+    private var rowsByWrite: [WriteID: Int] = [:]
+    /// Rows written and not yet durable.
+    private(set) var queuedRows = 0
+    /// Why the store cannot be written right now (the writer retries); nil when it can.
+    private(set) var storeFailure: String?
+    private(set) var stopping = false
+    var counters = Counters()
+    /// Runs someone watches: notes are built only for these.
+    var watched: Set<String> = []
+
+    private var now: Double = 0
+    private var out: [Action] = []
+
+    init(config: CoordinatorConfig, epoch: UInt64, jitter: @escaping () -> Double = { Double.random(in: 0.8...1.2) },
+         newCheckpointID: @escaping (Double) -> String = { Identifiers.sortable(now: Date(timeIntervalSince1970: $0)) }) {
+        self.config = config
+        self.epoch = epoch
+        self.jitter = jitter
+        self.newCheckpointID = newCheckpointID
+    }
+
+    /// True while new work waits: the store refuses writes, or too many rows are not yet durable.
+    var holding: Bool { storeFailure != nil || queuedRows > config.maxQueuedRows }
+
+    /// Ready tasks waiting for a worker, across runs.
+    var queueDepth: Int { runs.values.reduce(0) { $0 + $1.tasks.values.filter { $0.phase == .ready }.count } }
+
+    /// Current leases (running attempts).
+    var activeLeases: Int { leases.count }
+
+    /// Node kinds registered by connected workers beyond the built-in ones (Swift handlers).
+    var customKinds: Set<String> {
+        var kinds = Set<String>()
+        for w in workers.values { kinds.formUnion(w.info.kinds) }
+        return kinds.subtracting(NodeKinds.builtin.keys)
+    }
+
+    /// Whether a worker with this id is registered (a worker presumed lost is not).
+    func isRegistered(_ workerID: String) -> Bool { workers[workerID] != nil }
+
+    // MARK: - the one way in
+
+    mutating func handle(_ event: Event, now: Double) -> [Action] {
+        self.now = now
+        out = []
+        switch event {
+        case .workerJoined(let info): workerJoined(info)
+        case .heartbeat(let id, let tasks): heartbeat(id, tasks)
+        case .result(let id, let r): result(from: id, r)
+        case .workerLost(let id, let reason): workerLost(id, reason: reason)
+        case .workerDraining(let id):
+            workers[id]?.draining = true
+            log(.info, "worker draining", ["worker_id": "\(id)"])
+        case .tick: tick()
+        case .writeCommitted(let id): committed(id)
+        case .writeFailed(let why):
+            if storeFailure == nil { log(.warning, "store writes are failing: holding new work", ["error": "\(why)"]) }
+            storeFailure = why
+        case .runSubmitted(let run, let batch, let reply):
+            write(batch, run.durability, then: [.begin(run), .reply(reply)])
+        case .runRecovered(let run, let done): recovered(run, done: done)
+        case .cancel(let runID, let reply):
+            guard let run = runs[runID], !run.record.status.isFinished else { out.append(.reply(reply)); break }
+            finishRun(run, status: .cancelled, error: "cancelled by request", extra: StoreBatch(), then: [.reply(reply)])
+        case .record(let batch, let reply):
+            write(batch, .sync, then: reply.map { [.reply($0)] } ?? [])
+        case .stop:
+            stopping = true
+        }
+        pump()
+        return out
+    }
+
+    // MARK: - writes
+
+    mutating func write(_ batch: StoreBatch, _ durability: Durability, then effects: [AfterCommit]) {
+        nextWrite += 1
+        let id = nextWrite
+        if !effects.isEmpty { afterCommit[id] = effects }
+        rowsByWrite[id] = batch.rowCount
+        queuedRows += batch.rowCount
+        out.append(.write(id, batch, durability))
+    }
+
+    private mutating func committed(_ id: WriteID) {
+        queuedRows -= rowsByWrite.removeValue(forKey: id) ?? 0
+        if storeFailure != nil {
+            storeFailure = nil
+            log(.notice, "store writes succeed again: handing out work", [:])
+        }
+        for effect in afterCommit.removeValue(forKey: id) ?? [] {
+            switch effect {
+            case .ack(let w, let task): out.append(.ack(workerID: w, taskID: task, accepted: true))
+            case .reply(let r): out.append(.reply(r))
+            case .begin(let run):
+                // A run paused before its first step (interrupt_before) is not kept in memory.
+                guard run.record.status == .running else { continue }
+                runs[run.record.runID] = run
+                activate(run.record.runID)
+            case .stepRecorded(let run, let record, let step, let next, let status, let reason):
+                guard runs[run.record.runID] === run else { continue }
+                run.durable = record
+                var summary = run.summary
+                summary.nextNodes = next
+                note(run, kind: "checkpoint", message: "step \(step) recorded", step: step, summary: summary)
+                if status != .running {
+                    close(run, final: status == .paused ? "paused" : "finished", message: reason ?? status.rawValue)
+                    log(.info, "run \(status.rawValue)", ["run_id": "\(run.record.runID)", "steps": "\(step)", "error": "\(reason ?? "")"])
+                }
+            case .runEnded(let run, let record, let status, let error):
+                guard runs[run.record.runID] === run else { continue }
+                run.durable = record
+                close(run, final: "finished", message: error ?? status.rawValue)
+                log(.info, "run \(status.rawValue)", ["run_id": "\(run.record.runID)", "error": "\(error ?? "")"])
+            }
+        }
+    }
+
+    // MARK: - workers
+
+    private mutating func workerJoined(_ info: WorkerInfo) {
+        let w = WorkerState(info, now: now)
+        workers[info.id] = w
+        log(.info, "worker joined", ["worker": "\(info.name)", "worker_id": "\(info.id)", "slots": "\(info.slots)", "address": "\(info.address)"])
+        write(workerBatch(w, disconnected: nil), .sync, then: [])
+    }
+
+    private func workerBatch(_ w: WorkerState, disconnected: Double?) -> StoreBatch {
+        var b = StoreBatch()
+        b.workers.append(WorkerRecord(workerID: w.info.id, name: w.info.name, slots: w.info.slots, kinds: w.info.kinds.sorted(),
+                                      address: w.info.address, connectedAt: w.connectedAt, lastSeen: w.lastHeartbeat,
+                                      disconnectedAt: disconnected, tasksDone: w.tasksDone))
+        return b
+    }
+
+    private mutating func heartbeat(_ workerID: String, _ tasks: [(lease: String, progress: [UInt8])]) {
+        guard let w = workers[workerID] else { return }
+        w.lastHeartbeat = now
+        for p in tasks where !p.progress.isEmpty {
+            guard let (run, t) = task(holding: p.lease), t.workerID == workerID else { continue }
+            t.progress = p.progress
+            note(run, kind: "progress", node: t.planned.node, taskID: t.planned.id, worker: w.info.name,
+                 message: String(decoding: t.progress, as: UTF8.self), attempt: t.attempt)
+        }
+    }
+
+    /// A worker's connection ended, or it went silent: its leases are fenced (a result it sends
+    /// later is rejected) and its tasks go back to their runs' queues with their last progress.
+    /// A task whose workers died `poisonAfter` times fails its run instead.
+    private mutating func workerLost(_ workerID: String, reason: String) {
+        guard let w = workers.removeValue(forKey: workerID) else { return }
+        var batch = workerBatch(w, disconnected: now)
+        var handedBack = 0
+        var poisoned: [(ActiveRun, TaskState)] = []
+        for lease in w.leases.sorted() {
+            guard let (run, t) = task(holding: lease) else { continue }
+            endLease(lease, .fenced)
+            counters.leasesFenced += 1
+            batch.taskExecutions.append(execution(run, t, worker: w.info.name, status: "lost",
+                                                  error: "worker \(w.info.name) lost: \(reason)", cost: 0, apiCalls: 0))
+            t.lostWorkers += 1
+            if t.lostWorkers >= config.poisonAfter {
+                poisoned.append((run, t))
+                continue
+            }
+            run.enqueue(t)
+            activate(run.record.runID)
+            handedBack += 1
+            counters.reassigned += 1
+            note(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: w.info.name,
+                 message: "worker \(w.info.name) lost (\(reason)); task handed back", attempt: t.attempt)
+        }
+        log(.warning, "worker left", ["worker": "\(w.info.name)", "worker_id": "\(workerID)", "reason": "\(reason)",
+                                      "tasks_handed_back": "\(handedBack)"])
+        write(batch, .sync, then: [])
+        for (run, t) in poisoned where runs[run.record.runID] === run {
+            counters.poisoned += 1
+            let why = "task \(t.planned.id) (node '\(t.planned.node)') was running on \(t.lostWorkers) workers that all died; declared poisonous instead of handing it out again"
+            log(.error, "poisonous task", ["run_id": "\(run.record.runID)", "task_id": "\(t.planned.id)", "node": "\(t.planned.node)"])
+            note(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: w.info.name, message: why, attempt: t.attempt)
+            finishRun(run, status: .failed, error: why, extra: StoreBatch(), then: [])
+        }
+    }
+
+    /// Silent workers are presumed lost; attempts past their deadline fail, whatever their
+    /// worker says; retries whose time has come go back to their queues.
+    private mutating func tick() {
+        let silentBefore = now - config.heartbeatTimeout
+        for w in workers.values.sorted(by: { $0.info.id < $1.info.id }) where w.lastHeartbeat < silentBefore {
+            workerLost(w.info.id, reason: "no heartbeat for \(Int(config.heartbeatTimeout))s")
+        }
+        let overdue = leases.compactMap { token, ref -> (String, ActiveRun, TaskState)? in
+            guard let run = runs[ref.runID], let t = run.tasks[ref.taskID], let d = t.deadline, d < now else { return nil }
+            return (token, run, t)
+        }.sorted { $0.0 < $1.0 }
+        for (lease, run, t) in overdue {
+            let workerName = t.workerID.flatMap { workers[$0]?.info.name } ?? t.workerID ?? "?"
+            endLease(lease, .expired)
+            counters.leasesExpired += 1
+            let limit = Durations.format(millis: run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
+            attemptFailed(run, t, message: "no result within the node's timeout (\(limit)) and its grace period", errorKind: "timeout",
+                          nonRetryable: false, worker: workerName, cost: 0, apiCalls: 0, ack: nil)
+        }
+        for run in runs.values.sorted(by: { $0.record.runID < $1.record.runID }) {
+            for id in run.order {
+                guard let t = run.tasks[id], t.phase == .waitingRetry, let at = t.retryAt, at <= now else { continue }
+                t.retryAt = nil
+                run.enqueue(t)
+                activate(run.record.runID)
+            }
+        }
+    }
+
+    // MARK: - leases
+
+    /// The task that holds `lease` now, if any.
+    func task(holding lease: String) -> (ActiveRun, TaskState)? {
+        guard let ref = leases[lease], let run = runs[ref.runID], let t = run.tasks[ref.taskID], t.lease == lease else { return nil }
+        return (run, t)
+    }
+
+    /// Why a lease is not current: never issued (or from an earlier epoch), or how it ended.
+    func leaseEnd(_ lease: String) -> LeaseEnd? { endedLeases[lease] }
+
+    /// Ends a task's current lease: the task and its worker no longer hold it.
+    mutating func endLease(_ lease: String, _ how: LeaseEnd) {
+        guard let ref = leases.removeValue(forKey: lease) else { return }
+        if how != .completed {
+            endedLeases[lease] = how
+            if endedLeases.count > 100_000 { endedLeases.removeAll(keepingCapacity: true) }
+        }
+        if let t = runs[ref.runID]?.tasks[ref.taskID], t.lease == lease {
+            if let w = t.workerID { workers[w]?.leases.remove(lease) }
+            t.lease = nil
+            t.deadline = nil
+        } else {
+            for w in workers.values { w.leases.remove(lease) }
+        }
+    }
+
+    // MARK: - dispatch
+
+    mutating func activate(_ runID: String) {
+        if !rotation.contains(runID) { rotation.append(runID) }
+    }
+
+    /// Hands ready tasks to free worker slots, one task per run per turn (fair across runs).
+    private mutating func pump() {
+        // While the store cannot keep up (or cannot be written), no new work: nothing is dropped.
+        guard !workers.isEmpty, !holding, !stopping else { return }
+        var idleTurns = 0
+        while !rotation.isEmpty, idleTurns < rotation.count {
+            if rotationIndex >= rotation.count { rotationIndex = 0 }
+            let runID = rotation[rotationIndex]
+            guard let run = runs[runID], run.record.status == .running, let t = run.peekReady() else {
+                rotation.remove(at: rotationIndex)
+                continue
+            }
+            guard let w = pickWorker(for: t.kind) else {
+                // Every slot is taken: stop here, and this run is first in line for the next free slot.
+                if workers.values.allSatisfy({ $0.free == 0 }) { return }
+                // Slots are free, but not on a worker that runs this kind: let the next run try.
+                idleTurns += 1
+                rotationIndex += 1
+                continue
+            }
+            idleTurns = 0
+            _ = run.popReady()
+            assign(t, of: run, to: w)
+            rotationIndex += 1
+        }
+    }
+
+    private func pickWorker(for kind: String) -> WorkerState? {
+        var best: WorkerState?
+        for w in workers.values where w.free > 0 && w.accepts(kind) {
+            if best == nil || w.free > best!.free || (w.free == best!.free && w.info.id < best!.info.id) { best = w }
+        }
+        return best
+    }
+
+    private mutating func assign(_ t: TaskState, of run: ActiveRun, to w: WorkerState) {
+        leaseCounter += 1
+        let lease = "\(epoch).\(leaseCounter)"
+        t.attempt += 1
+        t.phase = .running
+        t.lease = lease
+        t.workerID = w.info.id
+        t.startedAt = now
+        t.deadline = run.graph.nodes[t.planned.node]?.timeoutMS.map { now + Double($0) / 1000 + config.timeoutGrace }
+        leases[lease] = (run.record.runID, t.planned.id)
+        w.leases.insert(lease)
+        counters.dispatched += 1
+
+        var a = Cairn_V1_TaskAssignment()
+        a.taskID = t.planned.id
+        a.lease = lease
+        a.runID = run.record.runID
+        a.node = t.planned.node
+        a.kind = t.kind
+        a.configJson = Data(run.configBytes[t.planned.node] ?? [])
+        a.stateJson = Data(run.stateBytes(for: run.graph.nodes[t.planned.node]))
+        if let input = t.planned.input { a.inputJson = Data(input.jsonBytes()) }
+        a.attempt = UInt32(t.attempt)
+        a.progressJson = Data(t.progress)
+        a.bundleHash = run.bundleHash ?? ""
+        a.step = UInt32(run.checkpoint.step + 1)
+        a.checkpointID = run.checkpoint.checkpointID
+        a.timeoutMs = UInt64(run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
+        out.append(.dispatch(workerID: w.info.id, a))
+        note(run, kind: "task_started", node: t.planned.node, taskID: t.planned.id, worker: w.info.name, attempt: t.attempt)
+    }
+
+    // MARK: - runs
+
+    private mutating func recovered(_ run: ActiveRun, done: [String: TaskOutcome]) {
+        let runID = run.record.runID
+        run.beginStep(planned: (run.checkpoint.nextTasks.arrayValue ?? []).compactMap(PlannedTask.init(json:)), done: done)
+        runs[runID] = run
+        if run.allDone {
+            completeStep(run, acks: [])
+        } else {
+            activate(runID)
+        }
+    }
+
+    /// Drops an ended or paused run from memory after telling its watchers.
+    mutating func close(_ run: ActiveRun, final kind: String, message: String) {
+        let runID = run.record.runID
+        note(run, kind: kind, message: message, step: run.checkpoint.step, final: true)
+        runs[runID] = nil
+        rotation.removeAll { $0 == runID }
+        out.append(.closed(runID: runID))
+    }
+
+    // MARK: - output helpers
+
+    mutating func note(_ run: ActiveRun, kind: String, node: String = "", taskID: String = "", worker: String = "",
+                       message: String = "", attempt: Int = 0, step: Int? = nil, final: Bool = false, summary: RunSummary? = nil) {
+        guard watched.contains(run.record.runID) else { return }
+        out.append(.notify(RunNote(runID: run.record.runID, kind: kind, node: node, taskID: taskID, worker: worker, message: message,
+                                   attempt: attempt, step: step ?? (run.checkpoint.step + 1), final: final,
+                                   summary: summary ?? run.summary)))
+    }
+
+    mutating func log(_ level: Logger.Level, _ message: String, _ metadata: Logger.Metadata) {
+        out.append(.log(level, message, metadata))
+    }
+
+    mutating func emit(_ action: Action) { out.append(action) }
+
+    var time: Double { now }
+
+    func execution(_ run: ActiveRun, _ t: TaskState, worker: String, status: String, error: String?,
+                   cost: Double, apiCalls: Int) -> TaskExecutionRecord {
+        TaskExecutionRecord(runID: run.record.runID, taskID: t.planned.id, node: t.planned.node, step: run.checkpoint.step + 1,
+                            attempt: t.attempt, worker: worker, status: status, startedAt: t.startedAt, finishedAt: now,
+                            error: error, cost: cost, apiCalls: apiCalls)
+    }
+}
