@@ -12,9 +12,8 @@ import NIOCore
 /// crash loses at most tasks that will run again, never a write applied twice.
 ///
 /// A commit that fails is retried (with backoff) at the head of the queue until it succeeds:
-/// nothing queued is dropped or reordered. While it fails, or while more than `holdRows` rows
-/// wait, `holding` is true and the scheduler hands out no new work; `onResume` fires when it
-/// turns false again.
+/// nothing queued is dropped or reordered. `onFailure` says each time a commit fails (the
+/// scheduler holds new work until a commit succeeds again).
 ///
 /// Confined to one event loop: every method must be called on `loop` (the scheduler's executor).
 public final class StoreWriter {
@@ -24,7 +23,6 @@ public final class StoreWriter {
     public let loop: any EventLoop
     private let logger: Logger
     private let maxRows: Int
-    private let holdRows: Int
 
     private struct Group {
         var durability: Durability
@@ -45,23 +43,18 @@ public final class StoreWriter {
     public private(set) var rowsQueued = 0
     /// Why the head batch cannot be written right now; nil when commits succeed.
     public private(set) var failure: String?
-    /// Called (on the loop) when `holding` turns false.
-    public var onResume: (() -> Void)?
     /// Called (on the loop) each time a commit fails, with why (it is retried).
     public var onFailure: ((String) -> Void)?
     /// Called (on the loop) once nothing is queued or in flight (`whenIdle`).
     private var idleWaiters: [() -> Void] = []
 
-    public init(store: any CheckpointStore, loop: any EventLoop, logger: Logger, maxRows: Int = 5_000, holdRows: Int = 50_000) {
+    public init(store: any CheckpointStore, loop: any EventLoop, logger: Logger, maxRows: Int = 5_000) {
         self.store = store
         self.loop = loop
         self.logger = logger
         self.maxRows = maxRows
-        self.holdRows = holdRows
     }
 
-    /// True while new work should wait: commits fail, or too many rows are not yet durable.
-    public var holding: Bool { failure != nil || rowsQueued > holdRows }
 
     /// Queues `batch`; `done` is called on the loop once it has committed.
     public func enqueue(_ batch: StoreBatch, durability: Durability = .sync, _ done: Completion? = nil) {
@@ -116,7 +109,6 @@ public final class StoreWriter {
         inFlight = false
         switch result {
         case .success:
-            let wasHolding = holding
             let group = queue.removeFirst()
             transactions += 1
             rowsWritten += UInt64(group.batch.rowCount)
@@ -128,7 +120,6 @@ public final class StoreWriter {
             }
             kick()
             for c in group.completions { c(.success(())) }
-            if wasHolding && !holding { onResume?() }
             if queue.isEmpty && !inFlight && !idleWaiters.isEmpty {
                 let waiters = idleWaiters
                 idleWaiters = []
@@ -138,7 +129,7 @@ public final class StoreWriter {
             attempts += 1
             failure = "\(error)"
             let delay = min(5_000, 50 << min(attempts - 1, 7))
-            logger.error("store write failed; holding new work and retrying the same batch",
+            logger.error("store write failed; retrying the same batch",
                          metadata: ["error": "\(error)", "rows": "\(queue.first?.batch.rowCount ?? 0)",
                                     "attempt": "\(attempts)", "retry_in_ms": "\(delay)"])
             let bound = NIOLoopBound(self, eventLoop: loop)
