@@ -155,17 +155,28 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(
-            name: "cairn",
+        // The client's commands, one file each; the `cairn` executable only runs them.
+        .target(
+            name: "CairnCLI",
             dependencies: [
-                "CairnClient", "CairnGraph",
+                "CairnClient", "CairnGraph", "CairnCore", "CairnProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "cairn",
+            dependencies: ["CairnCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "CairnGraphTests",
             dependencies: ["CairnGraph"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CairnCLITests",
+            dependencies: ["CairnCLI", "CairnProtocol", "CairnCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -25,15 +25,18 @@ enum Output {
 
     /// Prints rows under a header, each column as wide as its widest cell (ANSI codes not counted).
     static func table(_ header: [String], _ rows: [[String]]) {
+        for line in tableLines(header, rows) { print(line) }
+    }
+
+    static func tableLines(_ header: [String], _ rows: [[String]]) -> [String] {
         var widths = header.map(visibleWidth)
         for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], visibleWidth(c)) } }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { i, c in
-                i == cells.count - 1 ? c : c + String(repeating: " ", count: widths[i] - visibleWidth(c))
-            }.joined(separator: "  ")
+                i == cells.count - 1 ? c : c + String(repeating: " ", count: max(0, widths[i] - visibleWidth(c)))
+            }.joined(separator: "  ").replacingOccurrences(of: " +$", with: "", options: .regularExpression)
         }
-        print(bold(line(header)))
-        for r in rows { print(line(r)) }
+        return [bold(line(header))] + rows.map(line)
     }
 
     static func visibleWidth(_ s: String) -> Int {
@@ -53,9 +56,9 @@ enum Output {
         return f.string(from: Date(timeIntervalSince1970: t))
     }
 
-    static func ago(_ t: Double) -> String {
+    static func ago(_ t: Double, now: Double = Date().timeIntervalSince1970) -> String {
         guard t > 0 else { return "-" }
-        let d = max(0, Date().timeIntervalSince1970 - t)
+        let d = max(0, now - t)
         if d < 1 { return "now" }
         if d < 60 { return "\(Int(d))s ago" }
         if d < 3600 { return "\(Int(d / 60))m ago" }

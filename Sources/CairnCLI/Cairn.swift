@@ -1,0 +1,95 @@
+import ArgumentParser
+import CairnClient
+import CairnCore
+import CairnGraph
+import CairnProtocol
+import Foundation
+
+/// The `cairn` command (its executable only calls `Cairn.main()`).
+public struct Cairn: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
+        commandName: "cairn",
+        abstract: "Submit, watch and inspect Cairn workflow runs.",
+        discussion: """
+            Every step of a run is a checkpoint in the coordinator's store: `history` lists them and `state` reads the state at any of them. Add --json to any command for machine-readable output.
+
+            The coordinator comes from --coordinator or CAIRN_COORDINATOR (default 127.0.0.1:7400), the token from --token-file or CAIRN_TOKEN.
+
+            Examples:
+              cairn submit scripts/examples/video/video.yaml --wait \\
+                --input '{"topic": "lighthouses"}'
+              cairn watch r-3k9x2m1q7a
+              cairn list --status failed --since 24h
+              cairn graph scripts/examples/video/video.yaml --format mermaid
+            """,
+        subcommands: [Submit.self, Watch.self, Status.self, List.self, History.self, State.self, Cancel.self,
+                      Workers.self, Stats.self, GraphCommand.self,
+                      Resume.self, Fork.self, Export.self, Import.self, Cleanup.self, Verify.self]
+    )
+}
+
+/// Options every command that talks to a coordinator shares.
+struct Connection: ParsableArguments {
+    @Option(name: .customLong("coordinator"), help: "The coordinator's HOST:PORT (or CAIRN_COORDINATOR).")
+    var coordinator: String?
+
+    @Option(name: .customLong("token-file"), help: "A file holding the token (or CAIRN_TOKEN).")
+    var tokenFile: String?
+
+    @Flag(help: "Print machine-readable JSON.")
+    var json = false
+
+    func config() throws -> ClientConfig {
+        var c = ClientConfig()
+        let address = coordinator ?? ProcessInfo.processInfo.environment["CAIRN_COORDINATOR"] ?? "127.0.0.1:7400"
+        guard let (host, port) = ClientConfig.parseAddress(address) else {
+            throw ValidationError("the coordinator address must be HOST:PORT, not '\(address)'")
+        }
+        c.host = host
+        c.port = port
+        do { c.token = try Tokens.read(file: tokenFile) } catch { throw ValidationError("\(error)") }
+        return c
+    }
+
+    /// Runs `body` on a connection; client errors become one clean line and exit status 1
+    /// (5 when the coordinator's stored data for what was asked is damaged).
+    func with<T: Sendable>(_ body: (CairnClient) async throws -> T) async throws -> T {
+        do {
+            return try await CairnClient.withConnection(try config(), body)
+        } catch let e as ClientError {
+            throw Self.report(e, json: json)
+        }
+    }
+
+    /// Prints a client error (as JSON too with --json) and returns the exit status it means.
+    static func report(_ e: ClientError, json: Bool) -> ExitCode {
+        if json { Output.printJSON(.object(["error": .string(e.description)])) }
+        FileHandle.standardError.write(Data("cairn: \(e.description)\n".utf8))
+        return ExitCode(RunExit.code(for: e))
+    }
+}
+
+/// Exit statuses for commands that wait for a run: what the run ended as.
+enum RunExit {
+    static func code(_ status: String) -> Int32 {
+        switch status {
+        case "completed": return 0
+        case "failed": return 2
+        case "cancelled": return 3
+        case "paused": return 4
+        default: return 1
+        }
+    }
+
+    /// The stored data asked for failed its integrity check: distinct from "could not ask".
+    static let damaged: Int32 = 5
+
+    static func code(for error: ClientError) -> Int32 {
+        if case .server(.errorDataDamaged, _) = error { return damaged }
+        return 1
+    }
+
+    static let help = "Exit status: 0 completed, 2 failed, 3 cancelled, 4 paused, 1 could not ask, 5 the run's stored data is damaged."
+}
