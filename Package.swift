@@ -60,22 +60,40 @@ let package = Package(
             exclude: ["cairn.proto", "PROTOCOL.md"],
             swiftSettings: swiftSettings
         ),
-        // Checkpoint store protocol, in-memory and SQLite implementations.
+        // The storage contract: the store protocol, its records, the one writer, an in-memory store.
         .target(
             name: "CairnStore",
             dependencies: [
                 "CairnCore",
-                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
-        // Redis client over hiredis, and the hot tier that puts Redis in front of SQLite.
+        // The authoritative store: one SQLite file (GRDB), migrations, checksummed rows.
+        .target(
+            name: "CairnSQLite",
+            dependencies: [
+                "CairnCore", "CairnStore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // A Redis client over hiredis.
         .target(
             name: "CairnRedis",
             dependencies: [
-                "CHiredis", "CairnCore", "CairnStore",
+                "CHiredis", "CairnCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The hot tier: Redis in front of the authoritative store.
+        .target(
+            name: "CairnHotTier",
+            dependencies: [
+                "CairnCore", "CairnStore", "CairnRedis",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -95,12 +113,21 @@ let package = Package(
         .target(
             name: "CairnCoordinator",
             dependencies: [
-                "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore", "CairnRedis",
+                "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Builds a coordinator from configuration: the one place that knows which stores exist.
+        .target(
+            name: "CairnStack",
+            dependencies: [
+                "CairnCoordinator", "CairnCore", "CairnStore", "CairnSQLite", "CairnRedis", "CairnHotTier",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -134,7 +161,7 @@ let package = Package(
         .executableTarget(
             name: "cairn-coordinator",
             dependencies: [
-                "CairnCoordinator", "CairnRedis", "CairnOps", "CairnCore",
+                "CairnCoordinator", "CairnStack", "CairnHotTier", "CairnOps", "CairnCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -191,7 +218,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CairnStoreTests",
-            dependencies: ["CairnStore", "CairnTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+            dependencies: ["CairnStore", "CairnSQLite", "CairnCore", "CairnTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
@@ -202,7 +229,8 @@ let package = Package(
         ),
         .testTarget(
             name: "CairnRedisTests",
-            dependencies: ["CairnRedis", "CairnStore", "CairnTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CairnRedis", "CairnHotTier", "CairnSQLite", "CairnStore", "CairnCore", "CairnTestSupport",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -223,7 +251,7 @@ if ProcessInfo.processInfo.environment["CAIRN_MICROBENCH"] != nil {
     package.targets.append(.executableTarget(
         name: "cairn-microbench",
         dependencies: [
-            "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore", "CairnRedis",
+            "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore", "CairnSQLite", "CairnRedis", "CairnHotTier",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),

@@ -1,6 +1,5 @@
 import CairnCore
 import CairnProtocol
-import CairnRedis
 import CairnStore
 import Foundation
 import Logging
@@ -15,8 +14,7 @@ import ServiceLifecycle
 public final class Coordinator: Service, Sendable {
     public let config: CoordinatorConfig
     let logger: Logger
-    let store: SQLiteStore
-    let hotTier: HotTierStore?
+    let stores: StoreStack
     let engine: Engine
     let group: MultiThreadedEventLoopGroup
     let serverBox = ServerBox()
@@ -30,24 +28,15 @@ public final class Coordinator: Service, Sendable {
         }
     }
 
-    public init(config: CoordinatorConfig, logger: Logger) throws {
+    /// A coordinator on `stores` (built from configuration by `CairnStack.makeCoordinator`).
+    public init(config: CoordinatorConfig, stores: StoreStack, logger: Logger) {
         self.config = config
         self.logger = logger
-        self.store = try SQLiteStore(path: config.databasePath, logger: logger)
-        if let url = config.redisURL {
-            var tier = config.hotTier
-            let absolute = URL(fileURLWithPath: config.databasePath).standardizedFileURL.path
-            tier.keyPrefix = "cairn:" + String(Hashing.sha256Hex(Array(absolute.utf8)).prefix(10))
-            let redis = RedisClient(url: try RedisURL(url), logger: logger)
-            let hot = HotTierStore(sqlite: store, redis: redis, config: tier, logger: logger)
-            self.hotTier = hot
-        } else {
-            self.hotTier = nil
-        }
+        self.stores = stores
         // One event loop serves every connection and is the scheduler's executor: a worker's
         // result is handled on the thread that read it, and assignments are written from there.
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.engine = Engine(store: hotTier ?? store, hotTier: hotTier, loop: group.next(), config: config, logger: logger)
+        self.engine = Engine(store: stores.store, hotTier: stores.hotTier, loop: group.next(), config: config, logger: logger)
     }
 
     /// The bound port (useful with port 0).
@@ -55,25 +44,10 @@ public final class Coordinator: Service, Sendable {
 
     /// Recovers runs and binds the listening socket.
     public func start() async throws {
-        let sqlite = store
-        await engine.setWALProbe { sqlite.walSize }
+        let lifecycle = stores.lifecycle
+        await engine.setWALProbe { lifecycle.logBytes() }
         await engine.start()
-        if let hot = hotTier {
-            do {
-                if let risk = try await HotTierStore.evictionRisk(hot.redis) {
-                    if config.allowRedisEviction {
-                        logger.warning("Redis eviction policy is unsafe; continuing because --allow-redis-eviction was given", metadata: ["why": "\(risk)"])
-                    } else {
-                        throw EngineError(.errorUnavailable, "refusing to use \(hot.redis.url): \(risk). Set `maxmemory-policy noeviction` (the shipped compose file does), or pass --allow-redis-eviction to accept the risk.")
-                    }
-                }
-            } catch let e as RedisError {
-                logger.error("Redis unreachable at start: writing SQLite directly until it is reachable", metadata: ["redis": "\(hot.redis.url)", "error": "\(e)"])
-            }
-            _ = try await hot.start()
-            logger.notice("hot tier on", metadata: ["redis": "\(hot.redis.url)", "ttl_s": "\(config.hotTier.ttl)",
-                                                  "flush_interval_s": "\(config.hotTier.flushInterval)"])
-        }
+        try await lifecycle.open()
         let recovered = await engine.recover()
         if recovered > 0 { logger.notice("recovered unfinished runs", metadata: ["count": "\(recovered)"]) }
         let maxFrame = config.maxFrameSize
@@ -86,7 +60,7 @@ public final class Coordinator: Service, Sendable {
             }
         serverBox.channel = server
         logger.notice("coordinator listening", metadata: ["address": "\(config.host):\(port ?? config.port)",
-                                                          "db": "\(config.databasePath)", "auth": "\(config.token == nil ? "none" : "token")"])
+                                                          "store": "\(stores.description)", "auth": "\(config.token == nil ? "none" : "token")"])
     }
 
     /// Serves connections until the listening socket closes or a graceful shutdown is asked for
@@ -95,8 +69,7 @@ public final class Coordinator: Service, Sendable {
     public func run() async throws {
         guard let server = serverBox.channel else { throw EngineError(.errorInternal, "start() first") }
         // Queries go through the hot tier when there is one: it flushes first, so they see every step.
-        let queries: any CheckpointStore = hotTier ?? store
-        let handler = ConnectionHandler(engine: engine, store: queries, config: config, logger: logger)
+        let handler = ConnectionHandler(engine: engine, store: stores.store, config: config, logger: logger)
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { tasks in
                 tasks.addTask { await self.housekeeping() }
@@ -125,14 +98,10 @@ public final class Coordinator: Service, Sendable {
         } else {
             logger.notice("every queued write is committed")
         }
-        if let hot = hotTier {
-            await hot.stop()
-        }
         do {
-            try await store.checkpointWAL()
-            logger.notice("store closed: every step is in SQLite", metadata: ["db": "\(config.databasePath)"])
+            try await stores.lifecycle.close()
         } catch {
-            logger.error("final WAL checkpoint failed", metadata: ["error": "\(error)"])
+            logger.error("closing the store failed", metadata: ["error": "\(error)"])
         }
     }
 
@@ -141,7 +110,7 @@ public final class Coordinator: Service, Sendable {
         var ok = true
         var parts: [String] = []
         do {
-            _ = try await store.runCounts()
+            _ = try await stores.store.runCounts()
             parts.append("\"store\": \"ok\"")
         } catch {
             ok = false
@@ -151,7 +120,7 @@ public final class Coordinator: Service, Sendable {
             ok = false
             parts.append("\"writer\": \"\(failure.replacingOccurrences(of: "\"", with: "'"))\"")
         }
-        if let hot = hotTier {
+        if let hot = stores.hotTier {
             let st = await hot.tierReport()
             parts.append("\"redis\": \"\(st.redisUp ? "up" : "down")\"")
             if !st.redisUp { ok = false }
@@ -174,7 +143,7 @@ public final class Coordinator: Service, Sendable {
             await engine.sweep()
             if Date().timeIntervalSince(lastWAL) >= config.walCheckpointInterval {
                 lastWAL = Date()
-                do { try await store.checkpointWAL() } catch {
+                do { try await stores.lifecycle.maintain() } catch {
                     logger.warning("WAL checkpoint failed", metadata: ["error": "\(error)"])
                 }
             }

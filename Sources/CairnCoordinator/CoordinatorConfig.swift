@@ -1,13 +1,11 @@
 import CairnProtocol
 import CoreMetrics
-import CairnRedis
 
-/// Everything a coordinator needs to start. The executable builds one from flags and environment;
-/// tests build one directly with port 0.
+/// Everything the coordinator's server and scheduler need; its stores come from `StorageConfig`
+/// (CairnStack). The executable builds both from flags and environment.
 public struct CoordinatorConfig: Sendable {
     public var host: String = "127.0.0.1"
     public var port: Int = 7400
-    public var databasePath: String = "./data/cairn.db"
     /// Required from every peer when set.
     public var token: String?
     public var maxFrameSize: Int = Frame.defaultMaxSize
@@ -28,12 +26,6 @@ public struct CoordinatorConfig: Sendable {
     public var walCheckpointInterval: Double = 30.0
     /// On shutdown, how long to wait for queued writes to commit (a store refusing writes).
     public var shutdownWriteTimeout: Double = 30.0
-
-    /// The Redis hot tier, when configured (`--redis`).
-    public var redisURL: String?
-    public var hotTier = HotTierConfig()
-    /// Start even if the Redis's eviction policy could drop unflushed checkpoints.
-    public var allowRedisEviction = false
 
     /// Where metrics go (the executable bootstraps Prometheus; the default discards them).
     public var metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance

@@ -1,7 +1,6 @@
 import CairnCore
 import CairnGraph
 import CairnProtocol
-import CairnRedis
 import CairnStore
 import CoreMetrics
 import Foundation
@@ -40,8 +39,8 @@ extension Engine {
         }
         let durability: String
         switch req.durability {
-        case "": durability = config.redisURL == nil ? "sync" : "hot"
-        case "hot", "sync": durability = config.redisURL == nil ? "sync" : req.durability  // without Redis every run is sync
+        case "": durability = hotTier == nil ? "sync" : "hot"
+        case "hot", "sync": durability = hotTier == nil ? "sync" : req.durability  // without a hot tier every run is sync
         default: throw EngineError(.errorInvalidArgument, "durability must be 'hot' or 'sync', not '\(req.durability)'")
         }
         let generated = req.runID.isEmpty

@@ -68,8 +68,8 @@ extension CheckpointStore {
 }
 
 /// Rebuilds a value from a chain of deltas ending in a full snapshot (shared by implementations).
-enum DeltaChain {
-    static func rebuild(runID: String, channel: String, version: String,
+public enum DeltaChain {
+    public static func rebuild(runID: String, channel: String, version: String,
                         load: (String) throws -> ChannelValueRecord?) throws -> JSONValue {
         var chain: [ChannelValueRecord] = []
         var v = version
@@ -124,5 +124,35 @@ public struct HotTierReport: Sendable, Equatable {
                 redisFailures: UInt64, hotBatches: UInt64, flushes: UInt64) {
         self.redisUp = redisUp; self.waitingBatches = waitingBatches; self.oldestAge = oldestAge
         self.lastFlushError = lastFlushError; self.redisFailures = redisFailures; self.hotBatches = hotBatches; self.flushes = flushes
+    }
+}
+
+/// What a coordinator does with its stores besides reading and writing them: open them before
+/// serving, keep them tidy while it runs, and close them after the last write.
+public protocol StoreLifecycle: Sendable {
+    /// Before recovery and serving: checks (a Redis that could evict) and replays (batches a
+    /// previous coordinator left in the hot tier). Throws to refuse to start.
+    func open() async throws
+    /// Periodically: keep the log bounded (SQLite's WAL checkpoint).
+    func maintain() async throws
+    /// After the last write: flush what waits in front of the authoritative store, close its log.
+    func close() async throws
+    /// Bytes in the authoritative store's write-ahead log.
+    func logBytes() -> Int64
+}
+
+/// The stores a coordinator runs on, as built from configuration (`CairnStack`): the coordinator
+/// knows them only by these protocols.
+public struct StoreStack: Sendable {
+    /// Where every read and write goes (the hot tier when there is one, which flushes before reads).
+    public var store: any CheckpointStore
+    /// The hot tier's report, when there is one.
+    public var hotTier: (any HotTierStatus)?
+    public var lifecycle: any StoreLifecycle
+    /// What the coordinator logs it runs on, e.g. "SQLite ./data/cairn.db + Redis redis://…".
+    public var description: String
+
+    public init(store: any CheckpointStore, hotTier: (any HotTierStatus)?, lifecycle: any StoreLifecycle, description: String) {
+        self.store = store; self.hotTier = hotTier; self.lifecycle = lifecycle; self.description = description
     }
 }

@@ -1,7 +1,8 @@
 import ArgumentParser
 import CairnCore
 import CairnCoordinator
-import CairnRedis
+import CairnHotTier
+import CairnStack
 import Foundation
 import Logging
 import CairnOps
@@ -77,7 +78,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
         config.host = String(listen[..<colon]).isEmpty ? "0.0.0.0" : String(listen[..<colon])
         config.port = port
-        config.databasePath = db
+        var storage = StorageConfig()
+        storage.databasePath = db
         config.token = try readToken(tokenFile)
         guard let hbi = Durations.seconds(heartbeatInterval), let hbt = Durations.seconds(heartbeatTimeout) else {
             throw ValidationError("heartbeat durations look like 500ms, 1s, 10s")
@@ -87,14 +89,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.maxFrameSize = maxFrameSize
         guard poisonAfter >= 1 else { throw ValidationError("--poison-after must be at least 1") }
         config.poisonAfter = poisonAfter
-        config.redisURL = redis
+        storage.redisURL = redis
         guard let ttl = Durations.seconds(checkpointTTL), ttl >= 1 else { throw ValidationError("--checkpoint-ttl looks like 30m or 1h") }
         guard let fi = Durations.seconds(flushInterval), fi > 0 else { throw ValidationError("--flush-interval looks like 10ms or 1s") }
         guard flushBatch >= 1 else { throw ValidationError("--flush-batch must be at least 1") }
-        config.hotTier.ttl = ttl
-        config.hotTier.flushInterval = fi
-        config.hotTier.flushBatchRows = flushBatch
-        config.allowRedisEviction = allowRedisEviction
+        storage.hotTier.ttl = ttl
+        storage.hotTier.flushInterval = fi
+        storage.hotTier.flushBatchRows = flushBatch
+        storage.allowRedisEviction = allowRedisEviction
         guard let wal = Durations.seconds(walCheckpointInterval), wal > 0 else { throw ValidationError("--wal-checkpoint-interval looks like 30s") }
         config.walCheckpointInterval = wal
 
@@ -102,7 +104,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.metricsFactory = PrometheusMetricsFactory(registry: registry)
         let coordinator: Coordinator
         do {
-            coordinator = try Coordinator(config: config, logger: logger)
+            coordinator = try CoordinatorStack.make(config, storage: storage, logger: logger)
         } catch {
             throw ValidationError("cannot open the store at \(db): \(error)")
         }

@@ -1,5 +1,7 @@
 import CairnCore
+import CairnHotTier
 import CairnRedis
+import CairnSQLite
 import CairnStore
 import CairnTestSupport
 import Foundation

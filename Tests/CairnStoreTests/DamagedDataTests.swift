@@ -1,4 +1,5 @@
 import CairnCore
+import CairnSQLite
 import CairnStore
 import Foundation
 import GRDB

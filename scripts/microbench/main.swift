@@ -2,7 +2,9 @@
 import CairnCore
 import CairnGraph
 import CairnProtocol
+import CairnHotTier
 import CairnRedis
+import CairnSQLite
 import CairnStore
 import Foundation
 import Logging

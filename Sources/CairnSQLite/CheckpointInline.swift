@@ -1,4 +1,5 @@
 import CairnCore
+import CairnStore
 import Foundation
 
 /// How SQLite keeps a step in two small rows: the small channel values a checkpoint introduces

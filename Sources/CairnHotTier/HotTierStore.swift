@@ -1,4 +1,5 @@
 import CairnCore
+import CairnRedis
 import CairnStore
 import Foundation
 import Logging
@@ -129,7 +130,10 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
 
     public func stop() async {
         flusherTask?.cancel()
-        try? await flush()
+        do { try await flush() } catch {
+            logger.error("could not flush the hot tier on the way out: its batches stay in Redis and are replayed into SQLite at the next start",
+                         metadata: ["error": "\(error)", "waiting": "\(pending.count)"])
+        }
     }
 
     private func flusherLoop() async {
