@@ -26,7 +26,10 @@ struct GraphCommand: AsyncParsableCommand {
     var json = false
 
     mutating func run() async throws {
-        guard let text = try? String(contentsOfFile: graph, encoding: .utf8) else { throw ValidationError("cannot read \(graph)") }
+        let text: String
+        do { text = try String(contentsOfFile: graph, encoding: .utf8) } catch {
+            throw ValidationError("cannot read \(graph): \(error.localizedDescription)")
+        }
         guard let fmt = GraphRenderer.Format(rawValue: format) else { throw ValidationError("--format must be dot or mermaid") }
         let g: CairnGraph.Graph
         do {

@@ -28,6 +28,7 @@ struct State: AsyncParsableCommand {
             return
         }
         print(Output.dim("run \(s.runID) · checkpoint \(s.checkpointID) · step \(s.step)" + (s.nextNodes.isEmpty ? "" : " · next: \(Set(s.nextNodes).sorted().joined(separator: ", "))")))
+        // Pretty-printing cannot fail for a parsed value; the compact form is the same value.
         print((try? state.jsonString(pretty: true)) ?? state.compactString)
     }
 }

@@ -35,7 +35,9 @@ struct Status: AsyncParsableCommand {
         for (k, v) in rows { print(Output.dim(k.padding(toLength: width, withPad: " ", startingAt: 0)) + "  " + v) }
         if !info.outputJson.isEmpty {
             print(Output.dim("output"))
-            print((try? Output.json(info.outputJson).jsonString(pretty: true)) ?? "")
+            let output = Output.json(info.outputJson)
+            // Pretty-printing cannot fail for a parsed value; the compact form is the same value.
+            print((try? output.jsonString(pretty: true)) ?? output.compactString)
         }
     }
 }

@@ -202,12 +202,20 @@ import Testing
         let faulty = FaultyStore(sqlite)
         let bound = try await Self.writer(faulty, loop)
         let told = loop.makePromise(of: String.self)
-        try await loop.submit { bound.value.onFailure = { told.succeed($0) } }.get()
+        let retried = loop.makePromise(of: Void.self)
+        try await loop.submit {
+            var failures = 0
+            bound.value.onFailure = { why in
+                failures += 1
+                if failures == 1 { told.succeed(why) }
+                if failures == 2 { retried.succeed(()) }
+            }
+        }.get()
         faulty.failing = true
         let pending = Task { try await Self.enqueue(bound, 50) }
         // The disk is "full": nothing commits, and the writer says why (the scheduler holds new work).
         #expect(try await told.futureResult.get().contains("disk is full"))
-        while faulty.failedCommits < 2 { try await Task.sleep(nanoseconds: 10_000_000) }  // retried, not dropped
+        try await retried.futureResult.get()  // retried, not dropped
         #expect(try await loop.submit { bound.value.failure }.get()?.contains("disk is full") == true)
         #expect(try await sqlite.pendingWrites(runID: "r", namespace: "", checkpointID: "c").isEmpty)
         faulty.failing = false
@@ -231,6 +239,14 @@ import Testing
         try await loop.submit { bound.value.whenIdle { idleAtOnce.succeed(()) } }.get()
         try await idleAtOnce.futureResult.get()
 
+        let retried = loop.makePromise(of: Void.self)
+        try await loop.submit {
+            var failures = 0
+            bound.value.onFailure = { _ in
+                failures += 1
+                if failures == 2 { retried.succeed(()) }
+            }
+        }.get()
         faulty.failing = true
         let idle = loop.makePromise(of: Int.self)
         try await loop.submit {
@@ -242,7 +258,7 @@ import Testing
             bound.value.whenIdle { idle.succeed(bound.value.rowsQueued) }
         }.get()
         // Let a few commits fail (the writer retries them).
-        while faulty.failedCommits < 2 { try await Task.sleep(nanoseconds: 10_000_000) }
+        try await retried.futureResult.get()
         #expect(try await sqlite.pendingWrites(runID: "r", namespace: "", checkpointID: "c").isEmpty)
         faulty.failing = false
         #expect(try await idle.futureResult.get() == 0, "nothing queued when idle fires")
