@@ -24,6 +24,8 @@ public struct StoredBlob: Sendable, Equatable {
     public init(_ value: JSONValue) {
         let bytes = value.jsonBytes()
         self.sha256 = Hashing.sha256(bytes)
+        // Compression is only a saving: if zstd fails, the value is stored as is (codec json),
+        // which reads back the same.
         if bytes.count >= Self.compressionThreshold, let packed = try? Zstd.compress(bytes, level: 3), packed.count < bytes.count {
             self.codec = .jsonZstd
             self.data = packed

@@ -42,6 +42,9 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
     /// The authoritative store behind the hot tier (SQLite; a decorator in tests).
     public nonisolated let sqlite: any CheckpointStore
     public nonisolated let redis: RedisClient
+    /// The store runs on its Redis client's serial queue: a hot commit encodes its batch and makes
+    /// its round trip on one thread, with no hop between the two actors.
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { redis.unownedExecutor }
     let config: HotTierConfig
     let logger: Logger
     let epoch = UInt64(Date().timeIntervalSince1970 * 1000)
@@ -140,12 +143,15 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         var lastReconnect = Date.distantPast
         var backoff = config.reconnectInterval
         while !Task.isCancelled {
+            // A cancelled sleep ends the loop at the `while`; a failed flush has logged why
+            // (lastFlushError) and its batches stay pending for the next round.
             try? await Task.sleep(nanoseconds: UInt64(config.flushInterval * 1e9))
             try? await flush()
             if redisUp {
                 backoff = config.reconnectInterval
             } else if Date().timeIntervalSince(lastReconnect) >= backoff {
                 lastReconnect = Date()
+                // Any failure to answer PING means "still down": try again after the backoff.
                 if (try? await redis.command("PING")) == .status("PONG") {
                     redisUp = true
                     logger.notice("Redis is reachable again: hot tier on", metadata: ["redis": "\(redis.url)"])
@@ -205,6 +211,7 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         hotBatches += 1
         pending.append(Entry(key: key, batch: batch, createdAt: Date()))
         pendingRows += batch.rowCount
+        // An early flush: if it fails, the batches stay pending and the flusher retries (and logs).
         if pendingRows >= config.flushBatchRows { Task { try? await self.flush() } }
     }
 
@@ -261,6 +268,7 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
                 logger.critical("SQLite has not accepted writes for \(Int(Date().timeIntervalSince(oldest.createdAt)))s: holding new writes so that no unflushed batch can expire",
                                 metadata: ["error": "\(lastFlushError ?? "?")", "waiting_batches": "\(pending.count)"])
             }
+            // A failed flush is logged by flush() and tried again below until SQLite accepts.
             try? await flush()
             if pending.first.map({ Date().timeIntervalSince($0.createdAt) > config.ttl * config.backlogLimitFraction }) == true {
                 try await Task.sleep(nanoseconds: 200_000_000)

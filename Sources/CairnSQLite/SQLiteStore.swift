@@ -57,6 +57,7 @@ public final class SQLiteStore: CheckpointStore {
     }
 
     public var walSize: Int64 {
+        // No WAL file (checkpointed away, or not yet made) is a WAL of 0 bytes: a gauge, not data.
         let attrs = try? FileManager.default.attributesOfItem(atPath: path + "-wal")
         return (attrs?[.size] as? NSNumber)?.int64Value ?? 0
     }
@@ -390,6 +391,7 @@ enum Packed {
 
     /// Codec 1 (zstd) when the value is large and compression makes it smaller, else 0 (as is).
     static func pack(_ bytes: [UInt8]) -> (codec: Int, data: Data) {
+        // Compression is only a saving: if zstd fails, the bytes are stored as is (codec 0).
         if bytes.count >= threshold, let z = try? Zstd.compress(bytes, level: 3), z.count < bytes.count {
             return (1, Data(z))
         }

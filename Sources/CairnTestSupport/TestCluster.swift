@@ -207,6 +207,33 @@ public final class TestCluster: @unchecked Sendable {
         throw ClusterError("run \(runID) still running after \(timeout)s")
     }
 
+    /// Waits until `condition` holds (checked every 20 ms): tests wait on what happened, with a
+    /// deadline, never for a fixed time. Throws naming `what` once `timeout` passes.
+    public func waitUntil(_ what: String, timeout: Double = 20, _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try await condition() { return }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        throw ClusterError("\(what): not after \(timeout)s")
+    }
+
+    /// Waits until a run has recorded at least `step` steps; returns its status object.
+    @discardableResult
+    public func waitForStep(_ runID: String, atLeast step: Int, timeout: Double = 30) async throws -> [String: Any] {
+        var status: [String: Any] = [:]
+        try await waitUntil("run \(runID) at step \(step)", timeout: timeout) {
+            status = try await cairn(["status", runID, "--json"]).object
+            return (status["step"] as? Int ?? -1) >= step
+        }
+        return status
+    }
+
+    /// Waits until the named log file contains `text`.
+    public func waitForLog(_ name: String, containing text: String, timeout: Double = 20) async throws {
+        try await waitUntil("\(name) saying '\(text)'", timeout: timeout) { log(name).contains(text) }
+    }
+
     /// Stops the coordinator with a signal (SIGKILL for a crash) and starts it again on the same
     /// port and file; `whileStopped` runs in between (to change the file as an operator might).
     public func restartCoordinator(signal: Int32 = SIGKILL, args: [String] = [],

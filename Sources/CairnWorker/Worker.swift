@@ -198,7 +198,13 @@ public final class Worker: Service, Sendable {
     /// results of one read burst go out in one write. Other assignments go on to the session.
     func immediateTap() -> MessageTap {
         let codec = self.codec
-        return MessageTap(types: [.taskAssignment], codec: codec) { message, context in
+        let logger = self.logger
+        return MessageTap(types: [.taskAssignment, .resultAck], codec: codec) { message, context in
+            // An ack only tells that a result was refused: read where it arrives.
+            if case .resultAck(let ack) = message {
+                if !ack.accepted { logger.notice("coordinator discarded a late result", metadata: ["task_id": "\(ack.taskID)"]) }
+                return true
+            }
             guard case .taskAssignment(let a) = message, a.bundleHash.isEmpty,
                   let handler = self.handlers[a.kind] as? any ImmediateNodeHandler,
                   let frame = try? codec.encode(.taskResult(self.immediateResult(for: a, handler)), allocator: context.channel.allocator)

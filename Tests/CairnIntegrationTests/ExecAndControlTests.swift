@@ -162,7 +162,10 @@ import Testing
         try await cluster.waitForWorkers(1)
         let graph = try writeGraph(cluster, "drain", chainGraph(name: "drain", nodes: 2, sleep: 1500))
         let runID = try await cluster.submit(graph)
-        try await Task.sleep(nanoseconds: 500_000_000)
+        try await cluster.waitUntil("the drainer running a task") {
+            let workers = try await cluster.cairn(["workers", "--json"]).json as? [[String: Any]] ?? []
+            return workers.contains { $0["name"] as? String == "drainer" && ($0["running"] as? Int ?? 0) >= 1 }
+        }
         kill(worker.processIdentifier, SIGTERM)
         // The running task finishes on the draining worker; no new task goes to it.
         let deadline = Date().addingTimeInterval(10)

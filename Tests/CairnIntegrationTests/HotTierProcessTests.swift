@@ -52,7 +52,7 @@ import Testing
         defer { cluster.stop() }
         let graph = try writeGraph(cluster, "steady", chainGraph(name: "steady", nodes: 15, sleep: 100))
         let runID = try await cluster.submit(graph)
-        try await Task.sleep(nanoseconds: 500_000_000)
+        try await cluster.waitForStep(runID, atLeast: 2)
         redis.kill()
         let status = try await cluster.waitForRun(runID, timeout: 60)
         #expect(status["status"] as? String == "completed")

@@ -41,8 +41,7 @@ import Testing
         defer { cluster.stop() }
         let graph = try writeGraph(cluster, "long", chainGraph(name: "long", nodes: 12, sleep: 150))
         let runID = try await cluster.submit(graph)
-        try await Task.sleep(nanoseconds: 900_000_000)
-        let before = try await cluster.cairn(["status", runID, "--json"]).object
+        let before = try await cluster.waitForStep(runID, atLeast: 2)
         let stepBefore = before["step"] as? Int ?? 0
         #expect(stepBefore >= 2 && stepBefore < 12)
         try await cluster.restartCoordinator(signal: SIGKILL)
@@ -75,8 +74,8 @@ import Testing
         let graph = try writeGraph(cluster, "fast", text)
         let submitted = try await cluster.cairn(["submit", graph, "--count", "20", "--run-id", "fast", "--durability", durability, "--json"])
         #expect(submitted.status == 0, "\(submitted.stderr)")
-        // Kill it mid-flight: some runs done, most in the middle of their chains.
-        try await Task.sleep(nanoseconds: 60_000_000)
+        // Kill it mid-flight: as soon as the first run has made progress, most are mid-chain.
+        try await cluster.waitForStep("fast-0", atLeast: 1)
         try await cluster.restartCoordinator(signal: SIGKILL, args: args)
         try await cluster.waitForWorkers(2, timeout: 30)
         for i in 0..<20 {

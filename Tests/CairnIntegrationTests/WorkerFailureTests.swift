@@ -40,7 +40,7 @@ import Testing
         let frozen = try #require(cluster.worker(named: frozenName))
         kill(frozen.processIdentifier, SIGSTOP)
         // Past the heartbeat timeout the coordinator fences it and hands the task to the other worker.
-        try await Task.sleep(nanoseconds: 2_000_000_000)
+        try await cluster.waitForLog("coordinator.log", containing: "no heartbeat for 1s")
         kill(frozen.processIdentifier, SIGCONT)  // its sleep is over: it sends its result at once
         let status = try await cluster.waitForRun(runID, timeout: 30)
         #expect(status["status"] as? String == "completed")
@@ -138,8 +138,10 @@ import Testing
         defer { cluster.stop() }
         let graph = try writeGraph(cluster, "waiting", chainGraph(name: "waiting", nodes: 3, sleep: 1))
         let runID = try await cluster.submit(graph)
-        try await Task.sleep(nanoseconds: 300_000_000)
-        #expect(try await cluster.cairn(["status", runID, "--json"]).object["step"] as? Int == 0)
+        // Accepted, and waiting: with no worker there is nothing that could have run its first step.
+        let waiting = try await cluster.cairn(["status", runID, "--json"]).object
+        #expect(["queued", "running"].contains(waiting["status"] as? String ?? ""), "\(waiting)")
+        #expect(waiting["step"] as? Int == 0)
         cluster.startWorker(name: "late", slots: 2)
         let status = try await cluster.waitForRun(runID, timeout: 20)
         #expect(status["status"] as? String == "completed")

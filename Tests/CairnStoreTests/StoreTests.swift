@@ -194,6 +194,43 @@ import Testing
         #expect(rows == 200)
     }
 
+    /// Hot batches that arrive one loop turn apart (as a chain's steps do) wait out the linger
+    /// and share one commit; a sync batch on an idle writer starts its commit at once.
+    @Test func hotBatchesArrivingTogetherShareOneCommitAndSyncDoesNotWait() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { group.shutdownGracefully { _ in } }
+        let store = InMemoryStore()
+        let loop = group.next()
+        let bound = try await loop.submit {
+            NIOLoopBound(StoreWriter(store: store, loop: loop, logger: Logger(label: "test"), hotLinger: .seconds(2)), eventLoop: loop)
+        }.get()
+        func batch(_ i: Int) -> StoreBatch {
+            var b = StoreBatch()
+            b.pendingWrites.append(PendingWriteRecord(runID: "r", checkpointID: "c", taskID: "t\(i)", idx: 0, channel: "x", value: .int(Int64(i))))
+            return b
+        }
+        let hotDone = loop.makePromise(of: Void.self)
+        let remaining = try await loop.submit { NIOLoopBoundBox(5, eventLoop: loop) }.get()
+        for i in 0..<5 {
+            // Each on its own turn of the loop, as results arriving one after another are.
+            try await loop.submit {
+                bound.value.enqueue(batch(i), durability: .hot) { _ in
+                    remaining.value -= 1
+                    if remaining.value == 0 { hotDone.succeed(()) }
+                }
+            }.get()
+        }
+        try await hotDone.futureResult.get()
+        #expect(try await loop.submit { bound.value.transactions }.get() == 1, "five hot batches, one commit")
+
+        let started = ContinuousClock.now
+        let syncDone = loop.makePromise(of: Void.self)
+        try await loop.submit { bound.value.enqueue(batch(9), durability: .sync) { _ in syncDone.succeed(()) } }.get()
+        try await syncDone.futureResult.get()
+        #expect(ContinuousClock.now - started < .seconds(1), "a sync batch does not wait out the 2 s linger")
+        #expect(try await loop.submit { bound.value.transactions }.get() == 2)
+    }
+
     @Test func aFailingStoreLosesNothingAndSaysWhy() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { group.shutdownGracefully { _ in } }
