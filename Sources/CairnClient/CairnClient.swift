@@ -59,13 +59,16 @@ public final class CairnClient {
     private let outbound: NIOAsyncChannelOutboundWriter<Frame>
     private let codec = WireCodec()
     private var nextID: UInt64 = 1
+    /// Hello is sent and its answer not yet read: the first request goes out behind it without
+    /// waiting (one round trip less for every command); the first read checks the answer.
+    private var welcomePending = false
 
     init(frames: NIOAsyncChannelInboundStream<Frame>.AsyncIterator, outbound: NIOAsyncChannelOutboundWriter<Frame>) {
         self.frames = frames
         self.outbound = outbound
     }
 
-    /// Connects, says Hello, runs `body`, and closes.
+    /// Connects, says Hello (its answer is read with the first response), runs `body`, and closes.
     public static func withConnection<T: Sendable>(_ config: ClientConfig, _ body: (CairnClient) async throws -> T) async throws -> T {
         let address = "\(config.host):\(config.port)"
         let group = MultiThreadedEventLoopGroup.singleton
@@ -100,14 +103,22 @@ public final class CairnClient {
         hello.token = token ?? ""
         hello.clientName = "cairn"
         try await outbound.send(.hello(hello), codec: codec)
-        switch try await receive() {
-        case .welcome: return
-        case .error(let e): throw ClientError.rejected(code: e.code, message: e.message)
-        case let other: throw ClientError.protocolError("expected Welcome, got \(other.type)")
-        }
+        welcomePending = true
     }
 
     func receive() async throws -> WireMessage {
+        if welcomePending {
+            welcomePending = false
+            switch try await receiveFrame() {
+            case .welcome: break
+            case .error(let e): throw ClientError.rejected(code: e.code, message: e.message)
+            case let other: throw ClientError.protocolError("expected Welcome, got \(other.type)")
+            }
+        }
+        return try await receiveFrame()
+    }
+
+    private func receiveFrame() async throws -> WireMessage {
         do {
             guard let frame = try await frames.next() else { throw ClientError.closed }
             return try codec.decode(frame)
