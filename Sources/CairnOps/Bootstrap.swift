@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// Process set-up shared by the executables (libraries never bootstrap logging).
@@ -10,5 +11,13 @@ public enum Bootstrap {
             handler.logLevel = level
             return handler
         }
+    }
+
+    /// Says on stderr why the process cannot go on (`PROGRAM: message`) and returns its exit
+    /// status, 1. For failures at run time (a store that will not open, a port in use, a wrong
+    /// token): the command line was fine, so no usage text follows, as it does for a bad option.
+    public static func failure(_ program: String, _ message: String) -> Int32 {
+        FileHandle.standardError.write(Data("\(program): \(message)\n".utf8))
+        return 1
     }
 }

@@ -106,12 +106,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
         do {
             coordinator = try CoordinatorStack.make(config, storage: storage, logger: logger)
         } catch {
-            throw ValidationError("cannot open the store at \(db): \(error)")
+            throw ExitCode(Bootstrap.failure("cairn-coordinator", "cannot open the store at \(db): \(error)"))
         }
         do {
             try await coordinator.start()
         } catch {
-            throw ValidationError("\(error)")
+            throw ExitCode(Bootstrap.failure("cairn-coordinator", "\(error)"))
         }
         if let p = coordinator.port {
             // A machine-readable line for scripts that start us on port 0.
@@ -125,7 +125,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                     return registry.emitToString()
                 }, health: { await coordinator.health() }, logger: logger))
             } catch {
-                throw ValidationError("--metrics: \(error)")
+                throw ExitCode(Bootstrap.failure("cairn-coordinator", "--metrics: \(error)"))
             }
         }
         // SIGTERM and SIGINT shut down gracefully: stop accepting, flush, close the store.

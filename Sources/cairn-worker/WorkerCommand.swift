@@ -73,7 +73,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 services.append(try OpsServer(address: metrics, metrics: { registry.emitToString() },
                                               health: { (true, "{\"status\": \"ok\"}") }, logger: logger))
             } catch {
-                throw ValidationError("--metrics: \(error)")
+                throw ExitCode(Bootstrap.failure("cairn-worker", "--metrics: \(error)"))
             }
         }
         // SIGTERM and SIGINT drain: no new tasks, running ones finish, then the worker exits.
@@ -81,9 +81,9 @@ struct WorkerCommand: AsyncParsableCommand {
         do {
             try await group.run()
         } catch let e as WorkerFatalError {
-            throw ValidationError(e.message)
+            throw ExitCode(Bootstrap.failure("cairn-worker", e.message))
         } catch let e as ServiceGroupError {
-            throw ValidationError("\(e)")
+            throw ExitCode(Bootstrap.failure("cairn-worker", "\(e)"))
         }
     }
 }

@@ -84,6 +84,9 @@ import Testing
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("volatile-lru"))
         #expect(refused.stderr.contains("noeviction"))
+        // A refusal at run time names the program and the cause; the command line was right, so no usage text.
+        #expect(refused.stderr.contains("cairn-coordinator: "), "\(refused.stderr)")
+        #expect(!refused.stderr.contains("Usage"), "\(refused.stderr)")
         let allowed = try await TestCluster.start(workers: 1, coordinatorArgs: ["--redis", redis.url, "--allow-redis-eviction"])
         defer { allowed.stop() }
         #expect(allowed.log("coordinator.log").contains("eviction policy is unsafe"))
