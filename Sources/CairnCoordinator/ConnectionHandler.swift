@@ -32,6 +32,7 @@ struct ConnectionHandler: Sendable {
                         try await outbound.send(.error(.errorProtocol, "role must be worker or client"))
                     }
                 } catch let e as EngineError {
+                    // The error frames here are a courtesy before the close: a peer already gone cannot hear them.
                     try? await outbound.send(.error(e.code, e.message))
                 } catch is CancellationError {
                 } catch let e where e is FrameError || e is ProtocolError {

@@ -139,6 +139,7 @@ public final class Coordinator: Service, Sendable {
     func housekeeping() async {
         var lastWAL = Date()
         while !Task.isCancelled {
+            // Cancelled at shutdown: the while condition ends the loop.
             try? await Task.sleep(nanoseconds: UInt64(max(0.05, config.heartbeatInterval) * 1e9))
             await engine.sweep()
             if Date().timeIntervalSince(lastWAL) >= config.walCheckpointInterval {
@@ -152,6 +153,7 @@ public final class Coordinator: Service, Sendable {
 
     /// Stops accepting connections; `run()` returns once open connections end.
     public func shutdown() async {
+        // Already closed is the state asked for.
         try? await serverBox.channel?.channel.close()
     }
 }

@@ -29,7 +29,11 @@ extension Engine {
         }
         var input: [String: JSONValue] = [:]
         if !req.inputJson.isEmpty {
-            guard case .object(let o) = try? JSONValue.parse([UInt8](req.inputJson)) else {
+            let parsed: JSONValue
+            do { parsed = try JSONValue.parse([UInt8](req.inputJson)) } catch {
+                throw EngineError(.errorInvalidArgument, "input is not JSON (\(error)); it must be a JSON object of channel to value")
+            }
+            guard case .object(let o) = parsed else {
                 throw EngineError(.errorInvalidArgument, "input must be a JSON object of channel to value")
             }
             for k in o.keys.sorted() where graph.channels[k] == nil {

@@ -11,14 +11,24 @@ import NIOCore
 final class WorkerConnection {
     let channel: any Channel
     private var flushScheduled = false
+    private let logger: Logger
     private static let codec = WireCodec()
 
-    init(channel: any Channel) { self.channel = channel }
+    init(channel: any Channel, logger: Logger) {
+        self.channel = channel
+        self.logger = logger
+    }
 
     /// Writes a message to the worker (called on the engine's event loop, which is the channel's).
     /// Messages written in one turn of the loop go out with one flush.
     func send(_ message: WireMessage) {
-        guard let frame = try? Self.codec.encode(message, allocator: channel.allocator) else { return }
+        let frame: Frame
+        do { frame = try Self.codec.encode(message, allocator: channel.allocator) } catch {
+            // Protobuf encoding does not fail for messages built here; were zstd to fail, the task
+            // this message carried is not lost: its lease expires and it is handed out again.
+            logger.error("could not encode a message to a worker", metadata: ["type": "\(message.type)", "error": "\(error)"])
+            return
+        }
         channel.write(frame, promise: nil)
         guard !flushScheduled else { return }
         flushScheduled = true
@@ -208,9 +218,10 @@ actor Engine {
         let id = "w-" + Identifiers.random(8)
         var kinds = Set(hello.kinds)
         if kinds.isEmpty { kinds = Set(NodeKinds.builtin.keys) }
-        let connection = WorkerConnection(channel: channel)
+        let connection = WorkerConnection(channel: channel, logger: logger)
         connections[id] = connection
         connection.send(welcome(id))
+        // Every connection's pipeline has a tap (FramedChannel.configure): without one, results still arrive through the session.
         if let tap = try? channel.pipeline.syncOperations.handler(type: MessageTap.self) {
             tap.handler = { [unowned self] message, _ in
                 guard case .taskResult(let r) = message else { return false }

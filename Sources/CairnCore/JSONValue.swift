@@ -58,6 +58,7 @@ extension JSONValue {
         case .bool(let b): return b ? "true" : "false"
         case .int(let i): return String(i)
         case .null: return "null"
+        // jsonString only throws for a non-finite double, which JSONValue's parser never makes.
         default: return (try? jsonString()) ?? ""
         }
     }

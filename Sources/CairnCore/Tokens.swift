@@ -9,8 +9,9 @@ public enum Tokens {
     /// The token from `file` when given, else from `CAIRN_TOKEN`, else nil (no token).
     public static func read(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String? {
         if let file {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                throw Problem(description: "cannot read the token file \(file)")
+            let text: String
+            do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+                throw Problem(description: "cannot read the token file \(file): \(error.localizedDescription)")
             }
             let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !t.isEmpty else { throw Problem(description: "the token file \(file) is empty") }

@@ -56,6 +56,7 @@ public final class OpsServer: Service, Sendable {
     }
 
     func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+        // A scraper that hangs up mid-request ends only its own connection: nothing to report.
         try? await connection.executeThenClose { inbound, outbound in
             var path = ""
             for try await part in inbound {

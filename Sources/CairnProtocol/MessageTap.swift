@@ -29,6 +29,7 @@ public final class MessageTap: ChannelInboundHandler, RemovableChannelHandler {
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        // A frame that does not decode goes on to the async stream, which answers it with an Error.
         if let handler, types.contains(frame.type), let message = try? codec.decode(frame), handler(message, context) {
             needsFlush = true
             return

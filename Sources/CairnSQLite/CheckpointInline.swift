@@ -85,6 +85,7 @@ enum CheckpointInline {
 
     /// A channel value stored inline: the value and its base version (nil for a full snapshot).
     static func value(_ entry: JSONValue?, parentID: String?) -> (value: JSONValue, base: String?)? {
+        // nil: this channel has no inline value here (the caller then reads channel_values).
         guard let items = entry?.arrayValue, let value = items.first else { return nil }
         guard items.count > 1, let base = items[1].stringValue else { return (value, nil) }
         return (value, base.isEmpty ? parentID : base)

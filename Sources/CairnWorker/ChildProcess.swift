@@ -48,6 +48,8 @@ struct ChildProcess {
             group.enter()
             DispatchQueue.global().async {
                 let h = inPipe.fileHandleForWriting
+                // A program that exits without reading its stdin closes the pipe (EPIPE): its
+                // exit status and stderr, not this write, are what the task reports.
                 try? h.write(contentsOf: Data(stdin))
                 try? h.close()
                 group.leave()

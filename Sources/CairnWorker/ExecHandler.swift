@@ -32,6 +32,7 @@ public struct ExecHandler: NodeHandler {
                                                  directory: ctx.bundleDirectory, environment: env,
                                                  stdin: JSONValue.object(stdin).jsonBytes() + [0x0A],
                                                  timeout: ctx.timeout, onLine: { line in
+            // Lines that are not JSON are the program's own output (logs, prints): not progress.
             if let v = try? JSONValue.parse(line), case .object(let o) = v, o.count == 1, let p = o["progress"] {
                 ctx.reportProgress(p)
             }
@@ -45,6 +46,7 @@ public struct ExecHandler: NodeHandler {
             throw NodeFailure(tail.isEmpty ? "\(executable) \(what)" : "\(tail) (\(what))", kind: "exit")
         }
         var result: [String: JSONValue]?
+        // The result is the last JSON object line; other lines are the program's own output.
         for line in outcome.lines {
             if let v = try? JSONValue.parse(line), case .object(let o) = v, !(o.count == 1 && o["progress"] != nil) { result = o }
         }

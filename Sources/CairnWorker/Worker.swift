@@ -92,6 +92,7 @@ public final class Worker: Service, Sendable {
             }
             if stopSignal.fired { break }
             let jittered = delay * Double.random(in: 0.8...1.2)
+            // Either the backoff passed or a stop was asked: the loop checks which.
             try? await stopSignal.wait(timeout: jittered)
             delay = min(config.reconnectMaxDelay, delay * 2)
         }
@@ -207,6 +208,7 @@ public final class Worker: Service, Sendable {
             }
             guard case .taskAssignment(let a) = message, a.bundleHash.isEmpty,
                   let handler = self.handlers[a.kind] as? any ImmediateNodeHandler,
+                  // A result that cannot be encoded here (too large for a frame) goes the session's way, which reports it.
                   let frame = try? codec.encode(.taskResult(self.immediateResult(for: a, handler)), allocator: context.channel.allocator)
             else { return false }
             context.write(NIOAny(frame), promise: nil)
@@ -330,6 +332,7 @@ public final class Worker: Service, Sendable {
         do {
             try FileManager.default.moveItem(atPath: tmp, toPath: dir)
         } catch {
+            // Best effort: a leftover temporary folder is only disk, and the error that matters follows.
             try? FileManager.default.removeItem(atPath: tmp)
             guard FileManager.default.fileExists(atPath: dir) else { throw error }
         }
@@ -392,6 +395,7 @@ actor SessionState {
     func waitIdle(timeout: Double) async {
         let deadline = Date().addingTimeInterval(timeout)
         while !running.isEmpty && Date() < deadline {
+            // Cancelled: the drain is being cut short; the deadline check ends the wait.
             try? await Task.sleep(nanoseconds: 50_000_000)
         }
     }
