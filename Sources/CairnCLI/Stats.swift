@@ -25,6 +25,7 @@ struct Stats: AsyncParsableCommand {
             ("hot tier", !s.redisConfigured ? "off (SQLite alone)" : s.redisUp
                 ? "Redis up, \(s.hotWaitingBatches) batches waiting (oldest \(Output.duration(s.hotOldestSeconds))), \(s.flushes) flushes"
                 : Output.color("Redis DOWN: writing SQLite directly (\(s.redisFailures) failures)", "31")),
+            ("auth", s.auth == "none" ? Output.color("none: any peer that reaches the port may submit and run work", "33") : s.auth),
             ("uptime", Output.duration(s.uptimeSeconds)),
         ] + (s.storeError.isEmpty ? [] : [("store error", Output.color(s.storeError, "31"))])
         let width = rows.map(\.0.count).max() ?? 0

@@ -44,6 +44,11 @@ public final class Coordinator: Service, Sendable {
 
     /// Recovers runs and binds the listening socket.
     public func start() async throws {
+        switch ProtectedMode.decide(host: config.host, token: config.token, insecureNoAuth: config.insecureNoAuth) {
+        case .allowed: break
+        case .insecure(let warning): logger.warning("\(warning)")
+        case .refused(let reason): throw EngineError(.errorUnauthenticated, reason)  // before recovery or the socket
+        }
         let lifecycle = stores.lifecycle
         await engine.setWALProbe { lifecycle.logBytes() }
         await engine.start()
@@ -126,6 +131,7 @@ public final class Coordinator: Service, Sendable {
             if !st.redisUp { ok = false }
             if let e = st.lastFlushError { ok = false; parts.append("\"flush_error\": \"\(e.replacingOccurrences(of: "\"", with: "'"))\"") }
         }
+        parts.append("\"auth\": \"\(config.token == nil ? "none" : "token")\"")
         parts.insert("\"status\": \"\(ok ? "ok" : "unhealthy")\"", at: 0)
         return (ok, "{" + parts.joined(separator: ", ") + "}")
     }

@@ -8,6 +8,8 @@ public struct CoordinatorConfig: Sendable {
     public var port: Int = 7400
     /// Required from every peer when set.
     public var token: String?
+    /// Listen on a non-loopback address without a token anyway (`--insecure-no-auth`; see `ProtectedMode`).
+    public var insecureNoAuth = false
     public var maxFrameSize: Int = Frame.defaultMaxSize
     /// How often workers are asked to heartbeat, and how long silence means a worker is lost.
     public var heartbeatInterval: Double = 1.0

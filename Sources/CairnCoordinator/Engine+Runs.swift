@@ -324,6 +324,7 @@ extension Engine {
         s.storeRows = writer.rowsWritten
         if let failure = writer.failure { s.storeError = "writes are failing and retried, new work is held: \(failure)" }
         s.uptimeSeconds = Date().timeIntervalSince(startedAt)
+        s.auth = config.token == nil ? "none" : "token"
         s.walBytes = UInt64(max(0, walBytes()))
         if let hot = hotTier {
             let st = await hot.tierReport()

@@ -69,6 +69,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Serve /metrics (Prometheus) and /healthz on this HOST:PORT, e.g. 0.0.0.0:9400.")
     var metrics: String?
 
+    @Flag(name: .customLong("insecure-no-auth"), help: "Listen on an address other machines can reach without a token. Without a token the coordinator otherwise listens on loopback only: whoever reaches the port can run commands on every worker.")
+    var insecureNoAuth = false
+
     mutating func run() async throws {
         Bootstrap.logging(level: logLevel)
         let logger = Logger(label: "cairn.coordinator")
@@ -81,6 +84,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var storage = StorageConfig()
         storage.databasePath = db
         config.token = try readToken(tokenFile)
+        config.insecureNoAuth = insecureNoAuth
         guard let hbi = Durations.seconds(heartbeatInterval), let hbt = Durations.seconds(heartbeatTimeout) else {
             throw ValidationError("heartbeat durations look like 500ms, 1s, 10s")
         }
@@ -102,6 +106,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
         let registry = PrometheusCollectorRegistry()
         config.metricsFactory = PrometheusMetricsFactory(registry: registry)
+        // Refused before the store is opened, so a refused start leaves no file behind
+        // (Coordinator.start decides the same way, and logs the warning for --insecure-no-auth).
+        if case .refused(let reason) = ProtectedMode.decide(host: config.host, token: config.token, insecureNoAuth: insecureNoAuth) {
+            throw ExitCode(Bootstrap.failure("cairn-coordinator", reason))
+        }
         let coordinator: Coordinator
         do {
             coordinator = try CoordinatorStack.make(config, storage: storage, logger: logger)
@@ -135,7 +144,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 }
 
 func readToken(_ file: String?) throws -> String? {
-    do { return try Tokens.read(file: file) } catch { throw ValidationError("\(error)") }
+    do { return try Tokens.read(file: file) } catch { throw ExitCode(Bootstrap.failure("cairn-coordinator", "\(error)")) }
 }
 
 

@@ -89,5 +89,5 @@ struct WorkerCommand: AsyncParsableCommand {
 }
 
 func readToken(_ file: String?) throws -> String? {
-    do { return try Tokens.read(file: file) } catch { throw ValidationError("\(error)") }
+    do { return try Tokens.read(file: file) } catch { throw ExitCode(Bootstrap.failure("cairn-worker", "\(error)")) }
 }

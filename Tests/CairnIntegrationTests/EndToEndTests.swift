@@ -189,6 +189,33 @@ import Testing
         #expect(right.status == 0 && (right.json as? [Any])?.count == 1)
     }
 
+    /// Protected mode: without a token the coordinator will not listen where other machines can
+    /// reach it (whoever reaches the port runs commands on every worker), unless told to.
+    @Test func aReachableAddressWithoutATokenIsRefusedUnlessTheOperatorMeansIt() async throws {
+        let dir = NSTemporaryDirectory() + "cairn-open-" + UUID().uuidString.prefix(6)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }  // a temporary folder: nothing to report
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "CAIRN_TOKEN")
+        let refused = try await TestCluster.run(TestCluster.binDirectory + "/cairn-coordinator",
+                                                ["--listen", "0.0.0.0:0", "--db", dir + "/c.db"], environment: env, timeout: 20)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("refusing to listen on 0.0.0.0 without a token"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("--insecure-no-auth") && !refused.stderr.contains("Usage"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/c.db"), "refused before the store was touched")
+
+        let withToken = try await TestCluster.start(workers: 1, token: "s3cret-token", coordinatorArgs: ["--listen", "0.0.0.0:0"])
+        defer { withToken.stop() }
+        #expect(try await withToken.cairn(["stats", "--json"]).object["auth"] as? String == "token")
+
+        let open = try await TestCluster.start(workers: 1, coordinatorArgs: ["--listen", "0.0.0.0:0", "--insecure-no-auth"])
+        defer { open.stop() }
+        #expect(open.log("coordinator.log").contains("without a token (--insecure-no-auth)"))
+        #expect(try await open.cairn(["stats", "--json"]).object["auth"] as? String == "none")
+        let runID = try await open.submit(try writeGraph(open, "open", chainGraph(name: "open", nodes: 2, sleep: 1)))
+        #expect(try await open.waitForRun(runID)["status"] as? String == "completed")
+    }
+
     @Test func garbageFramesDoNotDisturbARunInProgress() async throws {
         let cluster = try await TestCluster.start(workers: 2)
         defer { cluster.stop() }

@@ -1110,6 +1110,12 @@ public nonisolated struct Cairn_V1_Stats: @unchecked Sendable {
     set {_uniqueStorage()._leasesFenced = newValue}
   }
 
+  /// "token", or "none" (loopback only, or --insecure-no-auth)
+  public var auth: String {
+    get {_storage._auth}
+    set {_uniqueStorage()._auth = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2883,7 +2889,7 @@ nonisolated extension Cairn_V1_WorkerList: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Stats"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}runs_by_status\0\u{3}tasks_dispatched\0\u{3}tasks_completed\0\u{3}tasks_failed\0\u{3}tasks_retried\0\u{3}queue_depth\0\u{1}workers\0\u{3}stale_results\0\u{3}store_batches\0\u{3}store_rows\0\u{3}uptime_seconds\0\u{3}redis_configured\0\u{3}redis_up\0\u{3}redis_failures\0\u{3}hot_waiting_batches\0\u{3}hot_oldest_seconds\0\u{3}store_error\0\u{3}wal_bytes\0\u{3}hot_batches\0\u{1}flushes\0\u{3}tasks_reassigned\0\u{3}leases_expired\0\u{3}tasks_poisoned\0\u{3}leases_fenced\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}runs_by_status\0\u{3}tasks_dispatched\0\u{3}tasks_completed\0\u{3}tasks_failed\0\u{3}tasks_retried\0\u{3}queue_depth\0\u{1}workers\0\u{3}stale_results\0\u{3}store_batches\0\u{3}store_rows\0\u{3}uptime_seconds\0\u{3}redis_configured\0\u{3}redis_up\0\u{3}redis_failures\0\u{3}hot_waiting_batches\0\u{3}hot_oldest_seconds\0\u{3}store_error\0\u{3}wal_bytes\0\u{3}hot_batches\0\u{1}flushes\0\u{3}tasks_reassigned\0\u{3}leases_expired\0\u{3}tasks_poisoned\0\u{3}leases_fenced\0\u{1}auth\0")
 
   fileprivate class _StorageClass {
     var _runsByStatus: Dictionary<String,UInt64> = [:]
@@ -2910,6 +2916,7 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _leasesExpired: UInt64 = 0
     var _tasksPoisoned: UInt64 = 0
     var _leasesFenced: UInt64 = 0
+    var _auth: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2944,6 +2951,7 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _leasesExpired = source._leasesExpired
       _tasksPoisoned = source._tasksPoisoned
       _leasesFenced = source._leasesFenced
+      _auth = source._auth
     }
   }
 
@@ -2986,6 +2994,7 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 22: try { try decoder.decodeSingularUInt64Field(value: &_storage._leasesExpired) }()
         case 23: try { try decoder.decodeSingularUInt64Field(value: &_storage._tasksPoisoned) }()
         case 24: try { try decoder.decodeSingularUInt64Field(value: &_storage._leasesFenced) }()
+        case 25: try { try decoder.decodeSingularStringField(value: &_storage._auth) }()
         default: break
         }
       }
@@ -3066,6 +3075,9 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if _storage._leasesFenced != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._leasesFenced, fieldNumber: 24)
       }
+      if !_storage._auth.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._auth, fieldNumber: 25)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3099,6 +3111,7 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._leasesExpired != rhs_storage._leasesExpired {return false}
         if _storage._tasksPoisoned != rhs_storage._tasksPoisoned {return false}
         if _storage._leasesFenced != rhs_storage._leasesFenced {return false}
+        if _storage._auth != rhs_storage._auth {return false}
         return true
       }
       if !storagesAreEqual {return false}
