@@ -86,10 +86,14 @@ enum RunExit {
     /// The stored data asked for failed its integrity check: distinct from "could not ask".
     static let damaged: Int32 = 5
 
+    /// The coordinator's store refuses writes (a full disk): the command was refused, nothing done.
+    static let storeRefusing: Int32 = 6
+
     static func code(for error: ClientError) -> Int32 {
         if case .server(.errorDataDamaged, _) = error { return damaged }
+        if case .server(.errorUnavailable, _) = error { return storeRefusing }
         return 1
     }
 
-    static let help = "Exit status: 0 completed, 2 failed, 3 cancelled, 4 paused, 1 could not ask, 5 the run's stored data is damaged."
+    static let help = "Exit status: 0 completed, 2 failed, 3 cancelled, 4 paused, 1 could not ask, 5 the run's stored data is damaged, 6 refused because the coordinator's store refuses writes (nothing was done)."
 }

@@ -52,6 +52,7 @@ extension Engine {
         guard Self.validRunID(runID) else {
             throw EngineError(.errorInvalidArgument, "run id '\(runID)' must be 1-128 letters, digits, '-', '_', '.' or ':'")
         }
+        if let why = scheduler.refusal("submitted") { throw EngineError(.errorUnavailable, why) }
         if scheduler.runs[runID] != nil || pendingSubmits.contains(runID) {
             throw EngineError(.errorConflict, "run \(runID) is still active; wait for it, cancel it, or submit with another --run-id")
         }
@@ -183,6 +184,7 @@ extension Engine {
     }
 
     func cancel(_ runID: String) async throws -> Cairn_V1_RunInfo {
+        if let why = scheduler.refusal("cancelled") { throw EngineError(.errorUnavailable, why) }
         if let run = scheduler.runs[runID], !run.record.status.isFinished {
             await ask { .cancel(runID: runID, reply: $0) }
             return runInfo(run)

@@ -173,6 +173,14 @@ struct Scheduler {
     /// True while new work waits: the store refuses writes, or too many rows are not yet durable.
     var holding: Bool { storeFailure != nil || queuedRows > config.maxQueuedRows }
 
+    /// Why a command that writes (`what`: "submitted", "cancelled") must be refused now, or nil.
+    /// While the store refuses writes, a request would only queue behind the failing batch and
+    /// take effect whenever the store heals, long after its client gave up: it is refused at once,
+    /// with nothing done, so the answer is prompt and true.
+    func refusal(_ what: String) -> String? {
+        storeFailure.map { "not \(what): the store refuses writes (\($0)), so nothing was done; try again once it accepts them (cairn stats shows the store error)" }
+    }
+
     /// Ready tasks waiting for a worker, across runs.
     var queueDepth: Int { runs.values.reduce(0) { $0 + $1.tasks.values.filter { $0.phase == .ready }.count } }
 

@@ -69,6 +69,7 @@ import Testing
         #expect(RunExit.code("cancelled") == 3)
         #expect(RunExit.code("paused") == 4)
         #expect(RunExit.code(for: .server(code: .errorDataDamaged, message: "run r (runs.output)")) == 5)
+        #expect(RunExit.code(for: .server(code: .errorUnavailable, message: "not submitted: the store refuses writes")) == 6)
         #expect(RunExit.code(for: .server(code: .errorNotFound, message: "no run")) == 1)
         #expect(RunExit.code(for: .unreachable(address: "127.0.0.1:1", reason: "refused")) == 1)
         #expect(Submit.helpMessage().contains("5 the run's stored data is damaged"))

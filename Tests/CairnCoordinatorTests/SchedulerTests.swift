@@ -365,6 +365,17 @@ let fanOut = """
         #expect(Harness.dispatches(resumed).count == 2)
     }
 
+    @Test func commandsThatWriteAreRefusedAtOnceWhileTheStoreRefusesWrites() throws {
+        var h = Harness()
+        h.join("w1")
+        #expect(h.scheduler.refusal("submitted") == nil)
+        h.send(.writeFailed("database or disk is full"))
+        let why = try #require(h.scheduler.refusal("submitted"))
+        #expect(why.contains("not submitted") && why.contains("database or disk is full") && why.contains("nothing was done"))
+        _ = h.commitOne()
+        #expect(h.scheduler.refusal("cancelled") == nil, "accepted again once a write commits")
+    }
+
     @Test func tooManyRowsWaitingHoldsDispatchToo() throws {
         var config = CoordinatorConfig()
         config.maxQueuedRows = 2
