@@ -9,11 +9,18 @@ import Testing
         let probe = NSTemporaryDirectory() + "cairn-mount-probe-" + UUID().uuidString.prefix(6)
         try? FileManager.default.createDirectory(atPath: probe, withIntermediateDirectories: true)  // mount says if it is missing
         defer { try? FileManager.default.removeItem(atPath: probe) }  // an empty temporary folder
-        guard let mounted = try? sh("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe), mounted.status == 0 else {
-            return "cannot mount a tmpfs here (needs root): the full-disk test is skipped"
+        let why: String
+        do {
+            let mounted = try sh("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe)
+            if mounted.status == 0 {
+                _ = try? sh("umount", probe)  // the probe's own mount: if it lingers it is 64 KiB of nothing
+                return nil
+            }
+            why = mounted.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+        } catch {
+            why = "\(error)"
         }
-        _ = try? sh("umount", probe)  // the probe's own mount: if it lingers it is 64 KiB of nothing
-        return nil
+        return "cannot mount a tmpfs here (\(why); it needs root): the full-disk test is skipped"
     }()
 
     static func sh(_ args: String...) throws -> (status: Int32, stderr: String) {
