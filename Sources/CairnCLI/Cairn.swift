@@ -22,11 +22,13 @@ public struct Cairn: AsyncParsableCommand {
                 --input '{"topic": "lighthouses"}'
               cairn watch r-3k9x2m1q7a
               cairn list --status failed --since 24h
+              cairn resume r-3k9x2m1q7a --value '{"approved": true}' --wait
+              cairn fork r-3k9x2m1q7a --checkpoint ID --values '{"topic": "glaciers"}'
               cairn graph scripts/examples/video/video.yaml --format mermaid
             """,
         subcommands: [Submit.self, Watch.self, Status.self, List.self, History.self, State.self, Cancel.self,
-                      Workers.self, Stats.self, GraphCommand.self,
-                      Resume.self, Fork.self, Export.self, Import.self, Cleanup.self, Verify.self]
+                      Resume.self, Update.self, Fork.self, Rewind.self,
+                      Workers.self, Stats.self, GraphCommand.self, Export.self, Import.self, Cleanup.self, Verify.self]
     )
 }
 

@@ -20,7 +20,10 @@ struct History: AsyncParsableCommand {
         let runID = self.run
         let h = try await connection.with { try await $0.history(runID) }
         if json { Output.printJSON(Output.json(h)); return }
-        Output.table(["STEP", "CHECKPOINT", "SOURCE", "TASKS", "UPDATED", "NEXT", "CREATED"], h.checkpoints.map { c in
+        if !h.forkedFrom.isEmpty { print("\(Output.bold(h.runID)) was forked from \(h.forkedFrom); its parent's checkpoints follow its own (RUN column)") }
+        let forked = h.checkpoints.contains { !$0.runID.isEmpty && $0.runID != h.runID }
+        let header = ["STEP", "CHECKPOINT", "SOURCE", "TASKS", "UPDATED", "NEXT", "CREATED"] + (forked ? ["RUN"] : [])
+        Output.table(header, h.checkpoints.map { c in
             let done = c.tasks.filter { $0.status == "completed" }
             var nodes: [String: Int] = [:]
             for t in done { nodes[t.node, default: 0] += 1 }
@@ -33,6 +36,7 @@ struct History: AsyncParsableCommand {
             return ["\(c.step)", c.checkpointID.isEmpty ? Output.dim("(not recorded)") : c.checkpointID, c.source, tasks.isEmpty ? "-" : tasks,
                     c.updatedChannels.isEmpty ? "-" : c.updatedChannels.joined(separator: ","),
                     nextText.isEmpty ? "-" : nextText, Output.time(c.createdAt)]
+                + (forked ? [c.runID == h.runID ? "" : Output.dim(c.runID)] : [])
         })
     }
 }

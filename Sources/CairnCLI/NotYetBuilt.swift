@@ -7,8 +7,7 @@ import Foundation
 
 /// Commands from the design that are not built yet: they say so instead of "unknown command".
 enum NotYetBuilt {
-    static let names = ["resume": "resuming a paused run", "fork": "forking a run from a checkpoint",
-                        "export": "exporting a run", "import": "importing a run", "cleanup": "retention cleanup",
+    static let names = ["export": "exporting a run", "import": "importing a run", "cleanup": "retention cleanup",
                         "verify": "verifying stored checksums"]
 }
 
@@ -25,16 +24,6 @@ extension NotBuiltCommand {
         FileHandle.standardError.write(Data("cairn \(Self.name): \(NotYetBuilt.names[Self.name] ?? Self.name) is not built yet in this version of Cairn.\n".utf8))
         throw ExitCode(1)
     }
-}
-
-struct Resume: NotBuiltCommand {
-    static let name = "resume"
-    @Argument(parsing: .allUnrecognized) var rest: [String] = []
-}
-
-struct Fork: NotBuiltCommand {
-    static let name = "fork"
-    @Argument(parsing: .allUnrecognized) var rest: [String] = []
 }
 
 struct Export: NotBuiltCommand {

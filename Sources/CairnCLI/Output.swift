@@ -101,6 +101,8 @@ enum Output {
         o["finished_at"] = r.finishedAt > 0 ? .double(r.finishedAt) : .null
         o["output"] = json(r.outputJson)
         if !r.interruptJson.isEmpty { o["interrupt"] = json(r.interruptJson) }
+        if !r.forkedFrom.isEmpty { o["forked_from"] = .string(r.forkedFrom) }
+        if r.resumeCount > 0 { o["resume_count"] = .int(Int64(r.resumeCount)) }
         if r.tasksTotal > 0 { o["step_tasks"] = .object(["done": .int(Int64(r.tasksDone)), "total": .int(Int64(r.tasksTotal))]) }
         return .object(o)
     }
@@ -117,8 +119,10 @@ enum Output {
     }
 
     static func json(_ h: Cairn_V1_History) -> JSONValue {
-        .object(["run_id": .string(h.runID), "checkpoints": .array(h.checkpoints.map { c in
+        .object(["run_id": .string(h.runID), "forked_from": h.forkedFrom.isEmpty ? .null : .string(h.forkedFrom),
+                 "checkpoints": .array(h.checkpoints.map { c in
             .object([
+                "run_id": .string(c.runID.isEmpty ? h.runID : c.runID), "metadata": c.metadataJson.isEmpty ? .null : json(c.metadataJson),
                 "checkpoint_id": .string(c.checkpointID), "parent_id": c.parentID.isEmpty ? .null : .string(c.parentID),
                 "step": .int(Int64(c.step)), "source": .string(c.source), "created_at": .double(c.createdAt),
                 "next": .array(c.nextNodes.map { .string($0) }), "updated": .array(c.updatedChannels.map { .string($0) }),

@@ -30,9 +30,11 @@ struct Status: AsyncParsableCommand {
         rows.append(("durability", info.durability))
         rows.append(("checkpoint", info.checkpointID))
         if !info.error.isEmpty { rows.append(("error", Output.color(info.error, "31"))) }
-        if !info.interruptJson.isEmpty { rows.append(("paused at", Output.json(info.interruptJson).compactString)) }
+        if !info.forkedFrom.isEmpty { rows.append(("forked from", info.forkedFrom)) }
+        if info.resumeCount > 0 { rows.append(("resumed", "\(info.resumeCount) time\(info.resumeCount == 1 ? "" : "s")")) }
         let width = rows.map(\.0.count).max() ?? 0
         for (k, v) in rows { print(Output.dim(k.padding(toLength: width, withPad: " ", startingAt: 0)) + "  " + v) }
+        for line in Output.pausedLines(info) { print(line) }
         if !info.outputJson.isEmpty {
             print(Output.dim("output"))
             let output = Output.json(info.outputJson)

@@ -82,9 +82,7 @@ struct WatchView {
             if r.cost > 0 { summary += String(format: ", cost $%.2f", r.cost) }
             print(summary)
             if !r.error.isEmpty { print("  error: \(r.error)") }
-            if r.status == "paused", !r.interruptJson.isEmpty {
-                print("  paused: \(Output.json(r.interruptJson).compactString)")
-            }
+            for line in Output.pausedLines(r) { print(line) }
         }
         return last
     }

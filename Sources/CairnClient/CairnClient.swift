@@ -219,6 +219,19 @@ public final class CairnClient {
         try await call(.cancel(.with { $0.runID = runID })).run
     }
 
+    public func resume(_ req: Cairn_V1_ResumeRequest) async throws -> Cairn_V1_RunInfo {
+        try await call(.resume(req)).run
+    }
+
+    public func update(_ req: Cairn_V1_UpdateRequest) async throws -> Cairn_V1_RunInfo {
+        try await call(.update(req)).run
+    }
+
+    /// A fork, or with `inPlace` a rewind.
+    public func fork(_ req: Cairn_V1_ForkRequest) async throws -> Cairn_V1_RunInfo {
+        try await call(.fork(req)).run
+    }
+
     public func list(_ req: Cairn_V1_ListRequest) async throws -> [Cairn_V1_RunInfo] {
         try await call(.list(req)).runs.runs
     }

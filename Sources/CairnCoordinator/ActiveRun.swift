@@ -72,6 +72,8 @@ final class ActiveRun {
     var durable: RunRecord
     /// Rows to write with the next checkpoint (a step's last result rides along with it).
     var carry = StoreBatch()
+    /// A task of the current step asked a question (returned `interrupt`): the step will pause.
+    var asked = false
 
     var durability: Durability { Durability(rawValue: record.durability) ?? .sync }
 
@@ -140,7 +142,7 @@ final class ActiveRun {
 
     /// Starts a new step: the tasks planned in `checkpoint.nextTasks`, minus those already done.
     func beginStep(planned: [PlannedTask], done: [String: TaskOutcome]) {
-        tasks = [:]; order = []; ready = []; readyHead = 0; stepDone = 0
+        tasks = [:]; order = []; ready = []; readyHead = 0; stepDone = 0; asked = false
         for p in planned {
             let t = TaskState(planned: p, kind: graph.nodes[p.node]?.kind ?? "unknown")
             tasks[p.id] = t
@@ -148,6 +150,7 @@ final class ActiveRun {
             if let outcome = done[p.id] {
                 t.phase = .done
                 t.outcome = outcome
+                if outcome.interrupt != nil { asked = true }
                 stepDone += 1
             } else {
                 ready.append(p.id)

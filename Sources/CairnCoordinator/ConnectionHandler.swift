@@ -216,6 +216,15 @@ struct ConnectionHandler: Sendable {
             try await respond(req.id, outbound) { $0.stats = s }
         case .watch(let q):
             try await watch(req.id, q.runID, finalOnly: q.finalOnly, outbound)
+        case .resume(let r):
+            let info = try await engine.resume(r)
+            try await respond(req.id, outbound) { $0.run = info }
+        case .update(let u):
+            let info = try await engine.update(u)
+            try await respond(req.id, outbound) { $0.run = info }
+        case .fork(let f):
+            let info = try await engine.fork(f)
+            try await respond(req.id, outbound) { $0.run = info }
         case .none:
             throw EngineError(.errorInvalidArgument, "empty request")
         }
@@ -245,20 +254,59 @@ struct ConnectionHandler: Sendable {
         await engine.unsubscribe(runID, subID)
     }
 
+    /// A run's checkpoints, newest first; a fork's go on with its parent's, from the fork point
+    /// back (and so on up, for a fork of a fork).
     func history(_ runID: String) async throws -> Cairn_V1_History {
-        guard try await store.run(runID) != nil else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
-        let cps = try await store.checkpoints(runID: runID, namespace: "", limit: 100_000)
+        guard let rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
+        var h = try await ownHistory(runID, from: nil)
+        h.forkedFrom = rec.forkedFrom ?? ""
+        var origin = rec.forkedFrom
+        var seen: Set<String> = [runID]
+        while let o = origin, let at = o.lastIndex(of: "@") {
+            let parent = String(o[..<at]), cp = String(o[o.index(after: at)...])
+            guard seen.insert(parent).inserted, let parentRecord = try await store.run(parent) else { break }
+            h.checkpoints += try await ownHistory(parent, from: cp).checkpoints
+            origin = parentRecord.forkedFrom
+        }
+        return h
+    }
+
+    /// One run's checkpoints, newest first; with `from`, only that checkpoint and its ancestors.
+    func ownHistory(_ runID: String, from: String?) async throws -> Cairn_V1_History {
+        var cps = try await store.checkpoints(runID: runID, namespace: "", limit: 100_000)
+        if let from {
+            let byID = Dictionary(cps.map { ($0.checkpointID, $0) }, uniquingKeysWith: { a, _ in a })
+            var chain: [CheckpointRecord] = []
+            var next: String? = from
+            while let id = next, let c = byID[id], chain.count < cps.count {
+                chain.append(c)
+                next = c.parentID
+            }
+            cps = chain
+        }
         let execs = try await store.taskExecutions(runID: runID)
-        let byStep = Dictionary(grouping: execs, by: \.step)
+        // Each attempt is shown under the first checkpoint of its step written after it ended (a
+        // step resumed or rewound has several); attempts after the last are the step in progress.
+        var byCheckpoint: [String: [TaskExecutionRecord]] = [:]
+        var pendingByStep: [Int: [TaskExecutionRecord]] = [:]
+        let cpsByStep = Dictionary(grouping: cps, by: \.step).mapValues { $0.sorted { $0.createdAt < $1.createdAt } }
+        for e in execs {
+            if let cp = cpsByStep[e.step]?.first(where: { $0.createdAt >= e.finishedAt - 0.000_5 }) {
+                byCheckpoint[cp.checkpointID, default: []].append(e)
+            } else {
+                pendingByStep[e.step, default: []].append(e)
+            }
+        }
         var h = Cairn_V1_History()
         h.runID = runID
         // Attempts of a step that has no checkpoint yet (running, or the step the run failed in).
-        if let newest = cps.first, let pending = byStep[newest.step + 1], !pending.isEmpty {
+        if from == nil, let newest = cps.first, let pending = pendingByStep[newest.step + 1], !pending.isEmpty {
             var c = Cairn_V1_CheckpointInfo()
             c.step = UInt32(newest.step + 1)
             c.parentID = newest.checkpointID
             c.source = "pending"
             c.tasks = pending.map(Self.execution)
+            c.runID = runID
             h.checkpoints.append(c)
         }
         for cp in cps {
@@ -271,7 +319,9 @@ struct ConnectionHandler: Sendable {
             c.nextNodes = (cp.nextTasks.arrayValue ?? []).compactMap { $0["node"]?.stringValue }
             c.updatedChannels = cp.metadata["updated"]?.arrayValue?.compactMap(\.stringValue)
                 ?? cp.channelVersions.filter { $0.value == cp.checkpointID }.keys.sorted()
-            c.tasks = (byStep[cp.step] ?? []).map(Self.execution)
+            c.tasks = (byCheckpoint[cp.checkpointID] ?? []).map(Self.execution)
+            c.runID = runID
+            if case .object(let m) = cp.metadata, !m.isEmpty { c.metadataJson = Data(cp.metadata.jsonBytes()) }
             h.checkpoints.append(c)
         }
         return h

@@ -53,7 +53,7 @@ extension Engine {
             throw EngineError(.errorInvalidArgument, "run id '\(runID)' must be 1-128 letters, digits, '-', '_', '.' or ':'")
         }
         if let why = scheduler.refusal("submitted") { throw EngineError(.errorUnavailable, why) }
-        if scheduler.runs[runID] != nil || pendingSubmits.contains(runID) {
+        if scheduler.runs[runID] != nil || pendingSubmits.contains(runID) || editingRuns.contains(runID) {
             throw EngineError(.errorConflict, "run \(runID) is still active; wait for it, cancel it, or submit with another --run-id")
         }
         pendingSubmits.insert(runID)
@@ -105,7 +105,8 @@ extension Engine {
         var metadata: [String: JSONValue] = [:]
         if let n = first.first(where: { graph.interruptBefore.contains($0.node) })?.node {
             record.status = .paused
-            record.interrupt = .object(["reason": "interrupt_before", "node": .string(n)])
+            record.interrupt = PendingInterrupt.record(checkpointID: c0, pending: [PendingInterrupt(
+                id: PendingInterrupt.id(checkpointID: c0, key: "interrupt_before:" + n), reason: "interrupt_before", node: n)])
             metadata["interrupt"] = record.interrupt
         }
         let cp = CheckpointRecord(runID: runID, checkpointID: c0, parentID: nil, step: 0, source: "input",
@@ -189,6 +190,10 @@ extension Engine {
             await ask { .cancel(runID: runID, reply: $0) }
             return runInfo(run)
         }
+        guard editingRuns.insert(runID).inserted else {
+            throw EngineError(.errorConflict, "run \(runID) is being changed by another request right now (a resume, update, fork or cancel); look again with cairn status \(runID)")
+        }
+        defer { editingRuns.remove(runID) }
         guard var rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
         guard !rec.status.isFinished else {
             throw EngineError(.errorConflict, "run \(runID) has already \(rec.status.rawValue)")
@@ -281,6 +286,8 @@ extension Engine {
         if let o = r.output { i.outputJson = Data(o.jsonBytes()) }
         if let x = r.interrupt { i.interruptJson = Data(x.jsonBytes()) }
         i.checkpointID = r.checkpointID ?? ""
+        i.forkedFrom = r.forkedFrom ?? ""
+        i.resumeCount = UInt32(clamping: r.resumeCount)
         return i
     }
 

@@ -92,6 +92,8 @@ actor Engine {
     var graphCache: [String: Graph] = [:]
     /// Run ids being submitted right now (between the id check and the first write).
     var pendingSubmits = Set<String>()
+    /// Runs being resumed, updated, forked into, rewound or cancelled right now.
+    var editingRuns = Set<String>()
     var walBytes: @Sendable () -> Int64 = { 0 }
     let metrics: CoordinatorMetrics
     var reported = Scheduler.Counters()

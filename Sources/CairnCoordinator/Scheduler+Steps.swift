@@ -29,7 +29,7 @@ extension Scheduler {
                           worker: workerName, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
             return
         }
-        let outcome: TaskOutcome
+        var outcome: TaskOutcome
         do {
             outcome = try Self.decodeOutcome(r, task: t)
         } catch {
@@ -43,11 +43,18 @@ extension Scheduler {
             return
         }
 
+        if outcome.interrupt != nil {
+            // A question for a person: its id is fixed now, from where it was asked. The task's
+            // writes are not kept: it runs again, with the answer, when the run is resumed.
+            outcome.interruptID = PendingInterrupt.id(checkpointID: run.checkpoint.checkpointID, key: t.planned.id)
+            outcome.writes = []
+        }
         let done = execution(run, t, worker: workerName, status: "completed", error: nil, cost: r.cost, apiCalls: Int(r.apiCalls))
         markDone(run, t, outcome, cost: r.cost, apiCalls: Int(r.apiCalls), worker: workerName)
         // The last task of its step: its writes go straight into the step's checkpoint, in one
         // transaction, instead of being stored as pending writes first (a chain's common case).
-        if run.allDone {
+        // A step in which a task asked a question has no checkpoint yet: its writes are stored.
+        if run.allDone && !run.asked {
             run.carry.taskExecutions.append(done)
             completeStep(run, acks: [ack])
             return
@@ -70,12 +77,14 @@ extension Scheduler {
         // Counted done now; the step's checkpoint is written after these writes, so it can never
         // be durable without them.
         write(batch, run.durability, then: [ack])
+        if run.allDone { completeStep(run, acks: []) }  // the step asked: it pauses
     }
 
     /// A task's result is in: count it done (its writes are queued, or ride with the step's checkpoint).
     private mutating func markDone(_ run: ActiveRun, _ t: TaskState, _ outcome: TaskOutcome, cost: Double, apiCalls: Int, worker: String) {
         t.phase = .done
         t.outcome = outcome
+        if outcome.interrupt != nil { run.asked = true }
         run.stepDone += 1
         run.record.cost += cost
         run.record.apiCalls += apiCalls
@@ -106,6 +115,7 @@ extension Scheduler {
         if !o.goto.isEmpty { rec["goto"] = .array(o.goto.map { .string($0) }) }
         if !o.sends.isEmpty { rec["sends"] = .array(o.sends.map { .object(["node": .string($0.node), "input": $0.input]) }) }
         if let i = o.interrupt { rec["interrupt"] = i }
+        if let i = o.interruptID { rec["interrupt_id"] = .string(i) }
         if cost != 0 { rec["cost"] = .double(cost) }
         if apiCalls != 0 { rec["api_calls"] = .int(Int64(apiCalls)) }
         return .object(rec)
@@ -125,7 +135,7 @@ extension Scheduler {
         }
         return TaskOutcome(taskID: taskID, node: node, writes: writes,
                            goto: (result["goto"]?.arrayValue ?? []).compactMap(\.stringValue), sends: sends,
-                           interrupt: result["interrupt"])
+                           interrupt: result["interrupt"], interruptID: result["interrupt_id"]?.stringValue)
     }
 
     /// An attempt failed (an error, a bad result, or its deadline passed): retried after the
@@ -174,6 +184,10 @@ extension Scheduler {
     mutating func completeStep(_ run: ActiveRun, acks: [AfterCommit]) {
         let runID = run.record.runID
         let outcomes = run.order.compactMap { run.tasks[$0]?.outcome }
+        if outcomes.contains(where: { $0.interrupt != nil }) {
+            pauseForQuestions(run, outcomes, acks: acks)
+            return
+        }
         let step = run.checkpoint.step + 1
         var state = run.state
         var updated = Set<String>()
@@ -210,26 +224,26 @@ extension Scheduler {
             versions[ch] = newID
         }
 
-        let handlerInterrupt = outcomes.first(where: { $0.interrupt != nil })
         let pauseAfter = outcomes.first(where: { run.graph.interruptAfter.contains($0.node) })?.node
         let pauseBefore = next.first(where: { run.graph.interruptBefore.contains($0.node) })?.node
         var status = RunStatus.running
         var error: String?
         var interrupt: JSONValue?
-        if let h = handlerInterrupt {
-            status = .paused
-            interrupt = .object(["reason": "node", "node": .string(h.node), "value": h.interrupt ?? .null])
-        } else if next.isEmpty {
+        func pause(_ reason: String, _ node: String) -> JSONValue {
+            PendingInterrupt.record(checkpointID: newID, pending: [PendingInterrupt(
+                id: PendingInterrupt.id(checkpointID: newID, key: reason + ":" + node), reason: reason, node: node)])
+        }
+        if next.isEmpty {
             status = .completed
         } else if step >= run.graph.limits.maxSteps {
             status = .failed
             error = "stopped after \(step) steps: the step limit (limits.max_steps = \(run.graph.limits.maxSteps)) was reached with \(Set(next.map(\.node)).sorted().joined(separator: ", ")) still to run"
         } else if let n = pauseAfter {
             status = .paused
-            interrupt = .object(["reason": "interrupt_after", "node": .string(n)])
+            interrupt = pause("interrupt_after", n)
         } else if let n = pauseBefore {
             status = .paused
-            interrupt = .object(["reason": "interrupt_before", "node": .string(n)])
+            interrupt = pause("interrupt_before", n)
         }
 
         batch.merge(run.carry)
@@ -268,6 +282,30 @@ extension Scheduler {
         }
         write(batch, run.durability, then: acks + [.stepRecorded(run, record: record, step: step, next: nextNodes, status: status, reason: error)])
         if status == .running { activate(runID) }
+    }
+
+    /// Every task of the step is in and some asked a question: the run pauses inside the step.
+    /// No checkpoint is written: the answered tasks run again after `cairn resume`, and the
+    /// others' writes (stored as pending writes) count as done then. The questions are listed
+    /// in the run's record, in task order, and the record is written durably.
+    mutating func pauseForQuestions(_ run: ActiveRun, _ outcomes: [TaskOutcome], acks: [AfterCommit]) {
+        let cpID = run.checkpoint.checkpointID
+        let pending = outcomes.compactMap { o -> PendingInterrupt? in
+            guard let q = o.interrupt else { return nil }
+            return PendingInterrupt(id: o.interruptID ?? PendingInterrupt.id(checkpointID: cpID, key: o.taskID), reason: "node",
+                                    node: o.node, taskID: o.taskID, value: q)
+        }
+        var batch = run.carry
+        run.carry = StoreBatch()
+        var record = run.record
+        record.status = .paused
+        record.interrupt = PendingInterrupt.record(checkpointID: cpID, pending: pending)
+        record.updatedAt = time
+        batch.runs.append(record)
+        run.record = record
+        for t in run.tasks.values where t.phase != .done { t.phase = .done }
+        let asked = pending.map { "\($0.id) (node '\($0.node)')" }.joined(separator: ", ")
+        write(batch, .sync, then: acks + [.runEnded(run, record: record, status: .paused, error: "waiting for an answer to \(asked)")])
     }
 
     /// Ends a run that failed or was cancelled outside step completion. It stops at once (no

@@ -54,6 +54,9 @@ struct Scheduler {
         case runSubmitted(ActiveRun, StoreBatch, reply: ReplyID)
         /// A run picked up after a restart, with the tasks of its step already done.
         case runRecovered(ActiveRun, done: [String: TaskOutcome])
+        /// A stored run goes on from a new checkpoint (resume, fork, rewind): its rows are
+        /// written durably, then it starts (its step already begun) and `reply` is answered.
+        case runContinued(ActiveRun, StoreBatch, reply: ReplyID)
         case cancel(runID: String, reply: ReplyID)
         /// Rows of the engine's own (a stored run cancelled, a run that could not be recovered).
         case record(StoreBatch, reply: ReplyID?)
@@ -218,6 +221,8 @@ struct Scheduler {
         case .runSubmitted(let run, let batch, let reply):
             write(batch, run.durability, then: [.begin(run), .reply(reply)])
         case .runRecovered(let run, let done): recovered(run, done: done)
+        case .runContinued(let run, let batch, let reply):
+            write(batch, .sync, then: [.begin(run), .reply(reply)])
         case .cancel(let runID, let reply):
             guard let run = runs[runID], !run.record.status.isFinished else { out.append(.reply(reply)); break }
             finishRun(run, status: .cancelled, error: "cancelled by request", extra: StoreBatch(), then: [.reply(reply)])
@@ -255,7 +260,9 @@ struct Scheduler {
                 // A run paused before its first step (interrupt_before) is not kept in memory.
                 guard run.record.status == .running else { continue }
                 runs[run.record.runID] = run
-                activate(run.record.runID)
+                // A continued run whose step's tasks are all done already (a fork of a checkpoint
+                // whose tasks' writes are stored) completes that step at once.
+                if run.allDone { completeStep(run, acks: []) } else { activate(run.record.runID) }
             case .stepRecorded(let run, let record, let step, let next, let status, let reason):
                 guard runs[run.record.runID] === run else { continue }
                 run.durable = record
@@ -269,8 +276,8 @@ struct Scheduler {
             case .runEnded(let run, let record, let status, let error):
                 guard runs[run.record.runID] === run else { continue }
                 run.durable = record
-                close(run, final: "finished", message: error ?? status.rawValue)
-                log(.info, "run \(status.rawValue)", ["run_id": "\(run.record.runID)", "error": "\(error ?? "")"])
+                close(run, final: status == .paused ? "paused" : "finished", message: error ?? status.rawValue)
+                log(.info, "run \(status.rawValue)", ["run_id": "\(run.record.runID)", status == .paused ? "waiting" : "error": "\(error ?? "")"])
             }
         }
     }
@@ -460,6 +467,7 @@ struct Scheduler {
         a.configJson = Data(run.configBytes[t.planned.node] ?? [])
         a.stateJson = Data(run.stateBytes(for: run.graph.nodes[t.planned.node]))
         if let input = t.planned.input { a.inputJson = Data(input.jsonBytes()) }
+        if !t.planned.resumes.isEmpty { a.resumeJson = Data(JSONValue.array(t.planned.resumes).jsonBytes()) }
         a.attempt = UInt32(t.attempt)
         a.progressJson = Data(t.progress)
         a.bundleHash = run.bundleHash ?? ""

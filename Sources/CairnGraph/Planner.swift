@@ -8,21 +8,33 @@ public struct PlannedTask: Sendable, Equatable {
     public var input: JSONValue?
     /// What triggered it: `edge` or `send:<n>`.
     public var trigger: String
+    /// Answers to the questions this task asked (its `interrupt`s), oldest first: given to the
+    /// task when it runs again after `cairn resume`.
+    public var resumes: [JSONValue]
 
-    public init(id: String, node: String, input: JSONValue?, trigger: String) {
-        self.id = id; self.node = node; self.input = input; self.trigger = trigger
+    public init(id: String, node: String, input: JSONValue?, trigger: String, resumes: [JSONValue] = []) {
+        self.id = id; self.node = node; self.input = input; self.trigger = trigger; self.resumes = resumes
     }
 
     public var json: JSONValue {
         var o: [String: JSONValue] = ["id": .string(id), "node": .string(node)]
         if trigger != "edge" { o["trigger"] = .string(trigger) }  // the common case is left out
         if let input { o["input"] = input }
+        if !resumes.isEmpty { o["resume"] = .array(resumes) }
         return .object(o)
     }
 
     public init?(json: JSONValue) {
         guard let id = json["id"]?.stringValue, let node = json["node"]?.stringValue else { return nil }
-        self.init(id: id, node: node, input: json["input"], trigger: json["trigger"]?.stringValue ?? "edge")
+        self.init(id: id, node: node, input: json["input"], trigger: json["trigger"]?.stringValue ?? "edge",
+                  resumes: json["resume"]?.arrayValue ?? [])
+    }
+
+    /// The same task planned at another checkpoint: its id follows from where it is planned.
+    public func replanned(checkpointID: String, namespace: String = "", step: Int) -> PlannedTask {
+        var t = self
+        t.id = Identifiers.taskID(checkpointID: checkpointID, namespace: namespace, step: step, node: node, trigger: trigger)
+        return t
     }
 }
 
@@ -35,15 +47,18 @@ public struct TaskOutcome: Sendable, Equatable {
     public var goto: [String]
     public var sends: [(node: String, input: JSONValue)]
     public var interrupt: JSONValue?
+    /// The interrupt's id, fixed when the task asked (it stays the same while it waits).
+    public var interruptID: String?
 
     public init(taskID: String, node: String, writes: [(channel: String, value: JSONValue)] = [],
-                goto: [String] = [], sends: [(node: String, input: JSONValue)] = [], interrupt: JSONValue? = nil) {
+                goto: [String] = [], sends: [(node: String, input: JSONValue)] = [], interrupt: JSONValue? = nil,
+                interruptID: String? = nil) {
         self.taskID = taskID; self.node = node; self.writes = writes; self.goto = goto; self.sends = sends
-        self.interrupt = interrupt
+        self.interrupt = interrupt; self.interruptID = interruptID
     }
 
     public static func == (a: TaskOutcome, b: TaskOutcome) -> Bool {
-        a.taskID == b.taskID && a.node == b.node && a.goto == b.goto && a.interrupt == b.interrupt
+        a.taskID == b.taskID && a.node == b.node && a.goto == b.goto && a.interrupt == b.interrupt && a.interruptID == b.interruptID
             && a.writes.map(\.channel) == b.writes.map(\.channel) && a.writes.map(\.value) == b.writes.map(\.value)
             && a.sends.map(\.node) == b.sends.map(\.node) && a.sends.map(\.input) == b.sends.map(\.input)
     }

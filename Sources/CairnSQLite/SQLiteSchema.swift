@@ -166,6 +166,32 @@ enum SQLiteSchema {
                 try update.execute(arguments: [try sha("input"), try sha("output", codec: "output_codec"), try sha("interrupt"), runID])
             }
         }
+        m.registerMigration("v5-time-travel") { db in
+            // Checkpoints recorded by `cairn resume` and `cairn rewind` get their own sources, and
+            // a forked run names the checkpoint it started from. SQLite cannot change a CHECK
+            // constraint in place, so the checkpoints table is rebuilt (rows copied as they are).
+            try db.execute(sql: """
+                CREATE TABLE checkpoints_v5 (
+                    run_id TEXT NOT NULL,
+                    ns TEXT NOT NULL DEFAULT '',
+                    checkpoint_id TEXT NOT NULL,
+                    parent_id TEXT,
+                    step INTEGER NOT NULL,
+                    source TEXT NOT NULL CHECK (source IN ('input','loop','resume','update','fork','rewind')),
+                    channel_versions BLOB NOT NULL,
+                    next_tasks BLOB NOT NULL,
+                    metadata BLOB NOT NULL,
+                    created_at REAL NOT NULL,
+                    inline_id INTEGER,
+                    PRIMARY KEY (run_id, ns, checkpoint_id)
+                ) WITHOUT ROWID;
+                INSERT INTO checkpoints_v5 (run_id, ns, checkpoint_id, parent_id, step, source, channel_versions, next_tasks, metadata, created_at, inline_id)
+                    SELECT run_id, ns, checkpoint_id, parent_id, step, source, channel_versions, next_tasks, metadata, created_at, inline_id FROM checkpoints;
+                DROP TABLE checkpoints;
+                ALTER TABLE checkpoints_v5 RENAME TO checkpoints;
+                ALTER TABLE runs ADD COLUMN forked_from TEXT;
+                """)
+        }
         return m
     }
 }

@@ -90,14 +90,14 @@ public final class SQLiteStore: CheckpointStore {
             let s = try db.cachedStatement(sql: """
                 INSERT INTO runs (run_id, graph_hash, graph_name, graph_version, status, durability, input, output, output_codec, error, interrupt,
                                   cost, api_calls, resume_count, step, checkpoint_id, created_at, updated_at, finished_at,
-                                  input_sha256, output_sha256, interrupt_sha256)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                                  input_sha256, output_sha256, interrupt_sha256, forked_from)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                 ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, output=excluded.output, output_codec=excluded.output_codec, error=excluded.error,
                   interrupt=excluded.interrupt, cost=excluded.cost, api_calls=excluded.api_calls, resume_count=excluded.resume_count,
                   step=excluded.step, checkpoint_id=excluded.checkpoint_id, updated_at=excluded.updated_at, finished_at=excluded.finished_at,
                   graph_hash=excluded.graph_hash, graph_name=excluded.graph_name, graph_version=excluded.graph_version,
                   durability=excluded.durability, input=excluded.input, input_sha256=excluded.input_sha256,
-                  output_sha256=excluded.output_sha256, interrupt_sha256=excluded.interrupt_sha256
+                  output_sha256=excluded.output_sha256, interrupt_sha256=excluded.interrupt_sha256, forked_from=excluded.forked_from
                 """)
             for r in b.runs {
                 let input = r.input.map { $0.jsonBytes() }, output = r.output.map { $0.jsonBytes() }, interrupt = r.interrupt.map { $0.jsonBytes() }
@@ -106,7 +106,7 @@ public final class SQLiteStore: CheckpointStore {
                 try s.execute(arguments: [r.runID, r.graphHash, r.graphName, r.graphVersion, r.status.rawValue, r.durability,
                                           input.map { Data($0) }, packed?.data, packed?.codec ?? 0, r.error,
                                           interrupt.map { Data($0) }, r.cost, r.apiCalls, r.resumeCount, r.step,
-                                          r.checkpointID, r.createdAt, r.updatedAt, r.finishedAt, sha(input), sha(output), sha(interrupt)])
+                                          r.checkpointID, r.createdAt, r.updatedAt, r.finishedAt, sha(input), sha(output), sha(interrupt), r.forkedFrom])
             }
         }
         let inline = CheckpointInline.plan(b)
@@ -462,6 +462,7 @@ enum RunColumns {
         rec.resumeCount = r["resume_count"]
         rec.step = r["step"]
         rec.checkpointID = r["checkpoint_id"]
+        rec.forkedFrom = r["forked_from"]
         rec.updatedAt = r["updated_at"]
         rec.finishedAt = r["finished_at"]
         return rec

@@ -60,11 +60,30 @@ extension CheckpointStore {
     public func state(at checkpoint: CheckpointRecord) async throws -> [String: JSONValue] {
         var state: [String: JSONValue] = [:]
         for (channel, version) in checkpoint.channelVersions {
-            state[channel] = try await channelValue(runID: checkpoint.runID, namespace: checkpoint.namespace,
-                                                    channel: channel, version: version)
+            let ref = ChannelVersion(version, run: checkpoint.runID)
+            state[channel] = try await channelValue(runID: ref.runID, namespace: checkpoint.namespace,
+                                                    channel: channel, version: ref.version)
         }
         return state
     }
+}
+
+/// Where a channel version's value is stored: `VERSION` in the checkpoint's own run, or
+/// `RUN/VERSION` in another run (a fork reads its parent's values in place; run ids have no `/`).
+public struct ChannelVersion: Sendable, Equatable {
+    public var runID: String
+    public var version: String
+
+    public init(_ stored: String, run: String) {
+        if let slash = stored.firstIndex(of: "/") {
+            runID = String(stored[..<slash]); version = String(stored[stored.index(after: slash)...])
+        } else {
+            runID = run; version = stored
+        }
+    }
+
+    /// How a checkpoint of run `run` names this version.
+    public func stored(in run: String) -> String { run == runID ? version : "\(runID)/\(version)" }
 }
 
 /// Rebuilds a value from a chain of deltas ending in a full snapshot (shared by implementations).

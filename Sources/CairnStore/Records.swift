@@ -24,6 +24,8 @@ public struct RunRecord: Sendable, Equatable {
     public var resumeCount: Int
     public var step: Int
     public var checkpointID: String?
+    /// `RUN@CHECKPOINT` for a run started by a fork: where its history goes on.
+    public var forkedFrom: String?
     public var createdAt: Double
     public var updatedAt: Double
     public var finishedAt: Double?
@@ -33,7 +35,7 @@ public struct RunRecord: Sendable, Equatable {
         self.runID = runID; self.graphHash = graphHash; self.graphName = graphName; self.graphVersion = graphVersion
         self.status = status; self.durability = durability; self.input = input; self.output = nil; self.error = nil
         self.interrupt = nil; self.cost = 0; self.apiCalls = 0; self.resumeCount = 0; self.step = 0
-        self.checkpointID = nil; self.createdAt = createdAt; self.updatedAt = createdAt; self.finishedAt = nil
+        self.checkpointID = nil; self.forkedFrom = nil; self.createdAt = createdAt; self.updatedAt = createdAt; self.finishedAt = nil
     }
 }
 
@@ -86,9 +88,10 @@ public struct CheckpointRecord: Sendable, Equatable {
     public var checkpointID: String
     public var parentID: String?
     public var step: Int
-    /// `input`, `loop`, `update` or `fork`.
+    /// `input`, `loop`, `resume`, `update`, `fork` or `rewind`.
     public var source: String
-    /// channel → version id (the id of the checkpoint that last wrote it).
+    /// channel → version id (the id of the checkpoint that last wrote it). A fork's checkpoints
+    /// name values its parent wrote as `RUN/VERSION` (`ChannelVersion`): a fork copies none.
     public var channelVersions: [String: String]
     /// The planned tasks, as a JSON list of `{id, node, trigger, input?}`.
     public var nextTasks: JSONValue

@@ -22,7 +22,7 @@ extension StoreBatch {
                          "input": r.input ?? .null, "has_input": .bool(r.input != nil), "output": r.output ?? .null,
                          "has_output": .bool(r.output != nil), "error": opt(r.error), "interrupt": r.interrupt ?? .null,
                          "has_interrupt": .bool(r.interrupt != nil), "cost": .double(r.cost), "api_calls": .int(Int64(r.apiCalls)),
-                         "resumes": .int(Int64(r.resumeCount)), "step": .int(Int64(r.step)), "checkpoint": opt(r.checkpointID),
+                         "resumes": .int(Int64(r.resumeCount)), "step": .int(Int64(r.step)), "checkpoint": opt(r.checkpointID), "forked_from": opt(r.forkedFrom),
                          "created": .double(r.createdAt), "updated": .double(r.updatedAt), "finished": optD(r.finishedAt)])
             })
         }
@@ -108,6 +108,7 @@ extension StoreBatch {
             rec.resumeCount = i(r["resumes"])
             rec.step = i(r["step"])
             rec.checkpointID = os(r["checkpoint"])
+            rec.forkedFrom = os(r["forked_from"])
             rec.updatedAt = d(r["updated"])
             rec.finishedAt = od(r["finished"])
             runs.append(rec)

@@ -4,7 +4,9 @@ import Foundation
 /// Runs a program for a node: the task as JSON on stdin, JSON lines back on stdout.
 ///
 /// ```
-/// stdin : {"run_id", "task_id", "attempt", "node", "state", "input", "config", "progress"}
+/// stdin : {"run_id", "task_id", "attempt", "node", "state", "input", "config", "progress",
+///          "resume", "resumes"}     resume: the newest answer to this task's interrupt (absent
+///                                    until it asked and was answered); resumes: every answer, oldest first
 /// stdout: {"progress": …}            zero or more; each is reported with the next heartbeat
 ///         {"writes": {…}, "goto": …, "sends": [{"node", "input"}], "interrupt": …,
 ///          "metrics": {"cost": …, "api_calls": …}}      the result (the last such line wins)
@@ -21,6 +23,10 @@ public struct ExecHandler: NodeHandler {
         ]
         stdin["input"] = ctx.input ?? .null
         stdin["progress"] = ctx.progress ?? .null
+        if let answer = ctx.resume {
+            stdin["resume"] = answer
+            stdin["resumes"] = .array(ctx.resumes)
+        }
         var env = ProcessInfo.processInfo.environment
         env["CAIRN_RUN_ID"] = ctx.runID
         env["CAIRN_TASK_ID"] = ctx.taskID

@@ -23,6 +23,13 @@ public struct TaskContext: Sendable {
     public var timeout: Duration?
     /// Reports progress: sent with the next heartbeat and handed to the next attempt.
     public var reportProgress: @Sendable (JSONValue) -> Void
+    /// The answers a person gave this task's questions, oldest first: a handler that returned
+    /// `interrupt` runs again once the run is resumed, and finds the answer here. A node can
+    /// ask again (return another `interrupt`) and will then run with both answers.
+    public var resumes: [JSONValue] = []
+
+    /// The newest answer to this task's question, nil when it has not asked (or not been answered).
+    public var resume: JSONValue? { resumes.last }
 
     /// A key for the handler's own side effects: the same for every attempt of the same task.
     public var idempotencyKey: String { taskID }

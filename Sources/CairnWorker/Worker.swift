@@ -314,7 +314,7 @@ public final class Worker: Service, Sendable {
                            state: try json(a.stateJson) ?? .object([:]), input: try json(a.inputJson),
                            config: try json(a.configJson) ?? .object([:]), progress: try json(a.progressJson),
                            bundleDirectory: bundleDirectory, timeout: a.timeoutMs > 0 ? .milliseconds(Int64(a.timeoutMs)) : nil,
-                           reportProgress: reportProgress)
+                           reportProgress: reportProgress, resumes: try json(a.resumeJson)?.arrayValue ?? [])
     }
 
     /// The unpacked bundle's folder, fetching it from the coordinator the first time.

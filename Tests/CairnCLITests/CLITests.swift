@@ -76,9 +76,12 @@ import Testing
     }
 
     @Test func commandsNotBuiltYetSaySoInsteadOfUnknownCommand() throws {
-        let parsed = try Cairn.parseAsRoot(["fork", "r-1", "--from", "c"])
-        #expect(parsed is Fork)
-        #expect(Fork.configuration.abstract.contains("not built yet"))
+        let parsed = try Cairn.parseAsRoot(["export", "r-1", "--out", "x"])
+        #expect(parsed is Export)
+        #expect(Export.configuration.abstract.contains("not built yet"))
+        #expect(try Cairn.parseAsRoot(["fork", "r-1", "--checkpoint", "c", "--run-id", "r-2"]) is Fork)
+        #expect(try Cairn.parseAsRoot(["resume", "r-1", "--interrupt", "i-1", "--value", "1"]) is Resume)
+        #expect(throws: (any Error).self) { try Cairn.parseAsRoot(["rewind", "r-1", "--checkpoint", "c", "--run-id", "x"]) }
         #expect(throws: (any Error).self) { try Cairn.parseAsRoot(["frobnicate"]) }
     }
 

@@ -117,8 +117,9 @@ import Testing
         let runID = try #require((try await cluster.cairn(["list", "--json"]).json as? [[String: Any]])?.first?["run_id"] as? String)
         let status = try await cluster.cairn(["status", runID, "--json"]).object
         #expect(status["status"] as? String == "paused")
-        #expect(status[path: "interrupt.reason"] as? String == "interrupt_before")
-        #expect(status[path: "interrupt.node"] as? String == "publish")
+        #expect(status[path: "interrupt.pending.0.reason"] as? String == "interrupt_before")
+        #expect(status[path: "interrupt.pending.0.node"] as? String == "publish")
+        #expect((status[path: "interrupt.pending.0.id"] as? String ?? "").hasPrefix("i-"))
         #expect(status["next"] as? [String] == ["publish"])
         let state = try await cluster.cairn(["state", runID, "--json"]).object
         #expect(state[path: "state.log"] as? [String] == ["draft"])
@@ -129,8 +130,14 @@ import Testing
         let afterID = try await cluster.submit(after)
         let paused = try await cluster.waitForRun(afterID)
         #expect(paused["status"] as? String == "paused")
-        #expect(paused[path: "interrupt.reason"] as? String == "interrupt_after")
+        #expect(paused[path: "interrupt.pending.0.reason"] as? String == "interrupt_after")
         #expect(paused["step"] as? Int == 1)
+        // Resumed, each goes on: the interrupted node runs (before), the next step runs (after).
+        for id in [runID, afterID] {
+            let resumed = try await cluster.cairn(["resume", id, "--wait", "--json"])
+            #expect(resumed.status == 0, "\(resumed.stdout) \(resumed.stderr)")
+            #expect(resumed.object[path: "output.log"] as? [String] == ["draft", "publish"])
+        }
     }
 
     @Test func manyRunsAtOnceAllFinishAndShareTheWorkers() async throws {

@@ -41,7 +41,7 @@ import Testing
             }
         }
         let upgraded = try SQLiteStore(path: path, logger: Logger(label: "test"))
-        #expect(try upgraded.appliedMigrations() == ["v1-core", "v2-executions-workers", "v3-compact", "v4-run-checksums"])
+        #expect(try upgraded.appliedMigrations() == ["v1-core", "v2-executions-workers", "v3-compact", "v4-run-checksums", "v5-time-travel"])
         let run = try await upgraded.run("kept")
         #expect(run?.status == .completed)
         #expect(run?.output == .object(["x": .int(1)]))
@@ -49,6 +49,13 @@ import Testing
         let cp = try #require(try await upgraded.checkpoint(runID: "kept", namespace: "", checkpointID: nil))
         #expect(cp.channelVersions == ["x": "c1"])
         #expect(cp.nextTasks.arrayValue?.first?["id"]?.stringValue == "t-old")
+        #expect(run?.forkedFrom == nil)
+        // The rebuilt checkpoints table takes the sources time travel adds.
+        var resume = StoreBatch()
+        resume.checkpoints.append(CheckpointRecord(runID: "kept", checkpointID: "c2", parentID: "c1", step: 0, source: "resume",
+                                                   channelVersions: ["x": "c1"], nextTasks: .array([]), metadata: .object([:]), createdAt: 3))
+        try await upgraded.commit(resume)
+        #expect(try await upgraded.checkpoint(runID: "kept", namespace: "", checkpointID: nil)?.source == "resume")
         var b = StoreBatch()
         b.taskExecutions.append(TaskExecutionRecord(runID: "kept", taskID: "t", node: "n", step: 1, attempt: 1, worker: "w",
                                                     status: "completed", startedAt: 1, finishedAt: 2, error: nil, cost: 0, apiCalls: 0))

@@ -306,6 +306,9 @@ public nonisolated struct Cairn_V1_TaskAssignment: Sendable {
   /// 0 = none
   public var timeoutMs: UInt64 = 0
 
+  /// a task that asked (interrupt) and was answered: JSON list of the answers, oldest first
+  public var resumeJson: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -529,6 +532,30 @@ public nonisolated struct Cairn_V1_ClientRequest: Sendable {
     set {body = .stats(newValue)}
   }
 
+  public var resume: Cairn_V1_ResumeRequest {
+    get {
+      if case .resume(let v)? = body {return v}
+      return Cairn_V1_ResumeRequest()
+    }
+    set {body = .resume(newValue)}
+  }
+
+  public var update: Cairn_V1_UpdateRequest {
+    get {
+      if case .update(let v)? = body {return v}
+      return Cairn_V1_UpdateRequest()
+    }
+    set {body = .update(newValue)}
+  }
+
+  public var fork: Cairn_V1_ForkRequest {
+    get {
+      if case .fork(let v)? = body {return v}
+      return Cairn_V1_ForkRequest()
+    }
+    set {body = .fork(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -541,6 +568,9 @@ public nonisolated struct Cairn_V1_ClientRequest: Sendable {
     case cancel(Cairn_V1_RunQuery)
     case workers(Cairn_V1_Empty)
     case stats(Cairn_V1_Empty)
+    case resume(Cairn_V1_ResumeRequest)
+    case update(Cairn_V1_UpdateRequest)
+    case fork(Cairn_V1_ForkRequest)
 
   }
 
@@ -579,6 +609,78 @@ public nonisolated struct Cairn_V1_SubmitRequest: Sendable {
 
   /// "hot" | "sync" | "" (default)
   public var durability: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Continues a paused run. Without `interrupt_id` and with one pending interrupt, `value_json`
+/// answers it; with several, `value_json` is an object of interrupt id to answer. Empty
+/// `value_json` answers every pending interrupt with null.
+public nonisolated struct Cairn_V1_ResumeRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var valueJson: Data = Data()
+
+  public var interruptID: String = String()
+
+  /// who answers (user@host), recorded in the resume checkpoint
+  public var by: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Writes values into a run that is not active, through the channels' reducers.
+public nonisolated struct Cairn_V1_UpdateRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  /// object: channel -> value
+  public var valuesJson: Data = Data()
+
+  /// plan the next tasks as if this node had written the values
+  public var asNode: String = String()
+
+  public var by: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Starts a new run from a checkpoint of another (fork), or re-runs a run that is not active
+/// from an older checkpoint of its own (in_place: rewind).
+public nonisolated struct Cairn_V1_ForkRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var checkpointID: String = String()
+
+  /// optional update applied first
+  public var valuesJson: Data = Data()
+
+  public var asNode: String = String()
+
+  /// fork: empty = the coordinator picks one
+  public var newRunID: String = String()
+
+  /// rewind
+  public var inPlace: Bool = false
+
+  public var by: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -830,6 +932,17 @@ public nonisolated struct Cairn_V1_RunInfo: @unchecked Sendable {
     set {_uniqueStorage()._damage = newValue}
   }
 
+  /// "RUN@CHECKPOINT" for a run started by a fork
+  public var forkedFrom: String {
+    get {_storage._forkedFrom}
+    set {_uniqueStorage()._forkedFrom = newValue}
+  }
+
+  public var resumeCount: UInt32 {
+    get {_storage._resumeCount}
+    set {_uniqueStorage()._resumeCount = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -869,6 +982,12 @@ public nonisolated struct Cairn_V1_CheckpointInfo: Sendable {
   public var updatedChannels: [String] = []
 
   public var tasks: [Cairn_V1_TaskExecution] = []
+
+  /// the run this checkpoint belongs to (a fork's history reaches into its parent)
+  public var runID: String = String()
+
+  /// resume answers, update values, interrupts
+  public var metadataJson: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -910,6 +1029,8 @@ public nonisolated struct Cairn_V1_History: Sendable {
 
   /// newest first
   public var checkpoints: [Cairn_V1_CheckpointInfo] = []
+
+  public var forkedFrom: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1377,7 +1498,7 @@ nonisolated extension Cairn_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Cairn_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskAssignment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}lease\0\u{3}run_id\0\u{1}node\0\u{1}kind\0\u{3}config_json\0\u{3}state_json\0\u{3}input_json\0\u{1}attempt\0\u{3}progress_json\0\u{3}bundle_hash\0\u{1}step\0\u{3}checkpoint_id\0\u{3}timeout_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}lease\0\u{3}run_id\0\u{1}node\0\u{1}kind\0\u{3}config_json\0\u{3}state_json\0\u{3}input_json\0\u{1}attempt\0\u{3}progress_json\0\u{3}bundle_hash\0\u{1}step\0\u{3}checkpoint_id\0\u{3}timeout_ms\0\u{3}resume_json\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1399,6 +1520,7 @@ nonisolated extension Cairn_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProto
       case 12: try { try decoder.decodeSingularUInt32Field(value: &self.step) }()
       case 13: try { try decoder.decodeSingularStringField(value: &self.checkpointID) }()
       case 14: try { try decoder.decodeSingularUInt64Field(value: &self.timeoutMs) }()
+      case 15: try { try decoder.decodeSingularBytesField(value: &self.resumeJson) }()
       default: break
       }
     }
@@ -1447,6 +1569,9 @@ nonisolated extension Cairn_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProto
     if self.timeoutMs != 0 {
       try visitor.visitSingularUInt64Field(value: self.timeoutMs, fieldNumber: 14)
     }
+    if !self.resumeJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.resumeJson, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1465,6 +1590,7 @@ nonisolated extension Cairn_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProto
     if lhs.step != rhs.step {return false}
     if lhs.checkpointID != rhs.checkpointID {return false}
     if lhs.timeoutMs != rhs.timeoutMs {return false}
+    if lhs.resumeJson != rhs.resumeJson {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1791,7 +1917,7 @@ nonisolated extension Cairn_V1_Drain: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Cairn_V1_ClientRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{9}submit\0\u{1}status\0\u{1}list\0\u{1}watch\0\u{1}history\0\u{1}state\0\u{1}cancel\0\u{1}workers\0\u{1}stats\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{9}submit\0\u{1}status\0\u{1}list\0\u{1}watch\0\u{1}history\0\u{1}state\0\u{1}cancel\0\u{1}workers\0\u{1}stats\0\u{1}resume\0\u{1}update\0\u{1}fork\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1917,6 +2043,45 @@ nonisolated extension Cairn_V1_ClientRequest: SwiftProtobuf.Message, SwiftProtob
           self.body = .stats(v)
         }
       }()
+      case 19: try {
+        var v: Cairn_V1_ResumeRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .resume(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .resume(v)
+        }
+      }()
+      case 20: try {
+        var v: Cairn_V1_UpdateRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .update(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .update(v)
+        }
+      }()
+      case 21: try {
+        var v: Cairn_V1_ForkRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .fork(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .fork(v)
+        }
+      }()
       default: break
       }
     }
@@ -1966,6 +2131,18 @@ nonisolated extension Cairn_V1_ClientRequest: SwiftProtobuf.Message, SwiftProtob
     case .stats?: try {
       guard case .stats(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+    }()
+    case .resume?: try {
+      guard case .resume(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+    }()
+    case .update?: try {
+      guard case .update(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
+    case .fork?: try {
+      guard case .fork(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
     }()
     case nil: break
     }
@@ -2054,6 +2231,156 @@ nonisolated extension Cairn_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProtob
     if lhs.inputJson != rhs.inputJson {return false}
     if lhs.runID != rhs.runID {return false}
     if lhs.durability != rhs.durability {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_ResumeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResumeRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}value_json\0\u{3}interrupt_id\0\u{1}by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.valueJson) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.interruptID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.by) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if !self.valueJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.valueJson, fieldNumber: 2)
+    }
+    if !self.interruptID.isEmpty {
+      try visitor.visitSingularStringField(value: self.interruptID, fieldNumber: 3)
+    }
+    if !self.by.isEmpty {
+      try visitor.visitSingularStringField(value: self.by, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_ResumeRequest, rhs: Cairn_V1_ResumeRequest) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.valueJson != rhs.valueJson {return false}
+    if lhs.interruptID != rhs.interruptID {return false}
+    if lhs.by != rhs.by {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_UpdateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}values_json\0\u{3}as_node\0\u{1}by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.valuesJson) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.asNode) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.by) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if !self.valuesJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.valuesJson, fieldNumber: 2)
+    }
+    if !self.asNode.isEmpty {
+      try visitor.visitSingularStringField(value: self.asNode, fieldNumber: 3)
+    }
+    if !self.by.isEmpty {
+      try visitor.visitSingularStringField(value: self.by, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_UpdateRequest, rhs: Cairn_V1_UpdateRequest) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.valuesJson != rhs.valuesJson {return false}
+    if lhs.asNode != rhs.asNode {return false}
+    if lhs.by != rhs.by {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_ForkRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ForkRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}checkpoint_id\0\u{3}values_json\0\u{3}as_node\0\u{3}new_run_id\0\u{3}in_place\0\u{1}by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.checkpointID) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.valuesJson) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.asNode) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.newRunID) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.inPlace) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.by) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if !self.checkpointID.isEmpty {
+      try visitor.visitSingularStringField(value: self.checkpointID, fieldNumber: 2)
+    }
+    if !self.valuesJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.valuesJson, fieldNumber: 3)
+    }
+    if !self.asNode.isEmpty {
+      try visitor.visitSingularStringField(value: self.asNode, fieldNumber: 4)
+    }
+    if !self.newRunID.isEmpty {
+      try visitor.visitSingularStringField(value: self.newRunID, fieldNumber: 5)
+    }
+    if self.inPlace != false {
+      try visitor.visitSingularBoolField(value: self.inPlace, fieldNumber: 6)
+    }
+    if !self.by.isEmpty {
+      try visitor.visitSingularStringField(value: self.by, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_ForkRequest, rhs: Cairn_V1_ForkRequest) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.checkpointID != rhs.checkpointID {return false}
+    if lhs.valuesJson != rhs.valuesJson {return false}
+    if lhs.asNode != rhs.asNode {return false}
+    if lhs.newRunID != rhs.newRunID {return false}
+    if lhs.inPlace != rhs.inPlace {return false}
+    if lhs.by != rhs.by {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2333,7 +2660,7 @@ nonisolated extension Cairn_V1_ClientResponse: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}graph_name\0\u{3}graph_version\0\u{3}graph_hash\0\u{1}status\0\u{1}step\0\u{1}error\0\u{1}cost\0\u{3}api_calls\0\u{3}created_at\0\u{3}updated_at\0\u{3}finished_at\0\u{1}durability\0\u{3}output_json\0\u{3}checkpoint_id\0\u{3}tasks_total\0\u{3}tasks_done\0\u{3}next_nodes\0\u{3}node_count\0\u{3}interrupt_json\0\u{1}damage\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}graph_name\0\u{3}graph_version\0\u{3}graph_hash\0\u{1}status\0\u{1}step\0\u{1}error\0\u{1}cost\0\u{3}api_calls\0\u{3}created_at\0\u{3}updated_at\0\u{3}finished_at\0\u{1}durability\0\u{3}output_json\0\u{3}checkpoint_id\0\u{3}tasks_total\0\u{3}tasks_done\0\u{3}next_nodes\0\u{3}node_count\0\u{3}interrupt_json\0\u{1}damage\0\u{3}forked_from\0\u{3}resume_count\0")
 
   fileprivate class _StorageClass {
     var _runID: String = String()
@@ -2357,6 +2684,8 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _nodeCount: UInt32 = 0
     var _interruptJson: Data = Data()
     var _damage: String = String()
+    var _forkedFrom: String = String()
+    var _resumeCount: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2388,6 +2717,8 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
       _nodeCount = source._nodeCount
       _interruptJson = source._interruptJson
       _damage = source._damage
+      _forkedFrom = source._forkedFrom
+      _resumeCount = source._resumeCount
     }
   }
 
@@ -2427,6 +2758,8 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._nodeCount) }()
         case 20: try { try decoder.decodeSingularBytesField(value: &_storage._interruptJson) }()
         case 21: try { try decoder.decodeSingularStringField(value: &_storage._damage) }()
+        case 22: try { try decoder.decodeSingularStringField(value: &_storage._forkedFrom) }()
+        case 23: try { try decoder.decodeSingularUInt32Field(value: &_storage._resumeCount) }()
         default: break
         }
       }
@@ -2498,6 +2831,12 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
       if !_storage._damage.isEmpty {
         try visitor.visitSingularStringField(value: _storage._damage, fieldNumber: 21)
       }
+      if !_storage._forkedFrom.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._forkedFrom, fieldNumber: 22)
+      }
+      if _storage._resumeCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._resumeCount, fieldNumber: 23)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2528,6 +2867,8 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._nodeCount != rhs_storage._nodeCount {return false}
         if _storage._interruptJson != rhs_storage._interruptJson {return false}
         if _storage._damage != rhs_storage._damage {return false}
+        if _storage._forkedFrom != rhs_storage._forkedFrom {return false}
+        if _storage._resumeCount != rhs_storage._resumeCount {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2569,7 +2910,7 @@ nonisolated extension Cairn_V1_RunList: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Cairn_V1_CheckpointInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CheckpointInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}checkpoint_id\0\u{3}parent_id\0\u{1}step\0\u{1}source\0\u{3}next_nodes\0\u{3}created_at\0\u{3}updated_channels\0\u{1}tasks\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}checkpoint_id\0\u{3}parent_id\0\u{1}step\0\u{1}source\0\u{3}next_nodes\0\u{3}created_at\0\u{3}updated_channels\0\u{1}tasks\0\u{3}run_id\0\u{3}metadata_json\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2585,6 +2926,8 @@ nonisolated extension Cairn_V1_CheckpointInfo: SwiftProtobuf.Message, SwiftProto
       case 6: try { try decoder.decodeSingularDoubleField(value: &self.createdAt) }()
       case 7: try { try decoder.decodeRepeatedStringField(value: &self.updatedChannels) }()
       case 8: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 10: try { try decoder.decodeSingularBytesField(value: &self.metadataJson) }()
       default: break
       }
     }
@@ -2615,6 +2958,12 @@ nonisolated extension Cairn_V1_CheckpointInfo: SwiftProtobuf.Message, SwiftProto
     if !self.tasks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 8)
     }
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 9)
+    }
+    if !self.metadataJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.metadataJson, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2627,6 +2976,8 @@ nonisolated extension Cairn_V1_CheckpointInfo: SwiftProtobuf.Message, SwiftProto
     if lhs.createdAt != rhs.createdAt {return false}
     if lhs.updatedChannels != rhs.updatedChannels {return false}
     if lhs.tasks != rhs.tasks {return false}
+    if lhs.runID != rhs.runID {return false}
+    if lhs.metadataJson != rhs.metadataJson {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2699,7 +3050,7 @@ nonisolated extension Cairn_V1_TaskExecution: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Cairn_V1_History: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".History"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}checkpoints\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}checkpoints\0\u{3}forked_from\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2709,6 +3060,7 @@ nonisolated extension Cairn_V1_History: SwiftProtobuf.Message, SwiftProtobuf._Me
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.checkpoints) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.forkedFrom) }()
       default: break
       }
     }
@@ -2721,12 +3073,16 @@ nonisolated extension Cairn_V1_History: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.checkpoints.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.checkpoints, fieldNumber: 2)
     }
+    if !self.forkedFrom.isEmpty {
+      try visitor.visitSingularStringField(value: self.forkedFrom, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Cairn_V1_History, rhs: Cairn_V1_History) -> Bool {
     if lhs.runID != rhs.runID {return false}
     if lhs.checkpoints != rhs.checkpoints {return false}
+    if lhs.forkedFrom != rhs.forkedFrom {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
