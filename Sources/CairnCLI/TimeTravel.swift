@@ -240,6 +240,12 @@ extension Output {
         for p in pending {
             let id = p["id"]?.stringValue ?? "?", node = p["node"]?.stringValue ?? "?"
             let target = pending.count == 1 ? "" : " --interrupt \(id)"
+            defer {
+                if let at = p["deadline"]?.doubleValue {
+                    let then = p["on_timeout"]?["resume"].map { "it is resumed with \($0.compactString)" } ?? "the run fails"
+                    lines.append("     deadline: \(time(at)) (in \(duration(max(0, at - Date().timeIntervalSince1970)))); then \(then)")
+                }
+            }
             switch p["reason"]?.stringValue {
             case "node":
                 let q = p["value"].map { $0.stringValue ?? $0.compactString } ?? "null"

@@ -54,6 +54,7 @@ public final class Coordinator: Service, Sendable {
         await engine.start()
         try await lifecycle.open()
         let recovered = await engine.recover()
+        await engine.armDeadlines()
         if recovered > 0 { logger.notice("recovered unfinished runs", metadata: ["count": "\(recovered)"]) }
         let maxFrame = config.maxFrameSize
         let server = try await ServerBootstrap(group: group)

@@ -105,8 +105,8 @@ extension Engine {
         var metadata: [String: JSONValue] = [:]
         if let n = first.first(where: { graph.interruptBefore.contains($0.node) })?.node {
             record.status = .paused
-            record.interrupt = PendingInterrupt.record(checkpointID: c0, pending: [PendingInterrupt(
-                id: PendingInterrupt.id(checkpointID: c0, key: "interrupt_before:" + n), reason: "interrupt_before", node: n)])
+            record.interrupt = PendingInterrupt.record(checkpointID: c0, pending: [PendingInterrupt.pause(
+                "interrupt_before", node: n, checkpointID: c0, graph: graph, now: now)])
             metadata["interrupt"] = record.interrupt
         }
         let cp = CheckpointRecord(runID: runID, checkpointID: c0, parentID: nil, step: 0, source: "input",
@@ -118,6 +118,7 @@ extension Engine {
         if record.status == .running { run.beginStep(planned: first, done: [:]) }
         // The run starts once its first rows are durable (the writer retries until they are).
         await ask { .runSubmitted(run, batch, reply: $0) }
+        if record.status == .paused { armDeadline(record) }
         logger.info("run submitted", metadata: ["run_id": "\(runID)", "graph": "\(graph.name)", "first": "\(first.map(\.node))"])
         return runInfo(run)
     }

@@ -4,6 +4,7 @@ import CairnProtocol
 import CairnStore
 import Foundation
 import Logging
+import NIOCore
 
 /// Resume, update, fork and rewind: the engine reads what the edit needs, `RunEdits` decides,
 /// and the new checkpoint with everything it implies is written as one batch before a reply
@@ -51,6 +52,7 @@ extension Engine {
             let edit = try RunEdits.update(stored, values: values, asNode: req.asNode.isEmpty ? nil : req.asNode, by: Self.who(req.by),
                                            now: self.now, newID: Identifiers.sortable())
             await self.ask { .record(edit.batch, reply: $0) }
+            self.armDeadline(edit.record)
             self.logger.info("run updated", metadata: ["run_id": "\(runID)", "checkpoint": "\(edit.checkpoint.checkpointID)",
                                                        "status": "\(edit.record.status.rawValue)"])
             var info = Self.info(edit.record)
@@ -92,6 +94,60 @@ extension Engine {
             self.logger.info(req.inPlace ? "run rewound" : "run forked",
                              metadata: ["run_id": "\(target)", "from": "\(parentID)@\(req.checkpointID)", "checkpoint": "\(edit.checkpoint.checkpointID)"])
             return info
+        }
+    }
+
+    // MARK: - deadlines
+
+    /// Arms the timer of a paused run whose question has a deadline (once per run and time).
+    func armDeadline(_ record: RunRecord) {
+        guard let at = RunEdits.nextDeadline(record), deadlineTimers[record.runID] != at else { return }
+        deadlineTimers[record.runID] = at
+        let runID = record.runID
+        let delay = max(0, at - now)
+        loop.scheduleTask(in: .milliseconds(Int64((delay * 1000).rounded(.up)))) {
+            Task { await self.expireDue(runID, at: at) }
+        }
+    }
+
+    /// After a restart: every paused run's deadline is armed again (a deadline already past
+    /// fires at once).
+    func armDeadlines() async {
+        do {
+            for listing in try await store.runs(RunFilter(status: .paused, limit: 1_000_000)) {
+                if let r = listing.record { armDeadline(r) }
+            }
+        } catch {
+            logger.error("could not list paused runs to arm their deadlines; they are armed at the next start", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// A deadline's timer fired: the run is failed or resumed as its graph says, unless it was
+    /// answered in time. A busy run (a person answering right now) or a store refusing writes
+    /// is tried again shortly.
+    func expireDue(_ runID: String, at: Double) async {
+        guard deadlineTimers[runID] == at else { return }
+        deadlineTimers[runID] = nil
+        do {
+            try await editing(runID, "resumed") {
+                guard self.scheduler.runs[runID] == nil else { return }
+                let stored = try await self.stored(runID, checkpointID: nil)
+                guard let edit = try RunEdits.expire(stored, now: self.now, newID: Identifiers.sortable()) else {
+                    self.armDeadline(stored.record)
+                    return
+                }
+                self.logger.notice("an interrupt's deadline passed", metadata: ["run_id": "\(runID)", "status": "\(edit.record.status.rawValue)",
+                                                                                 "error": "\(edit.record.error ?? "")"])
+                _ = try await self.start(edit, stored)
+            }
+        } catch let e as EngineError where e.code == .errorConflict || e.code == .errorUnavailable {
+            // Someone is answering right now, or the store refuses writes: look again in a second.
+            logger.info("an interrupt's deadline passed; acting on it in 1s", metadata: ["run_id": "\(runID)", "why": "\(e.message)"])
+            deadlineTimers[runID] = at + 1
+            loop.scheduleTask(in: .seconds(1)) { Task { await self.expireDue(runID, at: at + 1) } }
+        } catch {
+            logger.error("could not act on an interrupt's deadline; the run stays paused (its deadline is armed again at the next start)",
+                         metadata: ["run_id": "\(runID)", "error": "\(error)"])
         }
     }
 

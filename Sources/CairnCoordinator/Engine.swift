@@ -94,6 +94,8 @@ actor Engine {
     var pendingSubmits = Set<String>()
     /// Runs being resumed, updated, forked into, rewound or cancelled right now.
     var editingRuns = Set<String>()
+    /// Paused runs whose question has a deadline: when their timer fires.
+    var deadlineTimers: [String: Double] = [:]
     var walBytes: @Sendable () -> Int64 = { 0 }
     let metrics: CoordinatorMetrics
     var reported = Scheduler.Counters()
@@ -163,6 +165,8 @@ actor Engine {
                 connections[workerID]?.send(.resultAck(a))
             case .notify(let note):
                 publish(note)
+            case .paused(let record):
+                armDeadline(record)
             case .closed(let runID):
                 if let subs = subscribers.removeValue(forKey: runID) { subs.values.forEach { $0.finish() } }
                 if let subs = finalWatchers.removeValue(forKey: runID) { subs.values.forEach { $0.finish() } }

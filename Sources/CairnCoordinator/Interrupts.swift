@@ -1,4 +1,5 @@
 import CairnCore
+import CairnGraph
 import CairnStore
 
 /// A question a paused run waits on, as its record lists it (`runs.interrupt`):
@@ -17,21 +18,38 @@ struct PendingInterrupt: Sendable, Equatable {
     var node: String
     var taskID: String?
     var value: JSONValue?
+    /// When the pause stops waiting (seconds since the epoch), and what happens then: `"fail"`
+    /// or `{"resume": VALUE}` (the graph's `interrupt_before: [{node, timeout, on_timeout}]`).
+    var deadline: Double?
+    var onTimeout: JSONValue?
 
     var json: JSONValue {
         var o: [String: JSONValue] = ["id": .string(id), "reason": .string(reason), "node": .string(node)]
         if let taskID { o["task_id"] = .string(taskID) }
         if let value { o["value"] = value }
+        if let deadline { o["deadline"] = .double(deadline) }
+        if let onTimeout { o["on_timeout"] = onTimeout }
         return .object(o)
     }
 
-    init(id: String, reason: String, node: String, taskID: String? = nil, value: JSONValue? = nil) {
+    init(id: String, reason: String, node: String, taskID: String? = nil, value: JSONValue? = nil,
+         deadline: Double? = nil, onTimeout: JSONValue? = nil) {
         self.id = id; self.reason = reason; self.node = node; self.taskID = taskID; self.value = value
+        self.deadline = deadline; self.onTimeout = onTimeout
     }
 
     init?(json: JSONValue) {
         guard let id = json["id"]?.stringValue, let reason = json["reason"]?.stringValue, let node = json["node"]?.stringValue else { return nil }
-        self.init(id: id, reason: reason, node: node, taskID: json["task_id"]?.stringValue, value: json["value"])
+        self.init(id: id, reason: reason, node: node, taskID: json["task_id"]?.stringValue, value: json["value"],
+                  deadline: json["deadline"]?.doubleValue, onTimeout: json["on_timeout"])
+    }
+
+    /// The pause `interrupt_before` / `interrupt_after` (`reason`) of `node` makes at `now`,
+    /// with the deadline the graph gives it, if any.
+    static func pause(_ reason: String, node: String, checkpointID: String, graph: Graph, now: Double) -> PendingInterrupt {
+        let d = graph.interruptDeadlines["\(reason):\(node)"]
+        return PendingInterrupt(id: id(checkpointID: checkpointID, key: reason + ":" + node), reason: reason, node: node,
+                                deadline: d.map { now + Double($0.timeoutMS) / 1000 }, onTimeout: d?.onTimeoutJSON)
     }
 
     /// A question's id: `i-` and 8 hex digits of the SHA-256 of where it was asked.

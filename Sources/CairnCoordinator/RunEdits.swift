@@ -1,6 +1,7 @@
 import CairnCore
 import CairnGraph
 import CairnStore
+import Foundation
 
 /// A run that is not active, as read from the store for an edit: its record, graph, the
 /// checkpoint the edit starts from, the state there and the writes stored under it.
@@ -130,6 +131,38 @@ enum RunEdits {
                 throw invalid("run \(runID) has \(pending.count) pending interrupts: \(list()). Answer one with --interrupt ID --value …, or several with --value '{\"\(ids[0])\": …, \"\(ids[1])\": …}'")
             }
         }
+    }
+
+    // MARK: - deadlines
+
+    /// A paused run whose question's deadline has passed at `now`: failed (`on_timeout: fail`),
+    /// or resumed with the graph's answer (`on_timeout: {resume: VALUE}`), recorded as a resume
+    /// by `cairn (deadline)`. Nil when nothing is due (the run was answered in time, or is not
+    /// paused any more).
+    static func expire(_ s: StoredRun, now: Double, newID: String) throws -> RunEdit? {
+        guard s.record.status == .paused else { return nil }
+        let pending = PendingInterrupt.pending(in: s.record.interrupt, checkpointID: s.checkpoint.checkpointID)
+        guard let due = pending.filter({ ($0.deadline ?? .infinity) <= now }).min(by: { $0.deadline! < $1.deadline! }) else { return nil }
+        let when = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: due.deadline!))
+        if let answer = due.onTimeout?["resume"] {
+            return try resume(s, answers: .one(id: due.id, value: answer), by: "cairn (the deadline of \(due.id) passed at \(when))",
+                              now: now, newID: newID)
+        }
+        var r = s.record
+        r.status = .failed
+        r.error = "interrupt \(due.id) (\(due.reason) '\(due.node)') was not answered by its deadline, \(when) (on_timeout: fail)"
+        r.updatedAt = now
+        r.finishedAt = now
+        var batch = StoreBatch()
+        batch.runs = [r]
+        return RunEdit(record: r, checkpoint: s.checkpoint, batch: batch, state: s.state, joins: joins(of: s.checkpoint),
+                       planned: [], done: [:])
+    }
+
+    /// The earliest deadline among a paused run's questions.
+    static func nextDeadline(_ record: RunRecord) -> Double? {
+        guard record.status == .paused else { return nil }
+        return PendingInterrupt.pending(in: record.interrupt, checkpointID: record.checkpointID ?? "").compactMap(\.deadline).min()
     }
 
     // MARK: - update

@@ -230,8 +230,8 @@ extension Scheduler {
         var error: String?
         var interrupt: JSONValue?
         func pause(_ reason: String, _ node: String) -> JSONValue {
-            PendingInterrupt.record(checkpointID: newID, pending: [PendingInterrupt(
-                id: PendingInterrupt.id(checkpointID: newID, key: reason + ":" + node), reason: reason, node: node)])
+            PendingInterrupt.record(checkpointID: newID, pending: [PendingInterrupt.pause(reason, node: node, checkpointID: newID,
+                                                                                        graph: run.graph, now: time)])
         }
         if next.isEmpty {
             status = .completed

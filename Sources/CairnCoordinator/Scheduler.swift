@@ -71,6 +71,8 @@ struct Scheduler {
         case notify(RunNote)
         /// The run left memory (finished or paused) after its final note: end its watchers.
         case closed(runID: String)
+        /// A run is paused, durably (its record as written): arm its questions' deadlines.
+        case paused(RunRecord)
         case reply(ReplyID)
         /// Send `.tick` at this time (a retry falls due).
         case wake(at: Double)
@@ -269,6 +271,7 @@ struct Scheduler {
                 var summary = run.summary
                 summary.nextNodes = next
                 note(run, kind: "checkpoint", message: "step \(step) recorded", step: step, summary: summary)
+                if status == .paused { out.append(.paused(record)) }
                 if status != .running {
                     close(run, final: status == .paused ? "paused" : "finished", message: reason ?? status.rawValue)
                     log(.info, "run \(status.rawValue)", ["run_id": "\(run.record.runID)", "steps": "\(step)", "error": "\(reason ?? "")"])
@@ -276,6 +279,7 @@ struct Scheduler {
             case .runEnded(let run, let record, let status, let error):
                 guard runs[run.record.runID] === run else { continue }
                 run.durable = record
+                if status == .paused { out.append(.paused(record)) }
                 close(run, final: status == .paused ? "paused" : "finished", message: error ?? status.rawValue)
                 log(.info, "run \(status.rawValue)", ["run_id": "\(run.record.runID)", status == .paused ? "waiting" : "error": "\(error ?? "")"])
             }

@@ -13,6 +13,8 @@ public struct Graph: Sendable {
     public var edges: [Edge]
     public var interruptBefore: Set<String>
     public var interruptAfter: Set<String>
+    /// Deadlines of pauses, by `interrupt_before:NODE` / `interrupt_after:NODE`.
+    public var interruptDeadlines: [String: InterruptDeadline] = [:]
     public var limits: Limits
 
     public static let start = "START"
@@ -28,6 +30,29 @@ public struct Graph: Sendable {
             if let v = channel.initialValue { state[name] = v }
         }
         return state
+    }
+}
+
+/// How long a pause may wait for a person, and what happens then.
+public struct InterruptDeadline: Sendable, Equatable {
+    public enum OnTimeout: Sendable, Equatable {
+        /// The run fails, saying which question went unanswered for how long.
+        case fail
+        /// The run is resumed with this answer, as if a person had given it.
+        case resume(JSONValue)
+    }
+
+    public var timeoutMS: Int64
+    public var onTimeout: OnTimeout
+
+    public init(timeoutMS: Int64, onTimeout: OnTimeout) { self.timeoutMS = timeoutMS; self.onTimeout = onTimeout }
+
+    /// As a pending question records it.
+    public var onTimeoutJSON: JSONValue {
+        switch onTimeout {
+        case .fail: return "fail"
+        case .resume(let v): return .object(["resume": v])
+        }
     }
 }
 

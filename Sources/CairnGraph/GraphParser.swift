@@ -128,8 +128,8 @@ struct Validator {
         parseChannels(top["state"], into: &graph)
         parseNodes(top["nodes"], into: &graph)
         parseEdges(top["edges"], into: &graph)
-        graph.interruptBefore = nodeList(top["interrupt_before"], "interrupt_before", graph)
-        graph.interruptAfter = nodeList(top["interrupt_after"], "interrupt_after", graph)
+        graph.interruptBefore = interruptList(top["interrupt_before"], "interrupt_before", &graph)
+        graph.interruptAfter = interruptList(top["interrupt_after"], "interrupt_after", &graph)
         parseLimits(top["limits"], into: &graph)
         checkNodeReferences(graph)
         checkReachability(graph)
@@ -347,14 +347,42 @@ struct Validator {
         }
     }
 
-    mutating func nodeList(_ value: JSONValue?, _ path: String, _ graph: Graph) -> Set<String> {
+    /// `[approve, {node: publish, timeout: 24h, on_timeout: fail}]`: node names, or a node with a
+    /// deadline (`on_timeout`: `fail`, or `{resume: VALUE}` to go on as if answered with VALUE).
+    mutating func interruptList(_ value: JSONValue?, _ path: String, _ graph: inout Graph) -> Set<String> {
         guard let value else { return [] }
-        guard let a = value.arrayValue, a.allSatisfy({ $0.stringValue != nil }) else {
-            issue(path, "must be a list of node names"); return []
-        }
+        guard let a = value.arrayValue else { issue(path, "must be a list of node names (or {node, timeout, on_timeout})"); return [] }
         var out = Set<String>()
-        for n in a.compactMap(\.stringValue) {
-            if graph.nodes[n] == nil { issue(path, unknownNode(n, graph)) } else { out.insert(n) }
+        for (i, item) in a.enumerated() {
+            let at = "\(path)[\(i)]"
+            var name: String?
+            switch item {
+            case .string(let n): name = n
+            case .object(let o):
+                for k in o.keys.sorted() where !["node", "timeout", "on_timeout"].contains(k) {
+                    issue("\(at).\(k)", "unknown key (an interrupt takes node, timeout, on_timeout)")
+                }
+                guard let n = o["node"]?.stringValue else { issue(at, "needs a node"); continue }
+                name = n
+                guard let timeout = o["timeout"] else {
+                    if o["on_timeout"] != nil { issue("\(at).on_timeout", "needs a timeout") }
+                    break
+                }
+                guard let ms = duration(timeout, "\(at).timeout") else { continue }
+                guard ms > 0 else { issue("\(at).timeout", "must be longer than 0"); continue }
+                var onTimeout = InterruptDeadline.OnTimeout.fail
+                switch o["on_timeout"] {
+                case nil, .string("fail")?: break
+                case .object(let r)? where r.count == 1 && r["resume"] != nil: onTimeout = .resume(r["resume"]!)
+                default: issue("\(at).on_timeout", "must be fail or {resume: VALUE}"); continue
+                }
+                if graph.nodes[n] != nil { graph.interruptDeadlines["\(path):\(n)"] = InterruptDeadline(timeoutMS: ms, onTimeout: onTimeout) }
+            default:
+                issue(at, "must be a node name or {node, timeout, on_timeout}")
+            }
+            if let n = name {
+                if graph.nodes[n] == nil { issue(at, unknownNode(n, graph)) } else { out.insert(n) }
+            }
         }
         return out
     }

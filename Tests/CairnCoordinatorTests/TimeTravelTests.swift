@@ -148,6 +148,30 @@ import Testing
         #expect(PendingInterrupt.pending(in: paused.interrupt, checkpointID: "cp-r1").map(\.id) == [pending[0].id, pending[2].id])
     }
 
+    @Test func aPastDeadlineFailsTheRunOrResumesItAsTheGraphSays() throws {
+        let (stored, _) = try Self.pausedFan()
+        var s = stored
+        let question = PendingInterrupt(id: "i-00000001", reason: "interrupt_before", node: "b", deadline: 100, onTimeout: "fail")
+        s.record.interrupt = PendingInterrupt.record(checkpointID: "cp-input", pending: [question])
+        #expect(RunEdits.nextDeadline(s.record) == 100)
+        #expect(try RunEdits.expire(s, now: 99, newID: "cp-x") == nil, "not yet")
+        let failed = try #require(try RunEdits.expire(s, now: 100, newID: "cp-x"))
+        #expect(failed.record.status == .failed && failed.record.finishedAt == 100)
+        #expect(failed.record.error?.contains("i-00000001 (interrupt_before 'b') was not answered by its deadline") == true)
+        #expect(failed.batch.runs.count == 1 && failed.batch.checkpoints.isEmpty)
+
+        var answered = question
+        answered.onTimeout = .object(["resume": "default"])
+        s.record.interrupt = PendingInterrupt.record(checkpointID: "cp-input", pending: [answered])
+        let resumed = try #require(try RunEdits.expire(s, now: 150, newID: "cp-x"))
+        #expect(resumed.record.status == .running && resumed.checkpoint.source == "resume")
+        #expect(resumed.planned.filter { $0.node == "b" }.map(\.resumes) == [["default"]])
+        #expect(resumed.checkpoint.metadata["resume"]?["by"]?.stringValue?.contains("deadline of i-00000001") == true)
+
+        s.record.status = .running
+        #expect(try RunEdits.expire(s, now: 500, newID: "cp-x") == nil, "answered in time: nothing to do")
+    }
+
     @Test func resumingARunThatIsNotPausedIsRefused() throws {
         var (stored, _) = try Self.pausedFan()
         stored.record.status = .completed

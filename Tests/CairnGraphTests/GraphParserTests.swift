@@ -48,6 +48,23 @@ import Testing
         #expect(g.edges.contains(.route(from: "screenplay", on: "status", cases: ["ok": "shots", "error": "finalize"], defaultTarget: "finalize")))
     }
 
+    @Test func interruptsMayCarryADeadline() throws {
+        let base = Self.video.replacingOccurrences(of: "interrupt_before: [finalize]", with: "") + "\n"
+        let g = try GraphParser.parse(file: "v.yaml", text: base + """
+            interrupt_before: [initialize, {node: finalize, timeout: 24h, on_timeout: fail}]
+            interrupt_after: [{node: screenplay, timeout: 90s, on_timeout: {resume: {approved: true}}}]
+            """)
+        #expect(g.interruptBefore == ["initialize", "finalize"] && g.interruptAfter == ["screenplay"])
+        #expect(g.interruptDeadlines["interrupt_before:finalize"] == InterruptDeadline(timeoutMS: 86_400_000, onTimeout: .fail))
+        #expect(g.interruptDeadlines["interrupt_after:screenplay"] == InterruptDeadline(timeoutMS: 90_000, onTimeout: .resume(["approved": true])))
+        #expect(g.interruptDeadlines["interrupt_before:initialize"] == nil)
+        let bad = problems(base + "interrupt_before: [{node: finalize, timeout: soon}, {node: ghost}]\n")
+        #expect(bad.contains("interrupt_before[0].timeout: 'soon' is not a duration"), "\(bad)")
+        #expect(bad.contains("interrupt_before[1]: unknown node 'ghost'"), "\(bad)")
+        let worse = problems(base + "interrupt_before: [{node: finalize, timeout: 1h, on_timeout: explode}]\n")
+        #expect(worse.contains("interrupt_before[0].on_timeout: must be fail or {resume: VALUE}"), "\(worse)")
+    }
+
     @Test func jsonGraphsParseToo() throws {
         let text = #"{"name": "j", "state": {"n": {"reducer": "sum"}}, "nodes": {"a": {"run": "echo", "writes": {"n": 1}}},"#
             + #" "edges": [{"from": "START", "to": "a"}, {"from": "a", "to": "END"}]}"#

@@ -11,9 +11,16 @@ import Testing
         let cluster = try await TestCluster.start(workers: 3, workerEnvironment: ["CAIRN_DEMO_DELAY": "0.05"])
         defer { cluster.stop() }
         let graph = repositoryRoot + "/scripts/examples/video/video.yaml"
-        let r = try await cluster.cairn(["submit", graph, "--input", #"{"topic": "tides"}"#, "--wait"])
-        #expect(r.status == 0, "submit --wait: \(r.stdout) \(r.stderr)")
-        #expect(r.stdout.contains("completed after 6 steps"))
+        let r = try await cluster.cairn(["submit", graph, "--input", #"{"topic": "tides"}"#, "--run-id", "video", "--wait"])
+        // The review asks a person to approve the screenplay: the run pauses, showing it.
+        #expect(r.status == 4, "submit --wait: \(r.stdout) \(r.stderr)")
+        #expect(r.stdout.contains("node 'review' asks") && r.stdout.contains("Tides"), "\(r.stdout)")
+        // Notes send it back to be rewritten (and reviewed again); an approval lets it go on.
+        let notes = try await cluster.cairn(["resume", "video", "--value", #"{"notes": "more gulls"}"#, "--wait"])
+        #expect(notes.status == 4 && notes.stdout.contains("more gulls"), "the rewritten draft takes the notes in: \(notes.stdout)")
+        let approved = try await cluster.cairn(["resume", "video", "--value", #"{"approved": true}"#, "--wait"])
+        #expect(approved.status == 0, "\(approved.stdout) \(approved.stderr)")
+        #expect(approved.stdout.contains("completed after 9 steps"), "\(approved.stdout)")
         let runs = try await cluster.cairn(["list", "--json"])
         let run = try #require((runs.json as? [[String: Any]])?.first)
         let runID = try #require(run["run_id"] as? String)
@@ -22,18 +29,23 @@ import Testing
         #expect((run[path: "output.assets"] as? [String: Any])?.count == 5)
         #expect((run[path: "output.shots"] as? [Any])?.count == 4)
         #expect(run[path: "output.video.assets"] as? Int == 5)
-        #expect(abs((run["cost"] as? Double ?? 0) - 0.75) < 0.0001)
+        #expect(abs((run["cost"] as? Double ?? 0) - 0.87) < 0.0001, "two screenplays, one of each of the rest")
         let history = try await cluster.cairn(["history", runID, "--json"]).object
         let checkpoints = try #require(history["checkpoints"] as? [[String: Any]])
-        #expect(checkpoints.map { $0["step"] as? Int } == [6, 5, 4, 3, 2, 1, 0])
+        // initialize, screenplay, review (notes), screenplay, review (approved), assets, renders, shots, finalize
+        let steps: [Int] = checkpoints.compactMap { $0["step"] as? Int }
+        #expect(steps == [9, 8, 7, 6, 5, 4, 4, 3, 2, 2, 1, 0])
+        let sources: [String] = checkpoints.compactMap { $0["source"] as? String }
+        #expect(sources.filter { $0 == "resume" }.count == 2)
         #expect(checkpoints.last?["source"] as? String == "input")
-        let renders = checkpoints.first { $0["step"] as? Int == 4 }?["tasks"] as? [[String: Any]] ?? []
+        let renders = checkpoints.first { $0["step"] as? Int == 7 }?["tasks"] as? [[String: Any]] ?? []
         #expect(renders.count == 5)
         #expect(renders.allSatisfy { $0["node"] as? String == "render_asset" && $0["status"] as? String == "completed" })
-        // The state at an earlier checkpoint is still there: after step 2 the screenplay exists, no assets yet.
-        let step2 = try #require(checkpoints.first { $0["step"] as? Int == 2 }?["checkpoint_id"] as? String)
-        let state = try await cluster.cairn(["state", runID, "--checkpoint", step2, "--json"]).object
-        #expect(state[path: "state.status"] as? String == "ok")
+        // The state at an earlier checkpoint is still there: after step 5 the screenplay is approved, no assets yet.
+        let step5 = try #require(checkpoints.first { $0["step"] as? Int == 5 }?["checkpoint_id"] as? String)
+        let state = try await cluster.cairn(["state", runID, "--checkpoint", step5, "--json"]).object
+        #expect(state[path: "state.status"] as? String == "approved")
+        #expect(state[path: "state.screenplay.revised_for"] as? String == "more gulls")
         #expect((state[path: "state.assets"] as? [String: Any])?.isEmpty == true)
         #expect(state["next"] as? [String] == ["generate_assets"])
     }

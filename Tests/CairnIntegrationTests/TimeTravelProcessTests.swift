@@ -328,6 +328,66 @@ import Testing
         }
     }
 
+    static func deadlineGraph(_ onTimeout: String, timeout: String) -> String {
+        """
+        name: deadline
+        state:
+          log: { reducer: append }
+          approval: {}
+        nodes:
+          draft: { run: echo, writes: { log: draft } }
+          approve: { run: exec, command: ["python3", "node.py"] }
+        edges:
+          - { from: START, to: draft }
+          - { from: draft, to: approve }
+          - { from: approve, to: END }
+        interrupt_before: [{node: approve, timeout: \(timeout), on_timeout: \(onTimeout)}]
+        """
+    }
+
+    @Test func anUnansweredInterruptFailsOrResumesAtItsDeadlineEvenAcrossARestart() async throws {
+        let cluster = try await TestCluster.start(workers: 1)
+        defer { cluster.stop() }
+        let failing = try graph(cluster, "fail", Self.deadlineGraph("fail", timeout: "1500ms"))
+        let resuming = try graph(cluster, "resume", Self.deadlineGraph("{resume: {approved: default}}", timeout: "1500ms"))
+        let a = try await cluster.submit(failing, runID: "late-fail")
+        let b = try await cluster.submit(resuming, runID: "late-resume")
+        for id in [a, b] {
+            let s = try await cluster.waitForRun(id)
+            #expect(s["status"] as? String == "paused" && s[path: "interrupt.pending.0.deadline"] is Double, "\(s)")
+        }
+        let shown = try await cluster.cairn(["status", a])
+        #expect(shown.stdout.contains("deadline:") && shown.stdout.contains("then the run fails"), "\(shown.stdout)")
+        // The coordinator dies before the deadline; the new one keeps it.
+        try await cluster.restartCoordinator(signal: SIGKILL)
+        try await cluster.waitForWorkers(1, timeout: 30)
+        var failed: [String: Any] = [:]
+        try await cluster.waitUntil("the deadline fails \(a)", timeout: 20) {
+            failed = try await cluster.cairn(["status", a, "--json"]).object
+            return failed["status"] as? String == "failed"
+        }
+        #expect((failed["error"] as? String ?? "").contains("was not answered by its deadline"), "\(failed)")
+        var done: [String: Any] = [:]
+        try await cluster.waitUntil("the deadline resumes \(b)", timeout: 20) {
+            done = try await cluster.cairn(["status", b, "--json"]).object
+            return done["status"] as? String == "completed"
+        }
+        #expect(done[path: "output.approval.approved"] as? String == "default", "the graph's answer reached the node: \(done)")
+        let history = try await cluster.cairn(["history", b, "--json"]).object
+        let resume = ((history["checkpoints"] as? [[String: Any]]) ?? []).first { $0["source"] as? String == "resume" }
+        #expect((resume?[path: "metadata.resume.by"] as? String ?? "").contains("deadline"), "\(String(describing: resume))")
+
+        // Answered in time, the deadline does nothing.
+        let c = try await cluster.submit(failing, runID: "in-time")
+        let deadline = try #require(try await cluster.waitForRun(c)[path: "interrupt.pending.0.deadline"] as? Double)
+        let answered = try await cluster.cairn(["resume", c, "--value", #"{"approved": "yes"}"#, "--wait", "--json"])
+        #expect(answered.status == 0 && answered.object[path: "output.approval.approved"] as? String == "yes", "\(answered.stdout)")
+        // The deadline passes (this wait is what is tested): the answered run is left as it ended.
+        try await cluster.waitUntil("the deadline passes", timeout: 10) { Date().timeIntervalSince1970 > deadline + 0.5 }
+        let after = try await cluster.cairn(["status", c, "--json"]).object
+        #expect(after["status"] as? String == "completed" && after[path: "output.approval.approved"] as? String == "yes")
+    }
+
     @Test func aPausedHotRunSurvivesARedisWipeAfterItsFlush() async throws {
         let redis = try await RedisServer()
         defer { redis.stop() }

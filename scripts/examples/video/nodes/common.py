@@ -25,6 +25,11 @@ def work(seconds):
     time.sleep(max(0.0, seconds * DELAY * random.uniform(0.7, 1.3)))
 
 
+def ask(question):
+    """Pause the run with a question for a person; the node runs again with the answer as "resume"."""
+    print(json.dumps({"interrupt": question}), flush=True)
+
+
 def done(writes, cost=0.0, api_calls=0, **extra):
     result = {"writes": writes, "metrics": {"cost": round(cost, 4), "api_calls": api_calls}}
     result.update(extra)

@@ -14,5 +14,8 @@ else:
     locations = ["lamp room", "rocks"]
     jobs = [{"kind": "character", "name": c} for c in characters] + [{"kind": "location", "name": l} for l in locations]
     screenplay = {"title": topic.title(), "scenes": 4, "characters": characters, "locations": locations}
+    notes = t["state"].get("notes")
+    if notes:  # sent back by the review: this draft takes the notes in
+        screenplay["revised_for"] = notes
     done({"status": "ok", "screenplay": screenplay, "asset_jobs": jobs,
           "messages": [f"screenplay written: {len(jobs)} assets to render"]}, cost=0.12, api_calls=2)
