@@ -177,9 +177,11 @@ extension Engine {
         }
         let run = ActiveRun(record: edit.record, graph: stored.graph, bundleHash: stored.bundleHash, checkpoint: edit.checkpoint,
                             state: edit.state, joins: edit.joins)
-        // The first write of each channel after this point is a full value, never a delta over a
-        // value in another run.
-        for ch in stored.graph.channels.keys { run.appendDepth[ch] = Int.max / 2 }
+        // A resume or rewind does not know how long its append channels' delta chains are: their
+        // next write is a full value. A fork's first writes are deltas over its parent's values
+        // (so a fork copies none), and each run keeps its own chain bounded.
+        let fork = edit.checkpoint.source == "fork"
+        for ch in stored.graph.channels.keys { run.appendDepth[ch] = fork ? 0 : Int.max / 2 }
         run.beginStep(planned: edit.planned, done: edit.done)
         await ask { .runContinued(run, edit.batch, reply: $0) }
         return runInfo(run)

@@ -282,17 +282,21 @@ public final class SQLiteStore: CheckpointStore {
                 WHERE c.run_id = ? AND c.ns = ? AND c.checkpoint_id = ?
                 """)
             return try DeltaChain.rebuild(runID: runID, channel: channel, version: version) { v in
-                guard let r = try Row.fetchOne(stmt, arguments: [runID, namespace, channel, v]) else {
+                // A fork's delta may rest on its parent's value (`RUN/VERSION`); bases are handed
+                // back relative to `runID`.
+                let ref = ChannelVersion(v, run: runID)
+                func relative(_ base: String?) -> String? { base.map { ChannelVersion($0, run: ref.runID).stored(in: runID) } }
+                guard let r = try Row.fetchOne(stmt, arguments: [ref.runID, namespace, channel, ref.version]) else {
                     // Not a row of its own: carried by the checkpoint that introduced it.
-                    guard let c = try Row.fetchOne(inlineStmt, arguments: [runID, namespace, v]), let data: Data = c["inline"] else { return nil }
-                    let content = try CheckpointInline.decode(data, context: "run \(runID) checkpoint \(v) inline rows")
+                    guard let c = try Row.fetchOne(inlineStmt, arguments: [ref.runID, namespace, ref.version]), let data: Data = c["inline"] else { return nil }
+                    let content = try CheckpointInline.decode(data, context: "run \(ref.runID) checkpoint \(ref.version) inline rows")
                     guard let (value, base) = CheckpointInline.value(content.values[channel], parentID: c["parent_id"]) else { return nil }
-                    return ChannelValueRecord(runID: runID, namespace: namespace, channel: channel, version: v, baseVersion: base, value: value)
+                    return ChannelValueRecord(runID: runID, namespace: namespace, channel: channel, version: v, baseVersion: relative(base), value: value)
                 }
                 let blob = try Self.blob(r)
-                let value = try blob.decode(context: "run \(runID) channel '\(channel)' version \(v)")
+                let value = try blob.decode(context: "run \(ref.runID) channel '\(channel)' version \(ref.version)")
                 return ChannelValueRecord(runID: runID, namespace: namespace, channel: channel, version: v,
-                                          baseVersion: r["base_version"], value: value)
+                                          baseVersion: relative(r["base_version"]), value: value)
             }
         }
     }

@@ -99,11 +99,12 @@ public actor InMemoryStore: CheckpointStore {
 
     public func channelValue(runID: String, namespace: String, channel: String, version: String) async throws -> JSONValue {
         try DeltaChain.rebuild(runID: runID, channel: channel, version: version) { v in
-            let k = key(runID, namespace, channel, v)
+            let ref = ChannelVersion(v, run: runID)  // a fork's delta may rest on its parent's value
+            let k = key(ref.runID, namespace, channel, ref.version)
             guard let blob = values[k] else { return nil }
-            let value = try blob.decode(context: "run \(runID) channel '\(channel)' version \(v)")
+            let value = try blob.decode(context: "run \(ref.runID) channel '\(channel)' version \(ref.version)")
             return ChannelValueRecord(runID: runID, namespace: namespace, channel: channel, version: v,
-                                      baseVersion: valueBases[k], value: value)
+                                      baseVersion: valueBases[k].map { ChannelVersion($0, run: ref.runID).stored(in: runID) }, value: value)
         }
     }
 

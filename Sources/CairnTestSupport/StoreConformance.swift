@@ -117,6 +117,15 @@ public enum StoreConformance {
         try expect(v3 == .array(["a", .string(big), "b", "c", "d"]), "delta chain rebuilds in order")
         let v1 = try await store.channelValue(runID: "r1", namespace: "", channel: "log", version: "v1")
         try expect(v1 == .array(["a", .string(big)]), "full snapshot reads alone")
+        // A fork's delta rests on its parent's value, named RUN/VERSION: the chain crosses into r1.
+        var fork = StoreBatch()
+        fork.channelValues.append(ChannelValueRecord(runID: "r2", channel: "log", version: "f1", baseVersion: "r1/v3", value: .array(["e"])))
+        fork.channelValues.append(ChannelValueRecord(runID: "r2", channel: "log", version: "f2", baseVersion: "f1", value: .array(["f"])))
+        try await store.commit(fork)
+        let f2 = try await store.channelValue(runID: "r2", namespace: "", channel: "log", version: "f2")
+        try expect(f2 == .array(["a", .string(big), "b", "c", "d", "e", "f"]), "a fork's delta chain reaches into its parent")
+        let viaRef = try await store.channelValue(runID: "r2", namespace: "", channel: "log", version: "r1/v2")
+        try expect(viaRef == .array(["a", .string(big), "b"]), "a parent's version read through the fork")
         do {
             _ = try await store.channelValue(runID: "r1", namespace: "", channel: "log", version: "v9")
             try expect(false, "a missing version must be an error")

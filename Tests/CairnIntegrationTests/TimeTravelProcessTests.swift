@@ -201,10 +201,12 @@ import Testing
     @Test func aForkStartsFromAnyCheckpointStoresNoParentValueAndRewindReRunsInPlace() async throws {
         let cluster = try await TestCluster.start(workers: 2)
         defer { cluster.stop() }
-        // A chain whose state holds a 20 kB value from its first step: a fork must not copy it.
-        var text = "name: long\nstate:\n  log: { reducer: append }\n  blob: {}\n  count: { reducer: sum }\nnodes:\n"
-        text += "  n0: { run: exec, command: [\"python3\", \"-c\", \"import json; print(json.dumps({'writes': {'blob': 'x' * 20000}}))\"] }\n"
-        for i in 1...12 { text += "  n\(i): { run: echo, writes: { log: n\(i), count: 1 } }\n" }
+        // A chain whose state holds 20 kB values from its first step, in a replace channel (blob)
+        // and in an append channel every step adds to (big): random, so they do not compress. A
+        // fork must copy neither: its first step's append is a delta over the parent's value.
+        var text = "name: long\nstate:\n  log: { reducer: append }\n  big: { reducer: append }\n  blob: {}\n  count: { reducer: sum }\nnodes:\n"
+        text += "  n0: { run: exec, command: [\"python3\", \"-c\", \"import json, os; print(json.dumps({'writes': {'blob': os.urandom(10000).hex(), 'big': [os.urandom(10000).hex()]}}))\"] }\n"
+        for i in 1...12 { text += "  n\(i): { run: echo, writes: { log: n\(i), count: 1, big: n\(i) } }\n" }
         text += "edges:\n  - { from: START, to: n0 }\n  - { from: n0, to: n1 }\n"
         for i in 1..<12 { text += "  - { from: n\(i), to: n\(i + 1) }\n" }
         text += "  - { from: n12, to: END }\n"
@@ -223,6 +225,8 @@ import Testing
         // Step k ran n(k-1): at step 8, n1…n7 have written; n8…n12 run in the fork.
         #expect(log == (1...7).map { "n\($0)" } + ["forked"] + (8...12).map { "n\($0)" }, "\(log)")
         #expect((forked.object[path: "output.blob"] as? String)?.count == 20_000, "the parent's value is read in place")
+        let big = forked.object[path: "output.big"] as? [String] ?? []
+        #expect(big.count == 13 && big.first?.count == 20_000 && big.last == "n12", "the append channel goes on from the parent's list")
         #expect(forked.object[path: "output.count"] as? Int == 12)
         // Its history reaches back through the parent's checkpoints, from the fork point.
         let childHistory = try await cluster.cairn(["history", "child", "--json"]).object
@@ -238,7 +242,7 @@ import Testing
                  + (SELECT coalesce(sum(length(c.data)), 0) FROM checkpoint_inline c JOIN checkpoints k ON k.inline_id = c.id WHERE k.run_id = 'child')
             """])
         let stored = Int(bytes.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
-        print("a fork at step 8 of 13, then 5 steps, stored \(stored) bytes of checkpoints and values (the parent's state holds a 20000-byte value)")
+        print("a fork at step 8 of 13, then 5 steps, stored \(stored) bytes of checkpoints and values (the parent's state holds two 20000-byte random values)")
         #expect(stored > 0 && stored < 6_000, "\(stored) bytes")
 
         // Refused, with the parent and child left as they are.
