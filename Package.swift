@@ -202,6 +202,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "CairnWorkerTests",
+            dependencies: ["CairnWorker", "CairnProtocol", "CairnCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "CairnCLITests",
             dependencies: ["CairnCLI", "CairnProtocol", "CairnCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
