@@ -88,7 +88,8 @@ enum RunExit {
     /// The stored data asked for failed its integrity check: distinct from "could not ask".
     static let damaged: Int32 = 5
 
-    /// The coordinator's store refuses writes (a full disk): the command was refused, nothing done.
+    /// The coordinator's store refuses writes (a full disk, a damaged file): the command was
+    /// refused with nothing done, or accepted and not yet recorded (the message says which).
     static let storeRefusing: Int32 = 6
 
     static func code(for error: ClientError) -> Int32 {
@@ -97,5 +98,5 @@ enum RunExit {
         return 1
     }
 
-    static let help = "Exit status: 0 completed, 2 failed, 3 cancelled, 4 paused, 1 could not ask, 5 the run's stored data is damaged, 6 refused because the coordinator's store refuses writes (nothing was done)."
+    static let help = "Exit status: 0 completed, 2 failed, 3 cancelled, 4 paused, 1 could not ask, 5 the run's stored data is damaged, 6 the coordinator's store refuses writes: refused with nothing done, or (the message says which) accepted but not yet recorded — cairn status tells whether it is."
 }

@@ -125,6 +125,7 @@ public final class Coordinator: Service, Sendable {
         if let failure = await engine.storeWriteFailure {
             ok = false
             parts.append("\"writer\": \"\(failure.replacingOccurrences(of: "\"", with: "'"))\"")
+            if await engine.storeDamaged { parts.append("\"store_damaged\": true") }
         }
         if let hot = stores.hotTier {
             let st = await hot.tierReport()

@@ -18,6 +18,9 @@ public struct CoordinatorConfig: Sendable {
     public var poisonAfter: Int = 3
     /// Rows queued for the store and not yet durable past which no new work is handed out.
     public var maxQueuedRows: Int = 50_000
+    /// A command whose write waits this long while the store refuses writes is answered "accepted,
+    /// not yet recorded" (it takes effect once the store heals) instead of leaving its client waiting.
+    public var unconfirmedAfter: Double = 3.0
     /// Past a node's timeout, how long the coordinator waits for the worker's own timeout to report.
     public var timeoutGrace: Double = 5.0
     /// How long a new connection may take to say Hello.

@@ -117,7 +117,7 @@ extension Engine {
         let run = ActiveRun(record: record, graph: graph, bundleHash: bundleHash, checkpoint: cp, state: state, joins: [:])
         if record.status == .running { run.beginStep(planned: first, done: [:]) }
         // The run starts once its first rows are durable (the writer retries until they are).
-        await ask { .runSubmitted(run, batch, reply: $0) }
+        try await ask({ .runSubmitted(run, batch, reply: $0) }, unconfirmed: "run \(runID) is submitted", runID: runID)
         if record.status == .paused { armDeadline(record) }
         logger.info("run submitted", metadata: ["run_id": "\(runID)", "graph": "\(graph.name)", "first": "\(first.map(\.node))"])
         return runInfo(run)
@@ -151,7 +151,10 @@ extension Engine {
                 failed.updatedAt = now
                 failed.finishedAt = now
                 var b = StoreBatch(); b.runs.append(failed)
-                await ask { .record(b, reply: $0) }
+                do { try await ask { .record(b, reply: $0) } } catch {
+                    // The store takes no more writes: the run stays as stored, and is tried again at the next start.
+                    logger.error("could not mark the run failed", metadata: ["run_id": "\(rec.runID)", "error": "\(error)"])
+                }
             }
         }
         return recovered
@@ -188,7 +191,7 @@ extension Engine {
     func cancel(_ runID: String) async throws -> Cairn_V1_RunInfo {
         if let why = scheduler.refusal("cancelled") { throw EngineError(.errorUnavailable, why) }
         if let run = scheduler.runs[runID], !run.record.status.isFinished {
-            await ask { .cancel(runID: runID, reply: $0) }
+            try await ask({ .cancel(runID: runID, reply: $0) }, unconfirmed: "run \(runID) is cancelled", runID: runID)
             return runInfo(run)
         }
         guard editingRuns.insert(runID).inserted else {
@@ -204,7 +207,7 @@ extension Engine {
         rec.updatedAt = now
         rec.finishedAt = now
         var b = StoreBatch(); b.runs.append(rec)
-        await ask { .record(b, reply: $0) }
+        try await ask({ .record(b, reply: $0) }, unconfirmed: "run \(runID) is cancelled", runID: runID)
         return try await runInfo(runID)
     }
 
@@ -332,7 +335,11 @@ extension Engine {
         s.tasksPoisoned = c.poisoned
         s.storeBatches = writer.transactions
         s.storeRows = writer.rowsWritten
-        if let failure = writer.failure { s.storeError = "writes are failing and retried, new work is held: \(failure)" }
+        if let failure = writer.failure {
+            s.storeError = writer.stopped != nil
+                ? "the store is damaged and takes no more writes (new work is refused; reads of what is intact go on): \(failure)"
+                : "writes are failing and retried, new work is held: \(failure)"
+        }
         s.uptimeSeconds = Date().timeIntervalSince(startedAt)
         s.auth = config.token == nil ? "none" : "token"
         s.walBytes = UInt64(max(0, walBytes()))

@@ -51,7 +51,7 @@ extension Engine {
             let stored = try await self.stored(runID, checkpointID: nil)
             let edit = try RunEdits.update(stored, values: values, asNode: req.asNode.isEmpty ? nil : req.asNode, by: Self.who(req.by),
                                            now: self.now, newID: Identifiers.sortable())
-            await self.ask { .record(edit.batch, reply: $0) }
+            try await self.ask({ .record(edit.batch, reply: $0) }, unconfirmed: "run \(runID) is updated", runID: runID)
             self.armDeadline(edit.record)
             self.logger.info("run updated", metadata: ["run_id": "\(runID)", "checkpoint": "\(edit.checkpoint.checkpointID)",
                                                        "status": "\(edit.record.status.rawValue)"])
@@ -172,7 +172,7 @@ extension Engine {
     /// to run, records it completed).
     private func start(_ edit: RunEdit, _ stored: StoredRun) async throws -> Cairn_V1_RunInfo {
         guard edit.record.status == .running else {
-            await ask { .record(edit.batch, reply: $0) }
+            try await ask({ .record(edit.batch, reply: $0) }, unconfirmed: "run \(edit.record.runID) is changed", runID: edit.record.runID)
             return Self.info(edit.record)
         }
         let run = ActiveRun(record: edit.record, graph: stored.graph, bundleHash: stored.bundleHash, checkpoint: edit.checkpoint,
@@ -183,7 +183,8 @@ extension Engine {
         let fork = edit.checkpoint.source == "fork"
         for ch in stored.graph.channels.keys { run.appendDepth[ch] = fork ? 0 : Int.max / 2 }
         run.beginStep(planned: edit.planned, done: edit.done)
-        await ask { .runContinued(run, edit.batch, reply: $0) }
+        try await ask({ .runContinued(run, edit.batch, reply: $0) }, unconfirmed: "run \(edit.record.runID) is \(edit.checkpoint.source == "resume" ? "resumed" : "started from checkpoint \(edit.checkpoint.parentID ?? "?")")",
+                      runID: edit.record.runID)
         return runInfo(run)
     }
 

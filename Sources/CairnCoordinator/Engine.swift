@@ -50,6 +50,17 @@ final class ResumeOnce {
     }
 }
 
+/// A command was accepted, but its write is not yet durable because the store refuses writes: it
+/// takes effect once the store heals (or never, if the coordinator stops first).
+struct Unconfirmed: Error {
+    let storeError: String
+
+    /// What the client is told, about `what` ("run r-1 is submitted").
+    func answer(_ what: String, check runID: String) -> EngineError {
+        EngineError(.errorUnavailable, "\(what) but not yet recorded: the store refuses writes (\(storeError)). It takes effect once the store accepts writes again, unless the coordinator stops first; cairn status \(runID) tells whether it is recorded")
+    }
+}
+
 /// A failure the coordinator reports to a client with an error code.
 struct EngineError: Error, CustomStringConvertible {
     let code: Cairn_V1_ErrorCode
@@ -83,6 +94,10 @@ actor Engine {
     /// Watchers that want only a run's final event (scripts waiting for the outcome).
     var finalWatchers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
     var replies: [Scheduler.ReplyID: CheckedContinuation<Void, Never>] = [:]
+    /// Replies answered with an error instead (`replyFailed`), until their `ask` reads them.
+    var failedReplies: [Scheduler.ReplyID: String] = [:]
+    /// Replies let go of while the store refuses writes, with the store's error.
+    var unconfirmedReplies: [Scheduler.ReplyID: String] = [:]
     var nextReply: Scheduler.ReplyID = 0
     /// Events raised while actions are carried out wait here, so each is handled whole, in order.
     var inbox: [Scheduler.Event] = []
@@ -118,11 +133,13 @@ actor Engine {
 
     /// A failing write holds new work until a write commits again.
     func start() {
-        writer.onFailure = { [unowned self] why in self.assumeIsolated { $0.handle(.writeFailed(why)) } }
+        writer.onFailure = { [unowned self] why, permanent in self.assumeIsolated { $0.handle(.writeFailed(why, permanent: permanent)) } }
     }
 
     /// Why the store cannot be written right now (commits are being retried); nil when it can.
     var storeWriteFailure: String? { writer.failure }
+    /// True once the store has failed in a way no retry heals: it takes no more writes.
+    var storeDamaged: Bool { writer.stopped != nil }
 
     // MARK: - events in, actions out
 
@@ -139,13 +156,41 @@ actor Engine {
         syncMetrics()
     }
 
-    /// Hands an event to the scheduler and waits for the reply it names.
-    func ask(_ event: (Scheduler.ReplyID) -> Scheduler.Event) async {
+    /// Hands an event to the scheduler and waits for the reply it names; throws when what it
+    /// waited for will never happen (the store is damaged: nothing was done), and `Unconfirmed`
+    /// when its write has waited `unconfirmedAfter` while the store refuses writes (it is queued
+    /// and takes effect once the store heals: the caller says so, and how to find out).
+    func ask(_ event: (Scheduler.ReplyID) -> Scheduler.Event) async throws {
         nextReply += 1
         let id = nextReply
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             replies[id] = c
             handle(event(id))
+            watchReply(id)
+        }
+        if let why = failedReplies.removeValue(forKey: id) { throw EngineError(.errorUnavailable, why) }
+        if let why = unconfirmedReplies.removeValue(forKey: id) { throw Unconfirmed(storeError: why) }
+    }
+
+    /// `ask`, with an unconfirmed write reported as "WHAT, but not yet recorded …".
+    func ask(_ event: (Scheduler.ReplyID) -> Scheduler.Event, unconfirmed what: String, runID: String) async throws {
+        do { try await ask(event) } catch let u as Unconfirmed { throw u.answer(what, check: runID) }
+    }
+
+    /// Every `unconfirmedAfter`, while a reply is still awaited: if the store is refusing writes,
+    /// the waiter is let go (the reply, when it comes, finds no one).
+    private func watchReply(_ id: Scheduler.ReplyID) {
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        loop.scheduleTask(in: .milliseconds(Int64(config.unconfirmedAfter * 1000))) {
+            bound.value.assumeIsolated { engine in
+                guard engine.replies[id] != nil else { return }
+                if let failure = engine.writer.failure {
+                    engine.unconfirmedReplies[id] = failure
+                    engine.replies.removeValue(forKey: id)?.resume()
+                } else {
+                    engine.watchReply(id)
+                }
+            }
         }
     }
 
@@ -155,8 +200,11 @@ actor Engine {
             case .dispatch(let workerID, let a):
                 connections[workerID]?.send(.taskAssignment(a))
             case .write(let id, let batch, let durability):
-                writer.enqueue(batch, durability: durability) { [unowned self] _ in
-                    self.assumeIsolated { $0.handle(.writeCommitted(id)) }
+                writer.enqueue(batch, durability: durability) { [unowned self] result in
+                    switch result {
+                    case .success: self.assumeIsolated { $0.handle(.writeCommitted(id)) }
+                    case .failure: self.assumeIsolated { $0.handle(.writeAbandoned(id)) }
+                    }
                 }
             case .ack(let workerID, let taskID, let accepted):
                 var a = Cairn_V1_ResultAck()
@@ -173,6 +221,10 @@ actor Engine {
                 scheduler.watched.remove(runID)
             case .reply(let id):
                 replies.removeValue(forKey: id)?.resume()
+            case .replyFailed(let id, let why):
+                guard let c = replies.removeValue(forKey: id) else { break }  // its waiter was let go
+                failedReplies[id] = why
+                c.resume()
             case .wake(let at):
                 let bound = NIOLoopBound(self, eventLoop: loop)
                 loop.scheduleTask(in: .milliseconds(Int64(max(0, (at - now) * 1000).rounded(.up)))) {

@@ -19,6 +19,7 @@ import Logging
 ///  result (any other lease)    stale → ack(accepted: false)
 ///  workerLost / tick           leases fenced or expired → hand back, retry, or poison
 ///  writeFailed                 hold: no dispatch until a write commits again
+///  writeAbandoned(id)          the store is damaged: what waited on that write is refused
 ///  writeCommitted(id)          what waited on that write: acks, "step recorded", the run's end
 /// ```
 ///
@@ -49,7 +50,9 @@ struct Scheduler {
         case tick
         case writeCommitted(WriteID)
         /// The writer could not commit (it retries the same batch): hold new work.
-        case writeFailed(String)
+        case writeFailed(String, permanent: Bool = false)
+        /// The store stopped taking writes for good (a damaged file): this write never commits.
+        case writeAbandoned(WriteID)
         /// A new run: its first rows are written, then it starts and `reply` is answered.
         case runSubmitted(ActiveRun, StoreBatch, reply: ReplyID)
         /// A run picked up after a restart, with the tasks of its step already done.
@@ -74,6 +77,8 @@ struct Scheduler {
         /// A run is paused, durably (its record as written): arm its questions' deadlines.
         case paused(RunRecord)
         case reply(ReplyID)
+        /// What `reply` waited for will never happen (the store is damaged): answer with this error.
+        case replyFailed(ReplyID, String)
         /// Send `.tick` at this time (a retry falls due).
         case wake(at: Double)
         case taskLatency(seconds: Double)
@@ -159,6 +164,8 @@ struct Scheduler {
     private(set) var queuedRows = 0
     /// Why the store cannot be written right now (the writer retries); nil when it can.
     private(set) var storeFailure: String?
+    /// The store failed in a way no retry heals (a damaged file): nothing will be written again.
+    private(set) var storeDamaged = false
     private(set) var stopping = false
     var counters = Counters()
     /// Runs someone watches: notes are built only for these.
@@ -183,7 +190,10 @@ struct Scheduler {
     /// take effect whenever the store heals, long after its client gave up: it is refused at once,
     /// with nothing done, so the answer is prompt and true.
     func refusal(_ what: String) -> String? {
-        storeFailure.map { "not \(what): the store refuses writes (\($0)), so nothing was done; try again once it accepts them (cairn stats shows the store error)" }
+        if storeDamaged, let why = storeFailure {
+            return "not \(what): the store is damaged and takes no more writes (\(why)), so nothing was done. What is intact can still be read (status, list, history, state). Check the file (sqlite3 FILE 'PRAGMA integrity_check'), restore it from a copy, or move it aside, then restart the coordinator"
+        }
+        return storeFailure.map { "not \(what): the store refuses writes (\($0)), so nothing was done; try again once it accepts them (cairn stats shows the store error)" }
     }
 
     /// Ready tasks waiting for a worker, across runs.
@@ -217,9 +227,11 @@ struct Scheduler {
             log(.info, "worker draining", ["worker_id": "\(id)"])
         case .tick: tick()
         case .writeCommitted(let id): committed(id)
-        case .writeFailed(let why):
+        case .writeFailed(let why, let permanent):
             if storeFailure == nil { log(.warning, "store writes are failing: holding new work", ["error": "\(why)"]) }
             storeFailure = why
+            if permanent { storeDamaged = true }
+        case .writeAbandoned(let id): abandoned(id)
         case .runSubmitted(let run, let batch, let reply):
             write(batch, run.durability, then: [.begin(run), .reply(reply)])
         case .runRecovered(let run, let done): recovered(run, done: done)
@@ -246,6 +258,16 @@ struct Scheduler {
         rowsByWrite[id] = batch.rowCount
         queuedRows += batch.rowCount
         out.append(.write(id, batch, durability))
+    }
+
+    /// A write that will never commit: whoever waits on it is told so; acks are never sent (the
+    /// workers' results were not stored), runs do not start, steps are not reported recorded.
+    private mutating func abandoned(_ id: WriteID) {
+        queuedRows -= rowsByWrite.removeValue(forKey: id) ?? 0
+        let why = refusal("done") ?? "the store refuses writes"
+        for effect in afterCommit.removeValue(forKey: id) ?? [] {
+            if case .reply(let r) = effect { out.append(.replyFailed(r, why)) }
+        }
     }
 
     private mutating func committed(_ id: WriteID) {

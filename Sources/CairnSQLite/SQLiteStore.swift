@@ -29,6 +29,7 @@ public final class SQLiteStore: CheckpointStore {
         }
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        try Self.checkHeader(path)
         pool = try DatabasePool(path: path, configuration: config)
         let migrator = SQLiteSchema.migrator()
         let before = try pool.read { try migrator.appliedIdentifiers($0) }
@@ -41,6 +42,28 @@ public final class SQLiteStore: CheckpointStore {
         let applied = after.subtracting(before)
         if !applied.isEmpty && !before.isEmpty {
             logger.notice("upgraded store in place", metadata: ["path": "\(path)", "migrations": "\(applied.sorted())"])
+        }
+    }
+
+    /// A file that is there must be a whole SQLite database before anything opens it: SQLite
+    /// would open a file cut short and fail only when a read reaches the missing pages. The
+    /// header names the page size and (when its change counter says it is current) the page count.
+    static func checkHeader(_ path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return }  // created on open
+        defer { try? handle.close() }  // read-only: closing cannot lose anything
+        let header = [UInt8](try handle.read(upToCount: 100) ?? Data())
+        if header.isEmpty { return }  // an empty file: SQLite makes it a database
+        let size = try handle.seekToEnd()
+        guard header.count == 100, header.prefix(16).elementsEqual(Array("SQLite format 3\u{0}".utf8)) else {
+            throw StoreOpenError(path: path, reason: "the file is not a SQLite database (its first bytes are not a SQLite header); move it aside or point --db elsewhere")
+        }
+        func u32(_ at: Int) -> UInt64 { header[at..<(at + 4)].reduce(0) { $0 << 8 | UInt64($1) } }
+        let pageSize = UInt64(header[16]) << 8 | UInt64(header[17])
+        let bytesPerPage = pageSize == 1 ? 65_536 : pageSize
+        let pages = u32(28)
+        guard u32(24) == u32(92), pages > 0, bytesPerPage >= 512 else { return }  // the count is not kept current: SQLite checks
+        if pages * bytesPerPage > size {
+            throw StoreOpenError(path: path, reason: "the file is truncated: its header says \(pages) pages of \(bytesPerPage) bytes (\(pages * bytesPerPage) bytes), the file has \(size); restore it from a copy, or move it aside")
         }
     }
 
@@ -67,7 +90,11 @@ public final class SQLiteStore: CheckpointStore {
     public func commit(_ batch: StoreBatch) async throws {
         if batch.isEmpty { return }
         let pool = self.pool
-        try await writer.run { try pool.write { db in try Self.write(batch, db) } }
+        do {
+            try await writer.run { try pool.write { db in try Self.write(batch, db) } }
+        } catch {
+            throw SQLiteFaults.fault(error, path: path)
+        }
     }
 
     static func write(_ b: StoreBatch, _ db: Database) throws {
@@ -483,4 +510,12 @@ actor BlockingWriter {
     nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     func run<T: Sendable>(_ work: @Sendable () throws -> T) throws -> T { try work() }
+}
+
+/// The store's file cannot be used as it is; the file is left untouched.
+public struct StoreOpenError: Error, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    /// Why (the caller names the file: "cannot open the store at PATH: …").
+    public var description: String { reason }
 }

@@ -111,6 +111,24 @@ public enum DeltaChain {
     }
 }
 
+/// A store write that failed, and whether waiting can heal it.
+///
+/// `transient` (a full disk, a busy or locked database, a read-only file an operator can fix):
+/// the writer holds the batch and retries it. `permanent` (a damaged file, a file that is not a
+/// database, a read I/O error): retrying cannot help, so writes stop and every command that writes
+/// is refused with what to do. Each store classifies its own errors (SQLite: `SQLiteFaults`).
+public struct StoreFault: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Kind: String, Sendable { case transient, permanent }
+    public var kind: Kind
+    /// What failed, naming the file: "database disk image is malformed (SQLite code 11) writing /data/cairn.db".
+    public var message: String
+    public init(_ kind: Kind, _ message: String) { self.kind = kind; self.message = message }
+    public var description: String { message }
+
+    /// Whether `error` is one that retrying cannot heal.
+    public static func isPermanent(_ error: any Error) -> Bool { (error as? StoreFault)?.kind == .permanent }
+}
+
 /// What kind of failure a store read ended in.
 public enum StoreFailure {
     /// Stored data failed a check: a checksum, its JSON, or a value a checkpoint names is not

@@ -13,7 +13,9 @@ import NIOCore
 ///
 /// A commit that fails is retried (with backoff) at the head of the queue until it succeeds:
 /// nothing queued is dropped or reordered. `onFailure` says each time a commit fails (the
-/// scheduler holds new work until a commit succeeds again).
+/// scheduler holds new work until a commit succeeds again). A failure retrying cannot heal
+/// (`StoreFault.permanent`: a damaged file) stops the writer instead: the batches queued and any
+/// queued later fail at once with that error, and none is ever committed.
 ///
 /// A `hot` batch that finds the writer idle waits `hotLinger` before its commit starts, so the
 /// steps that finish meanwhile share that commit (and its round trip, thread hops and the acks
@@ -51,8 +53,11 @@ public final class StoreWriter {
     public private(set) var rowsQueued = 0
     /// Why the head batch cannot be written right now; nil when commits succeed.
     public private(set) var failure: String?
-    /// Called (on the loop) each time a commit fails, with why (it is retried).
-    public var onFailure: ((String) -> Void)?
+    /// The failure that stopped the writer for good (nothing is written after it).
+    public private(set) var stopped: (any Error)?
+    /// Called (on the loop) each time a commit fails, with why and whether it is permanent
+    /// (then it is not retried).
+    public var onFailure: ((String, Bool) -> Void)?
     /// Called (on the loop) once nothing is queued or in flight (`whenIdle`).
     private var idleWaiters: [() -> Void] = []
 
@@ -69,6 +74,10 @@ public final class StoreWriter {
     /// Queues `batch`; `done` is called on the loop once it has committed.
     public func enqueue(_ batch: StoreBatch, durability: Durability = .sync, _ done: Completion? = nil) {
         loop.assertInEventLoop()
+        if let stopped {
+            done?(.failure(stopped))
+            return
+        }
         if batch.isEmpty && queue.isEmpty {
             done?(.success(()))
             return
@@ -145,6 +154,19 @@ public final class StoreWriter {
                 idleWaiters = []
                 for w in waiters { w() }
             }
+        case .failure(let error) where StoreFault.isPermanent(error):
+            failure = "\(error)"
+            stopped = error
+            let groups = queue
+            queue = []
+            rowsQueued = 0
+            logger.critical("the store is damaged: writes stopped, nothing more is written (restart once the file is repaired)",
+                            metadata: ["error": "\(error)", "batches_not_written": "\(groups.count)"])
+            onFailure?("\(error)", true)
+            for g in groups { for c in g.completions { c(.failure(error)) } }
+            let waiters = idleWaiters
+            idleWaiters = []
+            for w in waiters { w() }
         case .failure(let error):
             attempts += 1
             failure = "\(error)"
@@ -154,7 +176,7 @@ public final class StoreWriter {
                                     "attempt": "\(attempts)", "retry_in_ms": "\(delay)"])
             let bound = NIOLoopBound(self, eventLoop: loop)
             loop.scheduleTask(in: .milliseconds(Int64(delay))) { bound.value.kick() }
-            onFailure?("\(error)")
+            onFailure?("\(error)", false)
         }
     }
 }

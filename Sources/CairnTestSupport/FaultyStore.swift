@@ -19,12 +19,23 @@ public final class FaultyStore: CheckpointStore, @unchecked Sendable {
 
     public var failedCommits: Int { lock.withLock { _failedCommits } }
 
+    private var _damaged = false
+    /// Writes fail as on a damaged file: a `StoreFault.permanent`, which no retry heals.
+    public var damaged: Bool {
+        get { lock.withLock { _damaged } }
+        set { lock.withLock { _damaged = newValue } }
+    }
+
     public struct DiskFull: Error, CustomStringConvertible {
         public var description: String { "database or disk is full (injected)" }
     }
 
     public func commit(_ batch: StoreBatch) async throws {
-        let fail: Bool = lock.withLock { if _failing { _failedCommits += 1 }; return _failing }
+        let (fail, damaged): (Bool, Bool) = lock.withLock {
+            if _failing || _damaged { _failedCommits += 1 }
+            return (_failing, _damaged)
+        }
+        if damaged { throw StoreFault(.permanent, "database disk image is malformed (injected)") }
         if fail { throw DiskFull() }
         try await inner.commit(batch)
     }

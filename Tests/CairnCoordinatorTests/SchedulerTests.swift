@@ -376,6 +376,31 @@ let fanOut = """
         #expect(h.scheduler.refusal("cancelled") == nil, "accepted again once a write commits")
     }
 
+    @Test func aDamagedStoreAnswersWhatWaitedOnItsWritesWithAnErrorAndRefusesTheRest() throws {
+        var h = Harness()
+        h.join("w1")
+        h.commitAll()
+        // A submit whose first rows are queued: then the store turns out to be damaged.
+        let graph = try GraphParser.parse(file: "g.yaml", text: oneNode)
+        let record = RunRecord(runID: "r9", graphHash: "g", graphName: "one", graphVersion: 1, status: .running, durability: "sync",
+                               input: .object([:]), createdAt: h.now)
+        let cp = CheckpointRecord(runID: "r9", checkpointID: "c0", parentID: nil, step: 0, source: "input", channelVersions: [:],
+                                  nextTasks: .array([]), metadata: .object([:]), createdAt: h.now)
+        let run = ActiveRun(record: record, graph: graph, bundleHash: nil, checkpoint: cp, state: [:], joins: [:])
+        var batch = StoreBatch(); batch.runs = [record]
+        h.send(.runSubmitted(run, batch, reply: 42))
+        let pending = try #require(h.uncommitted.last)
+        h.send(.writeFailed("database disk image is malformed (SQLite code 11) writing /x.db", permanent: true))
+        let answered = h.send(.writeAbandoned(pending.id))
+        let failed = answered.compactMap { if case .replyFailed(let id, let why) = $0 { return (id, why) } else { return nil } }
+        #expect(failed.map(\.0) == [42])
+        #expect(failed.first?.1.contains("the store is damaged") == true && failed.first?.1.contains("nothing was done") == true)
+        #expect(h.scheduler.runs["r9"] == nil, "the run never started")
+        let why = try #require(h.scheduler.refusal("submitted"))
+        #expect(why.contains("not submitted") && why.contains("integrity_check") && why.contains("move it aside"))
+        #expect(h.scheduler.holding)
+    }
+
     @Test func tooManyRowsWaitingHoldsDispatchToo() throws {
         var config = CoordinatorConfig()
         config.maxQueuedRows = 2

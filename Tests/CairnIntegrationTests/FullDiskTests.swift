@@ -68,6 +68,7 @@ import Testing
 
         var completed: [String] = []
         var refusedAtOnce = false
+        var unconfirmed: String?  // a submit in flight as the disk filled: accepted, told "not yet recorded"
         fill: for _ in 0..<40 {
             let r: TestCluster.CommandResult
             do {
@@ -78,13 +79,18 @@ import Testing
             switch r.status {
             case 0: completed.append(r.object["run_id"] as? String ?? "")
             case 6:
-                refusedAtOnce = true
+                if r.stderr.contains("not yet recorded"), let range = r.stderr.range(of: #"run (r-[a-z0-9]+) is submitted"#, options: .regularExpression) {
+                    unconfirmed = String(r.stderr[range].split(separator: " ")[1])
+                    #expect(r.stderr.contains("cairn status \(unconfirmed!)"), "\(r.stderr)")
+                } else {
+                    refusedAtOnce = true
+                }
                 break fill
             default: Issue.record("submit: exit \(r.status): \(r.stderr)")
             }
         }
         #expect(!completed.isEmpty, "some runs fit on the disk")
-        print("full disk: \(completed.count) runs completed before the disk filled; refused at once: \(refusedAtOnce)")
+        print("full disk: \(completed.count) runs completed before the disk filled; refused at once: \(refusedAtOnce); in flight, told not yet recorded: \(unconfirmed ?? "none")")
         try await cluster.waitUntil("the coordinator reporting the full disk") {
             try await cluster.cairn(["stats", "--json"]).object["store_error"] is String
         }
@@ -105,6 +111,10 @@ import Testing
         }
         let after = try await cluster.cairn(["submit", graph, "--wait", "--json"], timeout: 30)
         #expect(after.status == 0, "\(after.stderr)")
+        if let unconfirmed {  // what its client was told holds: it is recorded now, and runs exactly once
+            let status = try await cluster.waitForRun(unconfirmed, timeout: 30)
+            #expect(status["status"] as? String == "completed" && status[path: "output.log"] as? [String] == ["a", "b"], "\(status)")
+        }
         for runID in completed {
             let status = try await cluster.cairn(["status", runID, "--json"]).object
             #expect(status["status"] as? String == "completed", "\(runID)")

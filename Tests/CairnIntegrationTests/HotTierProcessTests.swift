@@ -75,6 +75,35 @@ import Testing
         #expect((try await cluster.cairn(["stats", "--json"]).object["hot_batches"] as? Int ?? 0) > 0)
     }
 
+    @Test func aRedisAtItsMemoryLimitWithNoevictionLeavesRunsToFinishOnSQLite() async throws {
+        let redis = try await RedisServer(extraArgs: ["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"])
+        defer { redis.stop() }
+        // No periodic flush: hot steps stay in Redis (until a run ends) and fill it.
+        let args = ["--redis", redis.url, "--flush-interval", "60s"]
+        let cluster = try await TestCluster.start(workers: 2, coordinatorArgs: args)
+        defer { cluster.stop() }
+        // 30 steps, each writing 200 kB of random hex (about 100 kB compressed): 3 MB into a 2 MB Redis.
+        var text = "name: fat\nstate:\n  blob: {}\n  count: { reducer: sum }\nnodes:\n"
+        for i in 1...30 {
+            text += "  n\(i): { run: exec, command: [\"python3\", \"-c\", \"import json, os; print(json.dumps({'writes': {'blob': os.urandom(100000).hex(), 'count': 1}}))\"] }\n"
+        }
+        text += "edges:\n  - { from: START, to: n1 }\n"
+        for i in 1..<30 { text += "  - { from: n\(i), to: n\(i + 1) }\n" }
+        text += "  - { from: n30, to: END }\n"
+        let graph = try writeGraph(cluster, "fat", text)
+        let r = try await cluster.cairn(["submit", graph, "--run-id", "fat", "--wait", "--json"], timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.object[path: "output.count"] as? Int == 30, "every step applied once")
+        #expect((r.object[path: "output.blob"] as? String)?.count == 200_000)
+        #expect(try await redis.cli("CONFIG", "GET", "maxmemory-policy").contains("noeviction"))
+        let stats = try await cluster.cairn(["stats", "--json"]).object
+        #expect((stats["redis_failures"] as? Int ?? 0) >= 1, "Redis refused writes (OOM): \(stats)")
+        #expect(cluster.log("coordinator.log").contains("OOM"), "the log says why")
+        print("Redis at maxmemory: \(stats["redis_failures"] ?? 0) refused writes, \(stats["hot_batches"] ?? 0) batches went to Redis; the run finished on SQLite")
+        let history = try await cluster.cairn(["history", "fat", "--json"]).object
+        #expect(((history["checkpoints"] as? [[String: Any]]) ?? []).count == 31)
+    }
+
     @Test func aRedisThatCouldEvictCheckpointsIsRefusedAtStart() async throws {
         let redis = try await RedisServer(extraArgs: ["--maxmemory-policy", "volatile-lru"])
         defer { redis.stop() }

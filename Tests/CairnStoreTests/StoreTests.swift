@@ -249,7 +249,7 @@ import Testing
         let retried = loop.makePromise(of: Void.self)
         try await loop.submit {
             var failures = 0
-            bound.value.onFailure = { why in
+            bound.value.onFailure = { why, _ in
                 failures += 1
                 if failures == 1 { told.succeed(why) }
                 if failures == 2 { retried.succeed(()) }
@@ -270,6 +270,43 @@ import Testing
         #expect(try await loop.submit { bound.value.failure }.get() == nil)
     }
 
+    @Test func aDamagedStoreStopsTheWriterAndEveryBatchFailsAtOnce() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { group.shutdownGracefully { _ in } }
+        let loop = group.next()
+        let faulty = FaultyStore(InMemoryStore())
+        let bound = try await Self.writer(faulty, loop)
+        let told = loop.makePromise(of: Bool.self)
+        try await loop.submit { bound.value.onFailure = { _, permanent in told.succeed(permanent) } }.get()
+        faulty.damaged = true
+        let results = loop.makePromise(of: [Bool].self)
+        loop.execute {
+            var outcomes: [Bool] = []
+            for i in 0..<20 {
+                var b = StoreBatch()
+                b.pendingWrites.append(PendingWriteRecord(runID: "r", checkpointID: "c", taskID: "t\(i)", idx: 0, channel: "x", value: 1))
+                bound.value.enqueue(b) { r in
+                    if case .success = r { outcomes.append(true) } else { outcomes.append(false) }
+                    if outcomes.count == 20 { results.succeed(outcomes) }
+                }
+            }
+        }
+        #expect(try await told.futureResult.get() == true, "told it is permanent")
+        #expect(try await results.futureResult.get() == Array(repeating: false, count: 20), "every queued batch fails at once")
+        #expect(faulty.failedCommits == 1, "not retried")
+        // A batch queued afterwards fails at once too, and nothing is ever written.
+        faulty.damaged = false
+        let late = loop.makePromise(of: Bool.self)
+        loop.execute {
+            var b = StoreBatch()
+            b.pendingWrites.append(PendingWriteRecord(runID: "r", checkpointID: "c", taskID: "late", idx: 0, channel: "x", value: 1))
+            bound.value.enqueue(b) { r in if case .success = r { late.succeed(true) } else { late.succeed(false) } }
+        }
+        #expect(try await late.futureResult.get() == false)
+        #expect(try await faulty.pendingWrites(runID: "r", namespace: "", checkpointID: "c").isEmpty)
+        #expect(try await loop.submit { bound.value.stopped != nil && bound.value.rowsQueued == 0 }.get())
+    }
+
     /// What a shutdown waits on: `whenIdle` fires only once every queued batch has committed,
     /// through failed attempts, and at once when nothing waits.
     @Test func whenIdleWaitsForEveryQueuedBatchThroughRetries() async throws {
@@ -286,7 +323,7 @@ import Testing
         let retried = loop.makePromise(of: Void.self)
         try await loop.submit {
             var failures = 0
-            bound.value.onFailure = { _ in
+            bound.value.onFailure = { _, _ in
                 failures += 1
                 if failures == 2 { retried.succeed(()) }
             }
