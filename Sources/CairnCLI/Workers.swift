@@ -12,12 +12,19 @@ struct Workers: AsyncParsableCommand {
 
     mutating func run() async throws {
         let json = connection.json
-        let workers = try await connection.with { try await $0.workers() }
+        let list = try await connection.with { try await $0.workerList() }
+        let workers = list.workers
         if json { Output.printJSON(.array(workers.map(Output.json))); return }
-        if workers.isEmpty { print("no workers connected"); return }
-        Output.table(["NAME", "ID", "STATE", "RUNNING", "SLOTS", "DONE", "HEARTBEAT", "CONNECTED", "ADDRESS"], workers.map { w in
-            [w.name, w.workerID, w.state, "\(w.running)", "\(w.slots)", "\(w.tasksDone)", Output.ago(w.lastHeartbeat),
-             Output.ago(w.connectedAt), w.address]
-        })
+        if workers.isEmpty { print("no workers connected") } else {
+            Output.table(["NAME", "ID", "STATE", "RUNNING", "SLOTS", "DONE", "HEARTBEAT", "CONNECTED", "ADDRESS"], workers.map { w in
+                [w.name, w.workerID, w.state, "\(w.running)", "\(w.slots)", "\(w.tasksDone)", Output.ago(w.lastHeartbeat),
+                 Output.ago(w.connectedAt), w.address]
+            })
+        }
+        switch list.auth {
+        case "none": print(Output.color("auth: none — anyone who reaches the coordinator's port can run code on these workers (loopback only, or --insecure-no-auth)", "33"))
+        case "": break
+        default: print(Output.dim("auth: \(list.auth)"))
+        }
     }
 }

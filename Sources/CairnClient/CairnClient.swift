@@ -245,7 +245,12 @@ public final class CairnClient {
     }
 
     public func workers() async throws -> [Cairn_V1_WorkerStatus] {
-        try await call(.workers(Cairn_V1_Empty())).workers.workers
+        try await workerList().workers
+    }
+
+    /// The workers, and how the coordinator lets workers and clients in (`auth`).
+    public func workerList() async throws -> Cairn_V1_WorkerList {
+        try await call(.workers(Cairn_V1_Empty())).workers
     }
 
     public func stats() async throws -> Cairn_V1_Stats {

@@ -297,6 +297,7 @@ extension Engine {
 
     func workerList() -> Cairn_V1_WorkerList {
         var list = Cairn_V1_WorkerList()
+        list.auth = config.token == nil ? "none" : "token"
         for w in scheduler.workers.values.sorted(by: { ($0.info.name, $0.info.id) < ($1.info.name, $1.info.id) }) {
             var s = Cairn_V1_WorkerStatus()
             s.workerID = w.info.id

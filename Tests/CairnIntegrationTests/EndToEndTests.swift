@@ -224,6 +224,9 @@ import Testing
         defer { open.stop() }
         #expect(open.log("coordinator.log").contains("without a token (--insecure-no-auth)"))
         #expect(try await open.cairn(["stats", "--json"]).object["auth"] as? String == "none")
+        let shown = try await open.cairn(["workers"])
+        #expect(shown.stdout.contains("auth: none — anyone who reaches"), "cairn workers shows it: \(shown.stdout)")
+        #expect(try await withToken.cairn(["workers"]).stdout.contains("auth: token"))
         let runID = try await open.submit(try writeGraph(open, "open", chainGraph(name: "open", nodes: 2, sleep: 1)))
         #expect(try await open.waitForRun(runID)["status"] as? String == "completed")
     }

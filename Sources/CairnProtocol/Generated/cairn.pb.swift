@@ -1094,6 +1094,9 @@ public nonisolated struct Cairn_V1_WorkerList: Sendable {
 
   public var workers: [Cairn_V1_WorkerStatus] = []
 
+  /// how workers and clients are let in: "token", or "none"
+  public var auth: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3215,7 +3218,7 @@ nonisolated extension Cairn_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Cairn_V1_WorkerList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerList"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workers\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workers\0\u{1}auth\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3224,6 +3227,7 @@ nonisolated extension Cairn_V1_WorkerList: SwiftProtobuf.Message, SwiftProtobuf.
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.workers) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.auth) }()
       default: break
       }
     }
@@ -3233,11 +3237,15 @@ nonisolated extension Cairn_V1_WorkerList: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.workers.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.workers, fieldNumber: 1)
     }
+    if !self.auth.isEmpty {
+      try visitor.visitSingularStringField(value: self.auth, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Cairn_V1_WorkerList, rhs: Cairn_V1_WorkerList) -> Bool {
     if lhs.workers != rhs.workers {return false}
+    if lhs.auth != rhs.auth {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
