@@ -90,6 +90,14 @@ final class ActiveRun {
         for node in graph.nodes.values { configBytes[node.name] = node.config.jsonBytes() }
     }
 
+    /// The state, moved out (the run holds none until it is given back): the step that changes
+    /// it then holds the only reference to each list, and its reducers append in place.
+    func takeState() -> [String: JSONValue] {
+        let s = state
+        state = [:]
+        return s
+    }
+
     /// What a task of the node is sent as its state: what its kind reads (`NodeKinds.stateInput`),
     /// the whole state encoded once per step.
     func stateBytes(for node: NodeSpec?) -> [UInt8] {

@@ -189,7 +189,7 @@ extension Scheduler {
             return
         }
         let step = run.checkpoint.step + 1
-        var state = run.state
+        var state = run.takeState()
         var updated = Set<String>()
         var appended: [String: [JSONValue]] = [:]
         let newID = newCheckpointID(time)
@@ -204,6 +204,7 @@ extension Scheduler {
             }
             next = try run.planner.next(after: outcomes, state: state, joins: &joins, checkpointID: newID, step: step + 1)
         } catch {
+            run.state = state
             let carry = run.carry
             run.carry = StoreBatch()
             finishRun(run, status: .failed, error: "step \(step): \(error)", extra: carry, then: acks)

@@ -105,11 +105,15 @@ public struct Planner: Sendable {
             guard let channel = graph.channels[w.channel] else {
                 throw PlanError("write to unknown channel '\(w.channel)'")
             }
+            // Moved out of the state while the reducer works, so a long list is appended to in place.
+            var value = state.removeValue(forKey: w.channel) ?? channel.initialValue
             do {
-                state[w.channel] = try channel.reducer.apply(current: state[w.channel] ?? channel.initialValue, write: w.value)
+                try channel.reducer.apply(&value, write: w.value)
             } catch {
+                state[w.channel] = value  // unchanged: the reducer refused the write
                 throw PlanError("channel '\(w.channel)': \(error)")
             }
+            state[w.channel] = value ?? .null
             updated.insert(w.channel)
         }
         return updated

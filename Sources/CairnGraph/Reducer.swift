@@ -23,21 +23,31 @@ public enum Reducer: String, Sendable, CaseIterable {
 
     /// Applies one write to the current value.
     public func apply(current: JSONValue?, write: JSONValue) throws -> JSONValue {
+        var value = current
+        try apply(&value, write: write)
+        return value ?? .null
+    }
+
+    /// Applies one write in place. When `value` holds the only reference to its list or object
+    /// (the caller moved it out of the state), `append` is amortised O(1) and `merge` costs the
+    /// keys written: nothing already there is copied. On a type mismatch `value` is unchanged.
+    public func apply(_ value: inout JSONValue?, write: JSONValue) throws {
         switch self {
         case .replace:
-            return write
+            value = write
         case .append:
             var list: [JSONValue]
-            switch current {
+            switch value {
             case .none, .some(.null): list = []
             case .some(.array(let a)): list = a
             case .some(let other): throw Failure.typeMismatch(reducer: self, expected: "a list", got: other.kindName)
             }
+            value = nil  // `list` is now the only reference: appending does not copy it
             if case .array(let items) = write { list.append(contentsOf: items) } else { list.append(write) }
-            return .array(list)
+            value = .array(list)
         case .merge:
             var object: [String: JSONValue]
-            switch current {
+            switch value {
             case .none, .some(.null): object = [:]
             case .some(.object(let o)): object = o
             case .some(let other): throw Failure.typeMismatch(reducer: self, expected: "an object", got: other.kindName)
@@ -45,18 +55,19 @@ public enum Reducer: String, Sendable, CaseIterable {
             guard case .object(let update) = write else {
                 throw Failure.typeMismatch(reducer: self, expected: "an object", got: write.kindName)
             }
+            value = nil
             for (k, v) in update { object[k] = v }
-            return .object(object)
+            value = .object(object)
         case .sum:
-            let base = current ?? .int(0)
+            let base = value ?? .int(0)
             switch (base, write) {
-            case (.null, .int(let b)): return .int(b)
-            case (.null, .double(let b)): return .double(b)
+            case (.null, .int(let b)): value = .int(b)
+            case (.null, .double(let b)): value = .double(b)
             case (.int(let a), .int(let b)):
                 let (r, overflow) = a.addingReportingOverflow(b)
-                return overflow ? .double(Double(a) + Double(b)) : .int(r)
+                value = overflow ? .double(Double(a) + Double(b)) : .int(r)
             case (.int, .double), (.double, .int), (.double, .double):
-                return .double(base.doubleValue! + write.doubleValue!)
+                value = .double(base.doubleValue! + write.doubleValue!)
             default:
                 let bad = write.doubleValue == nil ? write : base
                 throw Failure.typeMismatch(reducer: self, expected: "a number", got: bad.kindName)

@@ -13,6 +13,31 @@ import Testing
         #expect(try Reducer.sum.apply(current: .int(2), write: .double(0.5)) == .double(2.5))
     }
 
+    @Test func writesApplyInPlaceAndARefusedWriteChangesNothing() throws {
+        let graph = try GraphParser.parse(file: "r.yaml", text: """
+            name: r
+            state:
+              log: { reducer: append }
+              m: { reducer: merge }
+              n: { reducer: sum, default: 0 }
+            nodes:
+              a: { run: echo }
+            edges:
+              - { from: START, to: a }
+              - { from: a, to: END }
+            """)
+        let planner = Planner(graph: graph)
+        var state: [String: JSONValue] = [:]
+        let kept = state
+        for i in 0..<5_000 { _ = try planner.apply([("log", .int(Int64(i))), ("n", .int(1)), ("m", .object(["k\(i % 3)": .int(Int64(i))]))], to: &state) }
+        #expect(state["log"]?.arrayValue?.count == 5_000 && state["log"]?.arrayValue?.last == .int(4_999))
+        #expect(state["n"] == .int(5_000) && state["m"] == .object(["k0": 4_998, "k1": 4_999, "k2": 4_997]))
+        #expect(kept.isEmpty, "a copy taken before is not changed")
+        let before = state
+        #expect(throws: PlanError.self) { try planner.apply([("n", "not a number")], to: &state) }
+        #expect(state == before, "a refused write leaves the channel as it was")
+    }
+
     @Test func typeMismatchesAreErrors() {
         #expect(throws: Reducer.Failure.self) { try Reducer.sum.apply(current: .int(1), write: "x") }
         #expect(throws: Reducer.Failure.self) { try Reducer.merge.apply(current: .object([:]), write: .int(1)) }

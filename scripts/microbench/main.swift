@@ -76,6 +76,24 @@ bench("reducers: apply 300 writes (one step)", iterations: 2_000, ops: 300) {
     _ = try! planner.apply(writes, to: &state)
 }
 
+// A long run's list channel: 100,000 appends one at a time, as 100,000 steps would make them.
+// In place, each costs the same whatever the list's length (a copy per append would make this quadratic).
+do {
+    let item: [(channel: String, value: JSONValue)] = [("log", .string(String(repeating: "m", count: 25)))]
+    var state: [String: JSONValue] = [:]
+    var window = DispatchTime.now().uptimeNanoseconds
+    for i in 1...100_000 {
+        _ = try! planner.apply(item, to: &state)
+        if i == 1_000 || i == 100_000 {
+            let now = DispatchTime.now().uptimeNanoseconds
+            report("reducers: append to a list of \(i == 1_000 ? "0" : "99,000")…\(i) items", Double(now - window), 1_000)
+            window = now
+        } else if i == 99_000 {
+            window = DispatchTime.now().uptimeNanoseconds
+        }
+    }
+}
+
 // SQLite: a batch like one step of a 100-task fan-out, in one transaction.
 let dbPath = NSTemporaryDirectory() + "cairn-microbench-\(UUID().uuidString).db"
 let sqlite = try SQLiteStore(path: dbPath, logger: logger)
