@@ -39,17 +39,7 @@ struct Submit: AsyncParsableCommand {
 
     /// `--input` as JSON text: inline, or read from `@file`; it must be a JSON object.
     static func inputText(_ input: String?) throws -> String? {
-        guard var text = input else { return nil }
-        if text.hasPrefix("@") {
-            let path = String(text.dropFirst())
-            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-                throw ValidationError("cannot read the input file \(path)")
-            }
-        }
-        guard case .object = try? JSONValue.parse(text) else {  // any parse error is this one message
-            throw ValidationError("--input must be a JSON object, like '{\"topic\": \"tides\"}'")
-        }
-        return text
+        try JSONArgument.text(input, option: "--input", object: true)
     }
 
     func validate() throws {

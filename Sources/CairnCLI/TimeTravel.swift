@@ -12,7 +12,7 @@ enum JSONArgument {
         if text.hasPrefix("@") {
             let path = String(text.dropFirst())
             do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-                throw ValidationError("cannot read \(option) file \(path)")
+                throw ValidationError("cannot read the \(option.dropFirst(2)) file \(path)")
             }
         }
         let parsed: JSONValue
