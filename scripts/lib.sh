@@ -1,6 +1,8 @@
 # Shared helpers for scripts/: sourced, not run.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${CAIRN_BIN:-$ROOT/.build/debug}"
+# Node programs import the repository's Python library (scripts/python) without installing it.
+export PYTHONPATH="$ROOT/scripts/python${PYTHONPATH:+:$PYTHONPATH}"
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

@@ -22,7 +22,7 @@ public struct GraphError: Error, Sendable, CustomStringConvertible {
 
 /// Reads graph files (YAML or JSON) into validated `Graph`s.
 public enum GraphParser {
-    static let commonNodeKeys: Set<String> = ["run", "retry", "timeout", "description"]
+    static let commonNodeKeys: Set<String> = ["run", "retry", "timeout", "description", "with"]
     static let topKeys: Set<String> = ["name", "version", "description", "state", "nodes", "edges",
                                        "interrupt_before", "interrupt_after", "limits"]
 
@@ -192,6 +192,7 @@ struct Validator {
             } else if !customKinds.contains(kind) && !customKinds.contains("*") && !kind.contains(".") {
                 issue("\(path).run", "unknown node kind '\(kind)' (built in: \(NodeKinds.builtin.keys.sorted().joined(separator: ", ")); a Swift handler's kind must be registered by a worker)")
             }
+            if let w = o["with"], w.objectValue == nil { issue("\(path).with", "must be a mapping of parameter names to values") }
             node.timeoutMS = duration(o["timeout"], "\(path).timeout")
             if let r = o["retry"] { node.retry = parseRetry(r, "\(path).retry") }
             graph.nodes[name] = node
@@ -205,6 +206,16 @@ struct Validator {
             case .array(let parts)? where !parts.isEmpty && parts.allSatisfy({ $0.stringValue != nil }): break
             case .string(let s)? where !s.isEmpty: break
             default: issue("\(path).command", "an exec node needs 'command', a list like [\"python3\", \"./node.py\"]")
+            }
+            switch o["serve"] {
+            case nil, .bool?: break
+            case .object(let so)?:
+                for k in so.keys.sorted() where k != "max_tasks" && k != "max_memory" {
+                    issue("\(path).serve.\(k)", "unknown key (serve takes max_tasks, max_memory)")
+                }
+                if let m = so["max_tasks"], (m.intValue ?? 0) < 1 { issue("\(path).serve.max_tasks", "must be a whole number of at least 1") }
+                if let m = so["max_memory"], ByteSizes.parse(m) == nil { issue("\(path).serve.max_memory", "must be a size with a unit, like 512MB") }
+            default: issue("\(path).serve", "must be true, false, or a mapping {max_tasks, max_memory}")
             }
         case "echo", "sleep", "flaky":
             if let w = o["writes"] {

@@ -15,7 +15,7 @@ public enum NodeKinds {
     }
 
     public static let builtin: [String: Set<String>] = [
-        "exec": ["command", "env"],
+        "exec": ["command", "env", "serve"],
         "echo": ["writes"],
         "sleep": ["duration", "writes"],
         "fail": ["message", "non_retryable"],

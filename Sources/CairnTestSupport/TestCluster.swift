@@ -20,6 +20,19 @@ public final class TestCluster: @unchecked Sendable {
         return root.appendingPathComponent(".build/debug").path
     }
 
+    /// This package's folder.
+    public static var repositoryRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
+    /// PYTHONPATH with the repository's Python library (scripts/python) first, so node programs
+    /// can `import cairn` without installing it.
+    public static func pythonPath(_ env: [String: String]) -> String {
+        let lib = repositoryRoot + "/scripts/python"
+        if let p = env["PYTHONPATH"], !p.isEmpty { return lib + ":" + p }
+        return lib
+    }
+
     public var address: String { "127.0.0.1:\(port)" }
     public var databasePath: String { directory + "/cairn.db" }
 
@@ -103,6 +116,7 @@ public final class TestCluster: @unchecked Sendable {
         p.arguments = ["--coordinator", address, "--name", name, "--slots", String(slots),
                        "--cache-dir", directory + "/bundles-" + name, "--log-level", "info"] + extraArgs
         var env = ProcessInfo.processInfo.environment
+        env["PYTHONPATH"] = Self.pythonPath(env)
         for (k, v) in workerEnvironment { env[k] = v }
         env["CAIRN_TOKEN"] = token ?? self.token
         if env["CAIRN_TOKEN"] == nil { env.removeValue(forKey: "CAIRN_TOKEN") }

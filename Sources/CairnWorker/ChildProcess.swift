@@ -1,8 +1,14 @@
+import CairnCore
 import Foundation
+import Subprocess
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
 
-/// A child process with its stdin fed, stdout read line by line, a stderr tail kept, and an
-/// optional timeout that kills it. Blocking reads run on Dispatch threads, never on Swift's
-/// cooperative pool.
+/// A program started for one task (swift-subprocess): its stdin fed, stdout read line by line as
+/// it arrives, a stderr tail kept, and a timeout that kills it. All reads are asynchronous.
 struct ChildProcess {
     struct Outcome {
         var status: Int32
@@ -16,98 +22,124 @@ struct ChildProcess {
 
     static func run(executable: String, arguments: [String], directory: String?, environment: [String: String],
                     stdin: [UInt8], timeout: Duration?, onLine: @escaping @Sendable ([UInt8]) -> Void) async throws -> Outcome {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        process.environment = environment
-        let inPipe = Pipe(), outPipe = Pipe(), errPipe = Pipe()
-        process.standardInput = inPipe
-        process.standardOutput = outPipe
-        process.standardError = errPipe
+        let lines = Locked<[[UInt8]]>([])
+        let tail = Locked(TailBuffer(limit: stderrTailBytes))
+        let timedOut = Locked(false)
+        let result: ExecutionResult<Void, SequenceOutput, SequenceOutput>
         do {
-            try process.run()
-        } catch {
-            throw NodeFailure("cannot start \(executable): \(error.localizedDescription)", kind: "exec", nonRetryable: true)
-        }
-        let box = TimeoutBox()
-        if let timeout {
-            let c = timeout.components
-            let seconds = Double(c.seconds) + Double(c.attoseconds) / 1e18
-            DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [process] in
-                guard process.isRunning else { return }
-                box.fire()
-                process.terminate()
-                let pid = process.processIdentifier
-                DispatchQueue.global().asyncAfter(deadline: .now() + 2) { if process.isRunning { kill(pid, SIGKILL) } }
-            }
-        }
-        return await withCheckedContinuation { continuation in
-            let group = DispatchGroup()
-            let collected = LineCollector()
-            group.enter()
-            DispatchQueue.global().async {
-                let h = inPipe.fileHandleForWriting
-                // A program that exits without reading its stdin closes the pipe (EPIPE): its
-                // exit status and stderr, not this write, are what the task reports.
-                try? h.write(contentsOf: Data(stdin))
-                try? h.close()
-                group.leave()
-            }
-            group.enter()
-            DispatchQueue.global().async {
-                let h = outPipe.fileHandleForReading
-                var buffer: [UInt8] = []
-                while true {
-                    let chunk = h.availableData
-                    if chunk.isEmpty { break }
-                    buffer.append(contentsOf: chunk)
-                    while let nl = buffer.firstIndex(of: 0x0A) {
-                        let line = Array(buffer[..<nl])
-                        buffer.removeSubrange(...nl)
-                        if !line.isEmpty { collected.add(line); onLine(line) }
+            result = try await Subprocess.run(
+                .path(FilePath(executable)), arguments: Arguments(arguments),
+                environment: .custom(ChildProcess.environment(environment)),
+                workingDirectory: directory.map { FilePath($0) },
+                input: .inputWriter, output: .sequence, error: .sequence
+            ) { execution in
+                let pid = execution.processIdentifier.value
+                let timer = timeout.map { t in
+                    Task {
+                        // Cancelled when the program is done first.
+                        try await Task.sleep(for: t)
+                        timedOut.withLock { $0 = true }
+                        kill(pid, SIGKILL)
                     }
                 }
-                if !buffer.isEmpty { collected.add(buffer); onLine(buffer) }
-                group.leave()
-            }
-            group.enter()
-            DispatchQueue.global().async {
-                let h = errPipe.fileHandleForReading
-                var tail: [UInt8] = []
-                while true {
-                    let chunk = h.availableData
-                    if chunk.isEmpty { break }
-                    tail.append(contentsOf: chunk)
-                    if tail.count > stderrTailBytes * 2 { tail.removeFirst(tail.count - stderrTailBytes) }
+                defer { timer?.cancel() }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        // A program that exits without reading its stdin closes the pipe (EPIPE): its
+                        // exit status and stderr, not this write, are what the task reports.
+                        _ = try? await execution.standardInputWriter.write(stdin)
+                        try? await execution.standardInputWriter.finish()
+                    }
+                    group.addTask {
+                        for try await chunk in execution.standardError {
+                            chunk.withUnsafeBytes { b in tail.withLock { $0.append(b) } }
+                        }
+                    }
+                    var splitter = LineSplitter()
+                    for try await chunk in execution.standardOutput {
+                        for line in chunk.withUnsafeBytes({ splitter.feed($0) }) where !line.isEmpty {
+                            lines.withLock { $0.append(line) }
+                            onLine(line)
+                        }
+                    }
+                    if let last = splitter.rest(), !last.isEmpty { lines.withLock { $0.append(last) }; onLine(last) }
+                    // stdout is closed: the program is exiting.
+                    try await group.waitForAll()
                 }
-                collected.setStderr(Array(tail.suffix(stderrTailBytes)))
-                group.leave()
             }
-            group.notify(queue: .global()) {
-                process.waitUntilExit()
-                let signaled = process.terminationReason == .uncaughtSignal
-                continuation.resume(returning: Outcome(status: process.terminationStatus, signaled: signaled,
-                                                       timedOut: box.fired, lines: collected.lines,
-                                                       stderrTail: String(decoding: collected.stderr, as: UTF8.self)))
-            }
+        } catch let e as SubprocessError {
+            throw NodeFailure("cannot start \(executable): \(e)", kind: "exec", nonRetryable: true)
         }
+        let (status, signaled) = ChildProcess.status(result.terminationStatus)
+        return Outcome(status: status, signaled: signaled, timedOut: timedOut.withLock { $0 },
+                       lines: lines.withLock { $0 }, stderrTail: tail.withLock { $0.text })
+    }
+
+    static func status(_ s: TerminationStatus) -> (Int32, Bool) {
+        switch s {
+        case .exited(let code): return (code, false)
+        case .signaled(let sig): return (sig, true)
+        }
+    }
+
+    static func environment(_ env: [String: String]) -> [Environment.Key: String] {
+        var out: [Environment.Key: String] = [:]
+        for (k, v) in env {
+            if let key = Environment.Key(rawValue: k) { out[key] = v }
+        }
+        return out
     }
 }
 
-private final class TimeoutBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _fired = false
-    func fire() { lock.withLock { _fired = true } }
-    var fired: Bool { lock.withLock { _fired } }
+/// Splits a byte stream into lines without their newline.
+struct LineSplitter {
+    private var buffer: [UInt8] = []
+
+    mutating func feed(_ bytes: UnsafeRawBufferPointer) -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        var start = bytes.startIndex
+        for i in bytes.indices where bytes[i] == 0x0A {
+            if buffer.isEmpty {
+                out.append(Array(bytes[start..<i]))
+            } else {
+                buffer.append(contentsOf: bytes[start..<i])
+                out.append(buffer)
+                buffer.removeAll(keepingCapacity: true)
+            }
+            start = i + 1
+        }
+        if start < bytes.endIndex { buffer.append(contentsOf: bytes[start..<bytes.endIndex]) }
+        return out
+    }
+
+    /// What is left after the last newline, once the stream has ended.
+    mutating func rest() -> [UInt8]? {
+        defer { buffer = [] }
+        return buffer.isEmpty ? nil : buffer
+    }
 }
 
-private final class LineCollector: @unchecked Sendable {
+/// The last `limit` bytes written to it.
+struct TailBuffer {
+    let limit: Int
+    private var bytes: [UInt8] = []
+    init(limit: Int) { self.limit = limit }
+
+    mutating func append(_ b: UnsafeRawBufferPointer) {
+        bytes.append(contentsOf: b)
+        if bytes.count > limit * 2 { bytes.removeFirst(bytes.count - limit) }
+    }
+    mutating func reset() { bytes.removeAll(keepingCapacity: true) }
+    var text: String { String(decoding: bytes.suffix(limit), as: UTF8.self) }
+}
+
+/// A value behind a lock.
+final class Locked<Value>: @unchecked Sendable {
     private let lock = NSLock()
-    private var _lines: [[UInt8]] = []
-    private var _stderr: [UInt8] = []
-    func add(_ line: [UInt8]) { lock.withLock { _lines.append(line) } }
-    func setStderr(_ s: [UInt8]) { lock.withLock { _stderr = s } }
-    var lines: [[UInt8]] { lock.withLock { _lines } }
-    var stderr: [UInt8] { lock.withLock { _stderr } }
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        lock.lock(); defer { lock.unlock() }
+        return try body(&value)
+    }
 }

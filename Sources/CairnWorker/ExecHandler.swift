@@ -4,40 +4,64 @@ import Foundation
 /// Runs a program for a node: the task as JSON on stdin, JSON lines back on stdout.
 ///
 /// ```
-/// stdin : {"run_id", "task_id", "attempt", "node", "state", "input", "config", "progress",
-///          "resume", "resumes"}     resume: the newest answer to this task's interrupt (absent
-///                                    until it asked and was answered); resumes: every answer, oldest first
+/// stdin : {"run_id", "task_id", "attempt", "node", "state", "input", "params", "config",
+///          "progress", "resume", "resumes"}
+///                          params: the node's `with:` object; resume: the newest answer to this
+///                          task's interrupt (absent until it asked and was answered); resumes:
+///                          every answer, oldest first
 /// stdout: {"progress": …}            zero or more; each is reported with the next heartbeat
 ///         {"writes": {…}, "goto": …, "sends": [{"node", "input"}], "interrupt": …,
-///          "metrics": {"cost": …, "api_calls": …}}      the result (the last such line wins)
-/// exit  : non-zero is a failure whose message is the tail of stderr
+///          "metrics": {"cost": …, "api_calls": …}}      the result
+///         {"error": "…", "retryable": false}            or a failure, with its message
+/// exit  : one-shot: non-zero is a failure whose message is the tail of stderr
 /// ```
+///
+/// One-shot (the default): a process per task; the result is the last result line. Served
+/// (`serve: true`, or `serve: {max_tasks, max_memory}`): processes of the program stay up, one
+/// task at a time, each task one line on stdin, answered by exactly one result line; stdin
+/// closed means exit. A served process that dies mid-task fails that attempt only and is replaced.
 public struct ExecHandler: NodeHandler {
-    public init() {}
+    let pools: ProcessPools?
+
+    /// Without pools, `serve:` nodes run one-shot.
+    public init(pools: ProcessPools? = nil) { self.pools = pools }
 
     public func run(_ ctx: TaskContext) async throws -> NodeResult {
         let (executable, arguments) = try resolveCommand(ctx)
         var stdin: [String: JSONValue] = [
             "run_id": .string(ctx.runID), "task_id": .string(ctx.taskID), "attempt": .int(Int64(ctx.attempt)),
-            "node": .string(ctx.node), "state": ctx.state, "config": ctx.config,
+            "node": .string(ctx.node), "config": ctx.config,
         ]
+        if ctx.rawState == nil { stdin["state"] = ctx.state }
         stdin["input"] = ctx.input ?? .null
+        stdin["params"] = ctx.params
         stdin["progress"] = ctx.progress ?? .null
         if let answer = ctx.resume {
             stdin["resume"] = answer
             stdin["resumes"] = .array(ctx.resumes)
         }
+        var bytes = JSONValue.object(stdin).jsonBytes()
+        if let raw = ctx.rawState {
+            // {"state":RAW,...the rest}: the state goes in as the coordinator sent it.
+            bytes = Array(#"{"state":"#.utf8) + raw + [UInt8(ascii: ",")] + bytes.dropFirst()
+        }
+        bytes.append(0x0A)
         var env = ProcessInfo.processInfo.environment
+        for (k, v) in ctx.config["env"]?.objectValue ?? [:] { env[k] = v.stringValue ?? v.compactString }
+        if let pools, let limits = try Self.serveLimits(ctx.config["serve"], node: ctx.node) {
+            env["CAIRN_SERVE"] = "1"
+            return try await served(ctx, pools: pools, limits: limits, bytes: bytes,
+                                    key: .init(executable: executable, arguments: arguments,
+                                               directory: ctx.bundleDirectory, environment: env))
+        }
         env["CAIRN_RUN_ID"] = ctx.runID
         env["CAIRN_TASK_ID"] = ctx.taskID
         env["CAIRN_ATTEMPT"] = String(ctx.attempt)
         env["CAIRN_NODE"] = ctx.node
-        for (k, v) in ctx.config["env"]?.objectValue ?? [:] { env[k] = v.stringValue ?? v.compactString }
 
         let outcome = try await ChildProcess.run(executable: executable, arguments: arguments,
                                                  directory: ctx.bundleDirectory, environment: env,
-                                                 stdin: JSONValue.object(stdin).jsonBytes() + [0x0A],
-                                                 timeout: ctx.timeout, onLine: { line in
+                                                 stdin: bytes, timeout: ctx.timeout, onLine: { line in
             // Lines that are not JSON are the program's own output (logs, prints): not progress.
             if let v = try? JSONValue.parse(line), case .object(let o) = v, o.count == 1, let p = o["progress"] {
                 ctx.reportProgress(p)
@@ -46,15 +70,16 @@ public struct ExecHandler: NodeHandler {
         if outcome.timedOut {
             throw NodeFailure("timed out after \(ctx.timeout.map { "\($0)" } ?? "?"); the program was killed", kind: "timeout")
         }
-        guard outcome.status == 0 else {
-            let tail = outcome.stderrTail.trimmingCharacters(in: .whitespacesAndNewlines)
-            let what = outcome.signaled ? "was killed by signal \(outcome.status)" : "exited with status \(outcome.status)"
-            throw NodeFailure(tail.isEmpty ? "\(executable) \(what)" : "\(tail) (\(what))", kind: "exit")
-        }
         var result: [String: JSONValue]?
         // The result is the last JSON object line; other lines are the program's own output.
         for line in outcome.lines {
             if let v = try? JSONValue.parse(line), case .object(let o) = v, !(o.count == 1 && o["progress"] != nil) { result = o }
+        }
+        if let r = result, r["error"] != nil { return try Self.parseResult(r) }
+        guard outcome.status == 0 else {
+            let tail = outcome.stderrTail.trimmingCharacters(in: .whitespacesAndNewlines)
+            let what = outcome.signaled ? "was killed by signal \(outcome.status)" : "exited with status \(outcome.status)"
+            throw NodeFailure(tail.isEmpty ? "\(executable) \(what)" : "\(tail) (\(what))", kind: "exit")
         }
         guard let r = result else {
             if outcome.lines.isEmpty { return NodeResult() }
@@ -63,8 +88,51 @@ public struct ExecHandler: NodeHandler {
         return try Self.parseResult(r)
     }
 
+    func served(_ ctx: TaskContext, pools: ProcessPools, limits: ProcessPools.Limits, bytes: [UInt8],
+                key: ProcessPools.Key) async throws -> NodeResult {
+        let (reply, _) = await pools.perform(key, limits: limits, bytes: bytes, timeout: ctx.timeout,
+                                             onProgress: ctx.reportProgress)
+        switch reply {
+        case .result(let r, _):
+            return try Self.parseResult(r)
+        case .died(let why, let stderr, let timedOut):
+            if timedOut {
+                throw NodeFailure("timed out after \(ctx.timeout.map { "\($0)" } ?? "?"); the served program was killed and will be replaced", kind: "timeout")
+            }
+            let tail = stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            throw NodeFailure(tail.isEmpty ? "served program \(key.executable) \(why) during the task" : "\(tail) (\(why))", kind: "exit")
+        }
+    }
+
+    /// `serve: true | false | {max_tasks: N, max_memory: "512MB"}`; nil for one-shot.
+    static func serveLimits(_ v: JSONValue?, node: String) throws -> ProcessPools.Limits? {
+        switch v {
+        case nil, .null?, .bool(false)?: return nil
+        case .bool(true)?: return .init()
+        case .object(let o)?:
+            var l = ProcessPools.Limits()
+            l.maxTasks = o["max_tasks"]?.intValue.map { Int($0) }
+            if let m = o["max_memory"] {
+                guard let bytes = ByteSizes.parse(m) else {
+                    throw NodeFailure("node '\(node)': serve.max_memory must be a size like 512MB", kind: "config", nonRetryable: true)
+                }
+                l.maxMemoryBytes = bytes
+            }
+            return l
+        default:
+            throw NodeFailure("node '\(node)': serve must be true, false or {max_tasks, max_memory}", kind: "config", nonRetryable: true)
+        }
+    }
+
     static func parseResult(_ r: [String: JSONValue]) throws -> NodeResult {
         var out = NodeResult()
+        if let e = r["error"], !e.isNull {
+            var f = NodeFailure(e.stringValue ?? e.compactString, kind: r["kind"]?.stringValue ?? "error",
+                                nonRetryable: r["retryable"]?.boolValue == false)
+            f.cost = r["metrics"]?["cost"]?.doubleValue ?? 0
+            f.apiCalls = Int(r["metrics"]?["api_calls"]?.intValue ?? 0)
+            throw f
+        }
         if let w = r["writes"] {
             guard case .object(let o) = w else { throw NodeFailure("'writes' must be an object", kind: "bad_result", nonRetryable: true) }
             out.writes = o

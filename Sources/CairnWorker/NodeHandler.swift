@@ -9,8 +9,11 @@ public struct TaskContext: Sendable {
     public var attempt: Int
     public var node: String
     public var kind: String
-    /// The run's whole state at the step's checkpoint.
+    /// The run's whole state at the step's checkpoint. For `exec` tasks it is left unparsed
+    /// (`.null`) and `rawState` holds it: the program parses it, the worker only passes it on.
     public var state: JSONValue
+    /// The state exactly as the coordinator sent it (JSON), for `exec` tasks.
+    public var rawState: [UInt8]?
     /// A send's own input (fan-out tasks); nil for edge-triggered tasks.
     public var input: JSONValue?
     /// The node's definition from the graph file.
@@ -27,6 +30,9 @@ public struct TaskContext: Sendable {
     /// `interrupt` runs again once the run is resumed, and finds the answer here. A node can
     /// ask again (return another `interrupt`) and will then run with both answers.
     public var resumes: [JSONValue] = []
+
+    /// The node's free-form parameters: its `with:` object in the graph file (empty when none).
+    public var params: JSONValue { config["with"] ?? .object([:]) }
 
     /// The newest answer to this task's question, nil when it has not asked (or not been answered).
     public var resume: JSONValue? { resumes.last }

@@ -48,10 +48,15 @@ public final class Worker: Service, Sendable {
     let stopSignal = StopSignal()
     let codec = WireCodec()
     let metrics: WorkerMetrics
+    /// Long-lived programs of `serve:` exec nodes.
+    public let pools: ProcessPools
 
     public init(config: WorkerConfig, handlers: [String: any NodeHandler] = [:], logger: Logger) {
         self.config = config
-        var all = BuiltinHandlers.all()
+        // A program that exits without reading its stdin must fail a write, not kill the worker.
+        signal(SIGPIPE, SIG_IGN)
+        self.pools = ProcessPools(logger: logger)
+        var all = BuiltinHandlers.all(pools: pools)
         for (k, v) in handlers { all[k] = v }
         self.handlers = all
         self.logger = logger
@@ -77,6 +82,18 @@ public final class Worker: Service, Sendable {
     /// version ends it with `WorkerFatalError`.
     func serve() async throws {
         defer { group.shutdownGracefully { _ in } }
+        // Running tasks are done or given up by now (drained): the served programs' stdin is
+        // closed and they exit; any still up after the grace are killed.
+        do {
+            try await sessions()
+        } catch {
+            await pools.shutdown(grace: 5)
+            throw error
+        }
+        await pools.shutdown(grace: 5)
+    }
+
+    func sessions() async throws {
         var delay = config.reconnectInitialDelay
         while !stopSignal.fired {
             do {
@@ -310,11 +327,15 @@ public final class Worker: Service, Sendable {
         func json(_ d: Data) throws -> JSONValue? {
             d.isEmpty ? nil : try JSONValue.parse([UInt8](d))
         }
-        return TaskContext(runID: a.runID, taskID: a.taskID, attempt: Int(a.attempt), node: a.node, kind: a.kind,
-                           state: try json(a.stateJson) ?? .object([:]), input: try json(a.inputJson),
+        // An exec program parses the state itself: the worker passes the bytes on untouched.
+        let passOn = a.kind == "exec" && !a.stateJson.isEmpty
+        var ctx = TaskContext(runID: a.runID, taskID: a.taskID, attempt: Int(a.attempt), node: a.node, kind: a.kind,
+                           state: passOn ? .null : try json(a.stateJson) ?? .object([:]), input: try json(a.inputJson),
                            config: try json(a.configJson) ?? .object([:]), progress: try json(a.progressJson),
                            bundleDirectory: bundleDirectory, timeout: a.timeoutMs > 0 ? .milliseconds(Int64(a.timeoutMs)) : nil,
                            reportProgress: reportProgress, resumes: try json(a.resumeJson)?.arrayValue ?? [])
+        if passOn { ctx.rawState = [UInt8](a.stateJson) }
+        return ctx
     }
 
     /// The unpacked bundle's folder, fetching it from the coordinator the first time.

@@ -110,6 +110,31 @@ import Testing
         #expect(e.contains("unknown reducer 'concat'"))
     }
 
+    @Test func execNodesTakeServeAndAnyNodeTakesParameters() throws {
+        let ok = Self.base.replacingOccurrences(of: "a: { run: echo }", with:
+            "a: { run: exec, command: [python3, n.py], serve: { max_tasks: 100, max_memory: 512MB }, with: { model: small, temperature: 0.2 } }")
+        let g = try GraphParser.parse(file: "ok.yaml", text: ok)
+        #expect(g.nodes["a"]?.config["with"]?["model"]?.stringValue == "small")
+        #expect(g.nodes["a"]?.config["serve"]?["max_tasks"]?.intValue == 100)
+        let e = problems(Self.base.replacingOccurrences(of: "a: { run: echo }", with:
+            "a: { run: exec, command: [python3, n.py], serve: { max_tasks: 0, max_memory: 512, idle: 3 }, with: [1] }"))
+        #expect(e.contains("nodes.a.serve.max_tasks: must be a whole number of at least 1"), "\(e)")
+        #expect(e.contains("nodes.a.serve.max_memory: must be a size with a unit, like 512MB"))
+        #expect(e.contains("nodes.a.serve.idle: unknown key"))
+        #expect(e.contains("nodes.a.with: must be a mapping"))
+        let echo = problems(Self.base.replacingOccurrences(of: "a: { run: echo }", with: "a: { run: echo, serve: true }"))
+        #expect(echo.contains("nodes.a.serve: unknown key for a 'echo' node"))
+    }
+
+    @Test func sizesNeedAUnit() {
+        #expect(ByteSizes.parse(.string("512MB")) == 512_000_000)
+        #expect(ByteSizes.parse(.string("1.5 GiB")) == 1_610_612_736)
+        #expect(ByteSizes.parse(.string("64kib")) == 65_536)
+        #expect(ByteSizes.parse(.string("512")) == nil)
+        #expect(ByteSizes.parse(.int(512)) == nil)
+        #expect(ByteSizes.parse(.string("lots")) == nil)
+    }
+
     @Test func badDurationIsNamed() {
         let e = problems(Self.base.replacingOccurrences(of: "a: { run: echo }", with: "a: { run: echo, timeout: 3 weeks }"))
         #expect(e.contains("nodes.a.timeout"))

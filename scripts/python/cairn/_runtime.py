@@ -1,0 +1,241 @@
+"""The exec protocol, so a node author writes only functions.
+
+A task is one JSON line on stdin; the answer is `{"progress": ...}` lines, then one result line
+on the real stdout. `print()` inside a node goes to stderr (the protocol owns stdout), and so
+does a traceback. See Sources/CairnWorker/ExecHandler.swift for the other side.
+"""
+import inspect
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+__all__ = ["Context", "Fatal", "Result", "Retry", "Send", "node", "registry", "run", "handle"]
+
+_ERROR_TAIL = 2000
+
+# Exceptions that mean the code or its input is wrong: running it again gives the same answer.
+# (The same split LangGraph's default retry policy makes.)
+_NOT_RETRYABLE = (
+    ValueError, TypeError, ArithmeticError, ImportError, LookupError, NameError, SyntaxError,
+    RuntimeError, ReferenceError, StopIteration, StopAsyncIteration, AttributeError,
+    AssertionError, NotImplementedError,
+)
+
+
+class Fatal(Exception):
+    """Raise to fail the task with no retry, whatever the node's retry policy."""
+
+
+class Retry(Exception):
+    """Raise to fail the attempt and let the node's retry policy run it again."""
+
+
+@dataclass
+class Send:
+    """A task for `node` with its own `input` (fan-out), started in the next step."""
+    node: str
+    input: Any = None
+
+
+@dataclass
+class Result:
+    """Everything a node may answer. Returning a plain dict means `Result(writes=that_dict)`."""
+    writes: Dict[str, Any] = field(default_factory=dict)
+    goto: Union[str, Sequence[str], None] = None
+    sends: List[Send] = field(default_factory=list)
+    metrics: Dict[str, float] = field(default_factory=dict)
+
+
+class _Interrupted(BaseException):
+    # BaseException, so that a node's own `except Exception` does not swallow the pause.
+    def __init__(self, payload):
+        super().__init__("interrupted")
+        self.payload = payload
+
+
+class Context:
+    """What a node knows about its task besides the state and its input."""
+
+    def __init__(self, task: Dict[str, Any], emit: Callable[[Dict[str, Any]], None]):
+        self.run_id: str = task.get("run_id", "")
+        self.task_id: str = task.get("task_id", "")
+        """The same for every attempt of the task: use it as the idempotency key of side effects."""
+        self.attempt: int = int(task.get("attempt", 1))
+        self.node: str = task.get("node", "")
+        self.params: Dict[str, Any] = task.get("params") or {}
+        """The node's `with:` mapping in the graph file."""
+        self.config: Dict[str, Any] = task.get("config") or {}
+        self.last_progress: Any = task.get("progress")
+        """What an earlier attempt reported with `progress()`, so a retry can continue from there."""
+        self.resumes: List[Any] = list(task.get("resumes") or ([task["resume"]] if "resume" in task else []))
+        self._asked = 0
+        self._emit = emit
+        self.metrics: Dict[str, float] = {}
+
+    def progress(self, value: Any) -> None:
+        """Reports progress now (shown by `cairn watch`, handed to a retry as `last_progress`)."""
+        self._emit({"progress": value})
+
+    def interrupt(self, payload: Any) -> Any:
+        """Pauses the run with `payload` for a person, and returns their answer.
+
+        The node runs again from its start when the run is resumed; this call then returns the
+        answer instead of pausing (the n-th call returns the n-th answer), as LangGraph's
+        `interrupt()` does. Code before it runs again, so keep side effects after it or
+        idempotent (`task_id` is stable).
+        """
+        i = self._asked
+        self._asked += 1
+        if i < len(self.resumes):
+            return self.resumes[i]
+        raise _Interrupted(payload)
+
+    def add_metrics(self, **values: float) -> None:
+        """Adds to the attempt's metrics (cost, api_calls, tokens_in, ...), kept even if it fails."""
+        for k, v in values.items():
+            self.metrics[k] = self.metrics.get(k, 0) + v
+
+
+@dataclass
+class _Node:
+    fn: Callable
+    arity: int
+    retry_on: Optional[tuple]
+    is_async: bool
+
+
+registry: Dict[str, _Node] = {}
+"""Node name -> function, filled by @node."""
+
+
+def node(fn=None, *, name: Optional[str] = None, retry_on: Optional[Sequence[type]] = None):
+    """Registers a node function `(state, input, ctx)`; it may take fewer leading parameters.
+
+    It returns a dict of writes, a `Result`, or None. `name` defaults to the function's name and
+    matches the graph's node name; a file with one node serves any node name. `retry_on` lists
+    the exception types worth another attempt (default: all but programming errors and `Fatal`).
+    """
+    def register(f):
+        params = [p for p in inspect.signature(f).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        registry[name or f.__name__] = _Node(f, min(len(params), 3), tuple(retry_on) if retry_on else None,
+                                             inspect.iscoroutinefunction(f))
+        return f
+    return register(fn) if fn is not None else register
+
+
+def _retryable(entry: Optional[_Node], e: BaseException) -> bool:
+    if isinstance(e, Fatal):
+        return False
+    if isinstance(e, Retry):
+        return True
+    if entry is not None and entry.retry_on is not None:
+        return isinstance(e, entry.retry_on)
+    return not isinstance(e, _NOT_RETRYABLE)
+
+
+def _answer(value: Any) -> Dict[str, Any]:
+    if value is None:
+        return {"writes": {}}
+    if isinstance(value, Result):
+        out: Dict[str, Any] = {"writes": value.writes}
+        if value.goto is not None:
+            out["goto"] = value.goto
+        if value.sends:
+            out["sends"] = [{"node": s.node, "input": s.input} for s in value.sends]
+        if value.metrics:
+            out["metrics"] = value.metrics
+        return out
+    if isinstance(value, dict):
+        return {"writes": value}
+    raise Fatal(f"a node returns a dict of writes, a cairn.Result or None, not {type(value).__name__}")
+
+
+_loop = None  # an asyncio event loop, made for the first async node (asyncio is slow to import)
+
+
+def handle(task: Dict[str, Any], emit: Callable[[Dict[str, Any]], None] = lambda _: None) -> Dict[str, Any]:
+    """Runs one task and returns its result line (as a dict). Never raises for a node's error."""
+    global _loop
+    ctx = Context(task, emit)
+    name = ctx.node
+    entry = registry.get(name)
+    if entry is None and len(registry) == 1:
+        entry = next(iter(registry.values()))
+    if entry is None:
+        known = ", ".join(sorted(registry)) or "none (decorate a function with @cairn.node)"
+        return {"error": f"no node function named '{name}' in this program (it has: {known})",
+                "kind": "no_node", "retryable": False}
+    args = [task.get("state") or {}, task.get("input"), ctx][: entry.arity]
+    try:
+        if entry.is_async:
+            if _loop is None:
+                import asyncio
+                _loop = asyncio.new_event_loop()
+            value = _loop.run_until_complete(entry.fn(*args))
+        else:
+            value = entry.fn(*args)
+        out = _answer(value)
+        if ctx.metrics:
+            out["metrics"] = {**ctx.metrics, **out.get("metrics", {})}
+        return out
+    except _Interrupted as i:
+        out = {"writes": {}, "interrupt": i.payload}
+        if ctx.metrics:
+            out["metrics"] = ctx.metrics
+        return out
+    except Exception as e:  # noqa: BLE001 - every node error becomes the task's failure
+        text = traceback.format_exc()
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        out = {"error": text.strip()[-_ERROR_TAIL:], "kind": type(e).__name__, "retryable": _retryable(entry, e)}
+        if ctx.metrics:
+            out["metrics"] = ctx.metrics
+        return out
+
+
+def _watch_parent() -> None:
+    # A node program outlives nothing: when the worker dies (even by kill -9) the program is
+    # re-parented, and this ends it, mid-task or idle. (stdin's end only shows between tasks.)
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(0.25)
+            if os.getppid() != parent:
+                os._exit(70)
+    threading.Thread(target=watch, name="cairn-parent-watch", daemon=True).start()
+
+
+def run() -> None:
+    """Answers every task line on stdin, one after another, until stdin closes."""
+    # The protocol owns the real stdout; everything else written to fd 1 (print, C extensions)
+    # goes to stderr.
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    _watch_parent()
+
+    def emit(obj):
+        sys.stderr.flush()
+        proto.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        proto.flush()
+
+    stdin = sys.stdin.buffer
+    while True:
+        line = stdin.readline()
+        if not line:
+            return
+        if not line.strip():
+            continue
+        try:
+            task = json.loads(line)
+        except ValueError as e:
+            emit({"error": f"the task line is not JSON: {e}", "kind": "bad_task", "retryable": False})
+            continue
+        emit(handle(task, emit))
