@@ -217,7 +217,9 @@ final class ServedProcess: @unchecked Sendable {
 }
 
 /// The worker's long-lived programs: one pool per program (command, folder, environment), each
-/// up to the worker's slots since a process serves one task at a time.
+/// up to the worker's slots since a process serves one task at a time. At most `maxIdle` wait
+/// idle across all programs: past that, the one idle longest is retired (a worker that has run
+/// many graphs does not keep a process of each).
 public final class ProcessPools: @unchecked Sendable {
     struct Key: Hashable, Sendable {
         var executable: String
@@ -233,12 +235,18 @@ public final class ProcessPools: @unchecked Sendable {
     }
 
     let logger: Logger
+    let maxIdle: Int
     private let lock = NSLock()
     private var idle: [Key: [ServedProcess]] = [:]
+    /// Idle processes, oldest first (for retiring past `maxIdle`).
+    private var idleOrder: [ServedProcess] = []
     private var all: [ObjectIdentifier: ServedProcess] = [:]
     private var closed = false
 
-    public init(logger: Logger) { self.logger = logger }
+    public init(maxIdle: Int, logger: Logger) {
+        self.maxIdle = max(1, maxIdle)
+        self.logger = logger
+    }
 
     /// Runs one task on an idle process of the program, or a new one.
     func perform(_ key: Key, limits: Limits, bytes: [UInt8], timeout: Duration?,
@@ -246,6 +254,7 @@ public final class ProcessPools: @unchecked Sendable {
         let (process, fresh): (ServedProcess, Bool) = lock.withLock {
             while var list = idle[key], let p = list.popLast() {
                 idle[key] = list
+                idleOrder.removeAll { $0 === p }
                 if p.isAlive { return (p, false) }
             }
             let p = ServedProcess(key: key, logger: logger)
@@ -268,9 +277,20 @@ public final class ProcessPools: @unchecked Sendable {
         } else if let max = limits.maxMemoryBytes, let rss = p.residentBytes(), rss > max {
             recycle = "uses \(rss / 1_048_576) MiB, over max_memory (\(max / 1_048_576) MiB)"
         }
-        let keep: Bool = lock.withLock {
-            if recycle == nil && !closed { idle[p.key, default: []].append(p); return true }
-            return false
+        let (keep, evicted): (Bool, ServedProcess?) = lock.withLock {
+            guard recycle == nil && !closed else { return (false, nil) }
+            idle[p.key, default: []].append(p)
+            idleOrder.append(p)
+            guard idleOrder.count > maxIdle else { return (true, nil) }
+            let oldest = idleOrder.removeFirst()
+            idle[oldest.key]?.removeAll { $0 === oldest }
+            return (true, oldest)
+        }
+        if let evicted {
+            logger.info("retiring an idle served program", metadata: ["program": "\(evicted.key.executable)", "pid": "\(evicted.processID)",
+                                                                     "why": "more than \(maxIdle) idle"])
+            evicted.retire()
+            Task { await evicted.waitExit(); self.forget(evicted) }
         }
         if keep { return }
         if let recycle, recycle != "ended" {
@@ -293,6 +313,7 @@ public final class ProcessPools: @unchecked Sendable {
         let processes: [ServedProcess] = lock.withLock {
             closed = true
             idle = [:]
+            idleOrder = []
             return Array(all.values)
         }
         for p in processes { p.retire() }

@@ -55,7 +55,7 @@ public final class Worker: Service, Sendable {
         self.config = config
         // A program that exits without reading its stdin must fail a write, not kill the worker.
         signal(SIGPIPE, SIG_IGN)
-        self.pools = ProcessPools(logger: logger)
+        self.pools = ProcessPools(maxIdle: config.slots, logger: logger)
         var all = BuiltinHandlers.all(pools: pools)
         for (k, v) in handlers { all[k] = v }
         self.handlers = all

@@ -81,6 +81,19 @@ import Testing
         #expect(Set(pids(oneShot)).count == 6, "one-shot: a process per task: \(pids(oneShot))")
     }
 
+    @Test func idleProcessesAreCappedAtTheWorkersSlots() async throws {
+        let cluster = try await TestCluster.start(workers: 1, slots: 1)
+        defer { cluster.stop() }
+        let a = try graph(cluster, "a", serve: "true", nodes: [("a", "mode: plain")])
+        let b = try graph(cluster, "b", serve: "true", nodes: [("b", "mode: plain")])
+        let first = pids(try await cluster.waitForRun(try await cluster.submit(a)))
+        let other = pids(try await cluster.waitForRun(try await cluster.submit(b)))
+        try await cluster.waitUntil("one idle process is left", timeout: 10) { nodeProcesses(cluster).count == 1 }
+        #expect(nodeProcesses(cluster) == other.map { Int32($0) }, "b's process waits; a's was retired")
+        let again = pids(try await cluster.waitForRun(try await cluster.submit(a)))
+        #expect(again != first && !again.isEmpty, "a got a fresh process: \(first) then \(again)")
+    }
+
     @Test func aProcessOverItsMemoryLimitIsRecycled() async throws {
         let cluster = try await TestCluster.start(workers: 1, slots: 1)
         defer { cluster.stop() }
