@@ -55,9 +55,11 @@ final class ActiveRun {
     var checkpoint: CheckpointRecord
     /// The state at `checkpoint`, and its JSON as sent to workers (encoded once per step).
     var state: [String: JSONValue] {
-        didSet { encodedState = nil }
+        didSet { encodedState = nil; encodedReads = [:] }
     }
     private var encodedState: [UInt8]?
+    /// Per node with `reads:`, what its tasks are sent, encoded once per step.
+    private var encodedReads: [String: [UInt8]] = [:]
     var joins: [String: [String]]
     var tasks: [String: TaskState] = [:]
     var order: [String] = []
@@ -104,6 +106,14 @@ final class ActiveRun {
         switch node.map({ NodeKinds.stateInput(kind: $0.kind, config: $0.config) }) ?? .whole {
         case .none: return []
         case .channel(let over): return JSONValue.object([over: state[over] ?? .null]).jsonBytes()
+        case .channels(let names):
+            let key = node?.name ?? ""
+            if let e = encodedReads[key] { return e }
+            var part: [String: JSONValue] = [:]
+            for n in names { part[n] = state[n] ?? .null }
+            let e = JSONValue.object(part).jsonBytes()
+            encodedReads[key] = e
+            return e
         case .whole:
             if let e = encodedState { return e }
             let e = JSONValue.object(state).jsonBytes()

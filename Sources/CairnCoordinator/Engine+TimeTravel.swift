@@ -21,13 +21,18 @@ extension Engine {
         }
         if editingRuns.contains(runID) {
             // Two resumes racing for one question: the loser hears which question the winner is answering.
-            let rec = try await store.run(runID)
-            let ids = PendingInterrupt.pending(in: rec?.interrupt, checkpointID: rec?.checkpointID ?? "").map(\.id)
+            var ids = answering[runID] ?? []
+            if ids.isEmpty {
+                let rec = try await store.run(runID)
+                ids = answering[runID] ?? PendingInterrupt.pending(in: rec?.interrupt, checkpointID: rec?.checkpointID ?? "").map(\.id)
+            }
             throw EngineError(.errorConflict, "run \(runID): interrupt \(ids.isEmpty ? "?" : ids.joined(separator: ", ")) is being answered by another resume right now; nothing was done (cairn status \(runID) shows the outcome)")
         }
         return try await editing(runID, "resumed") {
             if self.scheduler.runs[runID] != nil { throw try await self.notPaused(runID) }
             let stored = try await self.stored(runID, checkpointID: nil)
+            self.answering[runID] = PendingInterrupt.pending(in: stored.record.interrupt, checkpointID: stored.record.checkpointID ?? "").map(\.id)
+            defer { self.answering[runID] = nil }
             let edit: RunEdit
             do {
                 edit = try RunEdits.resume(stored, answers: answers, by: Self.who(req.by), now: self.now, newID: Identifiers.sortable())

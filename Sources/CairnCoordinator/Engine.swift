@@ -109,6 +109,9 @@ actor Engine {
     var pendingSubmits = Set<String>()
     /// Runs being resumed, updated, forked into, rewound or cancelled right now.
     var editingRuns = Set<String>()
+    /// The questions a resume in progress is answering, by run: a resume that loses the race
+    /// is told which, even once the winner's checkpoint no longer lists them as pending.
+    var answering: [String: [String]] = [:]
     /// Paused runs whose question has a deadline: when their timer fires.
     var deadlineTimers: [String: Double] = [:]
     var walBytes: @Sendable () -> Int64 = { 0 }

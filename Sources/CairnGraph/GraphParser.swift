@@ -193,6 +193,15 @@ struct Validator {
                 issue("\(path).run", "unknown node kind '\(kind)' (built in: \(NodeKinds.builtin.keys.sorted().joined(separator: ", ")); a Swift handler's kind must be registered by a worker)")
             }
             if let w = o["with"], w.objectValue == nil { issue("\(path).with", "must be a mapping of parameter names to values") }
+            if let r = o["reads"], NodeKinds.builtin[kind] == nil || kind == "exec" {
+                if case .array(let names) = r, names.allSatisfy({ $0.stringValue != nil }) {
+                    for n in names.compactMap(\.stringValue) where graph.channels[n] == nil {
+                        issue("\(path).reads", "reads '\(n)', which is not a channel in 'state'")
+                    }
+                } else {
+                    issue("\(path).reads", "must be a list of channel names, like [messages, topic]")
+                }
+            }
             node.timeoutMS = duration(o["timeout"], "\(path).timeout")
             if let r = o["retry"] { node.retry = parseRetry(r, "\(path).retry") }
             graph.nodes[name] = node

@@ -10,12 +10,14 @@ public enum NodeKinds {
         case none
         /// One channel, named by the node's config (`map`'s `over`).
         case channel(String)
+        /// The channels the node declares with `reads:` (exec and Swift handlers).
+        case channels([String])
         /// The whole state (`exec`, Swift handlers, anything not built in).
         case whole
     }
 
     public static let builtin: [String: Set<String>] = [
-        "exec": ["command", "env", "serve"],
+        "exec": ["command", "env", "serve", "reads"],
         "echo": ["writes"],
         "sleep": ["duration", "writes"],
         "fail": ["message", "non_retryable"],
@@ -27,7 +29,9 @@ public enum NodeKinds {
         switch kind {
         case "echo", "sleep", "fail", "flaky": return .none
         case "map": return config["over"]?.stringValue.map { .channel($0) } ?? .none
-        default: return .whole
+        default:
+            if case .array(let names)? = config["reads"] { return .channels(names.compactMap(\.stringValue)) }
+            return .whole
         }
     }
 }

@@ -9,7 +9,8 @@ public struct TaskContext: Sendable {
     public var attempt: Int
     public var node: String
     public var kind: String
-    /// The run's whole state at the step's checkpoint. For `exec` tasks it is left unparsed
+    /// The run's state at the step's checkpoint: the whole of it, or the channels the node
+    /// declares with `reads:`. For `exec` tasks it is left unparsed
     /// (`.null`) and `rawState` holds it: the program parses it, the worker only passes it on.
     public var state: JSONValue
     /// The state exactly as the coordinator sent it (JSON), for `exec` tasks.

@@ -122,6 +122,12 @@ import Testing
         #expect(e.contains("nodes.a.serve.max_memory: must be a size with a unit, like 512MB"))
         #expect(e.contains("nodes.a.serve.idle: unknown key"))
         #expect(e.contains("nodes.a.with: must be a mapping"))
+        let reads = problems(Self.base.replacingOccurrences(of: "a: { run: echo }", with: "a: { run: exec, command: [x], reads: [status, nope] }"))
+        #expect(reads.contains("nodes.a.reads: reads 'nope', which is not a channel in 'state'"), "\(reads)")
+        #expect(problems(Self.base.replacingOccurrences(of: "a: { run: echo }", with: "a: { run: exec, command: [x], reads: status }"))
+            .contains("nodes.a.reads: must be a list of channel names"))
+        #expect(NodeKinds.stateInput(kind: "exec", config: ["reads": ["status"]]) == .channels(["status"]))
+        #expect(NodeKinds.stateInput(kind: "exec", config: [:]) == .whole)
         let echo = problems(Self.base.replacingOccurrences(of: "a: { run: echo }", with: "a: { run: echo, serve: true }"))
         #expect(echo.contains("nodes.a.serve: unknown key for a 'echo' node"))
     }

@@ -32,6 +32,8 @@ import Testing
             if mode == "ask":
                 answer = ctx.interrupt({"question": f"{ctx.node}?"})
                 return {"log": [f"{ctx.node}:{answer}"], "pids": [os.getpid()]}
+            if mode == "keys":                    # what of the state it was sent
+                return {"log": [",".join(sorted(state))]}
             if mode == "hog":                     # leaks 80 MB, as a model cache might
                 globals().setdefault("leak", []).append(bytearray(80 * 1024 * 1024))
             if mode == "sleep":
@@ -79,6 +81,19 @@ import Testing
 
         let oneShot = try await cluster.waitForRun(try await cluster.submit(try graph(cluster, "oneshot", serve: "false", nodes: six)))
         #expect(Set(pids(oneShot)).count == 6, "one-shot: a process per task: \(pids(oneShot))")
+    }
+
+    @Test func aNodeIsSentOnlyTheChannelsItReads() async throws {
+        let cluster = try await TestCluster.start(workers: 1, slots: 1)
+        defer { cluster.stop() }
+        let all = try await cluster.waitForRun(try await cluster.submit(try graph(cluster, "all", serve: "true", nodes: [("k", "mode: keys")])))
+        #expect(all[path: "output.log"] as? [String] == ["log,pids"], "\(all)")
+        let some = try await cluster.waitForRun(try await cluster.submit(
+            try graph(cluster, "some", serve: "true", nodes: [("k", "mode: keys")], extra: ", reads: [pids]")))
+        #expect(some[path: "output.log"] as? [String] == ["pids"], "\(some)")
+        let none = try await cluster.waitForRun(try await cluster.submit(
+            try graph(cluster, "none", serve: "false", nodes: [("k", "mode: keys")], extra: ", reads: []")))
+        #expect(none[path: "output.log"] as? [String] == [""], "\(none)")
     }
 
     @Test func idleProcessesAreCappedAtTheWorkersSlots() async throws {
