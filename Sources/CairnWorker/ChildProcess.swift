@@ -14,17 +14,21 @@ struct ChildProcess {
         var status: Int32
         var signaled: Bool
         var timedOut: Bool
-        var lines: [[UInt8]]
+        /// Set when the program printed a line longer than `maxLineBytes`; it was killed.
+        var overlong: Bool
         var stderrTail: String
     }
 
     static let stderrTailBytes = 2_048
+    /// The longest stdout line read from a node program: a result must fit in a frame anyway,
+    /// and a program that prints without newlines must not grow the worker's memory.
+    static let maxLineBytes = 16 << 20
 
     static func run(executable: String, arguments: [String], directory: String?, environment: [String: String],
                     stdin: [UInt8], timeout: Duration?, onLine: @escaping @Sendable ([UInt8]) -> Void) async throws -> Outcome {
-        let lines = Locked<[[UInt8]]>([])
         let tail = Locked(TailBuffer(limit: stderrTailBytes))
         let timedOut = Locked(false)
+        let overlong = Locked(false)
         let result: ExecutionResult<Void, SequenceOutput, SequenceOutput>
         do {
             result = try await Subprocess.run(
@@ -57,12 +61,14 @@ struct ChildProcess {
                     }
                     var splitter = LineSplitter()
                     for try await chunk in execution.standardOutput {
-                        for line in chunk.withUnsafeBytes({ splitter.feed($0) }) where !line.isEmpty {
-                            lines.withLock { $0.append(line) }
-                            onLine(line)
+                        for line in chunk.withUnsafeBytes({ splitter.feed($0) }) where !line.isEmpty { onLine(line) }
+                        if splitter.pending > maxLineBytes, !overlong.withLock({ $0 }) {
+                            overlong.withLock { $0 = true }
+                            kill(pid, SIGKILL)
                         }
+                        if overlong.withLock({ $0 }) { _ = splitter.rest() }
                     }
-                    if let last = splitter.rest(), !last.isEmpty { lines.withLock { $0.append(last) }; onLine(last) }
+                    if let last = splitter.rest(), !last.isEmpty, !overlong.withLock({ $0 }) { onLine(last) }
                     // stdout is closed: the program is exiting.
                     try await group.waitForAll()
                 }
@@ -72,7 +78,7 @@ struct ChildProcess {
         }
         let (status, signaled) = ChildProcess.status(result.terminationStatus)
         return Outcome(status: status, signaled: signaled, timedOut: timedOut.withLock { $0 },
-                       lines: lines.withLock { $0 }, stderrTail: tail.withLock { $0.text })
+                       overlong: overlong.withLock { $0 }, stderrTail: tail.withLock { $0.text })
     }
 
     static func status(_ s: TerminationStatus) -> (Int32, Bool) {
@@ -111,6 +117,9 @@ struct LineSplitter {
         if start < bytes.endIndex { buffer.append(contentsOf: bytes[start..<bytes.endIndex]) }
         return out
     }
+
+    /// Bytes read since the last newline.
+    var pending: Int { buffer.count }
 
     /// What is left after the last newline, once the stream has ended.
     mutating func rest() -> [UInt8]? {

@@ -59,22 +59,24 @@ public struct ExecHandler: NodeHandler {
         env["CAIRN_ATTEMPT"] = String(ctx.attempt)
         env["CAIRN_NODE"] = ctx.node
 
+        // The result is the last JSON object line that is not progress; lines that are not
+        // JSON objects are the program's own output (logs, prints).
+        let seen = Locked<(result: [String: JSONValue]?, printed: Bool)>((nil, false))
         let outcome = try await ChildProcess.run(executable: executable, arguments: arguments,
                                                  directory: ctx.bundleDirectory, environment: env,
                                                  stdin: bytes, timeout: ctx.timeout, onLine: { line in
-            // Lines that are not JSON are the program's own output (logs, prints): not progress.
-            if let v = try? JSONValue.parse(line), case .object(let o) = v, o.count == 1, let p = o["progress"] {
-                ctx.reportProgress(p)
-            }
+            seen.withLock { $0.printed = true }
+            guard let v = try? JSONValue.parse(line), case .object(let o) = v else { return }
+            if o.count == 1, let p = o["progress"] { ctx.reportProgress(p) } else { seen.withLock { $0.result = o } }
         })
         if outcome.timedOut {
             throw NodeFailure("timed out after \(ctx.timeout.map { "\($0)" } ?? "?"); the program was killed", kind: "timeout")
         }
-        var result: [String: JSONValue]?
-        // The result is the last JSON object line; other lines are the program's own output.
-        for line in outcome.lines {
-            if let v = try? JSONValue.parse(line), case .object(let o) = v, !(o.count == 1 && o["progress"] != nil) { result = o }
+        if outcome.overlong {
+            throw NodeFailure("the program printed a line of more than \(ChildProcess.maxLineBytes >> 20) MiB on stdout; it was killed",
+                              kind: "bad_result", nonRetryable: true)
         }
+        let (result, printed) = seen.withLock { $0 }
         if let r = result, r["error"] != nil { return try Self.parseResult(r) }
         guard outcome.status == 0 else {
             let tail = outcome.stderrTail.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -82,7 +84,7 @@ public struct ExecHandler: NodeHandler {
             throw NodeFailure(tail.isEmpty ? "\(executable) \(what)" : "\(tail) (\(what))", kind: "exit")
         }
         guard let r = result else {
-            if outcome.lines.isEmpty { return NodeResult() }
+            if !printed { return NodeResult() }
             throw NodeFailure("the program printed no JSON result line on stdout", kind: "bad_result", nonRetryable: true)
         }
         return try Self.parseResult(r)
@@ -95,6 +97,9 @@ public struct ExecHandler: NodeHandler {
         switch reply {
         case .result(let r, _):
             return try Self.parseResult(r)
+        case .overlong:
+            throw NodeFailure("the served program printed a line of more than \(ChildProcess.maxLineBytes >> 20) MiB on stdout; it was killed and will be replaced",
+                              kind: "bad_result", nonRetryable: true)
         case .died(let why, let stderr, let timedOut):
             if timedOut {
                 throw NodeFailure("timed out after \(ctx.timeout.map { "\($0)" } ?? "?"); the served program was killed and will be replaced", kind: "timeout")

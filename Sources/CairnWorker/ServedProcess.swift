@@ -17,6 +17,8 @@ final class ServedProcess: @unchecked Sendable {
         case result([String: JSONValue], stderr: String)
         /// The program ended (or could not start) before it answered.
         case died(String, stderr: String, timedOut: Bool)
+        /// It printed a line longer than `ChildProcess.maxLineBytes`, and was killed.
+        case overlong
     }
 
     struct Job: Sendable {
@@ -167,6 +169,11 @@ final class ServedProcess: @unchecked Sendable {
                                 lines.removeAll(keepingCapacity: true); next = 0
                                 guard let chunk = try await out.next() else { break jobs }
                                 lines = chunk.withUnsafeBytes { splitter.feed($0) }
+                                if lines.isEmpty && splitter.pending > ChildProcess.maxLineBytes {
+                                    answer(.overlong)
+                                    kill()
+                                    break jobs
+                                }
                                 continue
                             }
                             let line = lines[next]; next += 1

@@ -96,6 +96,36 @@ import Testing
         #expect(none[path: "output.log"] as? [String] == [""], "\(none)")
     }
 
+    @Test func aProgramThatPrintsAnEndlessLineIsKilledNotBuffered() async throws {
+        let cluster = try await TestCluster.start(workers: 1, slots: 2)
+        defer { cluster.stop() }
+        for serve in ["true", "false"] {
+            let path = try writeGraph(cluster, "spew-\(serve)", """
+                name: spew
+                state:
+                  out: {}
+                nodes:
+                  spew: { run: exec, command: ["python3", "spew.py"], serve: \(serve) }
+                edges:
+                  - { from: START, to: spew }
+                  - { from: spew, to: END }
+                """)
+            try """
+                import os, time
+                os.write(1, b"x" * (17 << 20))   # 17 MiB and never a newline
+                time.sleep(60)
+                """.write(toFile: (path as NSString).deletingLastPathComponent + "/spew.py", atomically: true, encoding: .utf8)
+            let started = Date()
+            let status = try await cluster.waitForRun(try await cluster.submit(path), timeout: 30)
+            #expect(status["status"] as? String == "failed")
+            #expect((status["error"] as? String ?? "").contains("a line of more than 16 MiB on stdout"), "\(status)")
+            #expect(Date().timeIntervalSince(started) < 20, "killed, not waited out")
+        }
+        // The worker is fine and serves the next run.
+        let ok = try await cluster.waitForRun(try await cluster.submit(try graph(cluster, "after", serve: "true", nodes: [("a", "mode: plain")])))
+        #expect(ok["status"] as? String == "completed")
+    }
+
     @Test func idleProcessesAreCappedAtTheWorkersSlots() async throws {
         let cluster = try await TestCluster.start(workers: 1, slots: 1)
         defer { cluster.stop() }
