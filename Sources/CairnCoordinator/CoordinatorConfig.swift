@@ -25,8 +25,12 @@ public struct CoordinatorConfig: Sendable {
     public var timeoutGrace: Double = 5.0
     /// How long a new connection may take to say Hello.
     public var handshakeTimeout: Double = 10.0
-    /// Append channels store only what a step appended, with a full snapshot every this many versions.
-    public var appendSnapshotEvery: Int = 32
+    /// Append channels store only what a step appended, and a full snapshot once the list has
+    /// doubled since the last one (at least `appendSnapshotMinItems` items later): snapshots then
+    /// cost at most twice the list, so a step's storage does not grow with the list's length.
+    public var appendSnapshotMinItems: Int = 32
+    /// The longest chain of deltas a read may walk: past it a snapshot is written anyway.
+    public var appendMaxChain: Int = 4_096
     /// How often the SQLite write-ahead log is checkpointed (truncated).
     public var walCheckpointInterval: Double = 30.0
     /// On shutdown, how long to wait for queued writes to commit (a store refusing writes).

@@ -186,7 +186,10 @@ extension Engine {
         // next write is a full value. A fork's first writes are deltas over its parent's values
         // (so a fork copies none), and each run keeps its own chain bounded.
         let fork = edit.checkpoint.source == "fork"
-        for ch in stored.graph.channels.keys { run.appendDepth[ch] = fork ? 0 : Int.max / 2 }
+        for ch in stored.graph.channels.keys {
+            run.appendDepth[ch] = fork ? 0 : Int.max / 2
+            if fork { run.appendSnapshotItems[ch] = stored.state[ch]?.arrayValue?.count ?? 0 }
+        }
         run.beginStep(planned: edit.planned, done: edit.done)
         try await ask({ .runContinued(run, edit.batch, reply: $0) }, unconfirmed: "run \(edit.record.runID) is \(edit.checkpoint.source == "resume" ? "resumed" : "started from checkpoint \(edit.checkpoint.parentID ?? "?")")",
                       runID: edit.record.runID)

@@ -215,12 +215,18 @@ extension Scheduler {
         var batch = StoreBatch()
         for ch in updated.sorted() {
             let base = versions[ch]
-            if let base, let delta = appended[ch], (run.appendDepth[ch] ?? Int.max) < config.appendSnapshotEvery {
+            let since = run.appendSinceItems[ch] ?? 0
+            if let base, let delta = appended[ch], (run.appendDepth[ch] ?? Int.max) < config.appendMaxChain,
+               since + delta.count < max(run.appendSnapshotItems[ch] ?? 0, config.appendSnapshotMinItems) {
                 batch.channelValues.append(ChannelValueRecord(runID: runID, channel: ch, version: newID, baseVersion: base, value: .array(delta)))
                 run.appendDepth[ch, default: 0] += 1
+                run.appendSinceItems[ch] = since + delta.count
             } else {
-                batch.channelValues.append(ChannelValueRecord(runID: runID, channel: ch, version: newID, baseVersion: nil, value: state[ch] ?? .null))
+                let value = state[ch] ?? .null
+                batch.channelValues.append(ChannelValueRecord(runID: runID, channel: ch, version: newID, baseVersion: nil, value: value))
                 run.appendDepth[ch] = 0
+                run.appendSinceItems[ch] = 0
+                run.appendSnapshotItems[ch] = value.arrayValue?.count ?? 0
             }
             versions[ch] = newID
         }

@@ -369,4 +369,25 @@ import Testing
         let bigDone = try await cluster.waitForRun(bigID, timeout: 60)
         #expect(bigDone[path: "output.count"] as? Int == 400)
     }
+
+    @Test func aLongListReadsBackWholeAtEveryCheckpointThroughItsDeltaChain() async throws {
+        // 700 appends: snapshots when the list has doubled (32, 64, …, 512), deltas between, so
+        // a read walks chains of up to hundreds of deltas; every checkpoint must read back whole.
+        let cluster = try await TestCluster.start(workers: 1)
+        defer { cluster.stop() }
+        let path = try writeGraph(cluster, "long", chainGraph(name: "long", nodes: 700, sleep: 0))
+        let runID = try await cluster.submit(path)
+        let done = try await cluster.waitForRun(runID, timeout: 120)
+        #expect((done[path: "output.log"] as? [String])?.count == 700)
+        let history = try await cluster.cairn(["history", runID, "--json"]).object
+        let checkpoints = history["checkpoints"] as? [[String: Any]] ?? []
+        for step in [1, 31, 32, 33, 64, 200, 511, 512, 513, 699] {
+            guard let cp = checkpoints.first(where: { $0["step"] as? Int == step })?["checkpoint_id"] as? String else {
+                Issue.record("no checkpoint at step \(step)"); continue
+            }
+            let state = try await cluster.cairn(["state", runID, "--checkpoint", cp, "--json"]).object
+            let log = (state["state"] as? [String: Any])?["log"] as? [String]
+            #expect(log == (1...step).map { "n\($0)" }, "step \(step): \(log?.count ?? -1) items")
+        }
+    }
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """LangGraph peer: StateGraph + SqliteSaver (a file, durability "sync"), all in this process.
 
+W6 (only when asked for): the agent ⇄ tool loop appending a 500-byte message per step, to 2,000
+and 4,000 steps, once each (the checkpoints grow with the list: about 1 GB and 4 GB written).
 W1/W5 call w5_node.step in each of 200 chain nodes; W5b is the same with the module's 300 ms
 import (paid once here, at import: LangGraph runs in-process). W2 fans out with Send; W3 runs
 200 threads of a 10-node chain one after another. Timed: graph.invoke only.
@@ -15,7 +17,7 @@ from typing import Annotated, TypedDict
 
 import common
 
-a = common.args(__doc__, ["w1", "w2", "w3", "w5", "w5b"])
+a = common.args(__doc__, ["w1", "w2", "w3", "w5", "w5b"])  # and w6, when asked for (minutes)
 if "w5b" in a.only:
     os.environ["W5_HEAVY_IMPORT"] = "1"   # the import below takes 300 ms, once
 import w5_node  # noqa: E402
@@ -57,6 +59,31 @@ def fan():
     return g
 
 
+class Loop(TypedDict):
+    messages: Annotated[list, operator.add]
+    last: str
+    count: Annotated[int, operator.add]
+
+
+def loop(steps):
+    import w6_node
+    g = StateGraph(Loop)
+
+    def agent(s):
+        n = int((s.get("last") or "start 0").split()[1]) + 1
+        return {"messages": [w6_node.message("agent", n)], "last": w6_node.message("agent", n), "count": 1}
+
+    def tool(s):
+        n = int(s["last"].split()[1])
+        return {"messages": [w6_node.message("tool", n)], "last": w6_node.message("tool", n)}
+    g.add_node("agent", agent)
+    g.add_node("tool", tool)
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", lambda s: END if s["count"] >= steps // 2 else "tool")
+    g.add_edge("tool", "agent")
+    return g
+
+
 work = tempfile.mkdtemp(prefix="cairn-peer-lg-")
 counter = [0]
 
@@ -90,6 +117,22 @@ try:
             def run():
                 assert invoke(g, {"done": []})["total"] == common.FAN
             results[w] = common.measure(w, run, a.reps, common.FAN, "tasks_per_s")
+        elif w == "w6":
+            import time
+            out = {}
+            for steps in (2000, 4000):
+                compiled = loop(steps).compile(checkpointer=saver())
+                path = os.path.join(work, f"db{counter[0]}.sqlite")
+                t0 = time.perf_counter()
+                r = compiled.invoke({"messages": [], "last": "", "count": 0},
+                                    {"configurable": {"thread_id": "w6"}, "recursion_limit": steps + 10}, durability="sync")
+                wall = time.perf_counter() - t0
+                assert len(r["messages"]) == steps - 1
+                size = sum(os.path.getsize(path + x) for x in ("", "-wal") if os.path.exists(path + x))
+                out[str(steps)] = {"wall_s": wall, "steps_per_s": steps / wall, "bytes_stored": size}
+                print(f"    w6 {steps} steps: {steps / wall:,.0f} steps/s, {size:,} bytes stored", flush=True)
+                os.remove(path)
+            results[w] = {"summary": {}, "steps": out}
         elif w == "w3":
             g = chain(common.RUN_STEPS)
             results[w] = common.measure(w, lambda: invoke(g, {"items": []}, runs=common.RUNS), a.reps, common.RUNS, "runs_per_s")

@@ -1,0 +1,27 @@
+"""W6's Python nodes: an agent and a tool taking turns, each appending a 500-byte message. They
+read only `last` (the newest message; the graph says `reads: [last]`), so a step ships one
+message however long `messages` grows."""
+import cairn
+
+MESSAGE = 500
+
+
+def message(who, n):
+    head = f"{who} {n:06d} "
+    return head + "m" * (MESSAGE - len(head))
+
+
+@cairn.node
+def agent(state, input, ctx):
+    n = int((state.get("last") or "start 0").split()[1]) + 1
+    return {"messages": [message("agent", n)], "last": message("agent", n), "count": 1}
+
+
+@cairn.node
+def tool(state, input, ctx):
+    n = int(state["last"].split()[1])
+    return {"messages": [message("tool", n)], "last": message("tool", n)}
+
+
+if __name__ == "__main__":
+    cairn.run()
