@@ -92,10 +92,10 @@ public struct ExecHandler: NodeHandler {
 
     func served(_ ctx: TaskContext, pools: ProcessPools, limits: ProcessPools.Limits, bytes: [UInt8],
                 key: ProcessPools.Key) async throws -> NodeResult {
-        let (reply, _) = await pools.perform(key, limits: limits, bytes: bytes, timeout: ctx.timeout,
+        let reply = await pools.perform(key, limits: limits, bytes: bytes, timeout: ctx.timeout,
                                              onProgress: ctx.reportProgress)
         switch reply {
-        case .result(let r, _):
+        case .result(let r):
             return try Self.parseResult(r)
         case .overlong:
             throw NodeFailure("the served program printed a line of more than \(ChildProcess.maxLineBytes >> 20) MiB on stdout; it was killed and will be replaced",

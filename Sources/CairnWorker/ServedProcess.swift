@@ -13,8 +13,8 @@ import SystemPackage
 /// one result line (any other JSON object). Started and read through swift-subprocess.
 final class ServedProcess: @unchecked Sendable {
     enum Reply: Sendable {
-        /// The task's result line, and what the program wrote to stderr during the task.
-        case result([String: JSONValue], stderr: String)
+        /// The task's result line.
+        case result([String: JSONValue])
         /// The program ended (or could not start) before it answered.
         case died(String, stderr: String, timedOut: Bool)
         /// It printed a line longer than `ChildProcess.maxLineBytes`, and was killed.
@@ -179,11 +179,11 @@ final class ServedProcess: @unchecked Sendable {
                             let line = lines[next]; next += 1
                             guard !line.isEmpty, case .object(let o)? = try? JSONValue.parse(line) else { continue }
                             if o.count == 1, let p = o["progress"] { job.onProgress(p); continue }
-                            let tail = lock.withLock { stderr.text }
-                            answer(.result(o, stderr: tail))
+                            answer(.result(o))
                             continue jobs
                         }
                     }
+                    // Closing stdin tells it to exit; if it is gone already there is nothing to close.
                     try? await execution.standardInputWriter.finish()
                     // Whatever it still prints is nobody's answer; read it so it can exit.
                     while try await out.next() != nil {}
@@ -257,7 +257,7 @@ public final class ProcessPools: @unchecked Sendable {
 
     /// Runs one task on an idle process of the program, or a new one.
     func perform(_ key: Key, limits: Limits, bytes: [UInt8], timeout: Duration?,
-                 onProgress: @escaping @Sendable (JSONValue) -> Void) async -> (ServedProcess.Reply, pid_t) {
+                 onProgress: @escaping @Sendable (JSONValue) -> Void) async -> ServedProcess.Reply {
         let (process, fresh): (ServedProcess, Bool) = lock.withLock {
             while var list = idle[key], let p = list.popLast() {
                 idle[key] = list
@@ -270,9 +270,8 @@ public final class ProcessPools: @unchecked Sendable {
         }
         if fresh { process.start() }
         let reply = await process.perform(bytes, timeout: timeout, onProgress: onProgress)
-        let pid = process.processID
         release(process, limits: limits)
-        return (reply, pid)
+        return reply
     }
 
     private func release(_ p: ServedProcess, limits: Limits) {
@@ -310,9 +309,6 @@ public final class ProcessPools: @unchecked Sendable {
     private func forget(_ p: ServedProcess) {
         _ = lock.withLock { all.removeValue(forKey: ObjectIdentifier(p)) }
     }
-
-    /// The processes alive now (for tests and `cairn workers`).
-    var count: Int { lock.withLock { all.values.filter(\.isAlive).count } }
 
     /// Stops every program: stdin closed, so each exits once its task is answered; those still up
     /// after `grace` seconds are killed.

@@ -11,7 +11,7 @@ func writeGraph(_ cluster: TestCluster, _ name: String, _ text: String) throws -
 }
 
 /// The repository root (for the shipped example graphs).
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+let repositoryRoot = TestCluster.repositoryRoot
 
 extension Dictionary where Key == String, Value == Any {
     subscript(path path: String) -> Any? {

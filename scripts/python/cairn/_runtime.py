@@ -202,6 +202,8 @@ def handle(task: Dict[str, Any], emit: Callable[[Dict[str, Any]], None] = lambda
 def _watch_parent() -> None:
     # A node program outlives nothing: when the worker dies (even by kill -9) the program is
     # re-parented, and this ends it, mid-task or idle. (stdin's end only shows between tasks.)
+    # A poll, not prctl(PR_SET_PDEATHSIG): that signal follows the parent *thread* that spawned
+    # the program, and the worker's spawning threads come and go.
     parent = os.getppid()
 
     def watch():
