@@ -140,7 +140,17 @@ public final class CairnClient {
         req.id = nextID
         nextID += 1
         req.body = body
-        try await outbound.send(.clientRequest(req), codec: codec)
+        do {
+            try await outbound.send(.clientRequest(req), codec: codec)
+        } catch {
+            // A coordinator that refuses the Hello (wrong token, other version) answers and
+            // closes; a request already behind the Hello then meets a closed channel. The
+            // refusal is what the user needs to see, and it is waiting in the inbound stream.
+            if welcomePending, case .error(let e)? = try? await receiveFrame() {
+                throw ClientError.rejected(code: e.code, message: e.message)
+            }
+            throw ClientError.closed
+        }
         return req.id
     }
 
