@@ -93,7 +93,8 @@ enum Output {
         var o: [String: JSONValue] = [
             "run_id": .string(r.runID), "graph": .string(r.graphName), "graph_version": .int(Int64(r.graphVersion)),
             "status": .string(r.status), "step": .int(Int64(r.step)), "cost": .double(r.cost),
-            "api_calls": .int(Int64(r.apiCalls)), "created_at": .double(r.createdAt), "updated_at": .double(r.updatedAt),
+            "api_calls": .int(Int64(r.apiCalls)), "tokens_in": .int(Int64(clamping: r.tokensIn)),
+            "tokens_out": .int(Int64(clamping: r.tokensOut)), "created_at": .double(r.createdAt), "updated_at": .double(r.updatedAt),
             "durability": .string(r.durability), "checkpoint_id": .string(r.checkpointID),
             "next": .array(r.nextNodes.map { .string($0) }),
         ]

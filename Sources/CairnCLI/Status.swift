@@ -26,7 +26,10 @@ struct Status: AsyncParsableCommand {
         if info.finishedAt > 0 { rows.append(("finished", "\(Output.time(info.finishedAt)) after \(Output.duration(info.finishedAt - info.createdAt))")) }
         if !info.nextNodes.isEmpty { rows.append(("next", info.nextNodes.joined(separator: ", "))) }
         if info.tasksTotal > 0 { rows.append(("tasks", "\(info.tasksDone)/\(info.tasksTotal) of this step done")) }
-        if info.cost > 0 || info.apiCalls > 0 { rows.append(("cost", String(format: "$%.4f, %d API calls", info.cost, info.apiCalls))) }
+        if info.cost > 0 || info.apiCalls > 0 {
+            let tokens = info.tokensIn + info.tokensOut > 0 ? ", \(info.tokensIn) tokens in, \(info.tokensOut) out" : ""
+            rows.append(("cost", String(format: "$%.4f, %d API calls", info.cost, info.apiCalls) + tokens))
+        }
         rows.append(("durability", info.durability))
         rows.append(("checkpoint", info.checkpointID))
         if !info.error.isEmpty { rows.append(("error", Output.color(info.error, "31"))) }

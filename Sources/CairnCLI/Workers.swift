@@ -6,12 +6,23 @@ import CairnProtocol
 import Foundation
 
 struct Workers: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List connected workers: slots, running tasks, last heartbeat, tasks done.")
+    static let configuration = CommandConfiguration(
+        abstract: "List connected workers: slots, running tasks, last heartbeat, tasks done.",
+        discussion: "With --history: every worker that ran attempts (connected or not), from the stored records: done, failed, lost, stale.")
 
     @OptionGroup var connection: Connection
+    @Flag(help: "Per worker, from the stored attempts: tasks done, failures, lost and stale attempts, busy time.") var history = false
+    @Option(help: "With --history: only attempts that started within this long.") var since: String?
 
     mutating func run() async throws {
         let json = connection.json
+        if history || since != nil {
+            let req = try RecordsReport.request("workers", since: since)
+            let t = try await connection.with { try await $0.records(req) }
+            if json { Output.printJSON(RecordsReport.objects(t)); return }
+            RecordsReport.print(t, empty: "no attempts recorded")
+            return
+        }
         let list = try await connection.with { try await $0.workerList() }
         let workers = list.workers
         if json { Output.printJSON(.array(workers.map(Output.json))); return }

@@ -267,6 +267,15 @@ public final class CairnClient {
         try await call(.stats(Cairn_V1_Empty())).stats
     }
 
+    /// An operator's question about stored runs (`RecordsRequest.report`): named columns, and
+    /// rows of JSON values in column order.
+    public func records(_ request: Cairn_V1_RecordsRequest) async throws -> (columns: [String], rows: [[JSONValue]]) {
+        let reply = try await call(.records(request)).records
+        let parsed = try JSONValue.parse([UInt8](reply.rowsJson))
+        guard case .array(let rows) = parsed else { throw ClientError.protocolError("a records reply whose rows are not a list") }
+        return (reply.columns, rows.map { $0.arrayValue ?? [] })
+    }
+
     /// Streams a run's events until the run finishes or pauses; returns the last event.
     @discardableResult
     public func watch(_ runID: String, finalOnly: Bool = false,

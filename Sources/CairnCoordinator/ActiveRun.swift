@@ -32,6 +32,8 @@ final class TaskState {
     var workerID: String?
     var deadline: Double?
     var startedAt: Double = 0
+    /// When it last became ready to run (planned, handed back, or its retry due).
+    var queuedAt: Double = 0
     /// When the next attempt may start (phase `waitingRetry`).
     var retryAt: Double?
     var progress: [UInt8] = []
@@ -157,16 +159,18 @@ final class ActiveRun {
     }
 
     /// Puts a task at the back of the queue (a retry or a task handed back).
-    func enqueue(_ t: TaskState) {
+    func enqueue(_ t: TaskState, at now: Double) {
         t.phase = .ready
+        t.queuedAt = now
         ready.append(t.planned.id)
     }
 
     /// Starts a new step: the tasks planned in `checkpoint.nextTasks`, minus those already done.
-    func beginStep(planned: [PlannedTask], done: [String: TaskOutcome]) {
+    func beginStep(planned: [PlannedTask], done: [String: TaskOutcome], at now: Double) {
         tasks = [:]; order = []; ready = []; readyHead = 0; stepDone = 0; asked = false
         for p in planned {
             let t = TaskState(planned: p, kind: graph.nodes[p.node]?.kind ?? "unknown")
+            t.queuedAt = now
             tasks[p.id] = t
             order.append(p.id)
             if let outcome = done[p.id] {

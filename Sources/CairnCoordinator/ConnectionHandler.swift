@@ -225,6 +225,9 @@ struct ConnectionHandler: Sendable {
         case .fork(let f):
             let info = try await engine.fork(f)
             try await respond(req.id, outbound) { $0.run = info }
+        case .records(let q):
+            let reply = try await engine.records(q)
+            try await respond(req.id, outbound) { $0.records = reply }
         case .none:
             throw EngineError(.errorInvalidArgument, "empty request")
         }

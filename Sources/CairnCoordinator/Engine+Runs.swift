@@ -115,7 +115,7 @@ extension Engine {
         batch.checkpoints.append(cp)
         batch.runs.append(record)
         let run = ActiveRun(record: record, graph: graph, bundleHash: bundleHash, checkpoint: cp, state: state, joins: [:])
-        if record.status == .running { run.beginStep(planned: first, done: [:]) }
+        if record.status == .running { run.beginStep(planned: first, done: [:], at: now) }
         // The run starts once its first rows are durable (the writer retries until they are).
         try await ask({ .runSubmitted(run, batch, reply: $0) }, unconfirmed: "run \(runID) is submitted", runID: runID)
         if record.status == .paused { armDeadline(record) }
@@ -283,6 +283,8 @@ extension Engine {
         i.error = r.error ?? ""
         i.cost = r.cost
         i.apiCalls = UInt32(clamping: r.apiCalls)
+        i.tokensIn = UInt64(clamping: r.tokensIn)
+        i.tokensOut = UInt64(clamping: r.tokensOut)
         i.createdAt = r.createdAt
         i.updatedAt = r.updatedAt
         i.finishedAt = r.finishedAt ?? 0

@@ -190,7 +190,7 @@ extension Engine {
             run.appendDepth[ch] = fork ? 0 : Int.max / 2
             if fork { run.appendSnapshotItems[ch] = stored.state[ch]?.arrayValue?.count ?? 0 }
         }
-        run.beginStep(planned: edit.planned, done: edit.done)
+        run.beginStep(planned: edit.planned, done: edit.done, at: now)
         try await ask({ .runContinued(run, edit.batch, reply: $0) }, unconfirmed: "run \(edit.record.runID) is \(edit.checkpoint.source == "resume" ? "resumed" : "started from checkpoint \(edit.checkpoint.parentID ?? "?")")",
                       runID: edit.record.runID)
         return runInfo(run)

@@ -24,9 +24,19 @@ extension Scheduler {
         emit(.taskLatency(seconds: max(0, time - t.startedAt)))
         let ack = AfterCommit.ack(workerID: workerID, taskID: r.taskID)
 
+        let records: TaskRecords
+        do {
+            records = try Self.decodeRecords(r)
+        } catch {
+            var fallback = TaskRecords()
+            fallback.cost = r.cost; fallback.apiCalls = Int(r.apiCalls)
+            attemptFailed(run, t, message: "node '\(t.planned.node)' reported bad records: \(error)", errorKind: "bad_result",
+                          nonRetryable: true, worker: workerName, records: fallback, ack: ack)
+            return
+        }
         if !r.error.isEmpty {
             attemptFailed(run, t, message: r.error, errorKind: r.errorKind, nonRetryable: r.nonRetryable,
-                          worker: workerName, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
+                          worker: workerName, records: records, ack: ack)
             return
         }
         var outcome: TaskOutcome
@@ -34,12 +44,12 @@ extension Scheduler {
             outcome = try Self.decodeOutcome(r, task: t)
         } catch {
             attemptFailed(run, t, message: "node '\(t.planned.node)' returned a bad result: \(error)", errorKind: "bad_result",
-                          nonRetryable: true, worker: workerName, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
+                          nonRetryable: true, worker: workerName, records: records, ack: ack)
             return
         }
         if let problem = run.planner.validate(outcome) {
             attemptFailed(run, t, message: problem.message, errorKind: "bad_result", nonRetryable: true,
-                          worker: workerName, cost: r.cost, apiCalls: Int(r.apiCalls), ack: ack)
+                          worker: workerName, records: records, ack: ack)
             return
         }
 
@@ -49,8 +59,8 @@ extension Scheduler {
             outcome.interruptID = PendingInterrupt.id(checkpointID: run.checkpoint.checkpointID, key: t.planned.id)
             outcome.writes = []
         }
-        let done = execution(run, t, worker: workerName, status: "completed", error: nil, cost: r.cost, apiCalls: Int(r.apiCalls))
-        markDone(run, t, outcome, cost: r.cost, apiCalls: Int(r.apiCalls), worker: workerName)
+        let done = execution(run, t, worker: workerName, status: "completed", error: nil, records: records)
+        markDone(run, t, outcome, records: records, worker: workerName)
         // The last task of its step: its writes go straight into the step's checkpoint, in one
         // transaction, instead of being stored as pending writes first (a chain's common case).
         // A step in which a task asked a question has no checkpoint yet: its writes are stored.
@@ -68,10 +78,10 @@ extension Scheduler {
         // The control record is needed only for what the writes do not say (routing, sends,
         // an interrupt, cost); a task that just wrote is rebuilt from its writes after a restart.
         if outcome.writes.isEmpty || !outcome.goto.isEmpty || !outcome.sends.isEmpty || outcome.interrupt != nil
-            || r.cost != 0 || r.apiCalls != 0 {
+            || records.cost != 0 || records.apiCalls != 0 {
             batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: cpID, taskID: t.planned.id,
                                                           idx: PendingWriteRecord.resultIdx, channel: "__result__",
-                                                          value: Self.resultRecord(outcome, cost: r.cost, apiCalls: Int(r.apiCalls))))
+                                                          value: Self.resultRecord(outcome, cost: records.cost, apiCalls: records.apiCalls)))
         }
         batch.taskExecutions.append(done)
         // Counted done now; the step's checkpoint is written after these writes, so it can never
@@ -81,16 +91,26 @@ extension Scheduler {
     }
 
     /// A task's result is in: count it done (its writes are queued, or ride with the step's checkpoint).
-    private mutating func markDone(_ run: ActiveRun, _ t: TaskState, _ outcome: TaskOutcome, cost: Double, apiCalls: Int, worker: String) {
+    private mutating func markDone(_ run: ActiveRun, _ t: TaskState, _ outcome: TaskOutcome, records: TaskRecords, worker: String) {
         t.phase = .done
         t.outcome = outcome
         if outcome.interrupt != nil { run.asked = true }
         run.stepDone += 1
-        run.record.cost += cost
-        run.record.apiCalls += apiCalls
+        run.record.add(records)
         run.tasksDoneTotal += 1
         counters.completed += 1
         note(run, kind: "task_finished", node: t.planned.node, taskID: t.planned.id, worker: worker, attempt: t.attempt)
+    }
+
+    /// What the attempt reported about itself: the JSON the worker checked, or (from an older
+    /// worker) the two figures the result always had.
+    static func decodeRecords(_ r: Cairn_V1_TaskResult) throws -> TaskRecords {
+        guard !r.recordsJson.isEmpty else {
+            var x = TaskRecords()
+            x.cost = r.cost; x.apiCalls = Int(r.apiCalls)
+            return x
+        }
+        return try TaskRecords.parse(json: try JSONValue.parse([UInt8](r.recordsJson)))
     }
 
     static func decodeOutcome(_ r: Cairn_V1_TaskResult, task t: TaskState) throws -> TaskOutcome {
@@ -142,13 +162,14 @@ extension Scheduler {
     /// node's backoff with jitter while attempts remain and the error is retryable; otherwise
     /// the run fails, with the error stored as the task's final write.
     mutating func attemptFailed(_ run: ActiveRun, _ t: TaskState, message: String, errorKind: String, nonRetryable: Bool,
-                                worker: String, cost: Double, apiCalls: Int, ack: AfterCommit?) {
+                                worker: String, records: TaskRecords, ack: AfterCommit?) {
         let runID = run.record.runID
         let policy = run.graph.nodes[t.planned.node]?.retry ?? RetryPolicy()
         var batch = StoreBatch()
-        batch.taskExecutions.append(execution(run, t, worker: worker, status: "failed", error: message, cost: cost, apiCalls: apiCalls))
-        run.record.cost += cost
-        run.record.apiCalls += apiCalls
+        batch.taskExecutions.append(execution(run, t, worker: worker, status: "failed", error: message,
+                                              errorKind: errorKind.isEmpty ? nil : errorKind, records: records))
+        // What a failed attempt spent was spent: it counts toward the run's cost.
+        run.record.add(records)
         let retryable = !nonRetryable && !policy.nonRetryable.contains(errorKind)
         if retryable && t.attempt < policy.maxAttempts {
             var delay = Double(policy.delayMS(beforeAttempt: t.attempt + 1)) / 1000
@@ -281,7 +302,7 @@ extension Scheduler {
         run.checkpoint = cp
         run.state = state
         run.joins = joins
-        run.beginStep(planned: status == .running ? next : [], done: [:])
+        run.beginStep(planned: status == .running ? next : [], done: [:], at: time)
         var nextNodes: [String] = []
         if status == .running || status == .paused {
             var seen = Set<String>()

@@ -349,13 +349,13 @@ struct Scheduler {
             endLease(lease, .fenced)
             counters.leasesFenced += 1
             batch.taskExecutions.append(execution(run, t, worker: w.info.name, status: "lost",
-                                                  error: "worker \(w.info.name) lost: \(reason)", cost: 0, apiCalls: 0))
+                                                  error: "worker \(w.info.name) lost: \(reason)", errorKind: "lost"))
             t.lostWorkers += 1
             if t.lostWorkers >= config.poisonAfter {
                 poisoned.append((run, t))
                 continue
             }
-            run.enqueue(t)
+            run.enqueue(t, at: now)
             activate(run.record.runID)
             handedBack += 1
             counters.reassigned += 1
@@ -391,13 +391,13 @@ struct Scheduler {
             counters.leasesExpired += 1
             let limit = Durations.format(millis: run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
             attemptFailed(run, t, message: "no result within the node's timeout (\(limit)) and its grace period", errorKind: "timeout",
-                          nonRetryable: false, worker: workerName, cost: 0, apiCalls: 0, ack: nil)
+                          nonRetryable: false, worker: workerName, records: TaskRecords(), ack: nil)
         }
         for run in runs.values.sorted(by: { $0.record.runID < $1.record.runID }) {
             for id in run.order {
                 guard let t = run.tasks[id], t.phase == .waitingRetry, let at = t.retryAt, at <= now else { continue }
                 t.retryAt = nil
-                run.enqueue(t)
+                run.enqueue(t, at: at)
                 activate(run.record.runID)
             }
         }
@@ -508,7 +508,7 @@ struct Scheduler {
 
     private mutating func recovered(_ run: ActiveRun, done: [String: TaskOutcome]) {
         let runID = run.record.runID
-        run.beginStep(planned: (run.checkpoint.nextTasks.arrayValue ?? []).compactMap(PlannedTask.init(json:)), done: done)
+        run.beginStep(planned: (run.checkpoint.nextTasks.arrayValue ?? []).compactMap(PlannedTask.init(json:)), done: done, at: now)
         runs[runID] = run
         if run.allDone {
             completeStep(run, acks: [])
@@ -545,9 +545,9 @@ struct Scheduler {
     var time: Double { now }
 
     func execution(_ run: ActiveRun, _ t: TaskState, worker: String, status: String, error: String?,
-                   cost: Double, apiCalls: Int) -> TaskExecutionRecord {
+                   errorKind: String? = nil, records: TaskRecords = TaskRecords()) -> TaskExecutionRecord {
         TaskExecutionRecord(runID: run.record.runID, taskID: t.planned.id, node: t.planned.node, step: run.checkpoint.step + 1,
                             attempt: t.attempt, worker: worker, status: status, startedAt: t.startedAt, finishedAt: now,
-                            error: error, cost: cost, apiCalls: apiCalls)
+                            error: error, cost: 0, apiCalls: 0, queuedAt: t.queuedAt, errorKind: errorKind, records: records)
     }
 }

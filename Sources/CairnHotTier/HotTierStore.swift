@@ -323,4 +323,5 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         return try await sqlite.taskExecutions(runID: runID)
     }
     public func workers() async throws -> [WorkerRecord] { await flushForRead(); return try await sqlite.workers() }
+    public func records(_ query: RecordsQuery) async throws -> RecordsTable { await flushForRead(); return try await sqlite.records(query) }
 }

@@ -2,10 +2,11 @@ import CairnCore
 import CairnStore
 import Foundation
 
-/// How SQLite keeps a step in two small rows: the small channel values a checkpoint introduces
-/// and the completed attempts of its step go into one blob with its own SHA-256, in a row of
-/// `checkpoint_inline` that the checkpoint's (narrow) row points at, instead of a row each in
-/// `channel_values` and `task_executions`.
+/// How SQLite keeps a step in few small rows: the small channel values a checkpoint introduces
+/// go into one blob with its own SHA-256, in a row of `checkpoint_inline` that the checkpoint's
+/// (narrow) row points at, instead of a row each in `channel_values`. (Stores written before
+/// the `v6-records` migration also folded a step's completed attempts in, as `"x"`; that
+/// migration moves them to `attempts`, and `execution` below reads them for it.)
 ///
 /// Purely a storage layout: the records going in and coming out are the same as for any other
 /// store. Only rows written in the same batch as their checkpoint are folded in (a step's last
@@ -18,27 +19,20 @@ enum CheckpointInline {
 
     struct Content {
         var values: [String: JSONValue] = [:]
-        var executions: [JSONValue] = []
     }
 
     struct Plan {
         /// Per checkpoint (index in the batch), what it carries.
         var content: [Int: Content] = [:]
         var inlinedValues = Set<Int>()
-        var inlinedExecutions = Set<Int>()
     }
 
     static func plan(_ b: StoreBatch) -> Plan {
         var plan = Plan()
         guard !b.checkpoints.isEmpty else { return plan }
         var byVersion: [String: Int] = [:]
-        var byStep: [String: Int] = [:]
         for (i, c) in b.checkpoints.enumerated() {
             byVersion[c.runID + "\u{1F}" + c.namespace + "\u{1F}" + c.checkpointID] = i
-            if c.namespace.isEmpty {
-                let k = c.runID + "\u{1F}" + String(c.step)
-                byStep[k] = byStep[k] == nil ? i : -1  // two checkpoints of one step: keep rows
-            }
         }
         for (j, v) in b.channelValues.enumerated() {
             guard let i = byVersion[v.runID + "\u{1F}" + v.namespace + "\u{1F}" + v.version],
@@ -48,28 +42,13 @@ enum CheckpointInline {
             plan.content[i, default: Content()].values[v.channel] = .array(entry)
             plan.inlinedValues.insert(j)
         }
-        for (j, x) in b.taskExecutions.enumerated() where x.status == "completed" && x.error == nil {
-            guard let i = byStep[x.runID + "\u{1F}" + String(x.step)], i >= 0 else { continue }
-            let c = b.checkpoints[i]
-            // [node, attempt, worker, µs from start to the checkpoint, µs it ran, cost, api calls, task id];
-            // the tail is left off when it is zero or, for the id, follows from the parent checkpoint.
-            var e: [JSONValue] = [.string(x.node), .int(Int64(x.attempt)), .string(x.worker),
-                                  .int(Int64(((c.createdAt - x.startedAt) * 1e6).rounded())),
-                                  .int(Int64(((x.finishedAt - x.startedAt) * 1e6).rounded()))]
-            let derived = c.parentID.map { Identifiers.taskID(checkpointID: $0, namespace: "", step: x.step, node: x.node, trigger: "edge") }
-            if x.cost != 0 || x.apiCalls != 0 || derived != x.taskID { e += [.double(x.cost), .int(Int64(x.apiCalls))] }
-            if derived != x.taskID { e.append(.string(x.taskID)) }
-            plan.content[i, default: Content()].executions.append(.array(e))
-            plan.inlinedExecutions.insert(j)
-        }
         return plan
     }
 
-    /// `[codec][sha256][data]` of `{"v": values, "x": executions}`.
+    /// `[codec][sha256][data]` of `{"v": values}`.
     static func encode(_ c: Content) -> Data {
         var o: [String: JSONValue] = [:]
         if !c.values.isEmpty { o["v"] = .object(c.values) }
-        if !c.executions.isEmpty { o["x"] = .array(c.executions) }
         let blob = StoredBlob(.object(o))
         return Data([blob.codec.rawValue] + blob.sha256 + blob.data)
     }

@@ -192,6 +192,41 @@ enum SQLiteSchema {
                 ALTER TABLE runs ADD COLUMN forked_from TEXT;
                 """)
         }
+        m.registerMigration("v6-records") { db in
+            try RecordsSchema.create(db)
+            // Attempts kept until now: rows of `task_executions`, and a step's completed attempts
+            // folded into its checkpoint's inline row. Both move to `attempts` (the inline rows keep
+            // only their values), so every attempt is one row a query can read.
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO attempts (run_id, step, task_id, attempt, status, node, worker, started_at, finished_at,
+                                                duration_ms, error, cost, api_calls)
+                    SELECT run_id, step, task_id, attempt, status, node, worker, started_at, finished_at,
+                           (finished_at - started_at) * 1000.0, error, cost, api_calls FROM task_executions;
+                DROP TABLE task_executions;
+                """)
+            let insert = try db.makeStatement(sql: """
+                INSERT OR IGNORE INTO attempts (run_id, step, task_id, attempt, status, node, worker, started_at, finished_at,
+                                                duration_ms, cost, api_calls) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+                """)
+            let rewrite = try db.makeStatement(sql: "UPDATE checkpoint_inline SET data = ? WHERE id = ?")
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT c.run_id, c.checkpoint_id, c.parent_id, c.step, c.created_at, i.id, i.data
+                FROM checkpoints c JOIN checkpoint_inline i ON i.id = c.inline_id
+                """)
+            for r in rows {
+                let runID: String = r["run_id"], id: String = r["checkpoint_id"]
+                let content = try CheckpointInline.decode(r["data"], context: "run \(runID) checkpoint \(id) inline rows")
+                guard !content.executions.isEmpty else { continue }
+                for e in content.executions {
+                    guard let x = CheckpointInline.execution(e, runID: runID, step: r["step"], parentID: r["parent_id"], createdAt: r["created_at"]) else {
+                        throw StoredBlob.IntegrityError(context: "run \(runID) checkpoint \(id) inline rows", reason: "an attempt entry cannot be read")
+                    }
+                    try insert.execute(arguments: [x.runID, x.step, x.taskID, x.attempt, x.status, x.node, x.worker, x.startedAt, x.finishedAt,
+                                                   x.durationMilliseconds, x.cost, x.apiCalls])
+                }
+                try rewrite.execute(arguments: [CheckpointInline.encode(CheckpointInline.Content(values: content.values)), r["id"] as Int64])
+            }
+        }
         return m
     }
 }

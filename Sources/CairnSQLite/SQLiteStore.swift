@@ -117,14 +117,15 @@ public final class SQLiteStore: CheckpointStore {
             let s = try db.cachedStatement(sql: """
                 INSERT INTO runs (run_id, graph_hash, graph_name, graph_version, status, durability, input, output, output_codec, error, interrupt,
                                   cost, api_calls, resume_count, step, checkpoint_id, created_at, updated_at, finished_at,
-                                  input_sha256, output_sha256, interrupt_sha256, forked_from)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                                  input_sha256, output_sha256, interrupt_sha256, forked_from, tokens_in, tokens_out)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                 ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, output=excluded.output, output_codec=excluded.output_codec, error=excluded.error,
                   interrupt=excluded.interrupt, cost=excluded.cost, api_calls=excluded.api_calls, resume_count=excluded.resume_count,
                   step=excluded.step, checkpoint_id=excluded.checkpoint_id, updated_at=excluded.updated_at, finished_at=excluded.finished_at,
                   graph_hash=excluded.graph_hash, graph_name=excluded.graph_name, graph_version=excluded.graph_version,
                   durability=excluded.durability, input=excluded.input, input_sha256=excluded.input_sha256,
-                  output_sha256=excluded.output_sha256, interrupt_sha256=excluded.interrupt_sha256, forked_from=excluded.forked_from
+                  output_sha256=excluded.output_sha256, interrupt_sha256=excluded.interrupt_sha256, forked_from=excluded.forked_from,
+                  tokens_in=excluded.tokens_in, tokens_out=excluded.tokens_out
                 """)
             for r in b.runs {
                 let input = r.input.map { $0.jsonBytes() }, output = r.output.map { $0.jsonBytes() }, interrupt = r.interrupt.map { $0.jsonBytes() }
@@ -133,7 +134,8 @@ public final class SQLiteStore: CheckpointStore {
                 try s.execute(arguments: [r.runID, r.graphHash, r.graphName, r.graphVersion, r.status.rawValue, r.durability,
                                           input.map { Data($0) }, packed?.data, packed?.codec ?? 0, r.error,
                                           interrupt.map { Data($0) }, r.cost, r.apiCalls, r.resumeCount, r.step,
-                                          r.checkpointID, r.createdAt, r.updatedAt, r.finishedAt, sha(input), sha(output), sha(interrupt), r.forkedFrom])
+                                          r.checkpointID, r.createdAt, r.updatedAt, r.finishedAt, sha(input), sha(output), sha(interrupt), r.forkedFrom,
+                                          r.tokensIn, r.tokensOut])
             }
         }
         let inline = CheckpointInline.plan(b)
@@ -181,16 +183,7 @@ public final class SQLiteStore: CheckpointStore {
             let s = try db.cachedStatement(sql: "DELETE FROM pending_writes WHERE run_id = ? AND ns = ? AND checkpoint_id = ?")
             for k in b.prunedWrites { try s.execute(arguments: [k.runID, k.namespace, k.checkpointID]) }
         }
-        if !b.taskExecutions.isEmpty {
-            let s = try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO task_executions (run_id, task_id, node, step, attempt, worker, status, started_at, finished_at, duration_ms, error, cost, api_calls)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-                """)
-            for (j, t) in b.taskExecutions.enumerated() where !inline.inlinedExecutions.contains(j) {
-                try s.execute(arguments: [t.runID, t.taskID, t.node, t.step, t.attempt, t.worker, t.status, t.startedAt, t.finishedAt,
-                                          t.durationMS, t.error, t.cost, t.apiCalls])
-            }
-        }
+        if !b.taskExecutions.isEmpty { try RecordsSchema.write(b.taskExecutions, db) }
         if !b.workers.isEmpty {
             let s = try db.cachedStatement(sql: """
                 INSERT INTO workers (worker_id, name, slots, kinds, address, connected_at, last_seen, disconnected_at, tasks_done)
@@ -342,28 +335,11 @@ public final class SQLiteStore: CheckpointStore {
     }
 
     public func taskExecutions(runID: String) async throws -> [TaskExecutionRecord] {
-        try await pool.read { db in
-            var all = try Row.fetchAll(db, sql: "SELECT * FROM task_executions WHERE run_id = ? ORDER BY id", arguments: [runID]).map { r in
-                TaskExecutionRecord(runID: r["run_id"], taskID: r["task_id"], node: r["node"], step: r["step"], attempt: r["attempt"],
-                                    worker: r["worker"], status: r["status"], startedAt: r["started_at"], finishedAt: r["finished_at"],
-                                    error: r["error"], cost: r["cost"], apiCalls: r["api_calls"])
-            }
-            let inlined = try Row.fetchAll(db, sql: """
-                SELECT c.checkpoint_id, c.parent_id, c.step, c.created_at, i.data AS inline
-                FROM checkpoints c JOIN checkpoint_inline i ON i.id = c.inline_id WHERE c.run_id = ?
-                """, arguments: [runID])
-            guard !inlined.isEmpty else { return all }
-            for r in inlined {
-                let data: Data = r["inline"]
-                let id: String = r["checkpoint_id"]
-                let content = try CheckpointInline.decode(data, context: "run \(runID) checkpoint \(id) inline rows")
-                all += content.executions.compactMap {
-                    CheckpointInline.execution($0, runID: runID, step: r["step"], parentID: r["parent_id"], createdAt: r["created_at"])
-                }
-            }
-            // In the order they ended (as rows of their own are).
-            return all.enumerated().sorted { ($0.element.finishedAt, $0.offset) < ($1.element.finishedAt, $1.offset) }.map(\.element)
-        }
+        try await pool.read { db in try RecordsSchema.attempts(runID: runID, db) }
+    }
+
+    public func records(_ query: RecordsQuery) async throws -> RecordsTable {
+        try await pool.read { db in try RecordsSQL.table(query, db) }
     }
 
     public func workers() async throws -> [WorkerRecord] {
@@ -490,6 +466,8 @@ enum RunColumns {
         rec.interrupt = try json(r, "interrupt", runID: runID)
         rec.cost = r["cost"]
         rec.apiCalls = r["api_calls"]
+        rec.tokensIn = r["tokens_in"]
+        rec.tokensOut = r["tokens_out"]
         rec.resumeCount = r["resume_count"]
         rec.step = r["step"]
         rec.checkpointID = r["checkpoint_id"]

@@ -35,6 +35,9 @@ public protocol CheckpointStore: Sendable {
     func pendingWrites(runID: String, namespace: String, checkpointID: String) async throws -> [PendingWriteRecord]
     func taskExecutions(runID: String) async throws -> [TaskExecutionRecord]
     func workers() async throws -> [WorkerRecord]
+    /// Answers an operator's question about stored runs (see `RecordsQuery`). Stores that keep
+    /// no SQL tables throw `RecordsUnsupported` (the default implementation).
+    func records(_ query: RecordsQuery) async throws -> RecordsTable
 }
 
 public enum StoreError: Error, CustomStringConvertible, Equatable {
@@ -55,6 +58,8 @@ extension CheckpointStore {
     public func commit(_ batch: StoreBatch, durability: Durability) async throws {
         try await commit(batch)
     }
+
+    public func records(_ query: RecordsQuery) async throws -> RecordsTable { throw RecordsUnsupported() }
 
     /// The whole state at a checkpoint: every channel at the version the checkpoint names.
     public func state(at checkpoint: CheckpointRecord) async throws -> [String: JSONValue] {

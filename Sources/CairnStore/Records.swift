@@ -21,6 +21,8 @@ public struct RunRecord: Sendable, Equatable {
     public var interrupt: JSONValue?
     public var cost: Double
     public var apiCalls: Int
+    public var tokensIn: Int = 0
+    public var tokensOut: Int = 0
     public var resumeCount: Int
     public var step: Int
     public var checkpointID: String?
@@ -36,6 +38,16 @@ public struct RunRecord: Sendable, Equatable {
         self.status = status; self.durability = durability; self.input = input; self.output = nil; self.error = nil
         self.interrupt = nil; self.cost = 0; self.apiCalls = 0; self.resumeCount = 0; self.step = 0
         self.checkpointID = nil; self.forkedFrom = nil; self.createdAt = createdAt; self.updatedAt = createdAt; self.finishedAt = nil
+    }
+}
+
+extension RunRecord {
+    /// Adds what one attempt reported to the run's totals.
+    public mutating func add(_ r: TaskRecords) {
+        cost += r.cost
+        apiCalls += r.apiCalls
+        tokensIn += r.tokensIn
+        tokensOut += r.tokensOut
     }
 }
 
@@ -158,18 +170,38 @@ public struct TaskExecutionRecord: Sendable, Equatable {
     public var status: String
     public var startedAt: Double
     public var finishedAt: Double
+    /// When the attempt became ready to run (planned, or its retry due): the wait for a worker
+    /// is `startedAt - queuedAt`. Nil in records written before it was kept.
+    public var queuedAt: Double?
     public var error: String?
-    public var cost: Double
-    public var apiCalls: Int
+    /// Why it failed, as the node or the coordinator classified it (`timeout`, `bad_result`, `lost`, …).
+    public var errorKind: String?
+    /// Cost, API calls, tokens, other metrics and assets the attempt reported.
+    public var records: TaskRecords
+
+    public var cost: Double {
+        get { records.cost }
+        set { records.cost = newValue }
+    }
+    public var apiCalls: Int {
+        get { records.apiCalls }
+        set { records.apiCalls = newValue }
+    }
 
     public init(runID: String, taskID: String, node: String, step: Int, attempt: Int, worker: String, status: String,
-                startedAt: Double, finishedAt: Double, error: String?, cost: Double, apiCalls: Int) {
+                startedAt: Double, finishedAt: Double, error: String?, cost: Double, apiCalls: Int,
+                queuedAt: Double? = nil, errorKind: String? = nil, records: TaskRecords? = nil) {
         self.runID = runID; self.taskID = taskID; self.node = node; self.step = step; self.attempt = attempt
         self.worker = worker; self.status = status; self.startedAt = startedAt; self.finishedAt = finishedAt
-        self.error = error; self.cost = cost; self.apiCalls = apiCalls
+        self.queuedAt = queuedAt; self.error = error; self.errorKind = errorKind
+        self.records = records ?? TaskRecords()
+        if records == nil { self.records.cost = cost; self.records.apiCalls = apiCalls }
     }
 
     public var durationMS: Int64 { Int64(((finishedAt - startedAt) * 1000).rounded()) }
+    /// The time it ran in milliseconds, to the microsecond.
+    public var durationMilliseconds: Double { ((finishedAt - startedAt) * 1e6).rounded() / 1000 }
+    public var queueMS: Int64? { queuedAt.map { Int64((max(0, startedAt - $0) * 1000).rounded()) } }
 }
 
 public struct WorkerRecord: Sendable, Equatable {

@@ -22,6 +22,7 @@ extension StoreBatch {
                          "input": r.input ?? .null, "has_input": .bool(r.input != nil), "output": r.output ?? .null,
                          "has_output": .bool(r.output != nil), "error": opt(r.error), "interrupt": r.interrupt ?? .null,
                          "has_interrupt": .bool(r.interrupt != nil), "cost": .double(r.cost), "api_calls": .int(Int64(r.apiCalls)),
+                         "tokens_in": .int(Int64(r.tokensIn)), "tokens_out": .int(Int64(r.tokensOut)),
                          "resumes": .int(Int64(r.resumeCount)), "step": .int(Int64(r.step)), "checkpoint": opt(r.checkpointID), "forked_from": opt(r.forkedFrom),
                          "created": .double(r.createdAt), "updated": .double(r.updatedAt), "finished": optD(r.finishedAt)])
             })
@@ -48,10 +49,14 @@ extension StoreBatch {
         }
         if !taskExecutions.isEmpty {
             o["executions"] = .array(taskExecutions.map { t in
-                .object(["run": .string(t.runID), "task": .string(t.taskID), "node": .string(t.node), "step": .int(Int64(t.step)),
+                var e: [String: JSONValue] = ["run": .string(t.runID), "task": .string(t.taskID), "node": .string(t.node), "step": .int(Int64(t.step)),
                          "attempt": .int(Int64(t.attempt)), "worker": .string(t.worker), "status": .string(t.status),
                          "started": .double(t.startedAt), "finished": .double(t.finishedAt), "error": opt(t.error),
-                         "cost": .double(t.cost), "api_calls": .int(Int64(t.apiCalls))])
+                         "cost": .double(t.cost), "api_calls": .int(Int64(t.apiCalls))]
+                if let q = t.queuedAt { e["queued"] = .double(q) }
+                if let k = t.errorKind { e["error_kind"] = .string(k) }
+                if t.records.hasDetail { e["records"] = t.records.json() }
+                return .object(e)
             })
         }
         if !workers.isEmpty {
@@ -105,6 +110,8 @@ extension StoreBatch {
             rec.interrupt = r["has_interrupt"]?.boolValue == true ? r["interrupt"] : nil
             rec.cost = d(r["cost"])
             rec.apiCalls = i(r["api_calls"])
+            rec.tokensIn = i(r["tokens_in"])
+            rec.tokensOut = i(r["tokens_out"])
             rec.resumeCount = i(r["resumes"])
             rec.step = i(r["step"])
             rec.checkpointID = os(r["checkpoint"])
@@ -136,7 +143,12 @@ extension StoreBatch {
                                                       step: i(t["step"]), attempt: i(t["attempt"]), worker: try s(t["worker"], "worker"),
                                                       status: try s(t["status"], "status"), startedAt: d(t["started"]),
                                                       finishedAt: d(t["finished"]), error: os(t["error"]), cost: d(t["cost"]),
-                                                      apiCalls: i(t["api_calls"])))
+                                                      apiCalls: i(t["api_calls"]), queuedAt: od(t["queued"]), errorKind: os(t["error_kind"]),
+                                                      records: try t["records"].map { rec in
+                                                          var x = try TaskRecords.parse(json: rec)
+                                                          x.cost = d(t["cost"]); x.apiCalls = i(t["api_calls"])
+                                                          return x
+                                                      }))
         }
         for p in json["pruned"]?.arrayValue ?? [] {
             let parts = (p.arrayValue ?? []).compactMap(\.stringValue)

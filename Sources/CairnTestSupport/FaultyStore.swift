@@ -60,4 +60,5 @@ public final class FaultyStore: CheckpointStore, @unchecked Sendable {
     }
     public func taskExecutions(runID: String) async throws -> [TaskExecutionRecord] { try await inner.taskExecutions(runID: runID) }
     public func workers() async throws -> [WorkerRecord] { try await inner.workers() }
+    public func records(_ query: RecordsQuery) async throws -> RecordsTable { try await inner.records(query) }
 }

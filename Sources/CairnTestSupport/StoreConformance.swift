@@ -166,6 +166,24 @@ public enum StoreConformance {
         // A batch replayed (after a crash between a flush and its cleanup) records no attempt twice.
         try await store.commit(b)
         try expect(try await store.taskExecutions(runID: "r1").count == 1, "an attempt's record is written once")
+        // What an attempt reported reads back whole: queue wait, error kind, metrics, API calls, assets.
+        var rec = TaskRecords()
+        rec.cost = 0.75; rec.apiCalls = 2; rec.tokensIn = 120; rec.tokensOut = 30; rec.metrics = ["frames": 24]
+        rec.apiCallLog = [TaskRecords.APICall(provider: "openai", model: "gpt-x", operation: "chat", tokensIn: 100, tokensOut: 20,
+                                              cost: 0.5, latencyMS: 812.5, status: "ok"),
+                          TaskRecords.APICall(provider: "openai", model: "gpt-y", tokensIn: 20, tokensOut: 10, cost: 0.25, status: "429")]
+        rec.assets = [TaskRecords.Asset(name: "clip", kind: "video", uri: "s3://b/clip.mp4", bytes: 1234, sha256: String(repeating: "ab", count: 32),
+                                        meta: .object(["fps": .int(24)]))]
+        var d = StoreBatch()
+        d.taskExecutions.append(TaskExecutionRecord(runID: "r1", taskID: "t2", node: "m", step: 2, attempt: 1, worker: "w", status: "failed",
+                                                    startedAt: 3, finishedAt: 4, error: "rate limited", cost: 0, apiCalls: 0,
+                                                    queuedAt: 2.5, errorKind: "http_429", records: rec))
+        try await store.commit(d)
+        try await store.commit(d)
+        let detailed = try await store.taskExecutions(runID: "r1").filter { $0.taskID == "t2" }
+        try expect(detailed.count == 1, "one detailed attempt, not \(detailed.count)")
+        try expect(detailed[0].records == rec, "records read back: \(detailed[0].records)")
+        try expect(detailed[0].queuedAt == 2.5 && detailed[0].errorKind == "http_429" && detailed[0].queueMS == 500, "queue wait and error kind")
         var w = StoreBatch()
         w.workers.append(WorkerRecord(workerID: "w-1", name: "w", slots: 4, kinds: ["echo", "exec"], address: "127.0.0.1:1",
                                       connectedAt: 1, lastSeen: 5, disconnectedAt: 6, tasksDone: 9))

@@ -11,8 +11,11 @@ import Foundation
 ///                          every answer, oldest first
 /// stdout: {"progress": …}            zero or more; each is reported with the next heartbeat
 ///         {"writes": {…}, "goto": …, "sends": [{"node", "input"}], "interrupt": …,
-///          "metrics": {"cost": …, "api_calls": …}}      the result
-///         {"error": "…", "retryable": false}            or a failure, with its message
+///          "metrics": {"cost", "api_calls", "tokens_in", "tokens_out", any: number},
+///          "api_calls": [{provider, model, operation, tokens_in, tokens_out, cost, latency_ms, status}],
+///          "assets": [{name, kind, uri, bytes, sha256, meta}]}      the result
+///         {"error": "…", "retryable": false, "metrics"…}   or a failure, with its message (and
+///                                                        what it spent: metrics, api_calls)
 /// exit  : one-shot: non-zero is a failure whose message is the tail of stderr
 /// ```
 ///
@@ -134,8 +137,11 @@ public struct ExecHandler: NodeHandler {
         if let e = r["error"], !e.isNull {
             var f = NodeFailure(e.stringValue ?? e.compactString, kind: r["kind"]?.stringValue ?? "error",
                                 nonRetryable: r["retryable"]?.boolValue == false)
-            f.cost = r["metrics"]?["cost"]?.doubleValue ?? 0
-            f.apiCalls = Int(r["metrics"]?["api_calls"]?.intValue ?? 0)
+            do {
+                f.records = try TaskRecords.parse(metrics: r["metrics"], apiCalls: r["api_calls"], assets: r["assets"])
+            } catch {
+                f.message += " (and its records were not stored: \(error))"
+            }
             throw f
         }
         if let w = r["writes"] {
@@ -152,8 +158,11 @@ public struct ExecHandler: NodeHandler {
             out.sends.append(.init(node: node, input: s["input"] ?? .null))
         }
         if let i = r["interrupt"], !i.isNull { out.interrupt = i }
-        out.cost = r["metrics"]?["cost"]?.doubleValue ?? 0
-        out.apiCalls = Int(r["metrics"]?["api_calls"]?.intValue ?? 0)
+        do {
+            out.records = try TaskRecords.parse(metrics: r["metrics"], apiCalls: r["api_calls"], assets: r["assets"])
+        } catch {
+            throw NodeFailure("the result's records are malformed: \(error)", kind: "bad_result", nonRetryable: true)
+        }
         return out
     }
 

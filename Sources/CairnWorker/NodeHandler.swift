@@ -50,8 +50,16 @@ public struct NodeResult: Sendable, Equatable {
     public var goto: [String]
     public var sends: [Send]
     public var interrupt: JSONValue?
-    public var cost: Double
-    public var apiCalls: Int
+    /// Cost, API calls, tokens, other metrics and assets, stored with the attempt.
+    public var records: TaskRecords
+    public var cost: Double {
+        get { records.cost }
+        set { records.cost = newValue }
+    }
+    public var apiCalls: Int {
+        get { records.apiCalls }
+        set { records.apiCalls = newValue }
+    }
 
     public struct Send: Sendable, Equatable {
         public var node: String
@@ -60,9 +68,10 @@ public struct NodeResult: Sendable, Equatable {
     }
 
     public init(writes: [String: JSONValue] = [:], goto: [String] = [], sends: [Send] = [], interrupt: JSONValue? = nil,
-                cost: Double = 0, apiCalls: Int = 0) {
+                cost: Double = 0, apiCalls: Int = 0, records: TaskRecords? = nil) {
         self.writes = writes; self.goto = goto; self.sends = sends; self.interrupt = interrupt
-        self.cost = cost; self.apiCalls = apiCalls
+        self.records = records ?? TaskRecords()
+        if records == nil { self.records.cost = cost; self.records.apiCalls = apiCalls }
     }
 }
 
@@ -71,8 +80,16 @@ public struct NodeFailure: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var kind: String
     public var nonRetryable: Bool
-    public var cost: Double = 0
-    public var apiCalls: Int = 0
+    /// What the attempt spent before it failed: it counts toward the run's cost.
+    public var records = TaskRecords()
+    public var cost: Double {
+        get { records.cost }
+        set { records.cost = newValue }
+    }
+    public var apiCalls: Int {
+        get { records.apiCalls }
+        set { records.apiCalls = newValue }
+    }
 
     public init(_ message: String, kind: String = "error", nonRetryable: Bool = false) {
         self.message = message; self.kind = kind; self.nonRetryable = nonRetryable

@@ -285,14 +285,12 @@ public final class Worker: Service, Sendable {
                 return m
             }
             if let i = result.interrupt { r.interruptJson = Data(i.jsonBytes()) }
-            r.cost = result.cost
-            r.apiCalls = UInt32(clamping: result.apiCalls)
+            Self.attach(result.records, to: &r)
         } catch let f as NodeFailure {
             r.error = f.message
             r.errorKind = f.kind
             r.nonRetryable = f.nonRetryable
-            r.cost = f.cost
-            r.apiCalls = UInt32(clamping: f.apiCalls)
+            Self.attach(f.records, to: &r)
             failed = f.message
         } catch {
             r.error = "\(error)"
@@ -485,5 +483,14 @@ struct WorkerMetrics: Sendable {
         failed = Counter(label: "cairn_worker_tasks_failed_total", factory: factory)
         running = Meter(label: "cairn_worker_tasks_running", factory: factory)
         duration = CoreMetrics.Timer(label: "cairn_worker_task_duration_seconds", factory: factory)
+    }
+}
+
+extension Worker {
+    /// Cost and calls go in their own fields (every coordinator reads them); anything more as JSON.
+    static func attach(_ records: TaskRecords, to r: inout Cairn_V1_TaskResult) {
+        r.cost = records.cost
+        r.apiCalls = UInt32(clamping: records.apiCalls)
+        if records.hasDetail { r.recordsJson = Data(records.json().jsonBytes()) }
     }
 }

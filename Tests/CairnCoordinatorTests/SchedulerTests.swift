@@ -68,7 +68,7 @@ struct Harness {
         let cp = CheckpointRecord(runID: runID, checkpointID: "cp-input", parentID: nil, step: 0, source: "input",
                                   channelVersions: [:], nextTasks: .array(first.map(\.json)), metadata: .object([:]), createdAt: now)
         let run = ActiveRun(record: record, graph: graph, bundleHash: nil, checkpoint: cp, state: state, joins: [:])
-        run.beginStep(planned: first, done: [:])
+        run.beginStep(planned: first, done: [:], at: now)
         var batch = StoreBatch()
         batch.checkpoints.append(cp)
         batch.runs.append(record)

@@ -134,7 +134,7 @@ import Testing
         var h2 = Harness()
         h2.join("w1")
         let run = ActiveRun(record: edit.record, graph: graph, bundleHash: nil, checkpoint: edit.checkpoint, state: edit.state, joins: edit.joins)
-        run.beginStep(planned: edit.planned, done: edit.done)
+        run.beginStep(planned: edit.planned, done: edit.done, at: 0)
         h2.scheduler.watched.insert("r1")
         h2.send(.runContinued(run, edit.batch, reply: 1))
         h2.commitAll()

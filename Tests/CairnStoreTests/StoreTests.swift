@@ -41,7 +41,7 @@ import Testing
             }
         }
         let upgraded = try SQLiteStore(path: path, logger: Logger(label: "test"))
-        #expect(try upgraded.appliedMigrations() == ["v1-core", "v2-executions-workers", "v3-compact", "v4-run-checksums", "v5-time-travel"])
+        #expect(try upgraded.appliedMigrations() == ["v1-core", "v2-executions-workers", "v3-compact", "v4-run-checksums", "v5-time-travel", "v6-records"])
         let run = try await upgraded.run("kept")
         #expect(run?.status == .completed)
         #expect(run?.output == .object(["x": .int(1)]))
@@ -110,17 +110,62 @@ import Testing
             #expect(abs(g.startedAt - w.startedAt) < 1e-5 && abs(g.finishedAt - w.finishedAt) < 1e-5)
             #expect(g.cost == w.cost && g.apiCalls == w.apiCalls && g.error == w.error)
         }
-        // Only the failed attempt and the large value kept rows of their own.
+        // Every attempt is a row a query can read; only the large value kept a row of its own.
         let db = try DatabaseQueue(path: sqlite.path)
-        let executionRows = try await db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM task_executions") }
+        let executionRows = try await db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM attempts") }
         let valueRows = try await db.read { try String.fetchAll($0, sql: "SELECT channel FROM channel_values") }
-        #expect(executionRows == 1)
+        #expect(executionRows == 3)
         #expect(valueRows == ["big"])
         // A batch replayed (after a crash before its hot-tier cleanup) leaves no second copy.
         try await sqlite.commit(b)
         let inlineRows = try await db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM checkpoint_inline") }
         #expect(inlineRows == 2)
         #expect(try await sqlite.taskExecutions(runID: "r").count == 3)
+        #expect(try await db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM attempts") } == 3)
+    }
+
+    @Test func attemptsKeptBeforeTheRecordsTablesMoveIntoThem() async throws {
+        let path = Self.tempPath()
+        _ = try SQLiteStore(path: path, logger: Logger(label: "test"), upTo: "v5-time-travel")
+        // As the v5 writer left them: a failed attempt with a row of its own, and a completed
+        // attempt folded into its checkpoint's inline row beside a channel value.
+        let parent = "01a0000000000000000000aa", c = "01a0000000000000000000bb"
+        let ran = Identifiers.taskID(checkpointID: parent, namespace: "", step: 1, node: "a", trigger: "edge")
+        let blob = StoredBlob(.object(["v": .object(["x": .array([.array([.int(7)])])]),
+                                       "x": .array([.array([.string("a"), .int(2), .string("w1"), .int(500_000), .int(250_000), .double(0.5), .int(3)])])]))
+        do {
+            let db = try DatabaseQueue(path: path)
+            try await db.write { db in
+                try db.execute(sql: """
+                    INSERT INTO graphs (hash, name, version, file_name, source, source_codec, source_sha256, created_at) VALUES ('g', 'n', 1, 'f', 'name: n', 0, NULL, 1);
+                    INSERT INTO runs (run_id, graph_hash, graph_name, graph_version, status, durability, created_at, updated_at)
+                        VALUES ('r', 'g', 'n', 1, 'running', 'sync', 1, 2);
+                    INSERT INTO checkpoints (run_id, ns, checkpoint_id, parent_id, step, source, channel_versions, next_tasks, metadata, created_at)
+                        VALUES ('r', '', '\(parent)', NULL, 0, 'input', CAST('{}' AS BLOB), CAST('[]' AS BLOB), CAST('{}' AS BLOB), 10);
+                    INSERT INTO task_executions (run_id, task_id, node, step, attempt, worker, status, started_at, finished_at, duration_ms, error, cost, api_calls)
+                        VALUES ('r', '\(ran)', 'a', 1, 1, 'w2', 'failed', 10.25, 10.5, 250, 'boom', 0.125, 1);
+                    """)
+                try db.execute(sql: "INSERT INTO checkpoint_inline (id, data) VALUES (1, ?)", arguments: [Data([blob.codec.rawValue] + blob.sha256 + blob.data)])
+                try db.execute(sql: """
+                    INSERT INTO checkpoints (run_id, ns, checkpoint_id, parent_id, step, source, channel_versions, next_tasks, metadata, created_at, inline_id)
+                        VALUES ('r', '', '\(c)', '\(parent)', 1, 'loop', CAST('{"x":""}' AS BLOB), CAST('[]' AS BLOB), CAST('{}' AS BLOB), 12, 1)
+                    """)
+            }
+        }
+        let upgraded = try SQLiteStore(path: path, logger: Logger(label: "test"))
+        let got = try await upgraded.taskExecutions(runID: "r")
+        #expect(got.map(\.status) == ["failed", "completed"])
+        #expect(got.map(\.worker) == ["w2", "w1"] && got.map(\.taskID) == [ran, ran] && got.map(\.attempt) == [1, 2])
+        #expect(abs(got[1].startedAt - 11.5) < 1e-6 && abs(got[1].durationMilliseconds - 250) < 1e-3, "\(got)")
+        #expect(got[1].cost == 0.5 && got[1].apiCalls == 3 && got[0].error == "boom" && got[0].cost == 0.125)
+        // The value stays inline; the attempt no longer rides there.
+        let cp = try #require(try await upgraded.checkpoint(runID: "r", namespace: "", checkpointID: c))
+        #expect(try await upgraded.state(at: cp)["x"] == .array([.int(7)]))
+        let db = try DatabaseQueue(path: path)
+        let tables = try await db.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE name = 'task_executions'") }
+        #expect(tables.isEmpty)
+        let rows = try await db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM attempt_details WHERE graph_name = 'n'") }
+        #expect(rows == 2)
     }
 
     @Test func theSchemaRefusesAnUnknownStatus() async throws {

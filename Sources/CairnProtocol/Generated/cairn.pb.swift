@@ -389,6 +389,11 @@ public nonisolated struct Cairn_V1_TaskResult: Sendable {
 
   public var errorKind: String = String()
 
+  /// What the attempt reported about itself, checked by the worker (CairnCore.TaskRecords):
+  /// {"metrics": {name: number}, "api_calls": [{provider, model, …}], "assets": [{name, uri, …}]}.
+  /// Empty: only `cost` and `api_calls` above.
+  public var recordsJson: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -556,6 +561,14 @@ public nonisolated struct Cairn_V1_ClientRequest: Sendable {
     set {body = .fork(newValue)}
   }
 
+  public var records: Cairn_V1_RecordsRequest {
+    get {
+      if case .records(let v)? = body {return v}
+      return Cairn_V1_RecordsRequest()
+    }
+    set {body = .records(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -571,8 +584,59 @@ public nonisolated struct Cairn_V1_ClientRequest: Sendable {
     case resume(Cairn_V1_ResumeRequest)
     case update(Cairn_V1_UpdateRequest)
     case fork(Cairn_V1_ForkRequest)
+    case records(Cairn_V1_RecordsRequest)
 
   }
+
+  public init() {}
+}
+
+/// An operator's question about the stored records: the same queries the README gives as SQL.
+public nonisolated struct Cairn_V1_RecordsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// failures | durations | cost | assets | attempts | waiting | workers
+  public var report: String = String()
+
+  /// durations, cost: run | node | graph | model | day | worker
+  public var by: String = String()
+
+  /// 0: all time
+  public var sinceMs: UInt64 = 0
+
+  public var graph: String = String()
+
+  public var runID: String = String()
+
+  /// attempts: one task
+  public var taskID: String = String()
+
+  /// attempts: one node
+  public var node: String = String()
+
+  /// assets: who produced this URI
+  public var uri: String = String()
+
+  public var limit: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cairn_V1_RecordsReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var columns: [String] = []
+
+  /// a list of rows, each a list in column order
+  public var rowsJson: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -802,6 +866,14 @@ public nonisolated struct Cairn_V1_ClientResponse: Sendable {
     set {body = .event(newValue)}
   }
 
+  public var records: Cairn_V1_RecordsReply {
+    get {
+      if case .records(let v)? = body {return v}
+      return Cairn_V1_RecordsReply()
+    }
+    set {body = .records(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -813,6 +885,7 @@ public nonisolated struct Cairn_V1_ClientResponse: Sendable {
     case stats(Cairn_V1_Stats)
     /// watch: zero or more, the last has `final` set
     case event(Cairn_V1_RunEvent)
+    case records(Cairn_V1_RecordsReply)
 
   }
 
@@ -941,6 +1014,16 @@ public nonisolated struct Cairn_V1_RunInfo: @unchecked Sendable {
   public var resumeCount: UInt32 {
     get {_storage._resumeCount}
     set {_uniqueStorage()._resumeCount = newValue}
+  }
+
+  public var tokensIn: UInt64 {
+    get {_storage._tokensIn}
+    set {_uniqueStorage()._tokensIn = newValue}
+  }
+
+  public var tokensOut: UInt64 {
+    get {_storage._tokensOut}
+    set {_uniqueStorage()._tokensOut = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1706,7 +1789,7 @@ nonisolated extension Cairn_V1_Send: SwiftProtobuf.Message, SwiftProtobuf._Messa
 
 nonisolated extension Cairn_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}lease\0\u{3}writes_json\0\u{1}goto\0\u{1}sends\0\u{3}interrupt_json\0\u{1}cost\0\u{3}api_calls\0\u{1}error\0\u{3}non_retryable\0\u{3}duration_ms\0\u{3}error_kind\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}lease\0\u{3}writes_json\0\u{1}goto\0\u{1}sends\0\u{3}interrupt_json\0\u{1}cost\0\u{3}api_calls\0\u{1}error\0\u{3}non_retryable\0\u{3}duration_ms\0\u{3}error_kind\0\u{3}records_json\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1726,6 +1809,7 @@ nonisolated extension Cairn_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf.
       case 10: try { try decoder.decodeSingularBoolField(value: &self.nonRetryable) }()
       case 11: try { try decoder.decodeSingularUInt64Field(value: &self.durationMs) }()
       case 12: try { try decoder.decodeSingularStringField(value: &self.errorKind) }()
+      case 13: try { try decoder.decodeSingularBytesField(value: &self.recordsJson) }()
       default: break
       }
     }
@@ -1768,6 +1852,9 @@ nonisolated extension Cairn_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.errorKind.isEmpty {
       try visitor.visitSingularStringField(value: self.errorKind, fieldNumber: 12)
     }
+    if !self.recordsJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.recordsJson, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1784,6 +1871,7 @@ nonisolated extension Cairn_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.nonRetryable != rhs.nonRetryable {return false}
     if lhs.durationMs != rhs.durationMs {return false}
     if lhs.errorKind != rhs.errorKind {return false}
+    if lhs.recordsJson != rhs.recordsJson {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1920,7 +2008,7 @@ nonisolated extension Cairn_V1_Drain: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Cairn_V1_ClientRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{9}submit\0\u{1}status\0\u{1}list\0\u{1}watch\0\u{1}history\0\u{1}state\0\u{1}cancel\0\u{1}workers\0\u{1}stats\0\u{1}resume\0\u{1}update\0\u{1}fork\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{9}submit\0\u{1}status\0\u{1}list\0\u{1}watch\0\u{1}history\0\u{1}state\0\u{1}cancel\0\u{1}workers\0\u{1}stats\0\u{1}resume\0\u{1}update\0\u{1}fork\0\u{1}records\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2085,6 +2173,19 @@ nonisolated extension Cairn_V1_ClientRequest: SwiftProtobuf.Message, SwiftProtob
           self.body = .fork(v)
         }
       }()
+      case 22: try {
+        var v: Cairn_V1_RecordsRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .records(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .records(v)
+        }
+      }()
       default: break
       }
     }
@@ -2147,6 +2248,10 @@ nonisolated extension Cairn_V1_ClientRequest: SwiftProtobuf.Message, SwiftProtob
       guard case .fork(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
     }()
+    case .records?: try {
+      guard case .records(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -2155,6 +2260,111 @@ nonisolated extension Cairn_V1_ClientRequest: SwiftProtobuf.Message, SwiftProtob
   public static func ==(lhs: Cairn_V1_ClientRequest, rhs: Cairn_V1_ClientRequest) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.body != rhs.body {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_RecordsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}report\0\u{1}by\0\u{3}since_ms\0\u{1}graph\0\u{3}run_id\0\u{3}task_id\0\u{1}node\0\u{1}uri\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.report) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.by) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.sinceMs) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.graph) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.uri) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.report.isEmpty {
+      try visitor.visitSingularStringField(value: self.report, fieldNumber: 1)
+    }
+    if !self.by.isEmpty {
+      try visitor.visitSingularStringField(value: self.by, fieldNumber: 2)
+    }
+    if self.sinceMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sinceMs, fieldNumber: 3)
+    }
+    if !self.graph.isEmpty {
+      try visitor.visitSingularStringField(value: self.graph, fieldNumber: 4)
+    }
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 5)
+    }
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 6)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 7)
+    }
+    if !self.uri.isEmpty {
+      try visitor.visitSingularStringField(value: self.uri, fieldNumber: 8)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_RecordsRequest, rhs: Cairn_V1_RecordsRequest) -> Bool {
+    if lhs.report != rhs.report {return false}
+    if lhs.by != rhs.by {return false}
+    if lhs.sinceMs != rhs.sinceMs {return false}
+    if lhs.graph != rhs.graph {return false}
+    if lhs.runID != rhs.runID {return false}
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.uri != rhs.uri {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_RecordsReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordsReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}columns\0\u{3}rows_json\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.columns) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.rowsJson) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.columns.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.columns, fieldNumber: 1)
+    }
+    if !self.rowsJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.rowsJson, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_RecordsReply, rhs: Cairn_V1_RecordsReply) -> Bool {
+    if lhs.columns != rhs.columns {return false}
+    if lhs.rowsJson != rhs.rowsJson {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2506,7 +2716,7 @@ nonisolated extension Cairn_V1_StateRequest: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Cairn_V1_ClientResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{9}run\0\u{1}runs\0\u{1}history\0\u{1}state\0\u{1}workers\0\u{1}stats\0\u{1}event\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{9}run\0\u{1}runs\0\u{1}history\0\u{1}state\0\u{1}workers\0\u{1}stats\0\u{1}event\0\u{1}records\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2606,6 +2816,19 @@ nonisolated extension Cairn_V1_ClientResponse: SwiftProtobuf.Message, SwiftProto
           self.body = .event(v)
         }
       }()
+      case 17: try {
+        var v: Cairn_V1_RecordsReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .records(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .records(v)
+        }
+      }()
       default: break
       }
     }
@@ -2648,6 +2871,10 @@ nonisolated extension Cairn_V1_ClientResponse: SwiftProtobuf.Message, SwiftProto
       guard case .event(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
     }()
+    case .records?: try {
+      guard case .records(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -2663,7 +2890,7 @@ nonisolated extension Cairn_V1_ClientResponse: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}graph_name\0\u{3}graph_version\0\u{3}graph_hash\0\u{1}status\0\u{1}step\0\u{1}error\0\u{1}cost\0\u{3}api_calls\0\u{3}created_at\0\u{3}updated_at\0\u{3}finished_at\0\u{1}durability\0\u{3}output_json\0\u{3}checkpoint_id\0\u{3}tasks_total\0\u{3}tasks_done\0\u{3}next_nodes\0\u{3}node_count\0\u{3}interrupt_json\0\u{1}damage\0\u{3}forked_from\0\u{3}resume_count\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}graph_name\0\u{3}graph_version\0\u{3}graph_hash\0\u{1}status\0\u{1}step\0\u{1}error\0\u{1}cost\0\u{3}api_calls\0\u{3}created_at\0\u{3}updated_at\0\u{3}finished_at\0\u{1}durability\0\u{3}output_json\0\u{3}checkpoint_id\0\u{3}tasks_total\0\u{3}tasks_done\0\u{3}next_nodes\0\u{3}node_count\0\u{3}interrupt_json\0\u{1}damage\0\u{3}forked_from\0\u{3}resume_count\0\u{3}tokens_in\0\u{3}tokens_out\0")
 
   fileprivate class _StorageClass {
     var _runID: String = String()
@@ -2689,6 +2916,8 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _damage: String = String()
     var _forkedFrom: String = String()
     var _resumeCount: UInt32 = 0
+    var _tokensIn: UInt64 = 0
+    var _tokensOut: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2722,6 +2951,8 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
       _damage = source._damage
       _forkedFrom = source._forkedFrom
       _resumeCount = source._resumeCount
+      _tokensIn = source._tokensIn
+      _tokensOut = source._tokensOut
     }
   }
 
@@ -2763,6 +2994,8 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 21: try { try decoder.decodeSingularStringField(value: &_storage._damage) }()
         case 22: try { try decoder.decodeSingularStringField(value: &_storage._forkedFrom) }()
         case 23: try { try decoder.decodeSingularUInt32Field(value: &_storage._resumeCount) }()
+        case 24: try { try decoder.decodeSingularUInt64Field(value: &_storage._tokensIn) }()
+        case 25: try { try decoder.decodeSingularUInt64Field(value: &_storage._tokensOut) }()
         default: break
         }
       }
@@ -2840,6 +3073,12 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
       if _storage._resumeCount != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._resumeCount, fieldNumber: 23)
       }
+      if _storage._tokensIn != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._tokensIn, fieldNumber: 24)
+      }
+      if _storage._tokensOut != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._tokensOut, fieldNumber: 25)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2872,6 +3111,8 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._damage != rhs_storage._damage {return false}
         if _storage._forkedFrom != rhs_storage._forkedFrom {return false}
         if _storage._resumeCount != rhs_storage._resumeCount {return false}
+        if _storage._tokensIn != rhs_storage._tokensIn {return false}
+        if _storage._tokensOut != rhs_storage._tokensOut {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -76,6 +76,8 @@ class Context:
         self._asked = 0
         self._emit = emit
         self.metrics: Dict[str, float] = {}
+        self.api_calls: List[Dict[str, Any]] = []
+        self.assets: List[Dict[str, Any]] = []
 
     def progress(self, value: Any) -> None:
         """Reports progress now (shown by `cairn watch`, handed to a retry as `last_progress`)."""
@@ -99,6 +101,50 @@ class Context:
         """Adds to the attempt's metrics (cost, api_calls, tokens_in, ...), kept even if it fails."""
         for k, v in values.items():
             self.metrics[k] = self.metrics.get(k, 0) + v
+
+    def record_api_call(self, provider: str, model: str = "", operation: str = "", tokens_in: int = 0,
+                        tokens_out: int = 0, cost: float = 0.0, latency_ms: float = 0.0, status: str = "ok") -> None:
+        """Logs one call to an outside API, kept with the attempt even if it fails.
+
+        The attempt's `cost`, `api_calls`, `tokens_in` and `tokens_out` are summed from the log
+        unless `add_metrics` set them. `cairn stats --by model` reads the log back.
+        """
+        self.api_calls.append({"provider": provider, "model": model, "operation": operation,
+                               "tokens_in": int(tokens_in), "tokens_out": int(tokens_out), "cost": float(cost),
+                               "latency_ms": float(latency_ms), "status": str(status)})
+
+    def add_asset(self, uri: str, name: Optional[str] = None, kind: str = "", path: Optional[str] = None,
+                  bytes: Optional[int] = None, sha256: Optional[str] = None, meta: Any = None) -> None:
+        """Reports a file or object the attempt produced (`cairn assets RUN`, or `--uri` to find it).
+
+        With `path`, its size and SHA-256 are read from that file (unless given).
+        """
+        if path is not None and (bytes is None or sha256 is None):
+            import hashlib
+            h, n = hashlib.sha256(), 0
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+                    n += len(chunk)
+            bytes = n if bytes is None else bytes
+            sha256 = h.hexdigest() if sha256 is None else sha256
+        a: Dict[str, Any] = {"uri": uri, "name": name or uri, "kind": kind}
+        if bytes is not None:
+            a["bytes"] = int(bytes)
+        if sha256 is not None:
+            a["sha256"] = sha256
+        if meta is not None:
+            a["meta"] = meta
+        self.assets.append(a)
+
+    def _attach(self, out: Dict[str, Any]) -> Dict[str, Any]:
+        if self.metrics:
+            out["metrics"] = {**self.metrics, **out.get("metrics", {})}
+        if self.api_calls:
+            out["api_calls"] = self.api_calls
+        if self.assets:
+            out["assets"] = self.assets
+        return out
 
 
 @dataclass
@@ -180,23 +226,14 @@ def handle(task: Dict[str, Any], emit: Callable[[Dict[str, Any]], None] = lambda
             value = _loop.run_until_complete(entry.fn(*args))
         else:
             value = entry.fn(*args)
-        out = _answer(value)
-        if ctx.metrics:
-            out["metrics"] = {**ctx.metrics, **out.get("metrics", {})}
-        return out
+        return ctx._attach(_answer(value))
     except _Interrupted as i:
-        out = {"writes": {}, "interrupt": i.payload}
-        if ctx.metrics:
-            out["metrics"] = ctx.metrics
-        return out
+        return ctx._attach({"writes": {}, "interrupt": i.payload})
     except Exception as e:  # noqa: BLE001 - every node error becomes the task's failure
         text = traceback.format_exc()
         sys.stderr.write(text)
         sys.stderr.flush()
-        out = {"error": text.strip()[-_ERROR_TAIL:], "kind": type(e).__name__, "retryable": _retryable(entry, e)}
-        if ctx.metrics:
-            out["metrics"] = ctx.metrics
-        return out
+        return ctx._attach({"error": text.strip()[-_ERROR_TAIL:], "kind": type(e).__name__, "retryable": _retryable(entry, e)})
 
 
 def _watch_parent() -> None:

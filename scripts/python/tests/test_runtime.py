@@ -50,6 +50,31 @@ class HandleTests(unittest.TestCase):
         self.assertEqual(out["sends"], [{"node": "w", "input": {"i": 3}}])
         self.assertEqual(out["metrics"], {"cost": 0.75, "api_calls": 1, "tokens_in": 10})
 
+    def test_api_calls_and_assets_ride_with_the_result_and_the_failure(self):
+        with tempfile.NamedTemporaryFile(delete=False) as f:
+            f.write(b"hello asset")
+        path = f.name
+
+        @cairn.node
+        def n(state, inp, ctx):
+            ctx.record_api_call("openai", model="gpt-x", operation="chat", tokens_in=10, tokens_out=5, cost=0.01, latency_ms=120)
+            ctx.add_asset("file://" + path, kind="text", path=path, meta={"lang": "en"})
+            if inp == "fail":
+                raise ValueError("after the call")
+            return {"x": 1}
+
+        ok = cairn.handle(task())
+        self.assertEqual(ok["api_calls"], [{"provider": "openai", "model": "gpt-x", "operation": "chat", "tokens_in": 10,
+                                            "tokens_out": 5, "cost": 0.01, "latency_ms": 120.0, "status": "ok"}])
+        import hashlib
+        self.assertEqual(ok["assets"], [{"uri": "file://" + path, "name": "file://" + path, "kind": "text", "bytes": 11,
+                                         "sha256": hashlib.sha256(b"hello asset").hexdigest(), "meta": {"lang": "en"}}])
+        failed = cairn.handle(task(input="fail"))
+        self.assertIn("after the call", failed["error"])
+        self.assertEqual(len(failed["api_calls"]), 1)
+        self.assertEqual(len(failed["assets"]), 1)
+        os.unlink(path)
+
     def test_context_fields(self):
         seen = {}
 
