@@ -31,7 +31,7 @@ struct Stats: AsyncParsableCommand {
             if json { Output.printJSON(.object(["durations": RecordsReport.objects(d), "cost": RecordsReport.objects(c)])); return }
             print(Output.bold(by == "model" ? "API call latency by provider and model" : "Duration of completed attempts by \(by)")
                   + Output.dim(" (slowest p95 first)"))
-            RecordsReport.print(d, empty: "no completed attempts")
+            RecordsReport.print(d, empty: by == "model" ? "no API calls recorded" : "no completed attempts")
             print("")
             print(Output.bold("Cost, API calls and tokens by \(by)") + Output.dim(" (failed attempts count: they were paid for)"))
             RecordsReport.print(c, empty: "nothing recorded")
