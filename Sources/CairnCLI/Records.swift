@@ -46,6 +46,12 @@ enum RecordsReport {
         }
     }
 
+    /// The table with only these columns (those it has), in this order.
+    static func only(_ keep: [String], _ t: (columns: [String], rows: [[JSONValue]])) -> (columns: [String], rows: [[JSONValue]]) {
+        let idx = keep.compactMap { t.columns.firstIndex(of: $0) }
+        return (idx.map { t.columns[$0] }, t.rows.map { r in idx.map { r[$0] } })
+    }
+
     static func print(_ t: (columns: [String], rows: [[JSONValue]]), empty: String) {
         if t.rows.isEmpty { Swift.print(empty); return }
         Output.table(t.columns.map { $0.uppercased() }, t.rows.map { row in zip(t.columns, row).map { cell($0, $1) } })
@@ -85,9 +91,7 @@ struct Tasks: AsyncParsableCommand {
         let t = try await connection.with { try await $0.records(req) }
         if connection.json { Output.printJSON(RecordsReport.objects(t)); return }
         let keep = ["step", "node", "task_id", "attempt", "status", "worker", "started_at", "queue_ms", "duration_ms", "cost", "error"]
-        let idx = keep.compactMap { t.columns.firstIndex(of: $0) }
-        let shown = (columns: idx.map { t.columns[$0] }, rows: t.rows.map { r in idx.map { r[$0] } })
-        RecordsReport.print(shown, empty: "run \(runID) has no finished attempts yet")
+        RecordsReport.print(RecordsReport.only(keep, t), empty: "run \(runID) has no finished attempts yet")
     }
 }
 
@@ -109,8 +113,7 @@ struct Assets: AsyncParsableCommand {
         let t = try await connection.with { try await $0.records(req) }
         if connection.json { Output.printJSON(RecordsReport.objects(t)); return }
         let keep = ["run_id", "step", "node", "attempt", "status", "name", "kind", "uri", "bytes", "sha256", "created_at"]
-        let idx = keep.compactMap { t.columns.firstIndex(of: $0) }
-        RecordsReport.print((idx.map { t.columns[$0] }, t.rows.map { r in idx.map { r[$0] } }), empty: "no assets")
+        RecordsReport.print(RecordsReport.only(keep, t), empty: "no assets")
     }
 }
 

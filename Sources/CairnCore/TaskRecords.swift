@@ -202,3 +202,19 @@ public struct TaskRecords: Sendable, Equatable {
         return Int(i)
     }
 }
+
+/// Something that carries an attempt's records: its cost and API-call count read through them.
+public protocol CarriesTaskRecords {
+    var records: TaskRecords { get set }
+}
+
+extension CarriesTaskRecords {
+    public var cost: Double {
+        get { records.cost }
+        set { records.cost = newValue }
+    }
+    public var apiCalls: Int {
+        get { records.apiCalls }
+        set { records.apiCalls = newValue }
+    }
+}

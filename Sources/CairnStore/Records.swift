@@ -159,7 +159,7 @@ public struct PendingWriteRecord: Sendable, Equatable {
     }
 }
 
-public struct TaskExecutionRecord: Sendable, Equatable {
+public struct TaskExecutionRecord: Sendable, Equatable, CarriesTaskRecords {
     public var runID: String
     public var taskID: String
     public var node: String
@@ -179,14 +179,6 @@ public struct TaskExecutionRecord: Sendable, Equatable {
     /// Cost, API calls, tokens, other metrics and assets the attempt reported.
     public var records: TaskRecords
 
-    public var cost: Double {
-        get { records.cost }
-        set { records.cost = newValue }
-    }
-    public var apiCalls: Int {
-        get { records.apiCalls }
-        set { records.apiCalls = newValue }
-    }
 
     public init(runID: String, taskID: String, node: String, step: Int, attempt: Int, worker: String, status: String,
                 startedAt: Double, finishedAt: Double, error: String?, cost: Double, apiCalls: Int,

@@ -45,21 +45,13 @@ public struct TaskContext: Sendable {
 }
 
 /// What a handler returns when it succeeds.
-public struct NodeResult: Sendable, Equatable {
+public struct NodeResult: Sendable, Equatable, CarriesTaskRecords {
     public var writes: [String: JSONValue]
     public var goto: [String]
     public var sends: [Send]
     public var interrupt: JSONValue?
     /// Cost, API calls, tokens, other metrics and assets, stored with the attempt.
     public var records: TaskRecords
-    public var cost: Double {
-        get { records.cost }
-        set { records.cost = newValue }
-    }
-    public var apiCalls: Int {
-        get { records.apiCalls }
-        set { records.apiCalls = newValue }
-    }
 
     public struct Send: Sendable, Equatable {
         public var node: String
@@ -76,20 +68,12 @@ public struct NodeResult: Sendable, Equatable {
 }
 
 /// A failed attempt. `nonRetryable` failures skip the node's retry policy.
-public struct NodeFailure: Error, Sendable, CustomStringConvertible {
+public struct NodeFailure: Error, Sendable, CustomStringConvertible, CarriesTaskRecords {
     public var message: String
     public var kind: String
     public var nonRetryable: Bool
     /// What the attempt spent before it failed: it counts toward the run's cost.
     public var records = TaskRecords()
-    public var cost: Double {
-        get { records.cost }
-        set { records.cost = newValue }
-    }
-    public var apiCalls: Int {
-        get { records.apiCalls }
-        set { records.apiCalls = newValue }
-    }
 
     public init(_ message: String, kind: String = "error", nonRetryable: Bool = false) {
         self.message = message; self.kind = kind; self.nonRetryable = nonRetryable
