@@ -52,6 +52,14 @@ enum RecordsReport {
         return (idx.map { t.columns[$0] }, t.rows.map { r in idx.map { r[$0] } })
     }
 
+    /// Asks one report and prints it: JSON objects with --json, else a table (of `keep`'s columns
+    /// when given) or `empty` when there are no rows.
+    static func show(_ req: Cairn_V1_RecordsRequest, _ connection: Connection, keep: [String]? = nil, empty: String) async throws {
+        let t = try await connection.with { try await $0.records(req) }
+        if connection.json { Output.printJSON(objects(t)); return }
+        print(keep.map { only($0, t) } ?? t, empty: empty)
+    }
+
     static func print(_ t: (columns: [String], rows: [[JSONValue]]), empty: String) {
         if t.rows.isEmpty { Swift.print(empty); return }
         Output.table(t.columns.map { $0.uppercased() }, t.rows.map { row in zip(t.columns, row).map { cell($0, $1) } })
@@ -69,10 +77,8 @@ struct Failures: AsyncParsableCommand {
     @Option(help: "At most this many runs.") var limit = 100
 
     mutating func run() async throws {
-        let req = try RecordsReport.request("failures", since: since, graph: graph, limit: limit)
-        let t = try await connection.with { try await $0.records(req) }
-        if connection.json { Output.printJSON(RecordsReport.objects(t)); return }
-        RecordsReport.print(t, empty: "no failed runs" + (since.map { " in the last \($0)" } ?? ""))
+        try await RecordsReport.show(try RecordsReport.request("failures", since: since, graph: graph, limit: limit), connection,
+                                     empty: "no failed runs" + (since.map { " in the last \($0)" } ?? ""))
     }
 }
 
@@ -87,11 +93,9 @@ struct Tasks: AsyncParsableCommand {
     @Option(help: "Only the attempts of this node.") var node: String?
 
     mutating func run() async throws {
-        let req = try RecordsReport.request("attempts", run: runID, task: task, node: node, limit: 100_000)
-        let t = try await connection.with { try await $0.records(req) }
-        if connection.json { Output.printJSON(RecordsReport.objects(t)); return }
-        let keep = ["step", "node", "task_id", "attempt", "status", "worker", "started_at", "queue_ms", "duration_ms", "cost", "error"]
-        RecordsReport.print(RecordsReport.only(keep, t), empty: "run \(runID) has no finished attempts yet")
+        try await RecordsReport.show(try RecordsReport.request("attempts", run: runID, task: task, node: node, limit: 100_000), connection,
+                                     keep: ["step", "node", "task_id", "attempt", "status", "worker", "started_at", "queue_ms", "duration_ms", "cost", "error"],
+                                     empty: "run \(runID) has no finished attempts yet")
     }
 }
 
@@ -109,11 +113,9 @@ struct Assets: AsyncParsableCommand {
     @Option(help: "At most this many assets.") var limit = 1000
 
     mutating func run() async throws {
-        let req = try RecordsReport.request("assets", since: since, graph: graph, run: runID, node: node, uri: uri, limit: limit)
-        let t = try await connection.with { try await $0.records(req) }
-        if connection.json { Output.printJSON(RecordsReport.objects(t)); return }
-        let keep = ["run_id", "step", "node", "attempt", "status", "name", "kind", "uri", "bytes", "sha256", "created_at"]
-        RecordsReport.print(RecordsReport.only(keep, t), empty: "no assets")
+        try await RecordsReport.show(try RecordsReport.request("assets", since: since, graph: graph, run: runID, node: node, uri: uri, limit: limit),
+                                     connection, keep: ["run_id", "step", "node", "attempt", "status", "name", "kind", "uri", "bytes", "sha256", "created_at"],
+                                     empty: "no assets")
     }
 }
 
@@ -126,9 +128,6 @@ struct Waiting: AsyncParsableCommand {
     @Option(help: "Only runs of this graph.") var graph: String?
 
     mutating func run() async throws {
-        let req = try RecordsReport.request("waiting", graph: graph)
-        let t = try await connection.with { try await $0.records(req) }
-        if connection.json { Output.printJSON(RecordsReport.objects(t)); return }
-        RecordsReport.print(t, empty: "no run is waiting")
+        try await RecordsReport.show(try RecordsReport.request("waiting", graph: graph), connection, empty: "no run is waiting")
     }
 }

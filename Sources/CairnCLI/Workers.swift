@@ -17,10 +17,7 @@ struct Workers: AsyncParsableCommand {
     mutating func run() async throws {
         let json = connection.json
         if history || since != nil {
-            let req = try RecordsReport.request("workers", since: since)
-            let t = try await connection.with { try await $0.records(req) }
-            if json { Output.printJSON(RecordsReport.objects(t)); return }
-            RecordsReport.print(t, empty: "no attempts recorded")
+            try await RecordsReport.show(try RecordsReport.request("workers", since: since), connection, empty: "no attempts recorded")
             return
         }
         let list = try await connection.with { try await $0.workerList() }

@@ -28,10 +28,8 @@ extension Scheduler {
         do {
             records = try Self.decodeRecords(r)
         } catch {
-            var fallback = TaskRecords()
-            fallback.cost = r.cost; fallback.apiCalls = Int(r.apiCalls)
             attemptFailed(run, t, message: "node '\(t.planned.node)' reported bad records: \(error)", errorKind: "bad_result",
-                          nonRetryable: true, worker: workerName, records: fallback, ack: ack)
+                          nonRetryable: true, worker: workerName, records: Self.figures(r), ack: ack)
             return
         }
         if !r.error.isEmpty {
@@ -105,12 +103,15 @@ extension Scheduler {
     /// What the attempt reported about itself: the JSON the worker checked, or (from an older
     /// worker) the two figures the result always had.
     static func decodeRecords(_ r: Cairn_V1_TaskResult) throws -> TaskRecords {
-        guard !r.recordsJson.isEmpty else {
-            var x = TaskRecords()
-            x.cost = r.cost; x.apiCalls = Int(r.apiCalls)
-            return x
-        }
+        guard !r.recordsJson.isEmpty else { return figures(r) }
         return try TaskRecords.parse(json: try JSONValue.parse([UInt8](r.recordsJson)))
+    }
+
+    /// The cost and API calls every result carries beside its records.
+    static func figures(_ r: Cairn_V1_TaskResult) -> TaskRecords {
+        var x = TaskRecords()
+        x.cost = r.cost; x.apiCalls = Int(r.apiCalls)
+        return x
     }
 
     static func decodeOutcome(_ r: Cairn_V1_TaskResult, task t: TaskState) throws -> TaskOutcome {

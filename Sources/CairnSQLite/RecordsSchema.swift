@@ -181,7 +181,11 @@ enum RecordsSchema {
             var rec = TaskRecords()
             rec.cost = r["cost"]; rec.apiCalls = r["api_calls"]; rec.tokensIn = r["tokens_in"]; rec.tokensOut = r["tokens_out"]
             if let text: String = r["metrics"] {
-                guard let parsed = try? JSONValue.parse(Array(text.utf8)), case .object(let o) = parsed else {
+                let parsed: JSONValue
+                do { parsed = try JSONValue.parse(Array(text.utf8)) } catch {
+                    throw StoredBlob.IntegrityError(context: "\(where_(r)) (attempts.metrics)", reason: "not valid JSON (\(error))")
+                }
+                guard case .object(let o) = parsed else {
                     throw StoredBlob.IntegrityError(context: "\(where_(r)) (attempts.metrics)", reason: "not a JSON object of numbers")
                 }
                 for (name, v) in o {
