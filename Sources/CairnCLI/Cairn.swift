@@ -28,7 +28,8 @@ public struct Cairn: AsyncParsableCommand {
             """,
         subcommands: [Submit.self, Watch.self, Status.self, List.self, History.self, State.self, Cancel.self,
                       Resume.self, Update.self, Fork.self, Rewind.self,
-                      Workers.self, Stats.self, Failures.self, Tasks.self, Assets.self, Waiting.self, GraphCommand.self, Export.self, Import.self, Cleanup.self, Verify.self]
+                      Workers.self, Stats.self, Failures.self, Tasks.self, Assets.self, Waiting.self, GraphCommand.self,
+                      Debug.self, Verify.self, Cleanup.self, Pin.self, Unpin.self, Export.self, Import.self]
     )
 }
 

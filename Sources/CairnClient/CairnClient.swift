@@ -276,6 +276,38 @@ public final class CairnClient {
         return (reply.columns, rows.map { $0.arrayValue ?? [] })
     }
 
+    /// Checks every stored byte of these runs (none: every run, and rows no run owns).
+    public func verify(_ runIDs: [String]) async throws -> Cairn_V1_VerifyReply {
+        try await call(.verify(.with { $0.runIds = runIDs })).verify
+    }
+
+    /// Deletes finished runs as the request's filters say (or, with `dryRun`, says which it would).
+    public func cleanup(_ request: Cairn_V1_CleanupRequest) async throws -> Cairn_V1_CleanupReply {
+        try await call(.cleanup(request)).cleanup
+    }
+
+    /// Pins a run (kept by every cleanup) or unpins it.
+    public func pin(_ runID: String, _ pinned: Bool) async throws -> Cairn_V1_RunInfo {
+        try await call(.pin(.with { $0.runID = runID; $0.pinned = pinned })).run
+    }
+
+    /// One run, whole, as its part of an export file.
+    public func exportRun(_ runID: String) async throws -> Cairn_V1_ExportReply {
+        try await call(.exportRun(.with { $0.runID = runID })).exportRun
+    }
+
+    /// Loads one run's part of an export file (`dryRun`: only checks that it can be, counting
+    /// the runs `before` it in the file as there).
+    public func importRun(partZstd: Data, sha256: String, dryRun: Bool, before: [String] = []) async throws -> Cairn_V1_ImportReply {
+        try await call(.importRun(.with { $0.partZstd = partZstd; $0.sha256 = sha256; $0.dryRun = dryRun; $0.before = before })).importRun
+    }
+
+    /// Everything about one step of a run, as a JSON document (nil step: where the run stopped).
+    public func debug(_ runID: String, step: Int?) async throws -> JSONValue {
+        let reply = try await call(.debug(.with { r in r.runID = runID; if let step { r.step = UInt32(clamping: step); r.stepGiven = true } })).debug
+        return try JSONValue.parse([UInt8](reply.json))
+    }
+
     /// Streams a run's events until the run finishes or pauses; returns the last event.
     @discardableResult
     public func watch(_ runID: String, finalOnly: Bool = false,

@@ -228,6 +228,24 @@ struct ConnectionHandler: Sendable {
         case .records(let q):
             let reply = try await engine.records(q)
             try await respond(req.id, outbound) { $0.records = reply }
+        case .verify(let v):
+            let reply = try await engine.verify(v)
+            try await respond(req.id, outbound) { $0.verify = reply }
+        case .cleanup(let c):
+            let reply = try await engine.cleanup(c)
+            try await respond(req.id, outbound) { $0.cleanup = reply }
+        case .pin(let p):
+            let info = try await engine.pin(p)
+            try await respond(req.id, outbound) { $0.run = info }
+        case .exportRun(let e):
+            let reply = try await engine.exportRun(e)
+            try await respond(req.id, outbound) { $0.exportRun = reply }
+        case .importRun(let i):
+            let reply = try await engine.importRun(i)
+            try await respond(req.id, outbound) { $0.importRun = reply }
+        case .debug(let d):
+            let reply = try await engine.debug(d)
+            try await respond(req.id, outbound) { $0.debug = reply }
         case .none:
             throw EngineError(.errorInvalidArgument, "empty request")
         }

@@ -143,9 +143,12 @@ public final class Coordinator: Service, Sendable {
         _ = await engine.refreshGauges()
     }
 
-    /// Periodic work: presume silent workers lost, keep the WAL bounded.
+    /// Periodic work: presume silent workers lost, keep the WAL bounded, apply `--retention`.
     func housekeeping() async {
         var lastWAL = Date()
+        // The first retention pass runs a few seconds after start; each runs beside the sweeps
+        // (a long cleanup must not hold back lease expiry), never two at once.
+        var lastRetention = Date().addingTimeInterval(min(5, config.retentionInterval) - config.retentionInterval)
         while !Task.isCancelled {
             // Cancelled at shutdown: the while condition ends the loop.
             try? await Task.sleep(nanoseconds: UInt64(max(0.05, config.heartbeatInterval) * 1e9))
@@ -155,6 +158,11 @@ public final class Coordinator: Service, Sendable {
                 do { try await stores.lifecycle.maintain() } catch {
                     logger.warning("WAL checkpoint failed", metadata: ["error": "\(error)"])
                 }
+            }
+            if let olderThan = config.retention, Date().timeIntervalSince(lastRetention) >= config.retentionInterval {
+                lastRetention = Date()
+                let engine = self.engine
+                Task { await engine.scheduledCleanup(olderThan: olderThan) }
             }
         }
     }

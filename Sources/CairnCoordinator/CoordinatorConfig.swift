@@ -33,6 +33,11 @@ public struct CoordinatorConfig: Sendable {
     public var appendMaxChain: Int = 4_096
     /// How often the SQLite write-ahead log is checkpointed (truncated).
     public var walCheckpointInterval: Double = 30.0
+    /// `--retention`: finished runs older than this many seconds are deleted on a schedule
+    /// (nil: kept until `cairn cleanup`).
+    public var retention: Double?
+    /// How often the retention cleanup runs (the first pass runs soon after start).
+    public var retentionInterval: Double = 3_600
     /// On shutdown, how long to wait for queued writes to commit (a store refusing writes).
     public var shutdownWriteTimeout: Double = 30.0
 

@@ -285,6 +285,7 @@ extension Engine {
         i.apiCalls = UInt32(clamping: r.apiCalls)
         i.tokensIn = UInt64(clamping: r.tokensIn)
         i.tokensOut = UInt64(clamping: r.tokensOut)
+        i.pinned = r.pinned
         i.createdAt = r.createdAt
         i.updatedAt = r.updatedAt
         i.finishedAt = r.finishedAt ?? 0

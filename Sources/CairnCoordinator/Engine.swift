@@ -114,6 +114,8 @@ actor Engine {
     var answering: [String: [String]] = [:]
     /// Paused runs whose question has a deadline: when their timer fires.
     var deadlineTimers: [String: Double] = [:]
+    /// A `--retention` pass is deleting right now.
+    var retentionRunning = false
     var walBytes: @Sendable () -> Int64 = { 0 }
     let metrics: CoordinatorMetrics
     var reported = Scheduler.Counters()

@@ -24,4 +24,14 @@ public enum ByteSizes {
         }
         return Int(number * scale)
     }
+
+    /// A byte count as a person reads it: `812 B`, `14.2 KiB`, `3.1 MiB`.
+    public static func format(_ bytes: Int64) -> String {
+        let units = ["KiB", "MiB", "GiB", "TiB"]
+        guard bytes >= 1024 else { return "\(bytes) B" }
+        var v = Double(bytes) / 1024
+        var i = 0
+        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        return String(format: "%.1f %@", v, units[i])
+    }
 }

@@ -325,3 +325,19 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
     public func workers() async throws -> [WorkerRecord] { await flushForRead(); return try await sqlite.workers() }
     public func records(_ query: RecordsQuery) async throws -> RecordsTable { await flushForRead(); return try await sqlite.records(query) }
 }
+
+/// Maintenance reads and deletes reach SQLite once what waits in Redis has been flushed, so they
+/// see (and delete) every run whole.
+extension HotTierStore: MaintainedStore {
+    private nonisolated var maintained: any MaintainedStore {
+        get throws {
+            guard let m = sqlite as? any MaintainedStore else { throw MaintenanceUnsupported("verify, export or delete runs") }
+            return m
+        }
+    }
+    public func verify(runIDs: [String]?) async throws -> VerifyReport { await flushForRead(); return try await maintained.verify(runIDs: runIDs) }
+    public func exportRun(_ runID: String) async throws -> StoreBatch? { await flushForRead(); return try await maintained.exportRun(runID) }
+    /// A batch still in Redis could write rows of a deleted run back: deleting needs a flush that succeeds.
+    public func deleteRuns(_ runIDs: [String]) async throws -> DeletionReport { try await flush(); return try await maintained.deleteRuns(runIDs) }
+    public func setPinned(_ runID: String, _ pinned: Bool) async throws -> Bool { try await flush(); return try await maintained.setPinned(runID, pinned) }
+}

@@ -227,6 +227,11 @@ enum SQLiteSchema {
                 try rewrite.execute(arguments: [CheckpointInline.encode(CheckpointInline.Content(values: content.values)), r["id"] as Int64])
             }
         }
+        m.registerMigration("v7-retention") { db in
+            // A pinned run is never taken by a cleanup. Set only by `cairn pin` / `unpin`: a run's
+            // upsert leaves the column as it is.
+            try db.execute(sql: "ALTER TABLE runs ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0 CHECK (pinned IN (0, 1))")
+        }
         return m
     }
 }

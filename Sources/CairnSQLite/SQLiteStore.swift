@@ -8,11 +8,11 @@ import Logging
 /// every batch in one transaction, hot statements cached.
 public final class SQLiteStore: CheckpointStore {
     public let path: String
-    private let pool: DatabasePool
+    let pool: DatabasePool
     private let logger: Logger
     /// The one writer: GRDB's synchronous write, called on this actor's own serial queue, so a
     /// transaction costs one hand-off there and back (never a blocked cooperative thread).
-    private let writer = BlockingWriter()
+    let writer = BlockingWriter()
 
     /// Opens (creating if needed) and migrates the file. `upTo` stops at an older migration:
     /// tests use it to build a file as an older release wrote it.
@@ -25,6 +25,10 @@ public final class SQLiteStore: CheckpointStore {
             // Small pages: a run's rows are small, and each table and index costs at least a page.
             // Takes effect only when the file is created.
             try db.execute(sql: "PRAGMA page_size = 1024")
+            // Pages freed by a cleanup go back to the file system (`PRAGMA incremental_vacuum`),
+            // without rewriting the file. Files made before this are converted by their first
+            // cleanup (one VACUUM).
+            if !db.configuration.readonly { try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL") }
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         let dir = (path as NSString).deletingLastPathComponent
@@ -243,33 +247,13 @@ public final class SQLiteStore: CheckpointStore {
 
     public func graph(_ hash: String) async throws -> GraphRecord? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM graphs WHERE hash = ?", arguments: [hash]).map { r in
-                let context = "graph \(hash) (graphs.source)"
-                guard let source = try Packed.unpack(r, "source", codec: "source_codec", context: context) else {
-                    throw StoredBlob.IntegrityError(context: context, reason: "the source is NULL")
-                }
-                guard let sha: Data = r["source_sha256"] else {
-                    throw StoredBlob.IntegrityError(context: context, reason: "no SHA-256 is stored for the source")
-                }
-                guard Hashing.sha256(source) == [UInt8](sha) else {
-                    throw StoredBlob.IntegrityError(context: context, reason: "SHA-256 mismatch: stored data was altered or corrupted")
-                }
-                return GraphRecord(hash: hash, name: r["name"], version: r["version"], fileName: r["file_name"],
-                                   source: String(decoding: source, as: UTF8.self), bundleHash: r["bundle_hash"], createdAt: r["created_at"])
-            }
+            try Row.fetchOne(db, sql: "SELECT * FROM graphs WHERE hash = ?", arguments: [hash]).map(Self.graphRecord)
         }
     }
 
     public func bundle(_ hash: String) async throws -> [UInt8]? {
         try await pool.read { db in
-            try Data.fetchOne(db, sql: "SELECT data FROM bundles WHERE hash = ?", arguments: [hash]).map { data in
-                let bytes = [UInt8](data)
-                // A bundle is addressed by the SHA-256 of its bytes.
-                guard Hashing.sha256Hex(bytes) == hash else {
-                    throw StoredBlob.IntegrityError(context: "bundle \(hash) (bundles.data)", reason: "SHA-256 mismatch: stored data was altered or corrupted")
-                }
-                return bytes
-            }
+            try Data.fetchOne(db, sql: "SELECT data FROM bundles WHERE hash = ?", arguments: [hash]).map { try Self.bundleBytes(hash, $0) }
         }
     }
 
@@ -355,6 +339,32 @@ public final class SQLiteStore: CheckpointStore {
     }
 
     // MARK: row mapping
+
+    /// A graph's row, its source checked against the SHA-256 stored beside it.
+    static func graphRecord(_ r: Row) throws -> GraphRecord {
+        let hash: String = r["hash"]
+        let context = "graph \(hash) (graphs.source)"
+        guard let source = try Packed.unpack(r, "source", codec: "source_codec", context: context) else {
+            throw StoredBlob.IntegrityError(context: context, reason: "the source is NULL")
+        }
+        guard let sha: Data = r["source_sha256"] else {
+            throw StoredBlob.IntegrityError(context: context, reason: "no SHA-256 is stored for the source")
+        }
+        guard Hashing.sha256(source) == [UInt8](sha) else {
+            throw StoredBlob.IntegrityError(context: context, reason: "SHA-256 mismatch: stored data was altered or corrupted")
+        }
+        return GraphRecord(hash: hash, name: r["name"], version: r["version"], fileName: r["file_name"],
+                           source: String(decoding: source, as: UTF8.self), bundleHash: r["bundle_hash"], createdAt: r["created_at"])
+    }
+
+    /// A bundle's bytes, checked against the SHA-256 it is addressed by.
+    static func bundleBytes(_ hash: String, _ data: Data) throws -> [UInt8] {
+        let bytes = [UInt8](data)
+        guard Hashing.sha256Hex(bytes) == hash else {
+            throw StoredBlob.IntegrityError(context: "bundle \(hash) (bundles.data)", reason: "SHA-256 mismatch: stored data was altered or corrupted")
+        }
+        return bytes
+    }
 
     static func blob(_ r: Row) throws -> StoredBlob {
         let codecRaw: Int = r["codec"]
@@ -472,6 +482,7 @@ enum RunColumns {
         rec.step = r["step"]
         rec.checkpointID = r["checkpoint_id"]
         rec.forkedFrom = r["forked_from"]
+        rec.pinned = r["pinned"]
         rec.updatedAt = r["updated_at"]
         rec.finishedAt = r["finished_at"]
         return rec

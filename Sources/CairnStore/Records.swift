@@ -28,6 +28,8 @@ public struct RunRecord: Sendable, Equatable {
     public var checkpointID: String?
     /// `RUN@CHECKPOINT` for a run started by a fork: where its history goes on.
     public var forkedFrom: String?
+    /// Kept by every cleanup (`cairn pin`); set by the store's `setPinned`, never by a run's own writes.
+    public var pinned = false
     public var createdAt: Double
     public var updatedAt: Double
     public var finishedAt: Double?

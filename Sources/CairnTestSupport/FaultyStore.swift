@@ -62,3 +62,16 @@ public final class FaultyStore: CheckpointStore, @unchecked Sendable {
     public func workers() async throws -> [WorkerRecord] { try await inner.workers() }
     public func records(_ query: RecordsQuery) async throws -> RecordsTable { try await inner.records(query) }
 }
+
+extension FaultyStore: MaintainedStore {
+    private var maintained: any MaintainedStore {
+        get throws {
+            guard let m = inner as? any MaintainedStore else { throw MaintenanceUnsupported("verify, export or delete runs") }
+            return m
+        }
+    }
+    public func verify(runIDs: [String]?) async throws -> VerifyReport { try await maintained.verify(runIDs: runIDs) }
+    public func exportRun(_ runID: String) async throws -> StoreBatch? { try await maintained.exportRun(runID) }
+    public func deleteRuns(_ runIDs: [String]) async throws -> DeletionReport { try await maintained.deleteRuns(runIDs) }
+    public func setPinned(_ runID: String, _ pinned: Bool) async throws -> Bool { try await maintained.setPinned(runID, pinned) }
+}

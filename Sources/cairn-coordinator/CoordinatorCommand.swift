@@ -48,6 +48,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("wal-checkpoint-interval"), help: "How often SQLite's write-ahead log is checkpointed and truncated, e.g. 30s.")
     var walCheckpointInterval = "30s"
 
+    @Option(help: "Delete finished runs (completed, failed, cancelled) this long after they finish, e.g. 30d; pinned runs stay. Without it runs stay until cairn cleanup.")
+    var retention: String?
+
+    @Option(name: .customLong("retention-interval"), help: "How often --retention looks for runs to delete.")
+    var retentionInterval = "1h"
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
@@ -103,6 +109,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
         storage.allowRedisEviction = allowRedisEviction
         guard let wal = Durations.seconds(walCheckpointInterval), wal > 0 else { throw ValidationError("--wal-checkpoint-interval looks like 30s") }
         config.walCheckpointInterval = wal
+        if let retention {
+            guard let r = Durations.seconds(retention), r > 0 else { throw ValidationError("--retention looks like 30d or 12h") }
+            config.retention = r
+        }
+        guard let ri = Durations.seconds(retentionInterval), ri > 0 else { throw ValidationError("--retention-interval looks like 1h or 10m") }
+        config.retentionInterval = ri
 
         let registry = PrometheusCollectorRegistry()
         config.metricsFactory = PrometheusMetricsFactory(registry: registry)

@@ -75,10 +75,16 @@ import Testing
         #expect(Submit.helpMessage().contains("5 the run's stored data is damaged"))
     }
 
-    @Test func commandsNotBuiltYetSaySoInsteadOfUnknownCommand() throws {
-        let parsed = try Cairn.parseAsRoot(["export", "r-1", "--out", "x"])
-        #expect(parsed is Export)
-        #expect(Export.configuration.abstract.contains("not built yet"))
+    @Test func dataLifeCommandsParseAndRefuseIncompleteArguments() throws {
+        #expect(try Cairn.parseAsRoot(["export", "r-1", "r-2", "-o", "x.cairn"]) is Export)
+        #expect(try Cairn.parseAsRoot(["import", "x.cairn"]) is Import)
+        #expect(try Cairn.parseAsRoot(["cleanup", "--older-than", "30d", "--keep-latest", "3", "--dry-run"]) is Cleanup)
+        #expect(try Cairn.parseAsRoot(["verify", "--all"]) is Verify)
+        #expect(try Cairn.parseAsRoot(["debug", "r-1", "--step", "2"]) is Debug)
+        #expect(throws: (any Error).self) { try Cairn.parseAsRoot(["verify"]) }
+        #expect(throws: (any Error).self) { try Cairn.parseAsRoot(["verify", "r-1", "--all"]) }
+        #expect(throws: (any Error).self) { try Cairn.parseAsRoot(["cleanup"]) }
+        #expect(throws: (any Error).self) { try Cairn.parseAsRoot(["export", "r-1"]) }
         #expect(try Cairn.parseAsRoot(["fork", "r-1", "--checkpoint", "c", "--run-id", "r-2"]) is Fork)
         #expect(try Cairn.parseAsRoot(["resume", "r-1", "--interrupt", "i-1", "--value", "1"]) is Resume)
         #expect(throws: (any Error).self) { try Cairn.parseAsRoot(["rewind", "r-1", "--checkpoint", "c", "--run-id", "x"]) }

@@ -41,7 +41,7 @@ import Testing
             }
         }
         let upgraded = try SQLiteStore(path: path, logger: Logger(label: "test"))
-        #expect(try upgraded.appliedMigrations() == ["v1-core", "v2-executions-workers", "v3-compact", "v4-run-checksums", "v5-time-travel", "v6-records"])
+        #expect(try upgraded.appliedMigrations() == ["v1-core", "v2-executions-workers", "v3-compact", "v4-run-checksums", "v5-time-travel", "v6-records", "v7-retention"])
         let run = try await upgraded.run("kept")
         #expect(run?.status == .completed)
         #expect(run?.output == .object(["x": .int(1)]))

@@ -569,6 +569,54 @@ public nonisolated struct Cairn_V1_ClientRequest: Sendable {
     set {body = .records(newValue)}
   }
 
+  public var verify: Cairn_V1_VerifyRequest {
+    get {
+      if case .verify(let v)? = body {return v}
+      return Cairn_V1_VerifyRequest()
+    }
+    set {body = .verify(newValue)}
+  }
+
+  public var cleanup: Cairn_V1_CleanupRequest {
+    get {
+      if case .cleanup(let v)? = body {return v}
+      return Cairn_V1_CleanupRequest()
+    }
+    set {body = .cleanup(newValue)}
+  }
+
+  public var pin: Cairn_V1_PinRequest {
+    get {
+      if case .pin(let v)? = body {return v}
+      return Cairn_V1_PinRequest()
+    }
+    set {body = .pin(newValue)}
+  }
+
+  public var exportRun: Cairn_V1_ExportRequest {
+    get {
+      if case .exportRun(let v)? = body {return v}
+      return Cairn_V1_ExportRequest()
+    }
+    set {body = .exportRun(newValue)}
+  }
+
+  public var importRun: Cairn_V1_ImportRequest {
+    get {
+      if case .importRun(let v)? = body {return v}
+      return Cairn_V1_ImportRequest()
+    }
+    set {body = .importRun(newValue)}
+  }
+
+  public var debug: Cairn_V1_DebugRequest {
+    get {
+      if case .debug(let v)? = body {return v}
+      return Cairn_V1_DebugRequest()
+    }
+    set {body = .debug(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -585,8 +633,275 @@ public nonisolated struct Cairn_V1_ClientRequest: Sendable {
     case update(Cairn_V1_UpdateRequest)
     case fork(Cairn_V1_ForkRequest)
     case records(Cairn_V1_RecordsRequest)
+    case verify(Cairn_V1_VerifyRequest)
+    case cleanup(Cairn_V1_CleanupRequest)
+    case pin(Cairn_V1_PinRequest)
+    case exportRun(Cairn_V1_ExportRequest)
+    case importRun(Cairn_V1_ImportRequest)
+    case debug(Cairn_V1_DebugRequest)
 
   }
+
+  public init() {}
+}
+
+/// Checks every stored byte of the runs named; none: every run, and rows no run owns.
+public nonisolated struct Cairn_V1_VerifyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runIds: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cairn_V1_VerifyReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runs: UInt32 = 0
+
+  public var checkpoints: UInt32 = 0
+
+  public var values: UInt32 = 0
+
+  public var writes: UInt32 = 0
+
+  public var attempts: UInt32 = 0
+
+  /// empty: all is well
+  public var damage: [Cairn_V1_Damage] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cairn_V1_Damage: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// empty: a row no run owns, or the file itself
+  public var runID: String = String()
+
+  public var checkpointID: String = String()
+
+  public var channel: String = String()
+
+  public var version: String = String()
+
+  public var problem: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Deletes finished runs with everything they own. Running and paused runs, pinned runs and
+/// runs a remaining fork reads from are never taken.
+public nonisolated struct Cairn_V1_CleanupRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// finished at least this long ago (0: any age)
+  public var olderThanMs: UInt64 = 0
+
+  /// empty: completed, failed, cancelled
+  public var statuses: [String] = []
+
+  public var graph: String = String()
+
+  /// per graph: the newest N matching runs are kept
+  public var keepLatest: UInt32 = 0
+
+  public var dryRun: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cairn_V1_CleanupRun: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var graph: String = String()
+
+  public var status: String = String()
+
+  public var finishedAt: Double = 0
+
+  /// kept: why
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cairn_V1_CleanupReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// with dry_run: would be deleted
+  public var deleted: [Cairn_V1_CleanupRun] = []
+
+  /// matched the filters but kept (pinned, latest, forked from)
+  public var kept: [Cairn_V1_CleanupRun] = []
+
+  public var checkpoints: UInt32 = 0
+
+  public var values: UInt32 = 0
+
+  public var attempts: UInt32 = 0
+
+  public var graphs: UInt32 = 0
+
+  public var bundles: UInt32 = 0
+
+  public var bytesFreed: UInt64 = 0
+
+  public var dryRun: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cairn_V1_PinRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var pinned: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One run, whole: what `cairn export` writes into its file (a fork's parent is asked for too).
+public nonisolated struct Cairn_V1_ExportRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cairn_V1_ExportReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var graphName: String = String()
+
+  public var status: String = String()
+
+  /// the run whose values this one reads: export it too
+  public var forkedFromRun: String = String()
+
+  /// the run's records as JSON, zstd-compressed
+  public var partZstd: Data = Data()
+
+  /// of the uncompressed JSON
+  public var sha256: String = String()
+
+  /// uncompressed size
+  public var bytes: UInt64 = 0
+
+  public var checkpoints: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One run of an export file. With dry_run, only checked: whether it can be imported.
+public nonisolated struct Cairn_V1_ImportRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var partZstd: Data = Data()
+
+  public var sha256: String = String()
+
+  public var dryRun: Bool = false
+
+  /// runs of the same file imported before this one (a fork's parent may be among them)
+  public var before: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cairn_V1_ImportReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  /// the same run with the same content: nothing written
+  public var alreadyPresent: Bool = false
+
+  public var checkpoints: UInt32 = 0
+
+  public var values: UInt32 = 0
+
+  public var attempts: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Everything about one step of a run, as one JSON document (`cairn debug`).
+public nonisolated struct Cairn_V1_DebugRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var runID: String = String()
+
+  public var step: UInt32 = 0
+
+  /// false: the run's last step (the failed one, for a failed run)
+  public var stepGiven: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cairn_V1_DebugReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var json: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -874,6 +1189,46 @@ public nonisolated struct Cairn_V1_ClientResponse: Sendable {
     set {body = .records(newValue)}
   }
 
+  public var verify: Cairn_V1_VerifyReply {
+    get {
+      if case .verify(let v)? = body {return v}
+      return Cairn_V1_VerifyReply()
+    }
+    set {body = .verify(newValue)}
+  }
+
+  public var cleanup: Cairn_V1_CleanupReply {
+    get {
+      if case .cleanup(let v)? = body {return v}
+      return Cairn_V1_CleanupReply()
+    }
+    set {body = .cleanup(newValue)}
+  }
+
+  public var exportRun: Cairn_V1_ExportReply {
+    get {
+      if case .exportRun(let v)? = body {return v}
+      return Cairn_V1_ExportReply()
+    }
+    set {body = .exportRun(newValue)}
+  }
+
+  public var importRun: Cairn_V1_ImportReply {
+    get {
+      if case .importRun(let v)? = body {return v}
+      return Cairn_V1_ImportReply()
+    }
+    set {body = .importRun(newValue)}
+  }
+
+  public var debug: Cairn_V1_DebugReply {
+    get {
+      if case .debug(let v)? = body {return v}
+      return Cairn_V1_DebugReply()
+    }
+    set {body = .debug(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -886,6 +1241,11 @@ public nonisolated struct Cairn_V1_ClientResponse: Sendable {
     /// watch: zero or more, the last has `final` set
     case event(Cairn_V1_RunEvent)
     case records(Cairn_V1_RecordsReply)
+    case verify(Cairn_V1_VerifyReply)
+    case cleanup(Cairn_V1_CleanupReply)
+    case exportRun(Cairn_V1_ExportReply)
+    case importRun(Cairn_V1_ImportReply)
+    case debug(Cairn_V1_DebugReply)
 
   }
 
@@ -1024,6 +1384,12 @@ public nonisolated struct Cairn_V1_RunInfo: @unchecked Sendable {
   public var tokensOut: UInt64 {
     get {_storage._tokensOut}
     set {_uniqueStorage()._tokensOut = newValue}
+  }
+
+  /// kept by every cleanup (cairn pin)
+  public var pinned: Bool {
+    get {_storage._pinned}
+    set {_uniqueStorage()._pinned = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -2008,7 +2374,7 @@ nonisolated extension Cairn_V1_Drain: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Cairn_V1_ClientRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{9}submit\0\u{1}status\0\u{1}list\0\u{1}watch\0\u{1}history\0\u{1}state\0\u{1}cancel\0\u{1}workers\0\u{1}stats\0\u{1}resume\0\u{1}update\0\u{1}fork\0\u{1}records\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{9}submit\0\u{1}status\0\u{1}list\0\u{1}watch\0\u{1}history\0\u{1}state\0\u{1}cancel\0\u{1}workers\0\u{1}stats\0\u{1}resume\0\u{1}update\0\u{1}fork\0\u{1}records\0\u{1}verify\0\u{1}cleanup\0\u{1}pin\0\u{3}export_run\0\u{3}import_run\0\u{1}debug\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2186,6 +2552,84 @@ nonisolated extension Cairn_V1_ClientRequest: SwiftProtobuf.Message, SwiftProtob
           self.body = .records(v)
         }
       }()
+      case 23: try {
+        var v: Cairn_V1_VerifyRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .verify(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .verify(v)
+        }
+      }()
+      case 24: try {
+        var v: Cairn_V1_CleanupRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .cleanup(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .cleanup(v)
+        }
+      }()
+      case 25: try {
+        var v: Cairn_V1_PinRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .pin(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .pin(v)
+        }
+      }()
+      case 26: try {
+        var v: Cairn_V1_ExportRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .exportRun(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .exportRun(v)
+        }
+      }()
+      case 27: try {
+        var v: Cairn_V1_ImportRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .importRun(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .importRun(v)
+        }
+      }()
+      case 28: try {
+        var v: Cairn_V1_DebugRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .debug(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .debug(v)
+        }
+      }()
       default: break
       }
     }
@@ -2252,6 +2696,30 @@ nonisolated extension Cairn_V1_ClientRequest: SwiftProtobuf.Message, SwiftProtob
       guard case .records(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
     }()
+    case .verify?: try {
+      guard case .verify(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+    }()
+    case .cleanup?: try {
+      guard case .cleanup(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+    }()
+    case .pin?: try {
+      guard case .pin(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+    }()
+    case .exportRun?: try {
+      guard case .exportRun(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+    }()
+    case .importRun?: try {
+      guard case .importRun(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
+    }()
+    case .debug?: try {
+      guard case .debug(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -2260,6 +2728,606 @@ nonisolated extension Cairn_V1_ClientRequest: SwiftProtobuf.Message, SwiftProtob
   public static func ==(lhs: Cairn_V1_ClientRequest, rhs: Cairn_V1_ClientRequest) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.body != rhs.body {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_VerifyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VerifyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_ids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.runIds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.runIds, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_VerifyRequest, rhs: Cairn_V1_VerifyRequest) -> Bool {
+    if lhs.runIds != rhs.runIds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_VerifyReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VerifyReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}runs\0\u{1}checkpoints\0\u{1}values\0\u{1}writes\0\u{1}attempts\0\u{1}damage\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.runs) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.checkpoints) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.values) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.writes) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.attempts) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.damage) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.runs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.runs, fieldNumber: 1)
+    }
+    if self.checkpoints != 0 {
+      try visitor.visitSingularUInt32Field(value: self.checkpoints, fieldNumber: 2)
+    }
+    if self.values != 0 {
+      try visitor.visitSingularUInt32Field(value: self.values, fieldNumber: 3)
+    }
+    if self.writes != 0 {
+      try visitor.visitSingularUInt32Field(value: self.writes, fieldNumber: 4)
+    }
+    if self.attempts != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempts, fieldNumber: 5)
+    }
+    if !self.damage.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.damage, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_VerifyReply, rhs: Cairn_V1_VerifyReply) -> Bool {
+    if lhs.runs != rhs.runs {return false}
+    if lhs.checkpoints != rhs.checkpoints {return false}
+    if lhs.values != rhs.values {return false}
+    if lhs.writes != rhs.writes {return false}
+    if lhs.attempts != rhs.attempts {return false}
+    if lhs.damage != rhs.damage {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_Damage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Damage"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}checkpoint_id\0\u{1}channel\0\u{1}version\0\u{1}problem\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.checkpointID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.channel) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.version) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.problem) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if !self.checkpointID.isEmpty {
+      try visitor.visitSingularStringField(value: self.checkpointID, fieldNumber: 2)
+    }
+    if !self.channel.isEmpty {
+      try visitor.visitSingularStringField(value: self.channel, fieldNumber: 3)
+    }
+    if !self.version.isEmpty {
+      try visitor.visitSingularStringField(value: self.version, fieldNumber: 4)
+    }
+    if !self.problem.isEmpty {
+      try visitor.visitSingularStringField(value: self.problem, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_Damage, rhs: Cairn_V1_Damage) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.checkpointID != rhs.checkpointID {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.problem != rhs.problem {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_CleanupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CleanupRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}older_than_ms\0\u{1}statuses\0\u{1}graph\0\u{3}keep_latest\0\u{3}dry_run\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.olderThanMs) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.statuses) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.graph) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.keepLatest) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.olderThanMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.olderThanMs, fieldNumber: 1)
+    }
+    if !self.statuses.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.statuses, fieldNumber: 2)
+    }
+    if !self.graph.isEmpty {
+      try visitor.visitSingularStringField(value: self.graph, fieldNumber: 3)
+    }
+    if self.keepLatest != 0 {
+      try visitor.visitSingularUInt32Field(value: self.keepLatest, fieldNumber: 4)
+    }
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_CleanupRequest, rhs: Cairn_V1_CleanupRequest) -> Bool {
+    if lhs.olderThanMs != rhs.olderThanMs {return false}
+    if lhs.statuses != rhs.statuses {return false}
+    if lhs.graph != rhs.graph {return false}
+    if lhs.keepLatest != rhs.keepLatest {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_CleanupRun: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CleanupRun"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}graph\0\u{1}status\0\u{3}finished_at\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.graph) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.finishedAt) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if !self.graph.isEmpty {
+      try visitor.visitSingularStringField(value: self.graph, fieldNumber: 2)
+    }
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 3)
+    }
+    if self.finishedAt.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.finishedAt, fieldNumber: 4)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_CleanupRun, rhs: Cairn_V1_CleanupRun) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.graph != rhs.graph {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.finishedAt != rhs.finishedAt {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_CleanupReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CleanupReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deleted\0\u{1}kept\0\u{1}checkpoints\0\u{1}values\0\u{1}attempts\0\u{1}graphs\0\u{1}bundles\0\u{3}bytes_freed\0\u{3}dry_run\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.deleted) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.kept) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.checkpoints) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.values) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.attempts) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.graphs) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.bundles) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.bytesFreed) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.deleted.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.deleted, fieldNumber: 1)
+    }
+    if !self.kept.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.kept, fieldNumber: 2)
+    }
+    if self.checkpoints != 0 {
+      try visitor.visitSingularUInt32Field(value: self.checkpoints, fieldNumber: 3)
+    }
+    if self.values != 0 {
+      try visitor.visitSingularUInt32Field(value: self.values, fieldNumber: 4)
+    }
+    if self.attempts != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempts, fieldNumber: 5)
+    }
+    if self.graphs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.graphs, fieldNumber: 6)
+    }
+    if self.bundles != 0 {
+      try visitor.visitSingularUInt32Field(value: self.bundles, fieldNumber: 7)
+    }
+    if self.bytesFreed != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bytesFreed, fieldNumber: 8)
+    }
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_CleanupReply, rhs: Cairn_V1_CleanupReply) -> Bool {
+    if lhs.deleted != rhs.deleted {return false}
+    if lhs.kept != rhs.kept {return false}
+    if lhs.checkpoints != rhs.checkpoints {return false}
+    if lhs.values != rhs.values {return false}
+    if lhs.attempts != rhs.attempts {return false}
+    if lhs.graphs != rhs.graphs {return false}
+    if lhs.bundles != rhs.bundles {return false}
+    if lhs.bytesFreed != rhs.bytesFreed {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_PinRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PinRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}pinned\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.pinned) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if self.pinned != false {
+      try visitor.visitSingularBoolField(value: self.pinned, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_PinRequest, rhs: Cairn_V1_PinRequest) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.pinned != rhs.pinned {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_ExportRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExportRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_ExportRequest, rhs: Cairn_V1_ExportRequest) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_ExportReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExportReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}graph_name\0\u{1}status\0\u{3}forked_from_run\0\u{3}part_zstd\0\u{1}sha256\0\u{1}bytes\0\u{1}checkpoints\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.graphName) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.forkedFromRun) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.partZstd) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.sha256) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.checkpoints) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if !self.graphName.isEmpty {
+      try visitor.visitSingularStringField(value: self.graphName, fieldNumber: 2)
+    }
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 3)
+    }
+    if !self.forkedFromRun.isEmpty {
+      try visitor.visitSingularStringField(value: self.forkedFromRun, fieldNumber: 4)
+    }
+    if !self.partZstd.isEmpty {
+      try visitor.visitSingularBytesField(value: self.partZstd, fieldNumber: 5)
+    }
+    if !self.sha256.isEmpty {
+      try visitor.visitSingularStringField(value: self.sha256, fieldNumber: 6)
+    }
+    if self.bytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bytes, fieldNumber: 7)
+    }
+    if self.checkpoints != 0 {
+      try visitor.visitSingularUInt32Field(value: self.checkpoints, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_ExportReply, rhs: Cairn_V1_ExportReply) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.graphName != rhs.graphName {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.forkedFromRun != rhs.forkedFromRun {return false}
+    if lhs.partZstd != rhs.partZstd {return false}
+    if lhs.sha256 != rhs.sha256 {return false}
+    if lhs.bytes != rhs.bytes {return false}
+    if lhs.checkpoints != rhs.checkpoints {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_ImportRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImportRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}part_zstd\0\u{1}sha256\0\u{3}dry_run\0\u{1}before\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.partZstd) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.sha256) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.before) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.partZstd.isEmpty {
+      try visitor.visitSingularBytesField(value: self.partZstd, fieldNumber: 1)
+    }
+    if !self.sha256.isEmpty {
+      try visitor.visitSingularStringField(value: self.sha256, fieldNumber: 2)
+    }
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 3)
+    }
+    if !self.before.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.before, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_ImportRequest, rhs: Cairn_V1_ImportRequest) -> Bool {
+    if lhs.partZstd != rhs.partZstd {return false}
+    if lhs.sha256 != rhs.sha256 {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.before != rhs.before {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_ImportReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImportReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}already_present\0\u{1}checkpoints\0\u{1}values\0\u{1}attempts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.alreadyPresent) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.checkpoints) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.values) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.attempts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if self.alreadyPresent != false {
+      try visitor.visitSingularBoolField(value: self.alreadyPresent, fieldNumber: 2)
+    }
+    if self.checkpoints != 0 {
+      try visitor.visitSingularUInt32Field(value: self.checkpoints, fieldNumber: 3)
+    }
+    if self.values != 0 {
+      try visitor.visitSingularUInt32Field(value: self.values, fieldNumber: 4)
+    }
+    if self.attempts != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempts, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_ImportReply, rhs: Cairn_V1_ImportReply) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.alreadyPresent != rhs.alreadyPresent {return false}
+    if lhs.checkpoints != rhs.checkpoints {return false}
+    if lhs.values != rhs.values {return false}
+    if lhs.attempts != rhs.attempts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_DebugRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DebugRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{1}step\0\u{3}step_given\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.step) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.stepGiven) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 1)
+    }
+    if self.step != 0 {
+      try visitor.visitSingularUInt32Field(value: self.step, fieldNumber: 2)
+    }
+    if self.stepGiven != false {
+      try visitor.visitSingularBoolField(value: self.stepGiven, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_DebugRequest, rhs: Cairn_V1_DebugRequest) -> Bool {
+    if lhs.runID != rhs.runID {return false}
+    if lhs.step != rhs.step {return false}
+    if lhs.stepGiven != rhs.stepGiven {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_DebugReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DebugReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}json\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.json) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.json.isEmpty {
+      try visitor.visitSingularBytesField(value: self.json, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_DebugReply, rhs: Cairn_V1_DebugReply) -> Bool {
+    if lhs.json != rhs.json {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2716,7 +3784,7 @@ nonisolated extension Cairn_V1_StateRequest: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Cairn_V1_ClientResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{9}run\0\u{1}runs\0\u{1}history\0\u{1}state\0\u{1}workers\0\u{1}stats\0\u{1}event\0\u{1}records\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{9}run\0\u{1}runs\0\u{1}history\0\u{1}state\0\u{1}workers\0\u{1}stats\0\u{1}event\0\u{1}records\0\u{1}verify\0\u{1}cleanup\0\u{3}export_run\0\u{3}import_run\0\u{1}debug\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2829,6 +3897,71 @@ nonisolated extension Cairn_V1_ClientResponse: SwiftProtobuf.Message, SwiftProto
           self.body = .records(v)
         }
       }()
+      case 18: try {
+        var v: Cairn_V1_VerifyReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .verify(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .verify(v)
+        }
+      }()
+      case 19: try {
+        var v: Cairn_V1_CleanupReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .cleanup(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .cleanup(v)
+        }
+      }()
+      case 20: try {
+        var v: Cairn_V1_ExportReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .exportRun(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .exportRun(v)
+        }
+      }()
+      case 21: try {
+        var v: Cairn_V1_ImportReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .importRun(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .importRun(v)
+        }
+      }()
+      case 22: try {
+        var v: Cairn_V1_DebugReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .debug(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .debug(v)
+        }
+      }()
       default: break
       }
     }
@@ -2875,6 +4008,26 @@ nonisolated extension Cairn_V1_ClientResponse: SwiftProtobuf.Message, SwiftProto
       guard case .records(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
     }()
+    case .verify?: try {
+      guard case .verify(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+    }()
+    case .cleanup?: try {
+      guard case .cleanup(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+    }()
+    case .exportRun?: try {
+      guard case .exportRun(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
+    case .importRun?: try {
+      guard case .importRun(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+    }()
+    case .debug?: try {
+      guard case .debug(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -2890,7 +4043,7 @@ nonisolated extension Cairn_V1_ClientResponse: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}graph_name\0\u{3}graph_version\0\u{3}graph_hash\0\u{1}status\0\u{1}step\0\u{1}error\0\u{1}cost\0\u{3}api_calls\0\u{3}created_at\0\u{3}updated_at\0\u{3}finished_at\0\u{1}durability\0\u{3}output_json\0\u{3}checkpoint_id\0\u{3}tasks_total\0\u{3}tasks_done\0\u{3}next_nodes\0\u{3}node_count\0\u{3}interrupt_json\0\u{1}damage\0\u{3}forked_from\0\u{3}resume_count\0\u{3}tokens_in\0\u{3}tokens_out\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}run_id\0\u{3}graph_name\0\u{3}graph_version\0\u{3}graph_hash\0\u{1}status\0\u{1}step\0\u{1}error\0\u{1}cost\0\u{3}api_calls\0\u{3}created_at\0\u{3}updated_at\0\u{3}finished_at\0\u{1}durability\0\u{3}output_json\0\u{3}checkpoint_id\0\u{3}tasks_total\0\u{3}tasks_done\0\u{3}next_nodes\0\u{3}node_count\0\u{3}interrupt_json\0\u{1}damage\0\u{3}forked_from\0\u{3}resume_count\0\u{3}tokens_in\0\u{3}tokens_out\0\u{1}pinned\0")
 
   fileprivate class _StorageClass {
     var _runID: String = String()
@@ -2918,6 +4071,7 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _resumeCount: UInt32 = 0
     var _tokensIn: UInt64 = 0
     var _tokensOut: UInt64 = 0
+    var _pinned: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2953,6 +4107,7 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
       _resumeCount = source._resumeCount
       _tokensIn = source._tokensIn
       _tokensOut = source._tokensOut
+      _pinned = source._pinned
     }
   }
 
@@ -2996,6 +4151,7 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 23: try { try decoder.decodeSingularUInt32Field(value: &_storage._resumeCount) }()
         case 24: try { try decoder.decodeSingularUInt64Field(value: &_storage._tokensIn) }()
         case 25: try { try decoder.decodeSingularUInt64Field(value: &_storage._tokensOut) }()
+        case 26: try { try decoder.decodeSingularBoolField(value: &_storage._pinned) }()
         default: break
         }
       }
@@ -3079,6 +4235,9 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
       if _storage._tokensOut != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._tokensOut, fieldNumber: 25)
       }
+      if _storage._pinned != false {
+        try visitor.visitSingularBoolField(value: _storage._pinned, fieldNumber: 26)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3113,6 +4272,7 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._resumeCount != rhs_storage._resumeCount {return false}
         if _storage._tokensIn != rhs_storage._tokensIn {return false}
         if _storage._tokensOut != rhs_storage._tokensOut {return false}
+        if _storage._pinned != rhs_storage._pinned {return false}
         return true
       }
       if !storagesAreEqual {return false}
