@@ -46,7 +46,7 @@ extension Engine {
         if let produced {
             if let p = produced.parentID {
                 startedFrom = try await store.checkpoint(runID: runID, namespace: "", checkpointID: p)
-                if startedFrom == nil, let origin = RetentionPolicy.Run(rec).parent {
+                if startedFrom == nil, let origin = rec.forkOrigin?.runID {
                     startedFrom = try await store.checkpoint(runID: origin, namespace: "", checkpointID: p)
                 }
             }

@@ -136,7 +136,7 @@ extension Engine {
         let bytes = batch.json.jsonBytes()
         var reply = Cairn_V1_ExportReply()
         reply.runID = run.runID; reply.graphName = run.graphName; reply.status = run.status.rawValue
-        reply.forkedFromRun = RetentionPolicy.Run(run).parent ?? ""
+        reply.forkedFromRun = run.forkOrigin?.runID ?? ""
         reply.partZstd = Data(try Zstd.compress(bytes, level: 3))
         reply.sha256 = Hashing.sha256Hex(bytes)
         reply.bytes = UInt64(bytes.count)
@@ -164,7 +164,7 @@ extension Engine {
         reply.attempts = UInt32(clamping: batch.taskExecutions.count)
         if busyRuns.contains(run.runID) { throw EngineError(.errorConflict, "run \(run.runID) is active here; it cannot be imported over") }
         // A fork's parent is here already, or (while an import is being checked) comes before it in the same file.
-        if let parent = RetentionPolicy.Run(run).parent, !(r.dryRun && r.before.contains(parent)), try await store.run(parent) == nil {
+        if let parent = run.forkOrigin?.runID, !(r.dryRun && r.before.contains(parent)), try await store.run(parent) == nil {
             throw EngineError(.errorInvalidArgument, "run \(run.runID) was forked from run \(parent), which is not in this store: export and import them together")
         }
         await writesCommitted()

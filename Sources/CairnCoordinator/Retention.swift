@@ -39,7 +39,7 @@ public struct RetentionPolicy: Sendable, Equatable {
 
         public init(_ r: RunRecord) {
             self.init(runID: r.runID, graph: r.graphName, status: r.status, createdAt: r.createdAt, finishedAt: r.finishedAt ?? r.updatedAt,
-                      pinned: r.pinned, parent: r.forkedFrom.flatMap { f in f.lastIndex(of: "@").map { String(f[..<$0]) } })
+                      pinned: r.pinned, parent: r.forkOrigin?.runID)
         }
     }
 

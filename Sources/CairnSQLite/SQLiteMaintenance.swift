@@ -215,8 +215,8 @@ struct SQLiteVerifier {
             damage(id, "no such run is stored"); return
         }
         report.runs += 1
-        var forkedFrom: String?
-        do { forkedFrom = try RunColumns.record(row).forkedFrom } catch { damage(id, Self.reason(error)) }
+        var origin: (runID: String, checkpointID: String)?
+        do { origin = try RunColumns.record(row).forkOrigin } catch { damage(id, Self.reason(error)) }
         let graphHash: String = row["graph_hash"]
         try verifyGraph(graphHash, run: id)
 
@@ -235,14 +235,10 @@ struct SQLiteVerifier {
             do { c = try SQLiteStore.checkpointRecord(r) } catch { damage(id, checkpoint: cpID, Self.reason(error)); continue }
             if let parent = c.parentID, !ids.contains(ns + "\u{1F}" + parent) {
                 // A fork's first checkpoint rests on the checkpoint of the run it forked.
-                let origin = forkedFrom.flatMap { f -> (String, String)? in
-                    guard let at = f.lastIndex(of: "@") else { return nil }
-                    return (String(f[..<at]), String(f[f.index(after: at)...]))
-                }
                 var inOrigin = false
-                if let origin, origin.1 == parent {
+                if let origin, origin.checkpointID == parent {
                     inOrigin = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE run_id = ? AND ns = ? AND checkpoint_id = ?)",
-                                                 arguments: [origin.0, ns, parent]) == true
+                                                 arguments: [origin.runID, ns, parent]) == true
                 }
                 if !inOrigin { damage(id, checkpoint: cpID, "its parent checkpoint \(parent) is not stored") }
             }

@@ -44,6 +44,12 @@ public struct RunRecord: Sendable, Equatable {
 }
 
 extension RunRecord {
+    /// For a run started by a fork, the run and checkpoint it started from (`forkedFrom` split).
+    public var forkOrigin: (runID: String, checkpointID: String)? {
+        guard let f = forkedFrom, let at = f.lastIndex(of: "@") else { return nil }
+        return (String(f[..<at]), String(f[f.index(after: at)...]))
+    }
+
     /// Adds what one attempt reported to the run's totals.
     public mutating func add(_ r: TaskRecords) {
         cost += r.cost

@@ -80,7 +80,7 @@ public struct ExecHandler: NodeHandler {
                               kind: "bad_result", nonRetryable: true)
         }
         let (result, printed) = seen.withLock { $0 }
-        if let r = result, r["error"] != nil { return try Self.parseResult(r) }
+        if let r = result, r["error"] != nil { return try Self.parseResult(r, stderr: outcome.stderrTail) }
         guard outcome.status == 0 else {
             let tail = outcome.stderrTail.trimmingCharacters(in: .whitespacesAndNewlines)
             let what = outcome.signaled ? "was killed by signal \(outcome.status)" : "exited with status \(outcome.status)"
@@ -98,8 +98,8 @@ public struct ExecHandler: NodeHandler {
         let reply = await pools.perform(key, limits: limits, bytes: bytes, timeout: ctx.timeout,
                                              onProgress: ctx.reportProgress)
         switch reply {
-        case .result(let r):
-            return try Self.parseResult(r)
+        case .result(let r, let stderr):
+            return try Self.parseResult(r, stderr: stderr)
         case .overlong:
             throw NodeFailure("the served program printed a line of more than \(ChildProcess.maxLineBytes >> 20) MiB on stdout; it was killed and will be replaced",
                               kind: "bad_result", nonRetryable: true)
@@ -132,10 +132,15 @@ public struct ExecHandler: NodeHandler {
         }
     }
 
-    static func parseResult(_ r: [String: JSONValue]) throws -> NodeResult {
+    /// A result line as the node printed it; a failure carries the task's stderr tail after the
+    /// node's own message (what a person debugging it reads first), unless the message has it.
+    static func parseResult(_ r: [String: JSONValue], stderr: String = "") throws -> NodeResult {
         var out = NodeResult()
         if let e = r["error"], !e.isNull {
-            var f = NodeFailure(e.stringValue ?? e.compactString, kind: r["kind"]?.stringValue ?? "error",
+            var message = e.stringValue ?? e.compactString
+            let tail = stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !tail.isEmpty && !message.contains(tail) { message += "\nstderr:\n" + tail }
+            var f = NodeFailure(message, kind: r["kind"]?.stringValue ?? "error",
                                 nonRetryable: r["retryable"]?.boolValue == false)
             do {
                 f.records = try TaskRecords.parse(metrics: r["metrics"], apiCalls: r["api_calls"], assets: r["assets"])

@@ -13,8 +13,9 @@ import SystemPackage
 /// one result line (any other JSON object). Started and read through swift-subprocess.
 final class ServedProcess: @unchecked Sendable {
     enum Reply: Sendable {
-        /// The task's result line.
-        case result([String: JSONValue])
+        /// The task's result line, and what the task had written on stderr by then (a failure
+        /// reports it; output still in the pipe may be missed).
+        case result([String: JSONValue], stderr: String)
         /// The program ended (or could not start) before it answered.
         case died(String, stderr: String, timedOut: Bool)
         /// It printed a line longer than `ChildProcess.maxLineBytes`, and was killed.
@@ -179,7 +180,7 @@ final class ServedProcess: @unchecked Sendable {
                             let line = lines[next]; next += 1
                             guard !line.isEmpty, case .object(let o)? = try? JSONValue.parse(line) else { continue }
                             if o.count == 1, let p = o["progress"] { job.onProgress(p); continue }
-                            answer(.result(o))
+                            answer(.result(o, stderr: o["error"] == nil ? "" : lock.withLock { stderr.text }))
                             continue jobs
                         }
                     }

@@ -22,6 +22,9 @@ import Testing
                 return {"log": ["gen"], "note": state.get("topic", "none")}
             if mode == "ask":
                 return {"log": ["answer:" + str(ctx.interrupt({"question": "ok?"}))]}
+            if mode == "fail":
+                sys.stderr.write(f"upstream said no (attempt {ctx.attempt})\\n")
+                raise ConnectionError("upstream 500")
             if mode == "mark":
                 return {"note": "MARKER-" + ctx.run_id}
             return {"log": [mode], "note": "done"}
@@ -29,10 +32,10 @@ import Testing
         cairn.run()
         """
 
-    func graph(_ cluster: TestCluster, _ name: String, _ modes: [String]) throws -> String {
+    func graph(_ cluster: TestCluster, _ name: String, _ modes: [String], retry: String = "", serve: Bool = true) throws -> String {
         var text = "name: \(name)\nstate:\n  log: { reducer: append }\n  note: {}\n  topic: {}\nnodes:\n"
         for (i, mode) in modes.enumerated() {
-            text += "  n\(i): { run: exec, command: [\"python3\", \"node.py\"], serve: true, with: { mode: \(mode) } }\n"
+            text += "  n\(i): { run: exec, command: [\"python3\", \"node.py\"], serve: \(serve), with: { mode: \(mode) }\(retry) }\n"
         }
         text += "edges:\n  - { from: START, to: n0 }\n"
         for i in 0..<(modes.count - 1) { text += "  - { from: n\(i), to: n\(i + 1) }\n" }
@@ -101,6 +104,8 @@ import Testing
         let stats = ["stats", "--by", "model", "--json"]
         #expect(try await target.cairn(stats).stdout == (try await source.cairn(stats)).stdout)
         #expect(try await target.cairn(["verify", "--all"]).status == 0)
+        let forkedHere = try await target.cairn(["fork", done, "--checkpoint", from, "--run-id", "forked-here", "--wait", "--json"])
+        #expect(forkedHere.status == 0 && forkedHere.object["status"] as? String == "completed", "an imported run forks: \(forkedHere.stderr)")
 
         let again = try await target.cairn(["import", file, "--json"])
         #expect(again.status == 0, "\(again.stderr)")
@@ -126,6 +131,70 @@ import Testing
         }
         let listed = try await empty.cairn(["list", "--json"])
         #expect((listed.json as? [Any])?.isEmpty == true, "nothing was written: \(listed.stdout)")
+    }
+
+    @Test func withTheHotTierEachCommandSeesAndDeletesRunsStillInRedis() async throws {
+        let redis = try await RedisServer()
+        defer { redis.stop() }
+        // Flushed only when asked (a run's end, a read): steps wait in Redis until then.
+        let cluster = try await TestCluster.start(workers: 1, slots: 2,
+                                                  coordinatorArgs: ["--redis", redis.url, "--flush-interval", "1h", "--flush-batch", "1000000"])
+        defer { cluster.stop() }
+        let g = try graph(cluster, "hot", ["gen", "plain"])
+        for i in 0..<3 {
+            // `--wait` watches the run: no read of the store, so nothing asks for a flush.
+            let r = try await cluster.cairn(["submit", g, "--run-id", "hot-\(i)", "--wait"])
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+
+        let verified = try await cluster.cairn(["verify", "--all", "--json"])
+        #expect(verified.status == 0 && verified.object["checkpoints"] as? Int == 9, "\(verified.stdout)")
+        let file = cluster.directory + "/hot.cairn"
+        #expect(try await cluster.cairn(["export", "hot-0", "-o", file]).status == 0)
+        let target = try await TestCluster.start(workers: 0)
+        defer { target.stop() }
+        #expect(try await target.cairn(["import", file]).status == 0)
+        #expect(try await target.cairn(["history", "hot-0", "--json"]).stdout == (try await cluster.cairn(["history", "hot-0", "--json"])).stdout)
+
+        let cleaned = try await cluster.cairn(["cleanup", "--older-than", "0s", "--json"])
+        #expect((cleaned.object["deleted"] as? [Any])?.count == 3, "\(cleaned.stdout)")
+        // A coordinator killed now replays what Redis still holds: nothing of the deleted runs.
+        try await cluster.restartCoordinator(signal: SIGKILL, args: ["--redis", redis.url])
+        #expect(try await sql(cluster, "SELECT COUNT(*) FROM runs") == "0")
+        #expect(try await sql(cluster, "SELECT COUNT(*) FROM checkpoints") == "0")
+        #expect(try await cluster.cairn(["verify", "--all"]).status == 0)
+    }
+
+    @Test func debugDumpsTheStepARunFailedInAndAnyStepAsked() async throws {
+        let cluster = try await TestCluster.start(workers: 1, slots: 2)
+        defer { cluster.stop() }
+        // One-shot processes: each attempt's stderr is whole when its error is reported.
+        let g = try graph(cluster, "flaky", ["plain", "fail"], retry: ", retry: { max_attempts: 3, initial_interval: 10ms }", serve: false)
+        let run = try await cluster.submit(g, input: #"{"topic": "tides"}"#)
+        #expect(try await cluster.waitForRun(run)["status"] as? String == "failed")
+
+        let failed = try await cluster.cairn(["debug", run, "--json"]).object
+        #expect(failed[path: "run.status"] as? String == "failed" && failed["step"] as? Int == 2, "the step it failed in: \(failed)")
+        #expect(failed[path: "started_from.state.log"] as? [String] == ["plain"] && failed[path: "started_from.state.topic"] as? String == "tides")
+        #expect(failed["produced"] is NSNull, "a failed step made no checkpoint")
+        let tasks = failed["tasks"] as? [[String: Any]] ?? []
+        #expect(tasks.count == 1 && tasks.first?["node"] as? String == "n1" && tasks.first?["kind"] as? String == "exec"
+                && tasks.first?["reads"] as? String == "all", "\(tasks)")
+        let attempts = tasks.first?["attempts"] as? [[String: Any]] ?? []
+        #expect(attempts.map { $0["attempt"] as? Int } == [1, 2, 3] && attempts.allSatisfy { $0["status"] as? String == "failed" && $0["worker"] as? String == "w1" })
+        for (i, a) in attempts.enumerated() {
+            let error = a["error"] as? String ?? ""
+            #expect(error.contains("upstream 500") && error.contains("upstream said no (attempt \(i + 1))"), "each attempt's own error and stderr tail: \(error)")
+            #expect(a["error_kind"] as? String == "ConnectionError" && a["duration_ms"] is Double)
+        }
+
+        let first = try await cluster.cairn(["debug", run, "--step", "1", "--json"]).object
+        #expect(first[path: "started_from.source"] as? String == "input" && first[path: "produced.updated.log"] as? [String] == ["plain"], "\(first)")
+        #expect(((first["tasks"] as? [[String: Any]])?.first?["attempts"] as? [[String: Any]])?.count == 1)
+        let text = try await cluster.cairn(["debug", run])
+        #expect(text.status == 0 && text.stdout.contains("started from") && text.stdout.contains("upstream said no (attempt 3)"), "\(text.stdout)")
+        let none = try await cluster.cairn(["debug", run, "--step", "9"])
+        #expect(none.status == 1 && none.stderr.contains("has no step 9"), "\(none.stderr)")
     }
 
     @Test func verifyNamesAValueWhoseByteWasFlippedInTheFileAndStateRefusesIt() async throws {
