@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         // C libraries, wrapped as system libraries with a thin safe layer on top.
@@ -100,6 +101,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Operations: the /metrics and /healthz HTTP endpoint.
+        // The HTTP API (Hummingbird): JSON over the engine's one door, Server-Sent Events.
+        .target(
+            name: "CairnHTTP",
+            dependencies: [
+                "CairnCore", "CairnProtocol", "CairnCoordinator",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "CairnOps",
             dependencies: [
@@ -163,7 +174,7 @@ let package = Package(
         .executableTarget(
             name: "cairn-coordinator",
             dependencies: [
-                "CairnCoordinator", "CairnStack", "CairnHotTier", "CairnOps", "CairnCore",
+                "CairnCoordinator", "CairnStack", "CairnHotTier", "CairnOps", "CairnCore", "CairnHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -153,12 +153,9 @@ struct ConnectionHandler: Sendable {
     func answerReportingErrors(_ req: Cairn_V1_ClientRequest, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         do {
             try await answer(req, outbound)
-        } catch let e as EngineError {
-            try await outbound.send(.error(e.code, e.message, requestID: req.id))
-        } catch where StoreFailure.isDamage(error) {
-            try await outbound.send(.error(.errorDataDamaged, "stored data is damaged: \(error)", requestID: req.id))
         } catch {
-            try await outbound.send(.error(.errorInternal, "\(error)", requestID: req.id))
+            let (code, message) = ClientDoor.failure(error)
+            try await outbound.send(.error(code, message, requestID: req.id))
         }
     }
 
@@ -170,16 +167,21 @@ struct ConnectionHandler: Sendable {
     }
 
     func answer(_ req: Cairn_V1_ClientRequest, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
-        switch req.body {
-        case .submit(let s):
-            let info = try await engine.submit(s)
-            try await respond(req.id, outbound) { $0.run = info }
-        case .status(let q):
-            let info = try await engine.runInfo(q.runID)
-            try await respond(req.id, outbound) { $0.run = info }
-        case .cancel(let q):
-            let info = try await engine.cancel(q.runID)
-            try await respond(req.id, outbound) { $0.run = info }
+        if case .watch(let q) = req.body {
+            try await watch(req.id, q.runID, finalOnly: q.finalOnly, outbound)
+            return
+        }
+        guard let body = req.body else { throw EngineError(.errorInvalidArgument, "empty request") }
+        let reply = try await ClientDoor(handler: self).answer(body)
+        try await respond(req.id, outbound) { $0.body = reply }
+    }
+
+    /// One request's answer (every request but `watch`, which streams): what every door calls.
+    func reply(_ body: Cairn_V1_ClientRequest.OneOf_Body) async throws -> Cairn_V1_ClientResponse.OneOf_Body {
+        switch body {
+        case .submit(let s): return .run(try await engine.submit(s))
+        case .status(let q): return .run(try await engine.runInfo(q.runID))
+        case .cancel(let q): return .run(try await engine.cancel(q.runID))
         case .list(let l):
             var filter = RunFilter(limit: l.limit == 0 ? 50 : Int(min(l.limit, 10_000)))
             if !l.status.isEmpty {
@@ -201,53 +203,22 @@ struct ConnectionHandler: Sendable {
                     list.runs.append(Engine.damagedInfo(runID: runID, error))
                 }
             }
-            try await respond(req.id, outbound) { $0.runs = list }
-        case .history(let q):
-            let h = try await history(q.runID)
-            try await respond(req.id, outbound) { $0.history = h }
-        case .state(let q):
-            let s = try await stateAt(q.runID, q.checkpointID)
-            try await respond(req.id, outbound) { $0.state = s }
-        case .workers:
-            let list = await engine.workerList()
-            try await respond(req.id, outbound) { $0.workers = list }
-        case .stats:
-            let s = await engine.stats()
-            try await respond(req.id, outbound) { $0.stats = s }
-        case .watch(let q):
-            try await watch(req.id, q.runID, finalOnly: q.finalOnly, outbound)
-        case .resume(let r):
-            let info = try await engine.resume(r)
-            try await respond(req.id, outbound) { $0.run = info }
-        case .update(let u):
-            let info = try await engine.update(u)
-            try await respond(req.id, outbound) { $0.run = info }
-        case .fork(let f):
-            let info = try await engine.fork(f)
-            try await respond(req.id, outbound) { $0.run = info }
-        case .records(let q):
-            let reply = try await engine.records(q)
-            try await respond(req.id, outbound) { $0.records = reply }
-        case .verify(let v):
-            let reply = try await engine.verify(v)
-            try await respond(req.id, outbound) { $0.verify = reply }
-        case .cleanup(let c):
-            let reply = try await engine.cleanup(c)
-            try await respond(req.id, outbound) { $0.cleanup = reply }
-        case .pin(let p):
-            let info = try await engine.pin(p)
-            try await respond(req.id, outbound) { $0.run = info }
-        case .exportRun(let e):
-            let reply = try await engine.exportRun(e)
-            try await respond(req.id, outbound) { $0.exportRun = reply }
-        case .importRun(let i):
-            let reply = try await engine.importRun(i)
-            try await respond(req.id, outbound) { $0.importRun = reply }
-        case .debug(let d):
-            let reply = try await engine.debug(d)
-            try await respond(req.id, outbound) { $0.debug = reply }
-        case .none:
-            throw EngineError(.errorInvalidArgument, "empty request")
+            return .runs(list)
+        case .history(let q): return .history(try await history(q.runID))
+        case .state(let q): return .state(try await stateAt(q.runID, q.checkpointID))
+        case .workers: return .workers(await engine.workerList())
+        case .stats: return .stats(await engine.stats())
+        case .watch: throw EngineError(.errorInvalidArgument, "watch streams its answer: ask for its events")
+        case .resume(let r): return .run(try await engine.resume(r))
+        case .update(let u): return .run(try await engine.update(u))
+        case .fork(let f): return .run(try await engine.fork(f))
+        case .records(let q): return .records(try await engine.records(q))
+        case .verify(let v): return .verify(try await engine.verify(v))
+        case .cleanup(let c): return .cleanup(try await engine.cleanup(c))
+        case .pin(let p): return .run(try await engine.pin(p))
+        case .exportRun(let e): return .exportRun(try await engine.exportRun(e))
+        case .importRun(let i): return .importRun(try await engine.importRun(i))
+        case .debug(let d): return .debug(try await engine.debug(d))
         }
     }
 

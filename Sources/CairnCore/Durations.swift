@@ -7,7 +7,8 @@ public enum Durations {
         for (suffix, factor) in units where t.hasSuffix(suffix) {
             let number = t.dropLast(suffix.count)
             // "ms" must win over "s": "5ms" ends with "s" too, so reject numbers ending in "m".
-            guard let v = Double(number), v >= 0, v.isFinite else { continue }
+            // Past about 292 million years a duration is not one (and would not fit in an Int64).
+            guard let v = Double(number), v >= 0, v.isFinite, v * factor < 9.2e18 else { continue }
             return Int64((v * factor).rounded())
         }
         return nil

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CairnCore
 import CairnCoordinator
+import CairnHTTP
 import CairnHotTier
 import CairnStack
 import Foundation
@@ -72,6 +73,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Flag(name: .customLong("allow-redis-eviction"), help: "Start even if Redis's maxmemory-policy could evict unflushed checkpoints.")
     var allowRedisEviction = false
 
+    @Option(help: "Serve the HTTP API (JSON, Server-Sent Events, /api/openapi.json) on this HOST:PORT, e.g. 127.0.0.1:7480. It takes the same token as the TCP port.")
+    var http: String?
+
     @Option(help: "Serve /metrics (Prometheus) and /healthz on this HOST:PORT, e.g. 0.0.0.0:9400.")
     var metrics: String?
 
@@ -123,6 +127,18 @@ struct CoordinatorCommand: AsyncParsableCommand {
         if case .refused(let reason) = ProtectedMode.decide(host: config.host, token: config.token, insecureNoAuth: insecureNoAuth) {
             throw ExitCode(Bootstrap.failure("cairn-coordinator", reason))
         }
+        var httpAddress: (host: String, port: Int)?
+        if let http {
+            guard let colon = http.lastIndex(of: ":"), let port = Int(http[http.index(after: colon)...]) else {
+                throw ValidationError("--http must be HOST:PORT, like 127.0.0.1:7480")
+            }
+            let host = http[..<colon].isEmpty ? "0.0.0.0" : String(http[..<colon])
+            // The HTTP port lets in whoever reaches it just as the TCP port does.
+            if case .refused(let reason) = ProtectedMode.decide(host: host, token: config.token, insecureNoAuth: insecureNoAuth) {
+                throw ExitCode(Bootstrap.failure("cairn-coordinator", "--http: " + reason))
+            }
+            httpAddress = (host, port)
+        }
         let coordinator: Coordinator
         do {
             coordinator = try CoordinatorStack.make(config, storage: storage, logger: logger)
@@ -139,6 +155,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data("cairn-coordinator listening on \(config.host):\(p)\n".utf8))
         }
         var services: [any Service] = [coordinator]
+        if let (host, port) = httpAddress {
+            let api = HTTPAPI(door: coordinator.door, token: config.token, logger: logger)
+            services.append(api.application(host: host, port: port) { bound in
+                logger.notice("HTTP API listening", metadata: ["address": "\(host):\(bound)"])
+            })
+        }
         if let metrics {
             do {
                 services.append(try OpsServer(address: metrics, metrics: {

@@ -1,0 +1,58 @@
+import CairnCore
+import CairnProtocol
+import CairnStore
+import Foundation
+
+/// The one way into the engine for anything that asks on a client's behalf: the TCP protocol's
+/// client conversation and the HTTP API both call it, so a rule (a resume, a cleanup, what a
+/// damaged row answers) is written once.
+public struct ClientDoor: Sendable {
+    let handler: ConnectionHandler
+
+    /// Answers one request: every kind but `watch`, whose answer is a stream (`events`).
+    public func answer(_ body: Cairn_V1_ClientRequest.OneOf_Body) async throws -> Cairn_V1_ClientResponse.OneOf_Body {
+        try await handler.reply(body)
+    }
+
+    /// A run's events as `cairn watch` gets them: the live ones while it is active, ending with
+    /// the event whose `final` is set; for a run that is not active, that final event alone.
+    /// Ending the stream early (a client gone) lets go of the subscription.
+    public func events(_ runID: String, finalOnly: Bool = false) async throws -> AsyncStream<Cairn_V1_RunEvent> {
+        let engine = handler.engine
+        guard let (subID, stream) = await engine.subscribe(runID, finalOnly: finalOnly) else {
+            let info = try await engine.runInfo(runID)
+            var e = Cairn_V1_RunEvent()
+            e.runID = runID
+            e.kind = info.status == "paused" ? "paused" : "finished"
+            e.step = info.step
+            e.run = info
+            e.final = true
+            return AsyncStream { c in c.yield(e); c.finish() }
+        }
+        return AsyncStream { c in
+            let task = Task {
+                for await event in stream {
+                    c.yield(event)
+                    if event.final { break }
+                }
+                c.finish()
+                await engine.unsubscribe(runID, subID)
+            }
+            c.onTermination = { _ in task.cancel(); Task { await engine.unsubscribe(runID, subID) } }
+        }
+    }
+
+    /// What an error means to whoever asked: a code and a message (damaged stored data named).
+    public static func failure(_ error: any Error) -> (code: Cairn_V1_ErrorCode, message: String) {
+        if let e = error as? EngineError { return (e.code, e.message) }
+        if StoreFailure.isDamage(error) { return (.errorDataDamaged, "stored data is damaged: \(error)") }
+        return (.errorInternal, "\(error)")
+    }
+}
+
+extension Coordinator {
+    /// The door the HTTP API (and any other front) calls.
+    public var door: ClientDoor {
+        ClientDoor(handler: ConnectionHandler(engine: engine, store: stores.store, config: config, logger: logger))
+    }
+}

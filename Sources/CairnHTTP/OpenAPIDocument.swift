@@ -1,0 +1,265 @@
+/// The OpenAPI 3.1 document of the HTTP API, served at `/api/openapi.json`. Kept beside the
+/// routes it describes (`HTTPAPI.routes`); a test runs Schemathesis against a live server with it.
+public enum OpenAPIDocument {
+    public static let text = #"""
+{
+  "openapi": "3.1.0",
+  "info": {
+    "title": "Cairn",
+    "version": "1",
+    "description": "Runs, their history and state, live events, and workers of a Cairn coordinator. Every request needs the coordinator's token (Authorization: Bearer TOKEN) when it has one. Errors are {code, message}."
+  },
+  "security": [{"bearer": []}],
+  "paths": {
+    "/api/runs": {
+      "get": {
+        "operationId": "listRuns",
+        "summary": "Runs, newest first",
+        "parameters": [
+          {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["queued", "running", "paused", "completed", "failed", "cancelled"]}},
+          {"name": "graph", "in": "query", "schema": {"type": "string"}},
+          {"name": "since", "in": "query", "description": "created within this long: 30m, 24h, 7d", "schema": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"}},
+          {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}
+        ],
+        "responses": {
+          "200": {"description": "runs", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunList"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}
+        }
+      },
+      "post": {
+        "operationId": "submitRun",
+        "summary": "Submit a run of a graph file",
+        "requestBody": {
+          "required": true,
+          "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["graph"],
+            "additionalProperties": false,
+            "properties": {
+              "graph": {"type": "string", "minLength": 1, "description": "the graph file's text (YAML or JSON); one that does not parse or validate gets 400 naming the line"},
+              "file_name": {"type": "string"},
+              "input": {"type": "object", "description": "channel to value"},
+              "run_id": {"type": "string"},
+              "durability": {"type": "string", "enum": ["hot", "sync"]}
+            }
+          }}}
+        },
+        "responses": {
+          "201": {"description": "the run, submitted", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "409": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}": {
+      "parameters": [{"$ref": "#/components/parameters/RunID"}],
+      "get": {
+        "operationId": "getRun",
+        "responses": {
+          "200": {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}/cancel": {
+      "parameters": [{"$ref": "#/components/parameters/RunID"}],
+      "post": {
+        "operationId": "cancelRun",
+        "responses": {
+          "200": {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"},
+          "409": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}/resume": {
+      "parameters": [{"$ref": "#/components/parameters/RunID"}],
+      "post": {
+        "operationId": "resumeRun",
+        "summary": "Answer the question a paused run waits on",
+        "requestBody": {
+          "required": true,
+          "content": {"application/json": {"schema": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+              "value": {"description": "the answer: any JSON value"},
+              "interrupt_id": {"type": "string"},
+              "by": {"type": "string"}
+            }
+          }}}
+        },
+        "responses": {
+          "200": {"description": "the run, resumed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"},
+          "409": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}/history": {
+      "parameters": [{"$ref": "#/components/parameters/RunID"}],
+      "get": {
+        "operationId": "runHistory",
+        "responses": {
+          "200": {"description": "its checkpoints, newest first", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/History"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}/state": {
+      "parameters": [
+        {"$ref": "#/components/parameters/RunID"},
+        {"name": "checkpoint", "in": "query", "description": "a checkpoint id (default: the newest)", "schema": {"type": "string"}}
+      ],
+      "get": {
+        "operationId": "runState",
+        "responses": {
+          "200": {"description": "the state at the checkpoint", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/State"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}/events": {
+      "parameters": [{"$ref": "#/components/parameters/RunID"}],
+      "get": {
+        "operationId": "runEvents",
+        "summary": "Server-Sent Events: the events cairn watch shows, ending with the final one",
+        "responses": {
+          "200": {"description": "event: KIND / data: JSON", "content": {"text/event-stream": {"schema": {
+            "type": "object", "required": ["data"],
+            "properties": {"event": {"type": "string"}, "data": {"type": "string", "description": "the event as JSON: run_id, kind, step, final, and the run"}}
+          }}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/workers": {
+      "get": {
+        "operationId": "listWorkers",
+        "responses": {
+          "200": {"description": "connected workers", "content": {"application/json": {"schema": {
+            "type": "object", "required": ["workers"],
+            "properties": {"workers": {"type": "array", "items": {"$ref": "#/components/schemas/Worker"}}}
+          }}}},
+          "401": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/stats": {
+      "get": {
+        "operationId": "stats",
+        "responses": {
+          "200": {"description": "counters", "content": {"application/json": {"schema": {"type": "object", "required": ["runs_by_status"]}}}},
+          "401": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/openapi.json": {
+      "get": {
+        "operationId": "openapi",
+        "responses": {
+          "200": {"description": "this document", "content": {"application/json": {"schema": {"type": "object"}}}},
+          "401": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    }
+  },
+  "components": {
+    "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    "parameters": {
+      "RunID": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}}
+    },
+    "responses": {
+      "Error": {"description": "an error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    },
+    "schemas": {
+      "Error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}
+      },
+      "Run": {
+        "type": "object", "required": ["run_id", "status"],
+        "properties": {
+          "run_id": {"type": "string"},
+          "status": {"type": "string", "enum": ["queued", "running", "paused", "completed", "failed", "cancelled", "damaged"]},
+          "graph": {"type": "string"},
+          "graph_version": {"type": "integer"},
+          "step": {"type": "integer"},
+          "cost": {"type": "number"},
+          "api_calls": {"type": "integer"},
+          "tokens_in": {"type": "integer"},
+          "tokens_out": {"type": "integer"},
+          "created_at": {"type": "number"},
+          "updated_at": {"type": "number"},
+          "finished_at": {"type": ["number", "null"]},
+          "durability": {"type": "string"},
+          "checkpoint_id": {"type": "string"},
+          "next": {"type": "array", "items": {"type": "string"}},
+          "error": {"type": ["string", "null"]},
+          "output": {},
+          "interrupt": {},
+          "forked_from": {"type": "string"},
+          "resume_count": {"type": "integer"},
+          "damage": {"type": "string"}
+        }
+      },
+      "RunList": {
+        "type": "object", "required": ["runs"],
+        "properties": {"runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}}}
+      },
+      "History": {
+        "type": "object", "required": ["run_id", "checkpoints"],
+        "properties": {
+          "run_id": {"type": "string"},
+          "forked_from": {"type": ["string", "null"]},
+          "checkpoints": {"type": "array", "items": {
+            "type": "object", "required": ["checkpoint_id", "step", "source"],
+            "properties": {
+              "checkpoint_id": {"type": "string"}, "parent_id": {"type": ["string", "null"]}, "run_id": {"type": "string"},
+              "step": {"type": "integer"}, "source": {"type": "string"}, "created_at": {"type": "number"},
+              "next": {"type": "array", "items": {"type": "string"}}, "updated": {"type": "array", "items": {"type": "string"}},
+              "tasks": {"type": "array", "items": {"type": "object"}}, "metadata": {}
+            }
+          }}
+        }
+      },
+      "State": {
+        "type": "object", "required": ["run_id", "checkpoint_id", "step", "state"],
+        "properties": {
+          "run_id": {"type": "string"}, "checkpoint_id": {"type": "string"}, "step": {"type": "integer"},
+          "state": {"type": "object"}, "next": {"type": "array", "items": {"type": "string"}}
+        }
+      },
+      "Worker": {
+        "type": "object", "required": ["worker_id", "name", "slots"],
+        "properties": {
+          "worker_id": {"type": "string"}, "name": {"type": "string"}, "slots": {"type": "integer"}, "running": {"type": "integer"},
+          "state": {"type": "string"}, "kinds": {"type": "array", "items": {"type": "string"}}, "connected_at": {"type": "number"},
+          "last_heartbeat": {"type": "number"}, "tasks_done": {"type": "integer"}, "address": {"type": "string"}
+        }
+      }
+    }
+  }
+}
+"""#
+}

@@ -1,0 +1,123 @@
+import CairnTestSupport
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// The HTTP API on a real coordinator (`--http`), with real workers: the same runs, rules and
+/// JSON shapes as the `cairn` binary, the token on every `/api/` request, Server-Sent Events,
+/// and bad input answered with 4xx and a stable code.
+@Suite(.serialized) struct HTTPAPIProcessTests {
+    static let token = "http-test-token"
+
+    struct Reply {
+        var status: Int
+        var body: Data
+        var contentType: String
+        var object: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+        var text: String { String(decoding: body, as: UTF8.self) }
+    }
+
+    /// The port the coordinator's log says its HTTP API listens on.
+    static func httpPort(_ cluster: TestCluster) async throws -> Int {
+        try await cluster.waitForLog("coordinator.log", containing: "HTTP API listening")
+        let line = cluster.log("coordinator.log").split(separator: "\n").last { $0.contains("HTTP API listening") } ?? ""
+        guard let r = line.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+              let port = Int(line[r].split(separator: ":").last ?? "") else { throw ClusterError("no HTTP port in: \(line)") }
+        return port
+    }
+
+    static func call(_ port: Int, _ method: String, _ path: String, body: Any? = nil, raw: Data? = nil,
+                     token: String? = Self.token) async throws -> Reply {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.httpMethod = method
+        request.timeoutInterval = 60
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let body { request.httpBody = try JSONSerialization.data(withJSONObject: body) }
+        if let raw { request.httpBody = raw }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = response as! HTTPURLResponse
+        return Reply(status: http.statusCode, body: data, contentType: http.value(forHTTPHeaderField: "Content-Type") ?? "")
+    }
+
+    static let asking = """
+        name: approve
+        state:
+          log: { reducer: append }
+        nodes:
+          draft: { run: echo, writes: { log: [draft] } }
+          publish: { run: echo, writes: { log: [published] } }
+        interrupt_before: [publish]
+        edges:
+          - { from: START, to: draft }
+          - { from: draft, to: publish }
+          - { from: publish, to: END }
+        """
+
+    @Test func aRunSubmittedOverHTTPPausesIsAnsweredAndReadsAsTheCLIReadsIt() async throws {
+        let cluster = try await TestCluster.start(workers: 1, token: Self.token, coordinatorArgs: ["--http", "127.0.0.1:0"])
+        defer { cluster.stop() }
+        let port = try await Self.httpPort(cluster)
+
+        let submitted = try await Self.call(port, "POST", "/api/runs", body: ["graph": Self.asking, "file_name": "approve.yaml", "run_id": "web-1"])
+        #expect(submitted.status == 201 && submitted.object["run_id"] as? String == "web-1", "\(submitted.text)")
+        // Its events stream until it pauses: the final event says so.
+        let events = try await Self.call(port, "GET", "/api/runs/web-1/events")
+        #expect(events.status == 200 && events.contentType.hasPrefix("text/event-stream"))
+        let kinds = events.text.split(separator: "\n").filter { $0.hasPrefix("event: ") }.map { String($0.dropFirst(7)) }
+        #expect(kinds.last == "paused", "\(events.text)")
+        let run = try await Self.call(port, "GET", "/api/runs/web-1")
+        #expect(run.object["status"] as? String == "paused" && run.object["next"] as? [String] == ["publish"], "\(run.text)")
+        // The same run through the binary: the same JSON, field for field.
+        let cli = try await cluster.cairn(["status", "web-1", "--json"], token: Self.token)
+        #expect(NSDictionary(dictionary: cli.object) == NSDictionary(dictionary: run.object), "\(cli.stdout) vs \(run.text)")
+
+        let resumed = try await Self.call(port, "POST", "/api/runs/web-1/resume", body: ["value": "ok"])
+        #expect(resumed.status == 200, "\(resumed.text)")
+        let done = try await Self.call(port, "GET", "/api/runs/web-1/events")
+        #expect(done.text.contains("event: finished"), "\(done.text)")
+        let state = try await Self.call(port, "GET", "/api/runs/web-1/state")
+        #expect((state.object["state"] as? [String: Any])?["log"] as? [String] == ["draft", "published"], "\(state.text)")
+        let history = try await Self.call(port, "GET", "/api/runs/web-1/history")
+        #expect((history.object["checkpoints"] as? [Any])?.count ?? 0 >= 3, "\(history.text)")
+        let list = try await Self.call(port, "GET", "/api/runs?status=completed&graph=approve&limit=5")
+        #expect((list.object["runs"] as? [[String: Any]])?.map { $0["run_id"] as? String } == ["web-1"], "\(list.text)")
+        let workers = try await Self.call(port, "GET", "/api/workers")
+        #expect((workers.object["workers"] as? [Any])?.count == 1)
+        #expect(try await Self.call(port, "GET", "/api/stats").object["runs_by_status"] != nil)
+        let again = try await Self.call(port, "POST", "/api/runs/web-1/resume", body: ["value": "late"])
+        #expect(again.status == 409 && again.object["code"] as? String == "conflict", "\(again.text)")
+        let doc = try await Self.call(port, "GET", "/api/openapi.json")
+        #expect(doc.status == 200 && doc.object["openapi"] as? String == "3.1.0")
+    }
+
+    @Test func theTokenIsNeededAndBadInputGetsAClearFourHundred() async throws {
+        let cluster = try await TestCluster.start(workers: 0, token: Self.token, coordinatorArgs: ["--http", "127.0.0.1:0"])
+        defer { cluster.stop() }
+        let port = try await Self.httpPort(cluster)
+        for token in [nil, "wrong"] {
+            let r = try await Self.call(port, "GET", "/api/runs", token: token)
+            #expect(r.status == 401 && r.object["code"] as? String == "unauthenticated", "\(r.text)")
+            #expect(!r.text.contains(Self.token) && r.object.keys.sorted() == ["code", "message"], "a refusal tells nothing else")
+        }
+        let cases: [(String, String, Data, Int, String)] = [
+            ("POST", "/api/runs", Data("{not json".utf8), 400, "invalid_json"),
+            ("POST", "/api/runs", Data(#"{"graph": "name: x", "colour": "red"}"#.utf8), 400, "unknown_field"),
+            ("POST", "/api/runs", Data(#"{"file_name": "x.yaml"}"#.utf8), 400, "invalid_argument"),
+            ("POST", "/api/runs", Data(#"{"graph": "name: [unclosed"}"#.utf8), 400, "invalid_argument"),
+            ("POST", "/api/runs", Data(#"{"graph": "name: x", "input": [1]}"#.utf8), 400, "invalid_argument"),
+            ("POST", "/api/runs", Data(repeating: UInt8(ascii: " "), count: 17 * 1024 * 1024), 413, "too_large"),
+            ("GET", "/api/runs/none-such", Data(), 404, "not_found"),
+            ("GET", "/api/runs?limit=0", Data(), 400, "invalid_argument"),
+            ("GET", "/api/runs?status=sleeping", Data(), 400, "invalid_argument"),
+            ("POST", "/api/runs/none-such/cancel", Data(), 404, "not_found"),
+        ]
+        for (method, path, body, status, code) in cases {
+            let r = try await Self.call(port, method, path, raw: body.isEmpty ? nil : body)
+            #expect(r.status == status && r.object["code"] as? String == code, "\(method) \(path): \(r.status) \(r.text.prefix(300))")
+        }
+        // Still serving after all of that.
+        #expect(try await Self.call(port, "GET", "/api/runs").status == 200)
+    }
+}
