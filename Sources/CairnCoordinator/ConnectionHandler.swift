@@ -222,28 +222,12 @@ struct ConnectionHandler: Sendable {
         }
     }
 
+    /// The run's events, as the door streams them; a connection gone ends the stream (and its subscription).
     func watch(_ id: UInt64, _ runID: String, finalOnly: Bool, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
-        guard let (subID, stream) = await engine.subscribe(runID, finalOnly: finalOnly) else {
-            let info = try await engine.runInfo(runID)
-            var e = Cairn_V1_RunEvent()
-            e.runID = runID
-            e.kind = info.status == "paused" ? "paused" : "finished"
-            e.step = info.step
-            e.run = info
-            e.final = true
-            try await respond(id, outbound) { $0.event = e }
-            return
+        for await event in try await ClientDoor(handler: self).events(runID, finalOnly: finalOnly) {
+            try await respond(id, outbound) { $0.event = event }
+            if event.final { break }
         }
-        do {
-            for await event in stream {
-                try await respond(id, outbound) { $0.event = event }
-                if event.final { break }
-            }
-        } catch {
-            await engine.unsubscribe(runID, subID)
-            throw error
-        }
-        await engine.unsubscribe(runID, subID)
     }
 
     /// A run's checkpoints, newest first; a fork's go on with its parent's, from the fork point

@@ -51,6 +51,26 @@ public struct HTTPAPI: Sendable {
             return try await self.ask(.state(s))
         }
         api.get("runs/:id/events") { _, context in try await self.events(try Self.runID(context)) }
+        api.post("runs/:id/update") { request, context in try await self.update(request, try Self.runID(context)) }
+        api.post("runs/:id/fork") { request, context in try await self.branch(request, try Self.runID(context), inPlace: false) }
+        api.post("runs/:id/rewind") { request, context in try await self.branch(request, try Self.runID(context), inPlace: true) }
+        api.get("runs/:id/tasks") { request, context in
+            let q = request.uri.queryParameters
+            return try await self.records(report: "attempts", runID: try Self.runID(context), node: q.get("node"), task: q.get("task"), request)
+        }
+        api.get("runs/:id/debug") { request, context in
+            var d = Cairn_V1_DebugRequest()
+            d.runID = try Self.runID(context)
+            if let step = request.uri.queryParameters.get("step") {
+                guard let n = UInt32(step) else { throw APIError(.badRequest, "invalid_argument", "step takes a step number of 0 or more") }
+                d.step = n; d.stepGiven = true
+            }
+            return try await self.ask(.debug(d))
+        }
+        api.get("records/:report") { request, context in
+            guard let report = context.parameters.get("report") else { throw APIError(.badRequest, "invalid_argument", "a report is needed") }
+            return try await self.records(report: report, runID: request.uri.queryParameters.get("run_id"), node: nil, task: nil, request)
+        }
         api.get("workers") { _, _ in try await self.ask(.workers(Cairn_V1_Empty())) }
         api.get("stats") { _, _ in try await self.ask(.stats(Cairn_V1_Empty())) }
     }
@@ -61,6 +81,8 @@ public struct HTTPAPI: Sendable {
         (["api", "runs", "*", "cancel"], [.post]), (["api", "runs", "*", "resume"], [.post]),
         (["api", "runs", "*", "history"], [.get]), (["api", "runs", "*", "state"], [.get]), (["api", "runs", "*", "events"], [.get]),
         (["api", "workers"], [.get]), (["api", "stats"], [.get]),
+        (["api", "runs", "*", "update"], [.post]), (["api", "runs", "*", "fork"], [.post]), (["api", "runs", "*", "rewind"], [.post]),
+        (["api", "runs", "*", "tasks"], [.get]), (["api", "runs", "*", "debug"], [.get]), (["api", "records", "*"], [.get]),
     ]
 
     // MARK: endpoints
@@ -95,7 +117,7 @@ public struct HTTPAPI: Sendable {
         var s = Cairn_V1_SubmitRequest()
         s.graphSource = Data(graph.utf8)
         s.graphFileName = try Self.text(o, "file_name") ?? "graph.yaml"
-        if let input = o["input"], input != .null {
+        if let input = o["input"] {
             guard case .object = input else { throw APIError(.badRequest, "invalid_argument", "'input' must be a JSON object of channel to value") }
             s.inputJson = Data(input.jsonBytes())
         }
@@ -112,6 +134,63 @@ public struct HTTPAPI: Sendable {
         r.interruptID = try Self.text(o, "interrupt_id") ?? ""
         r.by = try Self.text(o, "by") ?? "http"
         return try await ask(.resume(r))
+    }
+
+    func update(_ request: Request, _ runID: String) async throws -> Response {
+        let o = try await Self.body(request, limit: maxBodyBytes, allowed: ["values", "as_node", "by"])
+        var u = Cairn_V1_UpdateRequest()
+        u.runID = runID
+        guard let values = o["values"], case .object = values else {
+            throw APIError(.badRequest, "invalid_argument", "'values' is required: a JSON object of channel to value")
+        }
+        u.valuesJson = Data(values.jsonBytes())
+        u.asNode = try Self.text(o, "as_node") ?? ""
+        u.by = try Self.text(o, "by") ?? "http"
+        return try await ask(.update(u))
+    }
+
+    /// A fork (a new run, 201) or a rewind (the same run, re-run) from a checkpoint.
+    func branch(_ request: Request, _ runID: String, inPlace: Bool) async throws -> Response {
+        let o = try await Self.body(request, limit: maxBodyBytes, allowed: inPlace ? ["checkpoint_id", "values", "as_node", "by"]
+                                                                                 : ["checkpoint_id", "values", "as_node", "run_id", "by"])
+        var f = Cairn_V1_ForkRequest()
+        f.runID = runID
+        guard let cp = try Self.text(o, "checkpoint_id"), !cp.isEmpty else {
+            throw APIError(.badRequest, "invalid_argument", "'checkpoint_id' is required: the checkpoint to start from (its history lists them)")
+        }
+        f.checkpointID = cp
+        if let values = o["values"] {
+            guard case .object = values else { throw APIError(.badRequest, "invalid_argument", "'values' must be a JSON object of channel to value") }
+            f.valuesJson = Data(values.jsonBytes())
+        }
+        f.asNode = try Self.text(o, "as_node") ?? ""
+        f.newRunID = try Self.text(o, "run_id") ?? ""
+        f.inPlace = inPlace
+        f.by = try Self.text(o, "by") ?? "http"
+        return try await ask(.fork(f), status: inPlace ? .ok : .created)
+    }
+
+    /// One of the operator's reports (`cairn failures`, `stats --by`, `assets`, `tasks`,
+    /// `waiting`, `workers --history`), as `{"rows": [objects]}`.
+    func records(report: String, runID: String?, node: String?, task: String?, _ request: Request) async throws -> Response {
+        let q = request.uri.queryParameters
+        var r = Cairn_V1_RecordsRequest()
+        r.report = report
+        r.by = q.get("by") ?? ""
+        if let since = q.get("since") {
+            guard let ms = Durations.parseMillis(since), ms > 0 else { throw APIError(.badRequest, "invalid_argument", "since takes a duration like 30m, 24h or 7d") }
+            r.sinceMs = UInt64(ms)
+        }
+        r.graph = q.get("graph") ?? ""
+        r.runID = runID ?? ""
+        r.node = node ?? ""
+        r.taskID = task ?? ""
+        r.uri = q.get("uri") ?? ""
+        if let limit = q.get("limit") {
+            guard let n = UInt32(limit), n >= 1, n <= 100_000 else { throw APIError(.badRequest, "invalid_argument", "limit takes a number from 1 to 100000") }
+            r.limit = n
+        }
+        return try await ask(.records(r))
     }
 
     /// `text/event-stream` of the run's events, `event: KIND` and `data: JSON` each, ending with
@@ -149,6 +228,11 @@ public struct HTTPAPI: Sendable {
                              "state": MessageJSON.json(s.stateJson), "next": .array(s.nextNodes.map { .string($0) })])
         case .workers(let w): value = .object(["workers": .array(w.workers.map(MessageJSON.json))])
         case .stats(let s): value = MessageJSON.json(s)
+        case .debug(let d): value = MessageJSON.json(d.json)
+        case .records(let t):
+            let rows = MessageJSON.json(t.rowsJson).arrayValue ?? []
+            value = .object(["columns": .array(t.columns.map { .string($0) }),
+                             "rows": .array(rows.map { row in .object(Dictionary(uniqueKeysWithValues: zip(t.columns, row.arrayValue ?? []))) })])
         default: throw APIError(.internalServerError, "internal", "an answer this endpoint does not expect")
         }
         return Self.json(value, status: status)
@@ -188,8 +272,9 @@ public struct HTTPAPI: Sendable {
         return o
     }
 
+    /// An optional string field: absent is nil; present, it must be a string (null is not one).
     static func text(_ o: [String: JSONValue], _ key: String) throws -> String? {
-        guard let v = o[key], v != .null else { return nil }
+        guard let v = o[key] else { return nil }
         guard let s = v.stringValue else { throw APIError(.badRequest, "invalid_argument", "'\(key)' must be a string") }
         return s
     }

@@ -153,6 +153,109 @@ public enum OpenAPIDocument {
         }
       }
     },
+    "/api/runs/{id}/update": {
+      "parameters": [{"$ref": "#/components/parameters/RunID"}],
+      "post": {
+        "operationId": "updateRun",
+        "summary": "Write values into a run that is not active, through the channels' reducers",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {
+          "type": "object", "required": ["values"], "additionalProperties": false,
+          "properties": {"values": {"type": "object"}, "as_node": {"type": "string"}, "by": {"type": "string"}}
+        }}}},
+        "responses": {
+          "200": {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}/fork": {
+      "parameters": [{"$ref": "#/components/parameters/RunID"}],
+      "post": {
+        "operationId": "forkRun",
+        "summary": "Start a new run from a checkpoint of this one",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {
+          "type": "object", "required": ["checkpoint_id"], "additionalProperties": false,
+          "properties": {"checkpoint_id": {"type": "string", "minLength": 1}, "values": {"type": "object"}, "as_node": {"type": "string"},
+                         "run_id": {"type": "string"}, "by": {"type": "string"}}
+        }}}},
+        "responses": {
+          "201": {"description": "the new run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}/rewind": {
+      "parameters": [{"$ref": "#/components/parameters/RunID"}],
+      "post": {
+        "operationId": "rewindRun",
+        "summary": "Re-run a run that is not active from an older checkpoint of its own",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {
+          "type": "object", "required": ["checkpoint_id"], "additionalProperties": false,
+          "properties": {"checkpoint_id": {"type": "string", "minLength": 1}, "values": {"type": "object"}, "as_node": {"type": "string"}, "by": {"type": "string"}}
+        }}}},
+        "responses": {
+          "200": {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}/tasks": {
+      "parameters": [
+        {"$ref": "#/components/parameters/RunID"},
+        {"name": "node", "in": "query", "schema": {"type": "string"}},
+        {"name": "task", "in": "query", "schema": {"type": "string"}}
+      ],
+      "get": {
+        "operationId": "runTasks",
+        "summary": "Every attempt of the run: worker, queue wait, duration, outcome, error",
+        "responses": {
+          "200": {"description": "attempts", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Records"}}}},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}/debug": {
+      "parameters": [
+        {"$ref": "#/components/parameters/RunID"},
+        {"name": "step", "in": "query", "description": "default: the step the run stopped in, or its last", "schema": {"type": "integer", "minimum": 0, "maximum": 4294967295}}
+      ],
+      "get": {
+        "operationId": "debugStep",
+        "summary": "Everything about one step (cairn debug --json)",
+        "responses": {
+          "200": {"description": "the step", "content": {"application/json": {"schema": {"type": "object", "required": ["run", "step", "tasks"]}}}},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/records/{report}": {
+      "parameters": [
+        {"name": "report", "in": "path", "required": true, "schema": {"type": "string", "enum": ["failures", "durations", "cost", "assets", "attempts", "waiting", "workers"]}},
+        {"name": "by", "in": "query", "schema": {"type": "string", "enum": ["run", "node", "graph", "model", "day", "worker"]}},
+        {"name": "since", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{1,9}(ms|s|m|h|d)$"}},
+        {"name": "graph", "in": "query", "schema": {"type": "string"}},
+        {"name": "run_id", "in": "query", "schema": {"type": "string"}},
+        {"name": "uri", "in": "query", "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100000}}
+      ],
+      "get": {
+        "operationId": "records",
+        "summary": "The operator's reports: failures, durations (p50/p95/max), cost, assets, attempts, waiting runs, workers",
+        "responses": {
+          "200": {"description": "named columns and one object per row", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Records"}}}},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
     "/api/workers": {
       "get": {
         "operationId": "listWorkers",
@@ -222,6 +325,10 @@ public enum OpenAPIDocument {
           "resume_count": {"type": "integer"},
           "damage": {"type": "string"}
         }
+      },
+      "Records": {
+        "type": "object", "required": ["columns", "rows"],
+        "properties": {"columns": {"type": "array", "items": {"type": "string"}}, "rows": {"type": "array", "items": {"type": "object"}}}
       },
       "RunList": {
         "type": "object", "required": ["runs"],

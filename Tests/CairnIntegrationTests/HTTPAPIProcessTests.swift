@@ -88,6 +88,26 @@ import Testing
         #expect(try await Self.call(port, "GET", "/api/stats").object["runs_by_status"] != nil)
         let again = try await Self.call(port, "POST", "/api/runs/web-1/resume", body: ["value": "late"])
         #expect(again.status == 409 && again.object["code"] as? String == "conflict", "\(again.text)")
+        // The records, the debug dump and time travel, through the same door.
+        let tasks = try await Self.call(port, "GET", "/api/runs/web-1/tasks")
+        #expect((tasks.object["rows"] as? [[String: Any]])?.compactMap { $0["node"] as? String }.sorted() == ["draft", "publish"], "\(tasks.text)")
+        let durations = try await Self.call(port, "GET", "/api/records/durations?by=node&since=1h")
+        #expect((durations.object["rows"] as? [[String: Any]])?.count == 2, "\(durations.text)")
+        let debug = try await Self.call(port, "GET", "/api/runs/web-1/debug?step=1")
+        #expect(debug.object["step"] as? Int == 1 && (debug.object["run"] as? [String: Any])?["id"] as? String == "web-1", "\(debug.text)")
+        let cps = history.object["checkpoints"] as? [[String: Any]] ?? []
+        let beforePublish = try #require(cps.first { $0["step"] as? Int == 1 && $0["source"] as? String == "loop" }?["checkpoint_id"] as? String, "\(cps)")
+        let fork = try await Self.call(port, "POST", "/api/runs/web-1/fork", body: ["checkpoint_id": beforePublish, "run_id": "web-fork"])
+        #expect(fork.status == 201 && fork.object["run_id"] as? String == "web-fork", "\(fork.text)")
+        let forkEvents = try await Self.call(port, "GET", "/api/runs/web-fork/events")
+        #expect(forkEvents.text.contains("event: finished"), "the fork runs on from the checkpoint: \(forkEvents.text)")
+        let updated = try await Self.call(port, "POST", "/api/runs/web-fork/update", body: ["values": ["log": ["edited"]]])
+        #expect(updated.status == 200, "\(updated.text)")
+        let forkState = try await Self.call(port, "GET", "/api/runs/web-fork/state")
+        #expect((forkState.object["state"] as? [String: Any])?["log"] as? [String] == ["draft", "published", "edited"], "\(forkState.text)")
+        let badFork = try await Self.call(port, "POST", "/api/runs/web-1/fork", body: ["checkpoint_id": "no-such"])
+        #expect(badFork.status == 404 && badFork.object["code"] as? String == "not_found", "\(badFork.text)")
+
         let doc = try await Self.call(port, "GET", "/api/openapi.json")
         #expect(doc.status == 200 && doc.object["openapi"] as? String == "3.1.0")
     }
