@@ -25,6 +25,10 @@ public struct Cairn: AsyncParsableCommand {
               cairn resume r-3k9x2m1q7a --value '{"approved": true}' --wait
               cairn fork r-3k9x2m1q7a --checkpoint ID --values '{"topic": "glaciers"}'
               cairn graph scripts/examples/video/video.yaml --format mermaid
+              cairn debug r-3k9x2m1q7a --json > step.json
+              cairn verify --all
+              cairn cleanup --older-than 30d --keep-latest 5 --dry-run
+              cairn export r-3k9x2m1q7a -o run.cairn   (then: cairn import run.cairn)
             """,
         subcommands: [Submit.self, Watch.self, Status.self, List.self, History.self, State.self, Cancel.self,
                       Resume.self, Update.self, Fork.self, Rewind.self,
