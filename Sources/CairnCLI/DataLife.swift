@@ -169,8 +169,10 @@ struct Export: AsyncParsableCommand {
         guard FileManager.default.createFile(atPath: tmp, contents: Data(file)) else {
             throw ValidationError("cannot write \(tmp)")
         }
-        _ = try? FileManager.default.removeItem(atPath: output)  // replaced: a missing file is fine
-        try FileManager.default.moveItem(atPath: tmp, toPath: output)
+        // rename(2) replaces an existing file in one step: the file is the old export or the new one, never neither.
+        guard rename(tmp, output) == 0 else {
+            throw ValidationError("cannot move \(tmp) to \(output): \(String(cString: strerror(errno)))")
+        }
         let extra = parts.map(\.runID).filter { !wanted.contains($0) }
         if connection.json {
             Output.printJSON(.object(["file": .string(output), "bytes": .int(Int64(file.count)),

@@ -172,8 +172,8 @@ struct ConnectionHandler: Sendable {
             return
         }
         guard let body = req.body else { throw EngineError(.errorInvalidArgument, "empty request") }
-        let reply = try await ClientDoor(handler: self).answer(body)
-        try await respond(req.id, outbound) { $0.body = reply }
+        let answer = try await reply(body)
+        try await respond(req.id, outbound) { $0.body = answer }
     }
 
     /// One request's answer (every request but `watch`, which streams): what every door calls.

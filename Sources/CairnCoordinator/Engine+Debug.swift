@@ -77,7 +77,7 @@ extension Engine {
 
         let attempts = try await store.taskExecutions(runID: runID).filter { $0.step == step }
         var writes: [PendingWriteRecord] = []
-        if let s = startedFrom { writes = try await store.pendingWrites(runID: s.runID, namespace: "", checkpointID: s.checkpointID) }
+        if produced == nil, let s = startedFrom { writes = try await store.pendingWrites(runID: s.runID, namespace: "", checkpointID: s.checkpointID) }
         var tasks: [JSONValue] = []
         var seen = Set<String>()
         for t in planned {

@@ -88,8 +88,9 @@ extension Engine {
         reply.kept = decision.kept.map { row($0.run, $0.reason) }
         reply.dryRun = dryRun
         guard !dryRun, !decision.delete.isEmpty else { return reply }
-        // Held as edits while they go: a resume, fork or import of one of them waits its turn and then finds it gone.
-        let ids = decision.delete.map(\.runID).filter { !busyRuns.contains($0) }
+        // Held as edits while they go (the policy left out busy runs, and nothing ran since): a
+        // resume, fork or import of one of them is refused, and afterwards finds it gone.
+        let ids = decision.delete.map(\.runID)
         editingRuns.formUnion(ids)
         defer { editingRuns.subtract(ids) }
         await writesCommitted()

@@ -43,15 +43,11 @@ public struct RetentionPolicy: Sendable, Equatable {
         }
     }
 
-    public struct Decision: Sendable, Equatable {
+    public struct Decision: Sendable {
         /// Oldest first.
         public var delete: [Run] = []
         /// Runs that matched the filters and are old enough, with why each stays.
         public var kept: [(run: Run, reason: String)] = []
-
-        public static func == (a: Decision, b: Decision) -> Bool {
-            a.delete == b.delete && a.kept.map(\.run) == b.kept.map(\.run) && a.kept.map(\.reason) == b.kept.map(\.reason)
-        }
     }
 
     /// `active`: runs the coordinator holds right now (scheduled, being edited or submitted).

@@ -32,9 +32,11 @@ extension SQLiteStore: MaintainedStore {
     public func deleteRuns(_ runIDs: [String]) async throws -> DeletionReport {
         let pool = self.pool
         let path = self.path
-        @Sendable func fileBytes() -> Int64 {
-            let attrs = try? FileManager.default.attributesOfItem(atPath: path)  // a gauge: no file is 0 bytes
-            return (attrs?[.size] as? NSNumber)?.int64Value ?? 0
+        @Sendable func fileBytes() throws -> Int64 {
+            guard let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber else {
+                throw StoreFault(.transient, "cannot read the size of \(path)")
+            }
+            return size.int64Value
         }
         do {
             var report = DeletionReport()
@@ -55,7 +57,7 @@ extension SQLiteStore: MaintainedStore {
             // pages still in it), then as the vacuum left it.
             let before = try await writer.run {
                 try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
-                return fileBytes()
+                return try fileBytes()
             }
             try await writer.run {
                 try pool.writeWithoutTransaction { db in
@@ -68,7 +70,7 @@ extension SQLiteStore: MaintainedStore {
                     _ = try db.checkpoint(.truncate)
                 }
             }
-            report.bytesFreed = max(0, before - fileBytes())
+            report.bytesFreed = max(0, before - (try fileBytes()))
             return report
         } catch { throw SQLiteFaults.fault(error, path: path) }
     }
