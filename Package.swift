@@ -100,17 +100,21 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Operations: the /metrics and /healthz HTTP endpoint.
-        // The HTTP API (Hummingbird): JSON over the engine's one door, Server-Sent Events.
+        // The HTTP API (Hummingbird): JSON over the engine's one door, Server-Sent Events, and
+        // the web dashboard (its files compiled in).
         .target(
             name: "CairnHTTP",
             dependencies: [
-                "CairnCore", "CairnProtocol", "CairnCoordinator",
+                "CairnCore", "CairnProtocol", "CairnCoordinator", "CairnGraph",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            exclude: ["Dashboard"],
             swiftSettings: swiftSettings
         ),
+        // Operations: the /metrics and /healthz HTTP endpoint.
         .target(
             name: "CairnOps",
             dependencies: [

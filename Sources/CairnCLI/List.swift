@@ -22,6 +22,9 @@ struct List: AsyncParsableCommand {
     @Option(help: "At most this many runs.")
     var limit: Int = 50
 
+    @Option(help: "The page after this one: the cursor a full page ends with (it is printed on stderr).")
+    var cursor: String?
+
     @OptionGroup var connection: Connection
 
     /// The request these options ask for; a bad option is a usage error, before any connection.
@@ -34,6 +37,7 @@ struct List: AsyncParsableCommand {
         req.graph = graph ?? ""
         guard limit >= 1 else { throw ValidationError("--limit must be at least 1") }
         req.limit = UInt32(min(limit, 10_000))
+        req.cursor = cursor ?? ""
         if let since {
             guard let ms = Durations.parseMillis(since) else { throw ValidationError("--since takes a duration like 30m, 24h or 7d") }
             req.sinceMs = UInt64(ms)
@@ -46,9 +50,16 @@ struct List: AsyncParsableCommand {
     mutating func run() async throws {
         let req = try request()
         let json = connection.json
-        let runs = try await connection.with { [req] in try await $0.list(req) }
-        if json { Output.printJSON(.array(runs.map(Output.json))); return }
-        for line in Self.lines(runs, now: Date().timeIntervalSince1970) { print(line) }
+        let page = try await connection.with { [req] in try await $0.page(req) }
+        if json {
+            Output.printJSON(.array(page.runs.map(Output.json)))
+        } else {
+            for line in Self.lines(page.runs, now: Date().timeIntervalSince1970) { print(line) }
+        }
+        // The way on, where it does not disturb a table or JSON read by a script.
+        if !page.nextCursor.isEmpty {
+            FileHandle.standardError.write(Data("more: cairn list … --cursor \(page.nextCursor)\n".utf8))
+        }
     }
 
     /// The table `cairn list` prints: a damaged run is marked, with why, among the others.

@@ -243,7 +243,12 @@ public final class CairnClient {
     }
 
     public func list(_ req: Cairn_V1_ListRequest) async throws -> [Cairn_V1_RunInfo] {
-        try await call(.list(req)).runs.runs
+        try await page(req).runs
+    }
+
+    /// One page of runs, with the cursor of the next (empty when this was the last).
+    public func page(_ req: Cairn_V1_ListRequest) async throws -> Cairn_V1_RunList {
+        try await call(.list(req)).runs
     }
 
     public func history(_ runID: String) async throws -> Cairn_V1_History {

@@ -1,4 +1,5 @@
 import CairnCore
+import CairnGraph
 import CairnProtocol
 import CairnStore
 import Foundation
@@ -31,15 +32,50 @@ public struct ClientDoor: Sendable {
         }
         return AsyncStream { c in
             let task = Task {
+                var ended = false
                 for await event in stream {
                     c.yield(event)
-                    if event.final { break }
+                    if event.final { ended = true; break }
                 }
+                if !ended && !Task.isCancelled { c.yield(Self.cutOff(runID)) }
                 c.finish()
                 await engine.unsubscribe(runID, subID)
             }
             c.onTermination = { _ in task.cancel(); Task { await engine.unsubscribe(runID, subID) } }
         }
+    }
+
+    /// Every run's events (the dashboard's one stream): a `snapshot` of each active run, then
+    /// each event as it happens; a run's `final` event ends that run, not the stream. A client
+    /// that falls 10,000 events behind is cut off (an `ended` event, then the end).
+    public func allEvents() async -> AsyncStream<Cairn_V1_RunEvent> {
+        let engine = handler.engine
+        let (subID, stream) = await engine.subscribeAll()
+        return AsyncStream { c in
+            let task = Task {
+                for await event in stream { c.yield(event) }
+                if !Task.isCancelled { c.yield(Self.cutOff("")) }
+                c.finish()
+                await engine.unsubscribeAll(subID)
+            }
+            c.onTermination = { _ in task.cancel(); Task { await engine.unsubscribeAll(subID) } }
+        }
+    }
+
+    /// The last event of a stream the engine ended early: its reader fell too far behind, or
+    /// the coordinator is stopping.
+    static func cutOff(_ runID: String) -> Cairn_V1_RunEvent {
+        var e = Cairn_V1_RunEvent()
+        e.runID = runID
+        e.kind = "ended"
+        e.message = "the coordinator stopped this stream (it fell more than \(Engine.subscriberBuffer) events behind, or the coordinator is stopping): watch again"
+        e.final = true
+        return e
+    }
+
+    /// The graph a run runs.
+    public func graph(_ runID: String) async throws -> Graph {
+        try await handler.engine.runGraph(runID)
     }
 
     /// What an error means to whoever asked: a code and a message (damaged stored data named).

@@ -192,8 +192,15 @@ struct ConnectionHandler: Sendable {
             }
             if !l.graph.isEmpty { filter.graphName = l.graph }
             if l.sinceMs > 0 { filter.createdAfter = Date().timeIntervalSince1970 - Double(l.sinceMs) / 1000 }
+            if !l.cursor.isEmpty {
+                guard let c = RunCursor(text: l.cursor) else {
+                    throw EngineError(.errorInvalidArgument, "'\(l.cursor)' is not a cursor: pass a list's next_cursor as it was given")
+                }
+                filter.after = c
+            }
             var list = Cairn_V1_RunList()
-            for listing in try await store.runs(filter) {
+            let listings = try await store.runs(filter)
+            for listing in listings {
                 switch listing {
                 case .run(let r):
                     do { list.runs.append(try await engine.runInfo(record: r)) } catch where StoreFailure.isDamage(error) {
@@ -202,6 +209,12 @@ struct ConnectionHandler: Sendable {
                 case .damaged(let runID, let error):
                     list.runs.append(Engine.damagedInfo(runID: runID, error))
                 }
+            }
+            // A full page may have a next one. A damaged row has no creation time to go on
+            // from; the last readable row's does.
+            if listings.count >= filter.limit, let last = listings.last(where: { if case .run = $0 { true } else { false } }),
+               case .run(let r) = last {
+                list.nextCursor = RunCursor(createdAt: r.createdAt, runID: r.runID).text
             }
             return .runs(list)
         case .history(let q): return .history(try await history(q.runID))

@@ -13,6 +13,7 @@ struct CoordinatorMetrics: Sendable {
     let checkpointWrites: Counter
     let taskLatency: Timer
     let queueDepth: Gauge
+    let watchersDropped: Counter
     let workers: Gauge
     let redisUp: Gauge
     let flushLag: Gauge
@@ -30,6 +31,7 @@ struct CoordinatorMetrics: Sendable {
         checkpointWrites = Counter(label: "cairn_checkpoints_written_total", factory: factory)
         taskLatency = Timer(label: "cairn_task_duration_seconds", factory: factory)
         queueDepth = Gauge(label: "cairn_queue_depth", factory: factory)
+        watchersDropped = Counter(label: "cairn_watchers_dropped_total", factory: factory)
         workers = Gauge(label: "cairn_workers_connected", factory: factory)
         redisUp = Gauge(label: "cairn_redis_up", factory: factory)
         flushLag = Gauge(label: "cairn_hot_tier_flush_lag_seconds", factory: factory)

@@ -213,6 +213,16 @@ extension Engine {
 
     // MARK: - queries
 
+    /// The graph a run runs, parsed (for pictures of it).
+    func runGraph(_ runID: String) async throws -> Graph {
+        if let run = scheduler.runs[runID] { return run.graph }
+        guard let rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
+        guard let g = try await store.graph(rec.graphHash) else {
+            throw StoredBlob.IntegrityError(context: "run \(runID) (runs.graph_hash)", reason: "names graph \(rec.graphHash), which is not stored")
+        }
+        return try storedGraph(g)
+    }
+
     /// The channels' values before any write (defaults), for reading state at a checkpoint.
     func initialState(runID: String) async throws -> [String: JSONValue] {
         if let run = scheduler.runs[runID] { return run.graph.initialState }
@@ -379,7 +389,7 @@ extension Engine {
     func subscribe(_ runID: String, finalOnly: Bool = false) -> (UUID, AsyncStream<Cairn_V1_RunEvent>)? {
         guard let run = scheduler.runs[runID] else { return nil }
         let id = UUID()
-        let (stream, continuation) = AsyncStream<Cairn_V1_RunEvent>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        let (stream, continuation) = AsyncStream<Cairn_V1_RunEvent>.makeStream(bufferingPolicy: .bufferingOldest(Self.subscriberBuffer))
         scheduler.watched.insert(runID)
         if finalOnly {
             finalWatchers[runID, default: [:]][id] = continuation
@@ -393,6 +403,33 @@ extension Engine {
         e.run = runInfo(run)
         continuation.yield(e)
         return (id, stream)
+    }
+
+    /// How many events a watcher may fall behind before it is dropped (its stream ends without
+    /// a final event): a client that stops reading costs at most this much memory.
+    static let subscriberBuffer = 10_000
+
+    /// Subscribes to every run's events: first a `snapshot` of each active run, then every
+    /// event of every run (each run's `final` marks that run's end; the stream goes on).
+    func subscribeAll() -> (UUID, AsyncStream<Cairn_V1_RunEvent>) {
+        let id = UUID()
+        let (stream, continuation) = AsyncStream<Cairn_V1_RunEvent>.makeStream(bufferingPolicy: .bufferingOldest(Self.subscriberBuffer))
+        for run in scheduler.runs.values.sorted(by: { $0.record.createdAt < $1.record.createdAt }) {
+            var e = Cairn_V1_RunEvent()
+            e.runID = run.record.runID
+            e.kind = "snapshot"
+            e.step = UInt32(run.checkpoint.step + 1)
+            e.run = runInfo(run)
+            continuation.yield(e)
+        }
+        allWatchers[id] = continuation
+        scheduler.watchAll = true
+        return (id, stream)
+    }
+
+    func unsubscribeAll(_ id: UUID) {
+        allWatchers.removeValue(forKey: id)?.finish()
+        scheduler.watchAll = !allWatchers.isEmpty
     }
 
     func unsubscribe(_ runID: String, _ id: UUID) {
@@ -409,7 +446,7 @@ extension Engine {
     func publish(_ note: Scheduler.RunNote) {
         let finals = note.final ? finalWatchers[note.runID] ?? [:] : [:]
         let subs = subscribers[note.runID] ?? [:]
-        guard !subs.isEmpty || !finals.isEmpty else { return }
+        guard !subs.isEmpty || !finals.isEmpty || !allWatchers.isEmpty else { return }
         var e = Cairn_V1_RunEvent()
         e.runID = note.runID
         e.kind = note.kind
@@ -421,7 +458,22 @@ extension Engine {
         e.attempt = UInt32(note.attempt)
         e.final = note.final
         e.run = Self.info(note.summary)
-        for c in subs.values { c.yield(e) }
-        for c in finals.values { c.yield(e) }
+        for (id, c) in subs where Self.full(c.yield(e)) { drop(id, c); subscribers[note.runID]?[id] = nil }
+        for (id, c) in finals where Self.full(c.yield(e)) { drop(id, c); finalWatchers[note.runID]?[id] = nil }
+        for (id, c) in allWatchers where Self.full(c.yield(e)) { drop(id, c); allWatchers[id] = nil }
+        scheduler.watchAll = !allWatchers.isEmpty
+    }
+
+    static func full(_ r: AsyncStream<Cairn_V1_RunEvent>.Continuation.YieldResult) -> Bool {
+        if case .dropped = r { return true }
+        return false
+    }
+
+    /// Ends a watcher that stopped reading: its stream finishes without a final event.
+    func drop(_ id: UUID, _ c: AsyncStream<Cairn_V1_RunEvent>.Continuation) {
+        c.finish()
+        droppedWatchers += 1
+        metrics.watchersDropped.increment()
+        logger.warning("a watcher fell \(Self.subscriberBuffer) events behind and was dropped", metadata: ["watcher": "\(id)"])
     }
 }

@@ -93,6 +93,10 @@ actor Engine {
     var subscribers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
     /// Watchers that want only a run's final event (scripts waiting for the outcome).
     var finalWatchers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
+    /// Watchers of every run (`GET /api/events`, the dashboard).
+    var allWatchers: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation] = [:]
+    /// Watchers dropped because they fell `subscriberBuffer` events behind.
+    var droppedWatchers = 0
     var replies: [Scheduler.ReplyID: CheckedContinuation<Void, Never>] = [:]
     /// Replies answered with an error instead (`replyFailed`), until their `ask` reads them.
     var failedReplies: [Scheduler.ReplyID: String] = [:]

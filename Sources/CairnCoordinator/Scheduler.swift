@@ -170,6 +170,8 @@ struct Scheduler {
     var counters = Counters()
     /// Runs someone watches: notes are built only for these.
     var watched: Set<String> = []
+    /// Someone watches every run: notes are built for all of them.
+    var watchAll = false
 
     private var now: Double = 0
     private var out: [Action] = []
@@ -282,8 +284,12 @@ struct Scheduler {
             case .reply(let r): out.append(.reply(r))
             case .begin(let run):
                 // A run paused before its first step (interrupt_before) is not kept in memory.
-                guard run.record.status == .running else { continue }
+                guard run.record.status == .running else {
+                    note(run, kind: "paused", message: "paused before its first step", step: run.checkpoint.step, final: true)
+                    continue
+                }
                 runs[run.record.runID] = run
+                note(run, kind: "started", message: "run started at step \(run.checkpoint.step + 1)")
                 // A continued run whose step's tasks are all done already (a fork of a checkpoint
                 // whose tasks' writes are stored) completes that step at once.
                 if run.allDone { completeStep(run, acks: []) } else { activate(run.record.runID) }
@@ -530,7 +536,7 @@ struct Scheduler {
 
     mutating func note(_ run: ActiveRun, kind: String, node: String = "", taskID: String = "", worker: String = "",
                        message: String = "", attempt: Int = 0, step: Int? = nil, final: Bool = false, summary: RunSummary? = nil) {
-        guard watched.contains(run.record.runID) else { return }
+        guard watchAll || watched.contains(run.record.runID) else { return }
         out.append(.notify(RunNote(runID: run.record.runID, kind: kind, node: node, taskID: taskID, worker: worker, message: message,
                                    attempt: attempt, step: step ?? (run.checkpoint.step + 1), final: final,
                                    summary: summary ?? run.summary)))

@@ -12,9 +12,12 @@ public enum GraphRenderer {
         }
     }
 
-    struct Arrow { var from: String; var to: String; var label: String?; var dashed: Bool }
+    /// One arrow of the picture: a direct edge, a route's case (dashed), a join, a map's fan-out.
+    public struct Arrow: Sendable {
+        public var from: String; public var to: String; public var label: String?; public var dashed: Bool
+    }
 
-    static func arrows(_ graph: Graph) -> [Arrow] {
+    public static func arrows(_ graph: Graph) -> [Arrow] {
         var out: [Arrow] = []
         for edge in graph.edges {
             switch edge {

@@ -1,9 +1,11 @@
 import CairnCore
 import CairnCoordinator
+import CairnGraph
 import CairnProtocol
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 
 /// The HTTP API: JSON endpoints and Server-Sent Events over the engine's one door
 /// (`ClientDoor`), so every rule is the one the `cairn` binary meets. Served by Hummingbird on
@@ -16,6 +18,10 @@ public struct HTTPAPI: Sendable {
     public let logger: Logger
     /// The largest request body accepted; larger ones get 413.
     public var maxBodyBytes = 16 * 1024 * 1024
+    /// An event stream whose client has not taken a write for this long is closed: a client that
+    /// stops reading is dropped (the engine also bounds what it holds for it).
+    public var streamStall: Duration = .seconds(10)
+    let pictures = GraphPictures()
 
     public init(door: ClientDoor, token: String?, logger: Logger) {
         self.door = door; self.token = token; self.logger = logger
@@ -33,6 +39,7 @@ public struct HTTPAPI: Sendable {
     }
 
     func routes(_ router: Router<BasicRequestContext>) {
+        Dashboard.routes(router)
         let api = router.group("api")
         api.get("openapi.json") { _, _ in Self.json(try JSONValue.parse(Array(OpenAPIDocument.text.utf8))) }
         api.get("runs") { request, _ in try await self.list(request) }
@@ -51,6 +58,12 @@ public struct HTTPAPI: Sendable {
             return try await self.ask(.state(s))
         }
         api.get("runs/:id/events") { _, context in try await self.events(try Self.runID(context)) }
+        api.get("events") { _, _ in self.sse(await self.door.allEvents(), endOnFinal: false) }
+        api.get("runs/:id/graph") { _, context in
+            let graph: Graph
+            do { graph = try await self.door.graph(try Self.runID(context)) } catch let e as APIError { throw e } catch { throw Self.apiError(error) }
+            return Self.json(await self.pictures.json(graph))
+        }
         api.post("runs/:id/update") { request, context in try await self.update(request, try Self.runID(context)) }
         api.post("runs/:id/fork") { request, context in try await self.branch(request, try Self.runID(context), inPlace: false) }
         api.post("runs/:id/rewind") { request, context in try await self.branch(request, try Self.runID(context), inPlace: true) }
@@ -80,7 +93,7 @@ public struct HTTPAPI: Sendable {
         (["api", "openapi.json"], [.get]), (["api", "runs"], [.get, .post]), (["api", "runs", "*"], [.get]),
         (["api", "runs", "*", "cancel"], [.post]), (["api", "runs", "*", "resume"], [.post]),
         (["api", "runs", "*", "history"], [.get]), (["api", "runs", "*", "state"], [.get]), (["api", "runs", "*", "events"], [.get]),
-        (["api", "workers"], [.get]), (["api", "stats"], [.get]),
+        (["api", "workers"], [.get]), (["api", "stats"], [.get]), (["api", "events"], [.get]), (["api", "runs", "*", "graph"], [.get]),
         (["api", "runs", "*", "update"], [.post]), (["api", "runs", "*", "fork"], [.post]), (["api", "runs", "*", "rewind"], [.post]),
         (["api", "runs", "*", "tasks"], [.get]), (["api", "runs", "*", "debug"], [.get]), (["api", "records", "*"], [.get]),
     ]
@@ -106,6 +119,7 @@ public struct HTTPAPI: Sendable {
             guard let n = Int(limit), n >= 1, n <= 10_000 else { throw APIError(.badRequest, "invalid_argument", "limit takes a number from 1 to 10000") }
             l.limit = UInt32(n)
         }
+        l.cursor = q.get("cursor") ?? ""
         return try await ask(.list(l))
     }
 
@@ -199,15 +213,45 @@ public struct HTTPAPI: Sendable {
     func events(_ runID: String) async throws -> Response {
         let stream: AsyncStream<Cairn_V1_RunEvent>
         do { stream = try await door.events(runID) } catch { throw Self.apiError(error) }
+        return sse(stream, endOnFinal: true)
+    }
+
+    /// Events as `text/event-stream`. A client that has not taken a write for `streamStall` is
+    /// cut off: the write is cancelled and the connection closed.
+    func sse(_ stream: AsyncStream<Cairn_V1_RunEvent>, endOnFinal: Bool) -> Response {
+        let stall = streamStall
+        let logger = logger
         let body = ResponseBody { writer in
-            for await event in stream {
-                var text = "event: \(event.kind)\ndata: "
-                text += MessageJSON.json(event).compactString
-                text += "\n\n"
-                try await writer.write(ByteBuffer(string: text))
-                if event.final { break }
+            let box = WriterBox(writer)
+            let since = WriteClock()
+            // A coordinator that is stopping ends its streams (the server waits for open requests).
+            do { try await cancelWhenGracefulShutdown { try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await event in stream {
+                        var text = "event: \(event.kind)\ndata: "
+                        text += MessageJSON.json(event).compactString
+                        text += "\n\n"
+                        since.began()
+                        try await box.writer.write(ByteBuffer(string: text))
+                        since.ended()
+                        if endOnFinal && event.final { break }
+                    }
+                }
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: .milliseconds(500))
+                        if since.pending(longerThan: stall) { throw StalledClient() }
+                    }
+                }
+                // The stream's end (or a stalled client) ends the other task too.
+                defer { group.cancelAll() }
+                try await group.next()
+            } } } catch is CancellationError {
+            } catch let e as StalledClient {
+                logger.warning("an event stream's reader took nothing for \(stall) and was dropped")
+                throw e
             }
-            try await writer.finish(nil)
+            try await box.writer.finish(nil)
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"], body: body)
     }
@@ -221,7 +265,8 @@ public struct HTTPAPI: Sendable {
         let value: JSONValue
         switch reply {
         case .run(let r): value = MessageJSON.json(r)
-        case .runs(let l): value = .object(["runs": .array(l.runs.map(MessageJSON.json))])
+        case .runs(let l):
+            value = .object(["runs": .array(l.runs.map(MessageJSON.json)), "next_cursor": l.nextCursor.isEmpty ? .null : .string(l.nextCursor)])
         case .history(let h): value = MessageJSON.json(h)
         case .state(let s):
             value = .object(["run_id": .string(s.runID), "checkpoint_id": .string(s.checkpointID), "step": .int(Int64(s.step)),
@@ -293,6 +338,26 @@ public struct HTTPAPI: Sendable {
         default: return APIError(.internalServerError, "internal", message)
         }
     }
+}
+
+/// The response body's writer, handed to the task that writes the events (one task at a time
+/// uses it: the writing task, then, once it has ended, the handler that finishes the body).
+final class WriterBox: @unchecked Sendable {
+    var writer: any ResponseBodyWriter
+    init(_ writer: any ResponseBodyWriter) { self.writer = writer }
+}
+
+/// When the write in progress began (none: nil).
+final class WriteClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var since: ContinuousClock.Instant?
+    func began() { lock.withLock { since = .now } }
+    func ended() { lock.withLock { since = nil } }
+    func pending(longerThan d: Duration) -> Bool { lock.withLock { since.map { ContinuousClock.now - $0 > d } ?? false } }
+}
+
+struct StalledClient: Error, CustomStringConvertible {
+    var description: String { "the client stopped reading its event stream" }
 }
 
 /// An API error: its status, a stable `code` and a message, answered as `{"code", "message"}`.

@@ -19,7 +19,8 @@ public enum OpenAPIDocument {
           {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["queued", "running", "paused", "completed", "failed", "cancelled"]}},
           {"name": "graph", "in": "query", "schema": {"type": "string"}},
           {"name": "since", "in": "query", "description": "created within this long: 30m, 24h, 7d", "schema": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"}},
-          {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}
+          {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+          {"name": "cursor", "in": "query", "description": "a page's next_cursor: the runs after it (keyset pagination: a page costs the same however deep)", "schema": {"type": "string"}}
         ],
         "responses": {
           "200": {"description": "runs", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunList"}}}},
@@ -150,6 +151,43 @@ public enum OpenAPIDocument {
           "400": {"$ref": "#/components/responses/Error"},
           "401": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}/graph": {
+      "parameters": [{"$ref": "#/components/parameters/RunID"}],
+      "get": {
+        "operationId": "runGraph",
+        "summary": "The run's graph: nodes, arrows, DOT and Mermaid text, and an SVG when the coordinator has Graphviz",
+        "responses": {
+          "200": {"description": "the graph", "content": {"application/json": {"schema": {
+            "type": "object", "required": ["name", "version", "nodes", "edges", "dot", "mermaid", "svg"],
+            "properties": {
+              "name": {"type": "string"}, "version": {"type": "integer"},
+              "nodes": {"type": "array", "items": {"type": "object", "required": ["name", "kind"],
+                        "properties": {"name": {"type": "string"}, "kind": {"type": "string"}, "interrupt_before": {"type": "boolean"}, "interrupt_after": {"type": "boolean"}}}},
+              "edges": {"type": "array", "items": {"type": "object", "required": ["from", "to", "label", "dashed"],
+                        "properties": {"from": {"type": "string"}, "to": {"type": "string"}, "label": {"type": ["string", "null"]}, "dashed": {"type": "boolean"}}}},
+              "dot": {"type": "string"}, "mermaid": {"type": "string"},
+              "svg": {"type": ["string", "null"], "description": "drawn by Graphviz's dot; null when it is not installed"}
+            }
+          }}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/events": {
+      "get": {
+        "operationId": "allEvents",
+        "summary": "Server-Sent Events of every run: a snapshot of each active run, then each event as it happens (a run's final event ends that run, not the stream). The stream does not end by itself; a client 10,000 events behind gets an 'ended' event and is cut off.",
+        "responses": {
+          "200": {"description": "event: KIND / data: JSON", "content": {"text/event-stream": {"schema": {
+            "type": "object", "required": ["data"],
+            "properties": {"event": {"type": "string"}, "data": {"type": "string", "description": "the event as JSON: run_id, kind, step, final, and the run"}}
+          }}}},
+          "401": {"$ref": "#/components/responses/Error"}
         }
       }
     },
@@ -332,7 +370,8 @@ public enum OpenAPIDocument {
       },
       "RunList": {
         "type": "object", "required": ["runs"],
-        "properties": {"runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}}}
+        "properties": {"runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+                       "next_cursor": {"type": ["string", "null"], "description": "set when the page is full: ask again with cursor=this"}}
       },
       "History": {
         "type": "object", "required": ["run_id", "checkpoints"],

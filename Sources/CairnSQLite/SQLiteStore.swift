@@ -216,6 +216,10 @@ public final class SQLiteStore: CheckpointStore {
         if let s = filter.status { clauses.append("status = ?"); args.append(s.rawValue) }
         if let g = filter.graphName { clauses.append("graph_name = ?"); args.append(g) }
         if let t = filter.createdAfter { clauses.append("created_at >= ?"); args.append(t) }
+        if let c = filter.after {
+            clauses.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
+            args += [c.createdAt, c.createdAt, c.runID]
+        }
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         let sql = "SELECT * FROM runs \(whereSQL) ORDER BY created_at DESC, run_id DESC LIMIT \(max(1, filter.limit))"
         let arguments = StatementArguments(args) ?? StatementArguments()

@@ -68,6 +68,7 @@ public actor InMemoryStore: CheckpointStore {
             .filter { r in
                 (filter.status == nil || r.status == filter.status) && (filter.graphName == nil || r.graphName == filter.graphName)
                     && (filter.createdAfter == nil || r.createdAt >= filter.createdAfter!)
+                    && (filter.after.map { c in (r.createdAt, r.runID) < (c.createdAt, c.runID) } ?? true)
             }
             .sorted { ($0.createdAt, $0.runID) > ($1.createdAt, $1.runID) }
             .prefix(max(1, filter.limit)).map { .run($0) }

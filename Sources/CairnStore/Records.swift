@@ -1,3 +1,4 @@
+import Foundation
 import CairnCore
 
 /// A run's lifecycle state, as stored (a CHECK constraint in SQLite keeps it to these).
@@ -261,8 +262,35 @@ public struct RunFilter: Sendable, Equatable {
     public var graphName: String?
     public var createdAfter: Double?
     public var limit: Int
-    public init(status: RunStatus? = nil, graphName: String? = nil, createdAfter: Double? = nil, limit: Int = 50) {
-        self.status = status; self.graphName = graphName; self.createdAfter = createdAfter; self.limit = limit
+    /// Keyset pagination: only runs listed after this one (newest first, by creation time and id).
+    public var after: RunCursor?
+    public init(status: RunStatus? = nil, graphName: String? = nil, createdAfter: Double? = nil, limit: Int = 50, after: RunCursor? = nil) {
+        self.status = status; self.graphName = graphName; self.createdAfter = createdAfter; self.limit = limit; self.after = after
+    }
+}
+
+/// Where a page of runs ended: the last run's creation time and id. As text (an API's
+/// `next_cursor`) it is opaque to callers: `createdAt` printed exactly, a space, the run id,
+/// base64url-encoded.
+public struct RunCursor: Sendable, Equatable {
+    public var createdAt: Double
+    public var runID: String
+    public init(createdAt: Double, runID: String) { self.createdAt = createdAt; self.runID = runID }
+
+    public var text: String {
+        Data("\(createdAt) \(runID)".utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    /// nil when `text` is not a cursor this store made.
+    public init?(text: String) {
+        var b64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while b64.count % 4 != 0 { b64 += "=" }
+        guard let data = Data(base64Encoded: b64), let s = String(data: data, encoding: .utf8),
+              let space = s.firstIndex(of: " "), let t = Double(s[..<space]), t.isFinite else { return nil }
+        let id = String(s[s.index(after: space)...])
+        guard !id.isEmpty else { return nil }
+        self.createdAt = t; self.runID = id
     }
 }
 

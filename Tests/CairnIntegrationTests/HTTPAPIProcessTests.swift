@@ -140,4 +140,138 @@ import Testing
         // Still serving after all of that.
         #expect(try await Self.call(port, "GET", "/api/runs").status == 200)
     }
+
+    /// A reader of `GET /api/events` in a separate process (python3, a raw socket): it sends the
+    /// request, then (`wait` > 0) sleeps that long without reading, with a 4 KiB receive buffer;
+    /// then it reads to the end, appending to `file`, and finally writes "closed" or "open".
+    static func eventReader(port: Int, file: String, wait: Double, readFor: Double) throws -> Process {
+        let script = """
+            import socket, sys, time
+            port, path, wait, read_for, token = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+            s = socket.socket()
+            if wait > 0:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.sendall(f"GET /api/events HTTP/1.1\\r\\nHost: test\\r\\nAuthorization: Bearer {token}\\r\\n\\r\\n".encode())
+            time.sleep(wait)
+            s.settimeout(read_for)
+            end = "open"
+            with open(path, "ab") as out:
+                try:
+                    while True:
+                        b = s.recv(65536)
+                        if not b:
+                            end = "closed"
+                            break
+                        out.write(b)
+                        out.flush()
+                except socket.timeout:
+                    pass
+                except ConnectionResetError:
+                    end = "closed"
+                out.write(("\\n#" + end + "\\n").encode())
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", script, "\(port)", file, "\(wait)", "\(readFor)", Self.token]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    static func read(_ file: String) -> String { (try? String(contentsOfFile: file, encoding: .utf8)) ?? "" }
+
+    @Test func oneStreamCarriesEveryRunAndListsPageByCursor() async throws {
+        let cluster = try await TestCluster.start(workers: 1, token: Self.token, coordinatorArgs: ["--http", "127.0.0.1:0"])
+        defer { cluster.stop() }
+        let port = try await Self.httpPort(cluster)
+        let file = cluster.directory + "/all-events.txt"
+        let reader = try Self.eventReader(port: port, file: file, wait: 0, readFor: 30)
+        defer { reader.terminate() }
+        try await cluster.waitForLog("coordinator.log", containing: "HTTP API listening")
+        try await Task.sleep(for: .milliseconds(500))  // the reader is subscribed
+
+        var ids: [String] = []
+        for i in 1...5 {
+            let r = try await Self.call(port, "POST", "/api/runs", body: ["graph": Self.asking, "run_id": "page-\(i)"])
+            #expect(r.status == 201, "\(r.text)")
+            ids.append("page-\(i)")
+            try await Task.sleep(for: .milliseconds(20))  // distinct creation times
+        }
+        // Every run's start and pause arrive on the one stream, each naming its run.
+        try await cluster.waitUntil("the stream carries all five pauses", timeout: 30) {
+            Self.read(file).components(separatedBy: "event: paused").count - 1 >= 5
+        }
+        let text = Self.read(file)
+        for id in ids {
+            #expect(text.contains("\"kind\":\"started\"") && text.contains("\"run_id\":\"\(id)\""), "\(id) missing from: \(text.prefix(2000))")
+        }
+
+        // Pages of two, newest first, by cursor: every run once, and the last page says so.
+        var seen: [String] = []
+        var cursor: String? = nil
+        var pages = 0
+        repeat {
+            let q = "/api/runs?limit=2&graph=approve" + (cursor.map { "&cursor=\($0)" } ?? "")
+            let page = try await Self.call(port, "GET", q)
+            #expect(page.status == 200, "\(page.text)")
+            seen += (page.object["runs"] as? [[String: Any]] ?? []).compactMap { $0["run_id"] as? String }
+            cursor = page.object["next_cursor"] as? String
+            pages += 1
+        } while cursor != nil && pages < 10
+        #expect(seen == ids.reversed(), "\(seen)")
+        #expect(pages == 3)
+        let bad = try await Self.call(port, "GET", "/api/runs?cursor=not-a-cursor")
+        #expect(bad.status == 400 && bad.object["code"] as? String == "invalid_argument", "\(bad.text)")
+        // The CLI pages the same way: the cursor of its first page lists the second.
+        let first = try await cluster.cairn(["list", "--limit", "2", "--graph", "approve"], token: Self.token)
+        let more = first.stderr.split(separator: "\n").first { $0.hasPrefix("more: ") }.map { String($0.split(separator: " ").last!) } ?? ""
+        #expect(!more.isEmpty, "\(first.stderr)")
+        let second = try await cluster.cairn(["list", "--limit", "2", "--graph", "approve", "--cursor", more], token: Self.token)
+        #expect(second.stdout.contains("page-3") && second.stdout.contains("page-2") && !second.stdout.contains("page-5"), "\(second.stdout)")
+    }
+
+    @Test func aReaderThatStopsReadingIsDroppedAndTheRunGoesOn() async throws {
+        let cluster = try await TestCluster.start(workers: 2, token: Self.token, coordinatorArgs: ["--http", "127.0.0.1:0"])
+        defer { cluster.stop() }
+        let port = try await Self.httpPort(cluster)
+        let file = cluster.directory + "/slow.txt"
+        // It sleeps 25 s without reading, then reads what is left and whether the server hung up.
+        let slow = try Self.eventReader(port: port, file: file, wait: 25, readFor: 20)
+        defer { slow.terminate() }
+        try await Task.sleep(for: .milliseconds(500))
+        let fan = """
+            name: fan
+            state:
+              items: {}
+              out: { reducer: append }
+            nodes:
+              spread: { run: map, over: items, to: each }
+              each: { run: echo, writes: { out: [1] } }
+            edges:
+              - { from: START, to: spread }
+            """
+        // Three runs of 8,000 tasks: about 48,000 events, far more than a watcher may fall behind
+        // (10,000) plus what the sockets' buffers hold.
+        for i in 1...3 {
+            let r = try await Self.call(port, "POST", "/api/runs", body: ["graph": fan, "run_id": "fan-\(i)", "input": ["items": Array(0..<8000)]])
+            #expect(r.status == 201, "\(r.text)")
+        }
+        for i in 1...3 {
+            let done = try await cluster.waitForRun("fan-\(i)", timeout: 120)
+            #expect(done["status"] as? String == "completed", "\(done)")
+        }
+        try await cluster.waitForLog("coordinator.log", containing: "was dropped", timeout: 30)
+        // The server hangs up on it (once a write has waited 10 s) instead of holding its events.
+        try await cluster.waitUntil("the slow reader is done", timeout: 60) { !slow.isRunning }
+        let text = Self.read(file)
+        #expect(text.hasSuffix("#closed\n"), "\(text.suffix(300))")
+        #expect(text.components(separatedBy: "event: task_finished").count - 1 < 24_000, "it was sent everything")
+        // The coordinator serves everyone else as before.
+        let state = try await Self.call(port, "GET", "/api/runs/fan-1/state")
+        #expect((state.object["state"] as? [String: Any])?["out"] as? [Int] == Array(repeating: 1, count: 8000))
+        let metrics = try await cluster.cairn(["stats", "--json"], token: Self.token)
+        #expect(metrics.status == 0)
+    }
 }

@@ -1095,6 +1095,9 @@ public nonisolated struct Cairn_V1_ListRequest: Sendable {
 
   public var limit: UInt32 = 0
 
+  /// a RunList's next_cursor: the page after it
+  public var cursor: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1405,6 +1408,9 @@ public nonisolated struct Cairn_V1_RunList: Sendable {
   // methods supported on all messages.
 
   public var runs: [Cairn_V1_RunInfo] = []
+
+  /// set when there may be more: ask again with it as cursor
+  public var nextCursor: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3704,7 +3710,7 @@ nonisolated extension Cairn_V1_RunQuery: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Cairn_V1_ListRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{1}graph\0\u{3}since_ms\0\u{1}limit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{1}graph\0\u{3}since_ms\0\u{1}limit\0\u{1}cursor\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3716,6 +3722,7 @@ nonisolated extension Cairn_V1_ListRequest: SwiftProtobuf.Message, SwiftProtobuf
       case 2: try { try decoder.decodeSingularStringField(value: &self.graph) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.sinceMs) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.cursor) }()
       default: break
       }
     }
@@ -3734,6 +3741,9 @@ nonisolated extension Cairn_V1_ListRequest: SwiftProtobuf.Message, SwiftProtobuf
     if self.limit != 0 {
       try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 4)
     }
+    if !self.cursor.isEmpty {
+      try visitor.visitSingularStringField(value: self.cursor, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3742,6 +3752,7 @@ nonisolated extension Cairn_V1_ListRequest: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.graph != rhs.graph {return false}
     if lhs.sinceMs != rhs.sinceMs {return false}
     if lhs.limit != rhs.limit {return false}
+    if lhs.cursor != rhs.cursor {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4284,7 +4295,7 @@ nonisolated extension Cairn_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Cairn_V1_RunList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunList"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}runs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}runs\0\u{3}next_cursor\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4293,6 +4304,7 @@ nonisolated extension Cairn_V1_RunList: SwiftProtobuf.Message, SwiftProtobuf._Me
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.runs) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextCursor) }()
       default: break
       }
     }
@@ -4302,11 +4314,15 @@ nonisolated extension Cairn_V1_RunList: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.runs.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.runs, fieldNumber: 1)
     }
+    if !self.nextCursor.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextCursor, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Cairn_V1_RunList, rhs: Cairn_V1_RunList) -> Bool {
     if lhs.runs != rhs.runs {return false}
+    if lhs.nextCursor != rhs.nextCursor {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
