@@ -29,15 +29,7 @@ struct Verify: AsyncParsableCommand {
         let ids = runs
         let reply = try await connection.with { try await $0.verify(ids) }
         if connection.json {
-            Output.printJSON(.object([
-                "ok": .bool(reply.damage.isEmpty), "runs": .int(Int64(reply.runs)), "checkpoints": .int(Int64(reply.checkpoints)),
-                "values": .int(Int64(reply.values)), "writes": .int(Int64(reply.writes)), "attempts": .int(Int64(reply.attempts)),
-                "damage": .array(reply.damage.map { d in
-                    .object(["run_id": d.runID.isEmpty ? .null : .string(d.runID), "checkpoint_id": d.checkpointID.isEmpty ? .null : .string(d.checkpointID),
-                             "channel": d.channel.isEmpty ? .null : .string(d.channel), "version": d.version.isEmpty ? .null : .string(d.version),
-                             "problem": .string(d.problem)])
-                }),
-            ]))
+            Output.printJSON(MessageJSON.json(reply))
         } else {
             let counts = "\(reply.runs) run(s), \(reply.checkpoints) checkpoint(s), \(reply.values) value(s), \(reply.writes) pending write(s), \(reply.attempts) attempt(s)"
             if reply.damage.isEmpty {
@@ -84,16 +76,8 @@ struct Cleanup: AsyncParsableCommand {
         req.keepLatest = UInt32(clamping: keepLatest)
         req.dryRun = dryRun
         let reply = try await connection.with { [req] in try await $0.cleanup(req) }
-        func row(_ r: Cairn_V1_CleanupRun) -> JSONValue {
-            var o: [String: JSONValue] = ["run_id": .string(r.runID), "graph": .string(r.graph), "status": .string(r.status), "finished_at": .double(r.finishedAt)]
-            if !r.reason.isEmpty { o["reason"] = .string(r.reason) }
-            return .object(o)
-        }
         if connection.json {
-            Output.printJSON(.object(["dry_run": .bool(reply.dryRun), "deleted": .array(reply.deleted.map(row)), "kept": .array(reply.kept.map(row)),
-                                      "checkpoints": .int(Int64(reply.checkpoints)), "values": .int(Int64(reply.values)),
-                                      "attempts": .int(Int64(reply.attempts)), "graphs": .int(Int64(reply.graphs)),
-                                      "bundles": .int(Int64(reply.bundles)), "bytes_freed": .int(Int64(reply.bytesFreed))]))
+            Output.printJSON(MessageJSON.json(reply))
             return
         }
         if !reply.deleted.isEmpty {
@@ -149,21 +133,10 @@ struct Export: AsyncParsableCommand {
 
     mutating func run() async throws {
         let wanted = runs
-        let parts: [ExportArchive.Part] = try await connection.with { client in
-            var parts: [ExportArchive.Part] = []
-            var done = Set<String>()
-            // Depth first, parents before the forks that read them.
-            func add(_ id: String) async throws {
-                guard done.insert(id).inserted else { return }
-                let r = try await client.exportRun(id)
-                if !r.forkedFromRun.isEmpty { try await add(r.forkedFromRun) }
-                let bytes = try Zstd.decompress([UInt8](r.partZstd), limit: ExportArchive.maxBytes)
-                guard Hashing.sha256Hex(bytes) == r.sha256 else { throw ClientError.protocolError("run \(id)'s export arrived damaged (SHA-256 mismatch)") }
-                parts.append(ExportArchive.Part(runID: r.runID, graph: r.graphName, status: r.status, bytes: bytes, sha256: r.sha256))
-            }
-            for id in wanted { try await add(id) }
-            return parts
-        }
+        let parts: [ExportArchive.Part]
+        do {
+            parts = try await connection.with { client in try await ExportArchive.gather(wanted) { try await client.exportRun($0) } }
+        } catch let e as ExportArchive.Damaged { throw ClientError.protocolError(e.description) }
         let file = try ExportArchive(createdAt: Date().timeIntervalSince1970, parts: parts).encode()
         let tmp = output + ".partial"
         guard FileManager.default.createFile(atPath: tmp, contents: Data(file)) else {
@@ -175,9 +148,7 @@ struct Export: AsyncParsableCommand {
         }
         let extra = parts.map(\.runID).filter { !wanted.contains($0) }
         if connection.json {
-            Output.printJSON(.object(["file": .string(output), "bytes": .int(Int64(file.count)),
-                                      "runs": .array(parts.map { .object(["run_id": .string($0.runID), "graph": .string($0.graph), "status": .string($0.status),
-                                                                          "sha256": .string($0.sha256), "bytes": .int(Int64($0.bytes.count))]) })]))
+            Output.printJSON(.object(["file": .string(output), "bytes": .int(Int64(file.count)), "runs": MessageJSON.json(parts)]))
             return
         }
         Output.table(["RUN", "GRAPH", "STATUS", "BYTES", "SHA-256"], parts.map { [$0.runID, $0.graph, Output.status($0.status), ByteSizes.format(Int64($0.bytes.count)), String($0.sha256.prefix(16)) + "…"] })
@@ -207,23 +178,9 @@ struct Import: AsyncParsableCommand {
             FileHandle.standardError.write(Data("cairn import: \(file): \(error); nothing was imported\n".utf8))
             throw ExitCode(1)
         }
-        let parts = try archive.parts.map { p in (p, Data(try Zstd.compress(p.bytes, level: 3))) }
-        let replies: [Cairn_V1_ImportReply] = try await connection.with { client in
-            // Every run is checked before any is written.
-            for (i, (p, z)) in parts.enumerated() {
-                _ = try await client.importRun(partZstd: z, sha256: p.sha256, dryRun: true, before: parts.prefix(i).map(\.0.runID))
-            }
-            var out: [Cairn_V1_ImportReply] = []
-            for (p, z) in parts {
-                out.append(try await client.importRun(partZstd: z, sha256: p.sha256, dryRun: false))
-            }
-            return out
-        }
+        let replies = try await connection.with { client in try await archive.importAll { try await client.importRun($0) } }
         if connection.json {
-            Output.printJSON(.object(["file": .string(file), "runs": .array(replies.map { r in
-                .object(["run_id": .string(r.runID), "already_present": .bool(r.alreadyPresent), "checkpoints": .int(Int64(r.checkpoints)),
-                         "values": .int(Int64(r.values)), "attempts": .int(Int64(r.attempts))])
-            })]))
+            Output.printJSON(.object(["file": .string(file), "runs": .array(replies.map(MessageJSON.json))]))
             return
         }
         Output.table(["RUN", "RESULT", "CHECKPOINTS", "VALUES", "ATTEMPTS"], replies.map {

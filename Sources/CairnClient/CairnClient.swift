@@ -302,9 +302,9 @@ public final class CairnClient {
     }
 
     /// Loads one run's part of an export file (`dryRun`: only checks that it can be, counting
-    /// the runs `before` it in the file as there).
-    public func importRun(partZstd: Data, sha256: String, dryRun: Bool, before: [String] = []) async throws -> Cairn_V1_ImportReply {
-        try await call(.importRun(.with { $0.partZstd = partZstd; $0.sha256 = sha256; $0.dryRun = dryRun; $0.before = before })).importRun
+    /// the runs `before` it in the file as there). `ExportArchive.importAll` sends a file's runs.
+    public func importRun(_ request: Cairn_V1_ImportRequest) async throws -> Cairn_V1_ImportReply {
+        try await call(.importRun(request)).importRun
     }
 
     /// Everything about one step of a run, as a JSON document (nil step: where the run stopped).

@@ -1,6 +1,7 @@
 import CairnCore
 import CairnGraph
 import Foundation
+import Logging
 import Subprocess
 #if canImport(System)
 import System
@@ -14,8 +15,10 @@ import SystemPackage
 actor GraphPictures {
     private var svgs: [String: String] = [:]
     private let dot: String?
+    private let logger: Logger
 
-    init() {
+    init(logger: Logger) {
+        self.logger = logger
         dot = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
             .map { "\($0)/dot" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
@@ -41,21 +44,35 @@ actor GraphPictures {
     private func picture(_ dotText: String) async -> String? {
         guard let dot else { return nil }
         if let cached = svgs[dotText] { return cached }
-        let svg: String? = await withTaskGroup(of: String?.self) { group in
+        let drawn: Result<String, Failure> = await withTaskGroup(of: Result<String, Failure>.self) { group in
             group.addTask {
-                let r = try? await Subprocess.run(.path(FilePath(dot)), arguments: ["-Tsvg"], input: .string(dotText),
-                                                  output: .string(limit: 8 << 20), error: .discarded)
-                guard let r, r.terminationStatus.isSuccess, r.standardOutput.contains("<svg") else { return nil }
-                let out = r.standardOutput
-                return out
+                do {
+                    let r = try await Subprocess.run(.path(FilePath(dot)), arguments: ["-Tsvg"], input: .string(dotText),
+                                                     output: .string(limit: 8 << 20), error: .string(limit: 4096))
+                    let out = r.standardOutput
+                    guard r.terminationStatus.isSuccess, out.contains("<svg") else {
+                        let why = r.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
+                        return .failure(Failure(reason: "\(r.terminationStatus)" + (why.isEmpty ? "" : ": \(why.prefix(300))")))
+                    }
+                    return .success(out)
+                } catch {
+                    return .failure(Failure(reason: "\(error)"))
+                }
             }
             group.addTask {
                 try? await Task.sleep(for: .seconds(5))
-                return nil
+                return .failure(Failure(reason: "it took over 5 s"))
             }
-            let first = await group.next() ?? nil
+            let first = await group.next() ?? .failure(Failure(reason: "cancelled"))
             group.cancelAll()
             return first
+        }
+        let svg: String?
+        switch drawn {
+        case .success(let s): svg = s
+        case .failure(let f):
+            svg = nil
+            logger.warning("Graphviz's dot did not draw a graph; the dashboard lays it out itself", metadata: ["dot": "\(dot)", "reason": "\(f.reason)"])
         }
         if let svg {
             if svgs.count >= 256 { svgs.removeAll() }
@@ -64,3 +81,5 @@ actor GraphPictures {
         return svg
     }
 }
+
+struct Failure: Error { var reason: String }

@@ -18,13 +18,16 @@ public struct HTTPAPI: Sendable {
     public let logger: Logger
     /// The largest request body accepted; larger ones get 413.
     public var maxBodyBytes = 16 * 1024 * 1024
+    /// The largest export file `POST /api/import` takes (`cairn import` has no such limit).
+    public var maxImportBytes = 256 * 1024 * 1024
     /// An event stream whose client has not taken a write for this long is closed: a client that
     /// stops reading is dropped (the engine also bounds what it holds for it).
     public var streamStall: Duration = .seconds(10)
-    let pictures = GraphPictures()
+    let pictures: GraphPictures
 
     public init(door: ClientDoor, token: String?, logger: Logger) {
         self.door = door; self.token = token; self.logger = logger
+        pictures = GraphPictures(logger: logger)
     }
 
     /// The application, ready to run as a service. `onListening` is told the bound port.
@@ -86,6 +89,12 @@ public struct HTTPAPI: Sendable {
         }
         api.get("workers") { _, _ in try await self.ask(.workers(Cairn_V1_Empty())) }
         api.get("stats") { _, _ in try await self.ask(.stats(Cairn_V1_Empty())) }
+        api.post("verify") { request, _ in try await self.verify(request) }
+        api.post("cleanup") { request, _ in try await self.cleanup(request) }
+        api.post("runs/:id/pin") { request, context in try await self.pin(request, try Self.runID(context), true) }
+        api.post("runs/:id/unpin") { request, context in try await self.pin(request, try Self.runID(context), false) }
+        api.get("export") { request, _ in try await self.export(request) }
+        api.post("import") { request, _ in try await self.importArchive(request) }
     }
 
     /// Each path and the methods it answers (a known path asked with another method gets 405).
@@ -96,6 +105,8 @@ public struct HTTPAPI: Sendable {
         (["api", "workers"], [.get]), (["api", "stats"], [.get]), (["api", "events"], [.get]), (["api", "runs", "*", "graph"], [.get]),
         (["api", "runs", "*", "update"], [.post]), (["api", "runs", "*", "fork"], [.post]), (["api", "runs", "*", "rewind"], [.post]),
         (["api", "runs", "*", "tasks"], [.get]), (["api", "runs", "*", "debug"], [.get]), (["api", "records", "*"], [.get]),
+        (["api", "verify"], [.post]), (["api", "cleanup"], [.post]), (["api", "runs", "*", "pin"], [.post]),
+        (["api", "runs", "*", "unpin"], [.post]), (["api", "export"], [.get]), (["api", "import"], [.post]),
     ]
 
     // MARK: endpoints
@@ -112,7 +123,7 @@ public struct HTTPAPI: Sendable {
         }
         l.graph = q.get("graph") ?? ""
         if let since = q.get("since") {
-            guard let ms = Durations.parseMillis(since) else { throw APIError(.badRequest, "invalid_argument", "since takes a duration like 30m, 24h or 7d") }
+            guard let ms = Self.duration(since) else { throw APIError(.badRequest, "invalid_argument", "since takes a duration like 30m, 24h or 7d") }
             l.sinceMs = UInt64(ms)  // 0: all time
         }
         if let limit = q.get("limit") {
@@ -207,6 +218,115 @@ public struct HTTPAPI: Sendable {
         return try await ask(.records(r))
     }
 
+    // MARK: the life of stored data
+
+    /// `{"run_ids": [...]}` or `{"all": true}`: every stored byte checked. 200 either way; `ok`
+    /// says whether all was intact and `damage` lists what was not.
+    func verify(_ request: Request) async throws -> Response {
+        let o = try await Self.body(request, limit: 1 << 20, allowed: ["run_ids", "all"])
+        guard o.count == 1 else {
+            throw APIError(.badRequest, "invalid_argument", o.isEmpty ? "name the runs to check in 'run_ids', or give \"all\": true" : "give 'run_ids' or 'all', not both")
+        }
+        if o["all"] != nil, try !Self.flag(o, "all") { throw APIError(.badRequest, "invalid_argument", "'all' is true or absent (name runs in 'run_ids')") }
+        let ids = try Self.texts(o, "run_ids") ?? []
+        guard o["all"] != nil || !ids.isEmpty else { throw APIError(.badRequest, "invalid_argument", "'run_ids' names one run or more") }
+        guard ids.count <= 10_000, !ids.contains("") else { throw APIError(.badRequest, "invalid_argument", "'run_ids' holds up to 10000 run ids, none empty") }
+        var v = Cairn_V1_VerifyRequest()
+        v.runIds = ids
+        return try await answer(.verify(v)) { reply in
+            guard case .verify(let v) = reply else { return nil }
+            return MessageJSON.json(v)
+        }
+    }
+
+    /// Deletes finished runs as `cairn cleanup` does (`dry_run`: only says which it would).
+    func cleanup(_ request: Request) async throws -> Response {
+        let o = try await Self.body(request, limit: 1 << 20, allowed: ["older_than", "statuses", "graph", "keep_latest", "dry_run"])
+        guard let olderThan = try Self.text(o, "older_than") else {
+            throw APIError(.badRequest, "invalid_argument", "'older_than' is required: a duration like 30d, 12h or 0s (any age)")
+        }
+        guard let ms = Self.duration(olderThan) else {
+            throw APIError(.badRequest, "invalid_argument", "'older_than' takes a duration like 30d, 12h or 0s")
+        }
+        var c = Cairn_V1_CleanupRequest()
+        c.olderThanMs = UInt64(ms)
+        c.statuses = try Self.texts(o, "statuses") ?? []
+        c.graph = try Self.text(o, "graph") ?? ""
+        if let k = o["keep_latest"] {
+            guard let n = k.intValue, n >= 0, n <= 1_000_000 else {
+                throw APIError(.badRequest, "invalid_argument", "'keep_latest' takes a count from 0 to 1000000")
+            }
+            c.keepLatest = UInt32(n)
+        }
+        c.dryRun = try Self.flag(o, "dry_run")
+        return try await answer(.cleanup(c)) { reply in
+            guard case .cleanup(let r) = reply else { return nil }
+            return MessageJSON.json(r)
+        }
+    }
+
+    func pin(_ request: Request, _ runID: String, _ pinned: Bool) async throws -> Response {
+        _ = try await Self.body(request, limit: 1024, allowed: [])
+        var p = Cairn_V1_PinRequest()
+        p.runID = runID
+        p.pinned = pinned
+        return try await ask(.pin(p))
+    }
+
+    /// `?runs=ID,ID`: the file `cairn export` writes (fork parents included), as a download.
+    func export(_ request: Request) async throws -> Response {
+        let ids = (request.uri.queryParameters.get("runs") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !ids.isEmpty else { throw APIError(.badRequest, "invalid_argument", "name the runs to export: ?runs=ID[,ID…]") }
+        guard ids.count <= 1000 else { throw APIError(.badRequest, "invalid_argument", "at most 1000 runs in one export") }
+        let parts: [ExportArchive.Part]
+        do {
+            parts = try await ExportArchive.gather(ids) { id in
+                var e = Cairn_V1_ExportRequest()
+                e.runID = id
+                guard case .exportRun(let r) = try await door.answer(.exportRun(e)) else {
+                    throw APIError(.internalServerError, "internal", "an answer an export does not expect")
+                }
+                return r
+            }
+        } catch let e as APIError { throw e } catch let e as ExportArchive.Damaged {
+            throw APIError(.internalServerError, "data_damaged", e.description)
+        } catch { throw Self.apiError(error) }
+        let file = try ExportArchive(createdAt: Date().timeIntervalSince1970, parts: parts).encode()
+        let name = (ids.count == 1 ? ids[0] : "runs").filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }
+        return Response(status: .ok, headers: [.contentType: "application/octet-stream", .contentDisposition: "attachment; filename=\"\(name).cairn\"",
+                                               .cacheControl: "no-store"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: file)))
+    }
+
+    /// The body is a file `cairn export` (or `GET /api/export`) wrote. It is checked whole before
+    /// anything is written; `?dry_run=true` only checks it.
+    func importArchive(_ request: Request) async throws -> Response {
+        let dryRun: Bool
+        switch request.uri.queryParameters.get("dry_run") {
+        case nil, "false": dryRun = false
+        case "true": dryRun = true
+        case let v?: throw APIError(.badRequest, "invalid_argument", "dry_run takes true or false, not '\(v)'")
+        }
+        let buffer: ByteBuffer
+        do { buffer = try await request.body.collect(upTo: maxImportBytes) } catch {
+            throw APIError(.contentTooLarge, "too_large", "an import is at most \(maxImportBytes) bytes; import larger files with cairn import")
+        }
+        let archive: ExportArchive
+        do { archive = try ExportArchive.decode(Array(buffer.readableBytesView)) } catch {
+            throw APIError(.badRequest, "invalid_archive", "\(error); nothing was imported")
+        }
+        let replies: [Cairn_V1_ImportReply]
+        do {
+            replies = try await archive.importAll(dryRun: dryRun) { req in
+                guard case .importRun(let r) = try await door.answer(.importRun(req)) else {
+                    throw APIError(.internalServerError, "internal", "an answer an import does not expect")
+                }
+                return r
+            }
+        } catch let e as APIError { throw e } catch { throw Self.apiError(error) }
+        return Self.json(.object(["dry_run": .bool(dryRun), "runs": .array(replies.map(MessageJSON.json))]))
+    }
+
     /// `text/event-stream` of the run's events, `event: KIND` and `data: JSON` each, ending with
     /// the final one. A client that stops reading holds back only its own stream, which the
     /// engine bounds (the oldest events beyond 10,000 are dropped for it).
@@ -283,6 +403,14 @@ public struct HTTPAPI: Sendable {
         return Self.json(value, status: status)
     }
 
+    /// Asks the door and answers what `shape` makes of its reply (nil: a reply it does not expect).
+    func answer(_ body: Cairn_V1_ClientRequest.OneOf_Body, _ shape: (Cairn_V1_ClientResponse.OneOf_Body) -> JSONValue?) async throws -> Response {
+        let reply: Cairn_V1_ClientResponse.OneOf_Body
+        do { reply = try await door.answer(body) } catch { throw Self.apiError(error) }
+        guard let value = shape(reply) else { throw APIError(.internalServerError, "internal", "an answer this endpoint does not expect") }
+        return Self.json(value)
+    }
+
     static func json(_ v: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: v.jsonBytes())))
     }
@@ -315,6 +443,29 @@ public struct HTTPAPI: Sendable {
             throw APIError(.badRequest, "unknown_field", "unknown field '\(unknown)'" + (allowed.isEmpty ? " (this request takes no body)" : " (fields: \(allowed.sorted().joined(separator: ", ")))"))
         }
         return o
+    }
+
+    /// A duration as the API documents it (`30d`, `1.5h`, `250ms`): digits, an optional
+    /// fraction and a unit; nothing else (no exponent, no spaces).
+    static func duration(_ text: String) -> Int64? {
+        guard text.wholeMatch(of: /[0-9]+(\.[0-9]+)?(ms|s|m|h|d)/) != nil else { return nil }
+        return Durations.parseMillis(text)
+    }
+
+    /// An optional list of strings: absent is nil.
+    static func texts(_ o: [String: JSONValue], _ key: String) throws -> [String]? {
+        guard let v = o[key] else { return nil }
+        guard let a = v.arrayValue, let s = Optional(a.compactMap(\.stringValue)), s.count == a.count else {
+            throw APIError(.badRequest, "invalid_argument", "'\(key)' must be a list of strings")
+        }
+        return s
+    }
+
+    /// An optional boolean field: absent is false.
+    static func flag(_ o: [String: JSONValue], _ key: String) throws -> Bool {
+        guard let v = o[key] else { return false }
+        guard let b = v.boolValue else { throw APIError(.badRequest, "invalid_argument", "'\(key)' must be true or false") }
+        return b
     }
 
     /// An optional string field: absent is nil; present, it must be a string (null is not one).

@@ -315,6 +315,134 @@ public enum OpenAPIDocument {
         }
       }
     },
+    "/api/verify": {
+      "post": {
+        "operationId": "verify",
+        "summary": "Check stored runs byte for byte (cairn verify)",
+        "description": "Every value's SHA-256, every checkpoint's parent, every channel version. With all, also rows no run owns and the SQLite file's pages. 200 either way: ok says whether all was intact, damage lists what was not.",
+        "requestBody": {
+          "required": true,
+          "content": {"application/json": {"schema": {"oneOf": [
+            {"type": "object", "required": ["run_ids"], "additionalProperties": false,
+             "properties": {"run_ids": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"type": "string", "minLength": 1}}}},
+            {"type": "object", "required": ["all"], "additionalProperties": false, "properties": {"all": {"const": true}}}
+          ]}}}
+        },
+        "responses": {
+          "200": {"description": "what was checked, and any damage", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VerifyReport"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/cleanup": {
+      "post": {
+        "operationId": "cleanup",
+        "summary": "Delete finished runs with everything they own (cairn cleanup)",
+        "description": "Completed, failed and cancelled runs finished at least older_than ago. Running and paused runs are never taken, nor pinned ones, nor the newest keep_latest of each graph, nor a run a remaining fork was made from. dry_run only says which would go.",
+        "requestBody": {
+          "required": true,
+          "content": {"application/json": {"schema": {
+            "type": "object", "required": ["older_than"], "additionalProperties": false,
+            "properties": {
+              "older_than": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$", "description": "30d, 12h, 0s (any age)"},
+              "statuses": {"type": "array", "items": {"type": "string", "enum": ["completed", "failed", "cancelled"]}, "description": "default: all three"},
+              "graph": {"type": "string"},
+              "keep_latest": {"type": "integer", "minimum": 0, "maximum": 1000000},
+              "dry_run": {"type": "boolean"}
+            }
+          }}}
+        },
+        "responses": {
+          "200": {"description": "what was (or would be) deleted and kept", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CleanupReport"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}/pin": {
+      "parameters": [{"$ref": "#/components/parameters/RunID"}],
+      "post": {
+        "operationId": "pinRun",
+        "summary": "Keep a run through every cleanup",
+        "responses": {
+          "200": {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/runs/{id}/unpin": {
+      "parameters": [{"$ref": "#/components/parameters/RunID"}],
+      "post": {
+        "operationId": "unpinRun",
+        "summary": "Let cleanups take a pinned run again",
+        "responses": {
+          "200": {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/export": {
+      "get": {
+        "operationId": "exportRuns",
+        "summary": "Runs, whole, as one file (cairn export)",
+        "description": "The file cairn export writes: zstd, with a SHA-256 manifest. A fork's parent runs come too. Runs must be finished or paused.",
+        "parameters": [
+          {"name": "runs", "in": "query", "required": true, "description": "run ids, comma-separated", "schema": {"type": "string", "minLength": 1}}
+        ],
+        "responses": {
+          "200": {"description": "the export file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"},
+          "409": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
+    "/api/import": {
+      "post": {
+        "operationId": "importRuns",
+        "summary": "Load runs from an export file (cairn import)",
+        "description": "The file is checked whole before anything is written: a truncated or altered file is refused (400 invalid_archive), and so is a run id that exists here with other content (409). Importing the same file twice changes nothing.",
+        "parameters": [
+          {"name": "dry_run", "in": "query", "description": "only check that the file can be imported", "schema": {"type": "boolean"}}
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+        },
+        "responses": {
+          "200": {"description": "each run of the file", "content": {"application/json": {"schema": {
+            "type": "object", "required": ["dry_run", "runs"],
+            "properties": {"dry_run": {"type": "boolean"}, "runs": {"type": "array", "items": {
+              "type": "object", "required": ["run_id", "already_present"],
+              "properties": {"run_id": {"type": "string"}, "already_present": {"type": "boolean"}, "checkpoints": {"type": "integer"},
+                             "values": {"type": "integer"}, "attempts": {"type": "integer"}}
+            }}}
+          }}}},
+          "400": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"},
+          "404": {"$ref": "#/components/responses/Error"},
+          "409": {"$ref": "#/components/responses/Error"},
+          "413": {"$ref": "#/components/responses/Error"},
+          "503": {"$ref": "#/components/responses/Error"}
+        }
+      }
+    },
     "/api/openapi.json": {
       "get": {
         "operationId": "openapi",
@@ -361,8 +489,36 @@ public enum OpenAPIDocument {
           "interrupt": {},
           "forked_from": {"type": "string"},
           "resume_count": {"type": "integer"},
+          "pinned": {"type": "boolean", "description": "present (true) when the run is pinned: every cleanup keeps it"},
           "damage": {"type": "string"}
         }
+      },
+      "VerifyReport": {
+        "type": "object", "required": ["ok", "runs", "damage"],
+        "properties": {
+          "ok": {"type": "boolean"}, "runs": {"type": "integer"}, "checkpoints": {"type": "integer"}, "values": {"type": "integer"},
+          "writes": {"type": "integer"}, "attempts": {"type": "integer"},
+          "damage": {"type": "array", "items": {
+            "type": "object", "required": ["problem"],
+            "properties": {"run_id": {"type": ["string", "null"]}, "checkpoint_id": {"type": ["string", "null"]}, "channel": {"type": ["string", "null"]},
+                           "version": {"type": ["string", "null"]}, "problem": {"type": "string"}}
+          }}
+        }
+      },
+      "CleanupReport": {
+        "type": "object", "required": ["dry_run", "deleted", "kept"],
+        "properties": {
+          "dry_run": {"type": "boolean"},
+          "deleted": {"type": "array", "items": {"$ref": "#/components/schemas/CleanupRun"}},
+          "kept": {"type": "array", "items": {"$ref": "#/components/schemas/CleanupRun"}},
+          "checkpoints": {"type": "integer"}, "values": {"type": "integer"}, "attempts": {"type": "integer"},
+          "graphs": {"type": "integer"}, "bundles": {"type": "integer"}, "bytes_freed": {"type": "integer"}
+        }
+      },
+      "CleanupRun": {
+        "type": "object", "required": ["run_id", "status"],
+        "properties": {"run_id": {"type": "string"}, "graph": {"type": "string"}, "status": {"type": "string"},
+                       "finished_at": {"type": "number"}, "reason": {"type": "string", "description": "why a matching run was kept"}}
       },
       "Records": {
         "type": "object", "required": ["columns", "rows"],

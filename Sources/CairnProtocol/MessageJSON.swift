@@ -26,6 +26,7 @@ public enum MessageJSON {
         if !r.interruptJson.isEmpty { o["interrupt"] = json(r.interruptJson) }
         if !r.forkedFrom.isEmpty { o["forked_from"] = .string(r.forkedFrom) }
         if r.resumeCount > 0 { o["resume_count"] = .int(Int64(r.resumeCount)) }
+        if r.pinned { o["pinned"] = .bool(true) }
         if r.tasksTotal > 0 { o["step_tasks"] = .object(["done": .int(Int64(r.tasksDone)), "total": .int(Int64(r.tasksTotal))]) }
         return .object(o)
     }

@@ -1,3 +1,4 @@
+import CairnCore
 import CairnTestSupport
 import Foundation
 #if canImport(FoundationNetworking)
@@ -141,8 +142,88 @@ import Testing
         #expect(try await Self.call(port, "GET", "/api/runs").status == 200)
     }
 
+    /// Verify, pin, cleanup, export and import answer over HTTP as `cairn` does: the same JSON,
+    /// the same file, the same refusals.
+    @Test func theLifeOfStoredDataIsManagedOverHTTPAsByTheCLI() async throws {
+        let cluster = try await TestCluster.start(workers: 1, token: Self.token, coordinatorArgs: ["--http", "127.0.0.1:0"])
+        defer { cluster.stop() }
+        let port = try await Self.httpPort(cluster)
+        #expect(try await Self.call(port, "POST", "/api/runs", body: ["graph": Self.asking, "run_id": "life-a"]).status == 201)
+        _ = try await Self.call(port, "GET", "/api/runs/life-a/events")  // until it pauses
+        #expect(try await Self.call(port, "POST", "/api/runs/life-a/resume", body: ["value": "ok"]).status == 200)
+        _ = try await Self.call(port, "GET", "/api/runs/life-a/events")
+        let cps = try await Self.call(port, "GET", "/api/runs/life-a/history").object["checkpoints"] as? [[String: Any]] ?? []
+        let from = try #require(cps.first { $0["step"] as? Int == 1 }?["checkpoint_id"] as? String, "\(cps)")
+        #expect(try await Self.call(port, "POST", "/api/runs/life-a/fork", body: ["checkpoint_id": from, "run_id": "life-f"]).status == 201)
+        let forked = try await Self.call(port, "GET", "/api/runs/life-f/events")
+        #expect(forked.text.contains("event: finished"), "\(forked.text)")
+        let stateBefore = try await Self.call(port, "GET", "/api/runs/life-f/state").object["state"] as? [String: Any]
+
+        // verify: the CLI's JSON, field for field; unknown runs and shapeless bodies refused.
+        let verified = try await Self.call(port, "POST", "/api/verify", body: ["run_ids": ["life-a", "life-f"]])
+        #expect(verified.status == 200 && verified.object["ok"] as? Bool == true && verified.object["runs"] as? Int == 2, "\(verified.text)")
+        let cliVerify = try await cluster.cairn(["verify", "life-a", "life-f", "--json"], token: Self.token)
+        #expect(NSDictionary(dictionary: cliVerify.object) == NSDictionary(dictionary: verified.object), "\(cliVerify.stdout) vs \(verified.text)")
+        #expect(try await Self.call(port, "POST", "/api/verify", body: ["all": true]).object["ok"] as? Bool == true)
+        for (body, status, code) in [(["run_ids": ["nope"]] as [String: Any], 404, "not_found"), ([:], 400, "invalid_argument"),
+                                     (["all": true, "run_ids": ["life-a"]], 400, "invalid_argument"), (["all": false], 400, "invalid_argument"),
+                                     (["run_ids": [1]], 400, "invalid_argument")] {
+            let r = try await Self.call(port, "POST", "/api/verify", body: body)
+            #expect(r.status == status && r.object["code"] as? String == code, "\(body): \(r.status) \(r.text)")
+        }
+
+        // Export: the fork brings its parent, parents first, in the file cairn export writes.
+        let exported = try await Self.call(port, "GET", "/api/export?runs=life-f")
+        #expect(exported.status == 200 && exported.contentType == "application/octet-stream", "\(exported.status) \(exported.text.prefix(200))")
+        let archive = try ExportArchive.decode([UInt8](exported.body))
+        #expect(archive.parts.map(\.runID) == ["life-a", "life-f"])
+        let cliFile = cluster.directory + "/cli.cairn"
+        #expect(try await cluster.cairn(["export", "life-f", "-o", cliFile], token: Self.token).status == 0)
+        #expect(try ExportArchive.decode([UInt8](Data(contentsOf: URL(fileURLWithPath: cliFile)))).parts == archive.parts, "the same runs, byte for byte")
+        #expect(try await Self.call(port, "GET", "/api/export?runs=nope").status == 404)
+        #expect(try await Self.call(port, "GET", "/api/export").status == 400)
+
+        // Pin, and a cleanup that keeps the pinned parent and takes the fork.
+        let pinned = try await Self.call(port, "POST", "/api/runs/life-a/pin")
+        #expect(pinned.status == 200 && pinned.object["pinned"] as? Bool == true, "\(pinned.text)")
+        let dry = try await Self.call(port, "POST", "/api/cleanup", body: ["older_than": "0s", "dry_run": true])
+        #expect(dry.status == 200 && (dry.object["deleted"] as? [[String: Any]])?.compactMap { $0["run_id"] as? String } == ["life-f"], "\(dry.text)")
+        #expect((dry.object["kept"] as? [[String: Any]])?.first?["run_id"] as? String == "life-a", "\(dry.text)")
+        #expect(try await Self.call(port, "GET", "/api/runs/life-f").status == 200, "a dry run deletes nothing")
+        let swept = try await Self.call(port, "POST", "/api/cleanup", body: ["older_than": "0s", "statuses": ["completed"]])
+        #expect(swept.status == 200 && swept.object["dry_run"] as? Bool == false && (swept.object["deleted"] as? [Any])?.count == 1, "\(swept.text)")
+        #expect(try await Self.call(port, "GET", "/api/runs/life-f").status == 404)
+        #expect(try await Self.call(port, "GET", "/api/runs/life-a").status == 200, "pinned: kept")
+        for body in [["older_than": "1e3s"], ["older_than": "0s", "statuses": ["running"]], ["older_than": "0s", "keep_latest": -1], ["dry_run": true]] as [[String: Any]] {
+            let r = try await Self.call(port, "POST", "/api/cleanup", body: body)
+            #expect(r.status == 400 && r.object["code"] as? String == "invalid_argument", "\(body): \(r.text)")
+        }
+        let unpinned = try await Self.call(port, "POST", "/api/runs/life-a/unpin")
+        #expect(unpinned.status == 200 && unpinned.object["pinned"] == nil, "\(unpinned.text)")
+
+        // Import: checked whole first (a dry run writes nothing), then loaded; twice is a no-op.
+        let check = try await Self.call(port, "POST", "/api/import?dry_run=true", raw: exported.body)
+        #expect(check.status == 200 && (check.object["runs"] as? [[String: Any]])?.map { $0["already_present"] as? Bool } == [true, false], "\(check.text)")
+        #expect(try await Self.call(port, "GET", "/api/runs/life-f").status == 404)
+        let loaded = try await Self.call(port, "POST", "/api/import", raw: exported.body)
+        #expect(loaded.status == 200 && loaded.object["dry_run"] as? Bool == false, "\(loaded.text)")
+        let back = try await Self.call(port, "GET", "/api/runs/life-f/state")
+        #expect(NSDictionary(dictionary: back.object["state"] as? [String: Any] ?? [:]) == NSDictionary(dictionary: stateBefore ?? ["missing": true]), "\(back.text)")
+        let again = try await Self.call(port, "POST", "/api/import", raw: exported.body)
+        #expect((again.object["runs"] as? [[String: Any]])?.allSatisfy { $0["already_present"] as? Bool == true } == true, "\(again.text)")
+        var altered = exported.body
+        altered[altered.count / 2] ^= 0x01
+        for bad in [Data("garbage".utf8), exported.body.prefix(exported.body.count - 10), altered] {
+            let r = try await Self.call(port, "POST", "/api/import", raw: bad)
+            #expect(r.status == 400 && r.object["code"] as? String == "invalid_archive" && r.text.contains("nothing was imported"), "\(r.text)")
+        }
+        #expect(try await Self.call(port, "POST", "/api/import?dry_run=maybe", raw: exported.body).status == 400)
+        #expect(try await Self.call(port, "POST", "/api/verify", body: ["all": true]).object["ok"] as? Bool == true)
+    }
+
     /// A reader of `GET /api/events` in a separate process (python3, a raw socket): it sends the
-    /// request, then (`wait` > 0) sleeps that long without reading, with a 4 KiB receive buffer;
+    /// request and, once the response has begun (it is subscribed), writes "#subscribed"; then
+    /// (`wait` > 0) it sleeps that long without reading, with a 4 KiB receive buffer;
     /// then it reads to the end, appending to `file`, and finally writes "closed" or "open".
     static func eventReader(port: Int, file: String, wait: Double, readFor: Double) throws -> Process {
         let script = """
@@ -153,6 +234,11 @@ import Testing
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             s.connect(("127.0.0.1", port))
             s.sendall(f"GET /api/events HTTP/1.1\\r\\nHost: test\\r\\nAuthorization: Bearer {token}\\r\\n\\r\\n".encode())
+            # The response's head has arrived (looked at, left in the buffer): it is subscribed.
+            s.settimeout(10)
+            s.recv(16, socket.MSG_PEEK)
+            with open(path, "ab") as out:
+                out.write(b"#subscribed\\n")
             time.sleep(wait)
             s.settimeout(read_for)
             end = "open"
@@ -190,7 +276,7 @@ import Testing
         let reader = try Self.eventReader(port: port, file: file, wait: 0, readFor: 30)
         defer { reader.terminate() }
         try await cluster.waitForLog("coordinator.log", containing: "HTTP API listening")
-        try await Task.sleep(for: .milliseconds(500))  // the reader is subscribed
+        try await cluster.waitUntil("the reader is subscribed", timeout: 15) { Self.read(file).hasPrefix("#subscribed") }
 
         var ids: [String] = []
         for i in 1...5 {
@@ -240,7 +326,7 @@ import Testing
         // It sleeps 25 s without reading, then reads what is left and whether the server hung up.
         let slow = try Self.eventReader(port: port, file: file, wait: 25, readFor: 20)
         defer { slow.terminate() }
-        try await Task.sleep(for: .milliseconds(500))
+        try await cluster.waitUntil("the reader is subscribed", timeout: 15) { Self.read(file).hasPrefix("#subscribed") }
         let fan = """
             name: fan
             state:
