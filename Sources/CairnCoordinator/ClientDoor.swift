@@ -62,6 +62,10 @@ public struct ClientDoor: Sendable {
         }
     }
 
+    /// A `snapshot` event for each run the coordinator holds now, oldest first (what
+    /// `allEvents` begins with).
+    public func snapshots() async -> [Cairn_V1_RunEvent] { await handler.engine.snapshots() }
+
     /// The last event of a stream the engine ended early: its reader fell too far behind, or
     /// the coordinator is stopping.
     static func cutOff(_ runID: String) -> Cairn_V1_RunEvent {

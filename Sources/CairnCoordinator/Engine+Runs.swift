@@ -414,17 +414,22 @@ extension Engine {
     func subscribeAll() -> (UUID, AsyncStream<Cairn_V1_RunEvent>) {
         let id = UUID()
         let (stream, continuation) = AsyncStream<Cairn_V1_RunEvent>.makeStream(bufferingPolicy: .bufferingOldest(Self.subscriberBuffer))
-        for run in scheduler.runs.values.sorted(by: { $0.record.createdAt < $1.record.createdAt }) {
+        for e in snapshots() { continuation.yield(e) }
+        allWatchers[id] = continuation
+        scheduler.watchAll = true
+        return (id, stream)
+    }
+
+    /// A `snapshot` event for each run the coordinator holds, oldest first.
+    func snapshots() -> [Cairn_V1_RunEvent] {
+        scheduler.runs.values.sorted(by: { $0.record.createdAt < $1.record.createdAt }).map { run in
             var e = Cairn_V1_RunEvent()
             e.runID = run.record.runID
             e.kind = "snapshot"
             e.step = UInt32(run.checkpoint.step + 1)
             e.run = runInfo(run)
-            continuation.yield(e)
+            return e
         }
-        allWatchers[id] = continuation
-        scheduler.watchAll = true
-        return (id, stream)
     }
 
     func unsubscribeAll(_ id: UUID) {

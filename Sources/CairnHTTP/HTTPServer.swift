@@ -24,10 +24,13 @@ public struct HTTPAPI: Sendable {
     /// stops reading is dropped (the engine also bounds what it holds for it).
     public var streamStall: Duration = .seconds(10)
     let pictures: GraphPictures
+    /// The readers of every run's events (`GET /api/events`), fed by one engine subscription.
+    let hub: EventHub
 
     public init(door: ClientDoor, token: String?, logger: Logger) {
         self.door = door; self.token = token; self.logger = logger
         pictures = GraphPictures(logger: logger)
+        hub = EventHub(door: door, maxPending: 4 << 20)
     }
 
     /// The application, ready to run as a service. `onListening` is told the bound port.
@@ -61,7 +64,7 @@ public struct HTTPAPI: Sendable {
             return try await self.ask(.state(s))
         }
         api.get("runs/:id/events") { _, context in try await self.events(try Self.runID(context)) }
-        api.get("events") { _, _ in self.sse(await self.door.allEvents(), endOnFinal: false) }
+        api.get("events") { _, _ in await self.allEvents() }
         api.get("runs/:id/graph") { _, context in
             let graph: Graph
             do { graph = try await self.door.graph(try Self.runID(context)) } catch let e as APIError { throw e } catch { throw Self.apiError(error) }
@@ -336,6 +339,53 @@ public struct HTTPAPI: Sendable {
         return sse(stream, endOnFinal: true)
     }
 
+    /// Every run's events from the hub: each write carries all that arrived since the last one
+    /// (at most one write per 20 ms per reader). A reader more than 4 MiB behind, or that has not
+    /// taken a write for `streamStall`, is dropped.
+    func allEvents() async -> Response {
+        let reader = await hub.join()
+        let hub = hub
+        let stall = streamStall
+        let logger = logger
+        let body = ResponseBody { writer in
+            let box = WriterBox(writer)
+            let since = WriteClock()
+            defer { Task { await hub.leave(reader) } }
+            do { try await cancelWhenGracefulShutdown { try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while !Task.isCancelled {
+                        let (bytes, state) = await reader.next()
+                        if state == .overflowed { throw FellBehind() }
+                        if !bytes.isEmpty {
+                            since.began()
+                            try await box.writer.write(ByteBuffer(bytes: bytes))
+                            since.ended()
+                        }
+                        if state == .ended { break }
+                        try await Task.sleep(for: .milliseconds(20))  // the next write carries what arrives meanwhile
+                    }
+                }
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: .milliseconds(500))
+                        if since.pending(longerThan: stall) { throw StalledClient() }
+                    }
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            } } } catch is CancellationError {
+            } catch let e as StalledClient {
+                logger.warning("an event stream's reader took nothing for \(stall) and was dropped")
+                throw e
+            } catch let e as FellBehind {
+                logger.warning("an event stream's reader fell more than 4 MiB behind and was dropped")
+                throw e
+            }
+            try await box.writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"], body: body)
+    }
+
     /// Events as `text/event-stream`. A client that has not taken a write for `streamStall` is
     /// cut off: the write is cancelled and the connection closed.
     func sse(_ stream: AsyncStream<Cairn_V1_RunEvent>, endOnFinal: Bool) -> Response {
@@ -505,6 +555,10 @@ final class WriteClock: @unchecked Sendable {
     func began() { lock.withLock { since = .now } }
     func ended() { lock.withLock { since = nil } }
     func pending(longerThan d: Duration) -> Bool { lock.withLock { since.map { ContinuousClock.now - $0 > d } ?? false } }
+}
+
+struct FellBehind: Error, CustomStringConvertible {
+    var description: String { "the client fell too far behind its event stream" }
 }
 
 struct StalledClient: Error, CustomStringConvertible {
