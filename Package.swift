@@ -214,6 +214,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "CairnHTTPTests",
+            dependencies: ["CairnHTTP"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "CairnGraphTests",
             dependencies: ["CairnGraph"],
             swiftSettings: swiftSettings

@@ -170,7 +170,8 @@ final class Fanout: @unchecked Sendable {
             var out = r.prefix
             r.prefix = []
             let end = base + chunks.count
-            if r.state == .open, r.position < end {
+            // An ended stream still hands over what came before its end.
+            if r.state != .overflowed, r.position < end {
                 if total - starts[r.position - base] > maxPending {
                     r.state = .overflowed
                 } else {
