@@ -45,9 +45,9 @@ public struct ClientDoor: Sendable {
         }
     }
 
-    /// Every run's events (the dashboard's one stream): a `snapshot` of each active run, then
-    /// each event as it happens; a run's `final` event ends that run, not the stream. A client
-    /// that falls 10,000 events behind is cut off (an `ended` event, then the end).
+    /// Every run's events from now on (the dashboard's one stream); a run's `final` event ends
+    /// that run, not the stream. A client that falls 10,000 events behind is cut off (an `ended`
+    /// event, then the end). `snapshots` tells where each run stands.
     public func allEvents() async -> AsyncStream<Cairn_V1_RunEvent> {
         let engine = handler.engine
         let (subID, stream) = await engine.subscribeAll()
@@ -62,8 +62,7 @@ public struct ClientDoor: Sendable {
         }
     }
 
-    /// A `snapshot` event for each run the coordinator holds now, oldest first (what
-    /// `allEvents` begins with).
+    /// A `snapshot` event for each run the coordinator holds now, oldest first.
     public func snapshots() async -> [Cairn_V1_RunEvent] { await handler.engine.snapshots() }
 
     /// The last event of a stream the engine ended early: its reader fell too far behind, or

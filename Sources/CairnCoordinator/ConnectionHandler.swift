@@ -212,8 +212,7 @@ struct ConnectionHandler: Sendable {
             }
             // A full page may have a next one. A damaged row has no creation time to go on
             // from; the last readable row's does.
-            if listings.count >= filter.limit, let last = listings.last(where: { if case .run = $0 { true } else { false } }),
-               case .run(let r) = last {
+            if listings.count >= filter.limit, let r = listings.lazy.compactMap({ if case .run(let r) = $0 { r } else { nil } }).last {
                 list.nextCursor = RunCursor(createdAt: r.createdAt, runID: r.runID).text
             }
             return .runs(list)

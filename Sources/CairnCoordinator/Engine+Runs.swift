@@ -409,12 +409,11 @@ extension Engine {
     /// a final event): a client that stops reading costs at most this much memory.
     static let subscriberBuffer = 10_000
 
-    /// Subscribes to every run's events: first a `snapshot` of each active run, then every
-    /// event of every run (each run's `final` marks that run's end; the stream goes on).
+    /// Subscribes to every event of every run from now on (each run's `final` marks that run's
+    /// end; the stream goes on). `snapshots` tells where each run stands.
     func subscribeAll() -> (UUID, AsyncStream<Cairn_V1_RunEvent>) {
         let id = UUID()
         let (stream, continuation) = AsyncStream<Cairn_V1_RunEvent>.makeStream(bufferingPolicy: .bufferingOldest(Self.subscriberBuffer))
-        for e in snapshots() { continuation.yield(e) }
         allWatchers[id] = continuation
         scheduler.watchAll = true
         return (id, stream)
@@ -477,7 +476,6 @@ extension Engine {
     /// Ends a watcher that stopped reading: its stream finishes without a final event.
     func drop(_ id: UUID, _ c: AsyncStream<Cairn_V1_RunEvent>.Continuation) {
         c.finish()
-        droppedWatchers += 1
         metrics.watchersDropped.increment()
         logger.warning("a watcher fell \(Self.subscriberBuffer) events behind and was dropped", metadata: ["watcher": "\(id)"])
     }

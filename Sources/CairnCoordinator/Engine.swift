@@ -95,8 +95,6 @@ actor Engine {
     var finalWatchers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
     /// Watchers of every run (`GET /api/events`, the dashboard).
     var allWatchers: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation] = [:]
-    /// Watchers dropped because they fell `subscriberBuffer` events behind.
-    var droppedWatchers = 0
     var replies: [Scheduler.ReplyID: CheckedContinuation<Void, Never>] = [:]
     /// Replies answered with an error instead (`replyFailed`), until their `ask` reads them.
     var failedReplies: [Scheduler.ReplyID: String] = [:]

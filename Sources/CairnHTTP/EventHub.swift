@@ -33,8 +33,7 @@ actor EventHub {
             let pump = Task { [door, fanout] in
                 let stream = await door.allEvents()
                 ready.finish()
-                // Each reader has its own snapshot (join); the engine's first one is not theirs.
-                for await e in stream where e.kind != "snapshot" { fanout.broadcast(Self.encode(e)) }
+                for await e in stream { fanout.broadcast(Self.encode(e)) }
                 if !Task.isCancelled {
                     fanout.endAll()  // the coordinator is stopping, or the hub fell behind
                     await self.ended(gen)
@@ -113,6 +112,9 @@ final class Fanout: @unchecked Sendable {
         }
         for r in wake { r.wake() }
     }
+
+    /// How many readers wait for the next event.
+    var waitingReaders: Int { lock.withLock { waiting.count } }
 
     func endAll() {
         let all: [EventReader] = lock.withLock {

@@ -236,10 +236,7 @@ public struct HTTPAPI: Sendable {
         guard ids.count <= 10_000, !ids.contains("") else { throw APIError(.badRequest, "invalid_argument", "'run_ids' holds up to 10000 run ids, none empty") }
         var v = Cairn_V1_VerifyRequest()
         v.runIds = ids
-        return try await answer(.verify(v)) { reply in
-            guard case .verify(let v) = reply else { return nil }
-            return MessageJSON.json(v)
-        }
+        return try await ask(.verify(v))
     }
 
     /// Deletes finished runs as `cairn cleanup` does (`dry_run`: only says which it would).
@@ -262,10 +259,7 @@ public struct HTTPAPI: Sendable {
             c.keepLatest = UInt32(n)
         }
         c.dryRun = try Self.flag(o, "dry_run")
-        return try await answer(.cleanup(c)) { reply in
-            guard case .cleanup(let r) = reply else { return nil }
-            return MessageJSON.json(r)
-        }
+        return try await ask(.cleanup(c))
     }
 
     func pin(_ request: Request, _ runID: String, _ pinned: Bool) async throws -> Response {
@@ -345,66 +339,44 @@ public struct HTTPAPI: Sendable {
     func allEvents() async -> Response {
         let reader = await hub.join()
         let hub = hub
-        let stall = streamStall
-        let logger = logger
-        let body = ResponseBody { writer in
-            let box = WriterBox(writer)
-            let since = WriteClock()
-            defer { Task { await hub.leave(reader) } }
-            do { try await cancelWhenGracefulShutdown { try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    while !Task.isCancelled {
-                        let (bytes, state) = await reader.next()
-                        if state == .overflowed { throw FellBehind() }
-                        if !bytes.isEmpty {
-                            since.began()
-                            try await box.writer.write(ByteBuffer(bytes: bytes))
-                            since.ended()
-                        }
-                        if state == .ended { break }
-                        try await Task.sleep(for: .milliseconds(20))  // the next write carries what arrives meanwhile
-                    }
-                }
-                group.addTask {
-                    while true {
-                        try await Task.sleep(for: .milliseconds(500))
-                        if since.pending(longerThan: stall) { throw StalledClient() }
-                    }
-                }
-                defer { group.cancelAll() }
-                try await group.next()
-            } } } catch is CancellationError {
-            } catch let e as StalledClient {
-                logger.warning("an event stream's reader took nothing for \(stall) and was dropped")
-                throw e
-            } catch let e as FellBehind {
-                logger.warning("an event stream's reader fell more than 4 MiB behind and was dropped")
-                throw e
+        return eventStream(onEnd: { await hub.leave(reader) }) { write in
+            while !Task.isCancelled {
+                let (bytes, state) = await reader.next()
+                if state == .overflowed { throw FellBehind() }
+                if !bytes.isEmpty { try await write(ByteBuffer(bytes: bytes)) }
+                if state == .ended { break }
+                try await Task.sleep(for: .milliseconds(20))  // the next write carries what arrives meanwhile
             }
-            try await box.writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"], body: body)
     }
 
-    /// Events as `text/event-stream`. A client that has not taken a write for `streamStall` is
-    /// cut off: the write is cancelled and the connection closed.
+    /// One run's events as `text/event-stream`, each written as it comes.
     func sse(_ stream: AsyncStream<Cairn_V1_RunEvent>, endOnFinal: Bool) -> Response {
+        eventStream { write in
+            for await event in stream {
+                try await write(ByteBuffer(bytes: EventHub.encode(event)))
+                if endOnFinal && event.final { break }
+            }
+        }
+    }
+
+    /// A `text/event-stream` response whose body `produce` writes. A client that has not taken
+    /// a write for `streamStall` is cut off: the write is cancelled and the connection closed. A
+    /// coordinator that is stopping ends its streams (the server waits for open requests).
+    func eventStream(onEnd: @escaping @Sendable () async -> Void = {},
+                     _ produce: @escaping @Sendable (_ write: @Sendable (ByteBuffer) async throws -> Void) async throws -> Void) -> Response {
         let stall = streamStall
         let logger = logger
         let body = ResponseBody { writer in
             let box = WriterBox(writer)
             let since = WriteClock()
-            // A coordinator that is stopping ends its streams (the server waits for open requests).
+            defer { Task { await onEnd() } }
             do { try await cancelWhenGracefulShutdown { try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    for await event in stream {
-                        var text = "event: \(event.kind)\ndata: "
-                        text += MessageJSON.json(event).compactString
-                        text += "\n\n"
+                    try await produce { buffer in
                         since.began()
-                        try await box.writer.write(ByteBuffer(string: text))
+                        try await box.writer.write(buffer)
                         since.ended()
-                        if endOnFinal && event.final { break }
                     }
                 }
                 group.addTask {
@@ -419,6 +391,9 @@ public struct HTTPAPI: Sendable {
             } } } catch is CancellationError {
             } catch let e as StalledClient {
                 logger.warning("an event stream's reader took nothing for \(stall) and was dropped")
+                throw e
+            } catch let e as FellBehind {
+                logger.warning("an event stream's reader fell more than 4 MiB behind and was dropped")
                 throw e
             }
             try await box.writer.finish(nil)
@@ -443,6 +418,8 @@ public struct HTTPAPI: Sendable {
                              "state": MessageJSON.json(s.stateJson), "next": .array(s.nextNodes.map { .string($0) })])
         case .workers(let w): value = .object(["workers": .array(w.workers.map(MessageJSON.json))])
         case .stats(let s): value = MessageJSON.json(s)
+        case .verify(let v): value = MessageJSON.json(v)
+        case .cleanup(let c): value = MessageJSON.json(c)
         case .debug(let d): value = MessageJSON.json(d.json)
         case .records(let t):
             let rows = MessageJSON.json(t.rowsJson).arrayValue ?? []
@@ -451,14 +428,6 @@ public struct HTTPAPI: Sendable {
         default: throw APIError(.internalServerError, "internal", "an answer this endpoint does not expect")
         }
         return Self.json(value, status: status)
-    }
-
-    /// Asks the door and answers what `shape` makes of its reply (nil: a reply it does not expect).
-    func answer(_ body: Cairn_V1_ClientRequest.OneOf_Body, _ shape: (Cairn_V1_ClientResponse.OneOf_Body) -> JSONValue?) async throws -> Response {
-        let reply: Cairn_V1_ClientResponse.OneOf_Body
-        do { reply = try await door.answer(body) } catch { throw Self.apiError(error) }
-        guard let value = shape(reply) else { throw APIError(.internalServerError, "internal", "an answer this endpoint does not expect") }
-        return Self.json(value)
     }
 
     static func json(_ v: JSONValue, status: HTTPResponse.Status = .ok) -> Response {

@@ -225,7 +225,8 @@ import Testing
     /// request and, once the response has begun (it is subscribed), writes "#subscribed"; then
     /// (`wait` > 0) it sleeps that long without reading, with a 4 KiB receive buffer;
     /// then it reads to the end, appending to `file`, and finally writes "closed" or "open".
-    static func eventReader(port: Int, file: String, wait: Double, readFor: Double) throws -> Process {
+    /// Returns once it is subscribed.
+    static func eventReader(_ cluster: TestCluster, port: Int, file: String, wait: Double, readFor: Double) async throws -> Process {
         let script = """
             import socket, sys, time
             port, path, wait, read_for, token = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
@@ -263,6 +264,12 @@ import Testing
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
+        do {
+            try await cluster.waitUntil("the reader is subscribed", timeout: 15) { Self.read(file).hasPrefix("#subscribed") }
+        } catch {
+            p.terminate()
+            throw error
+        }
         return p
     }
 
@@ -273,17 +280,14 @@ import Testing
         defer { cluster.stop() }
         let port = try await Self.httpPort(cluster)
         let file = cluster.directory + "/all-events.txt"
-        let reader = try Self.eventReader(port: port, file: file, wait: 0, readFor: 30)
+        let reader = try await Self.eventReader(cluster, port: port, file: file, wait: 0, readFor: 30)
         defer { reader.terminate() }
-        try await cluster.waitForLog("coordinator.log", containing: "HTTP API listening")
-        try await cluster.waitUntil("the reader is subscribed", timeout: 15) { Self.read(file).hasPrefix("#subscribed") }
 
         var ids: [String] = []
         for i in 1...5 {
             let r = try await Self.call(port, "POST", "/api/runs", body: ["graph": Self.asking, "run_id": "page-\(i)"])
             #expect(r.status == 201, "\(r.text)")
             ids.append("page-\(i)")
-            try await Task.sleep(for: .milliseconds(20))  // distinct creation times
         }
         // Every run's start and pause arrive on the one stream, each naming its run.
         try await cluster.waitUntil("the stream carries all five pauses", timeout: 30) {
@@ -324,9 +328,8 @@ import Testing
         let port = try await Self.httpPort(cluster)
         let file = cluster.directory + "/slow.txt"
         // It sleeps 25 s without reading, then reads what is left and whether the server hung up.
-        let slow = try Self.eventReader(port: port, file: file, wait: 25, readFor: 20)
+        let slow = try await Self.eventReader(cluster, port: port, file: file, wait: 25, readFor: 20)
         defer { slow.terminate() }
-        try await cluster.waitUntil("the reader is subscribed", timeout: 15) { Self.read(file).hasPrefix("#subscribed") }
         let fan = """
             name: fan
             state:
