@@ -152,6 +152,7 @@ let package = Package(
             dependencies: [
                 "CairnCore", "CairnGraph", "CairnProtocol",
                 .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -251,7 +252,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CairnCoordinatorTests",
-            dependencies: ["CairnCoordinator", "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore"],
+            dependencies: ["CairnCoordinator", "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore", "CairnWorker"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

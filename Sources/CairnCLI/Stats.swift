@@ -46,6 +46,7 @@ struct Stats: AsyncParsableCommand {
             ("tasks failed", "\(s.tasksFailed)"), ("tasks retried", "\(s.tasksRetried)"),
             ("tasks reassigned", "\(s.tasksReassigned) (leases fenced \(s.leasesFenced), expired \(s.leasesExpired))"),
             ("stale results rejected", "\(s.staleResults)"), ("poisonous tasks", "\(s.tasksPoisoned)"),
+            ("state sent to workers", "\(s.stateBytesSent) bytes (\(s.stateBytesKept) more already in workers' caches)"),
             ("store transactions", "\(s.storeBatches) (\(s.storeRows) rows)"), ("SQLite WAL", "\(s.walBytes) bytes"),
             ("hot tier", !s.redisConfigured ? "off (SQLite alone)" : s.redisUp
                 ? "Redis up, \(s.hotWaitingBatches) batches waiting (oldest \(Output.duration(s.hotOldestSeconds))), \(s.flushes) flushes"

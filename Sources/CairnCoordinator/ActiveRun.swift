@@ -1,6 +1,9 @@
 import CairnCore
 import CairnGraph
 import CairnStore
+import Synchronization
+
+private let incarnations = Atomic<UInt64>(0)
 
 /// A task of the current step: the one record the scheduler keeps of it, lease included.
 ///
@@ -57,8 +60,13 @@ final class ActiveRun {
     var checkpoint: CheckpointRecord
     /// The state at `checkpoint`, and its JSON as sent to workers (encoded once per step).
     var state: [String: JSONValue] {
-        didSet { encodedState = nil; encodedReads = [:] }
+        didSet { encodedState = nil; encodedReads = [:]; encodedChannels = [:] }
     }
+    /// Per channel, its value as sent to workers (encoded once per step).
+    private var encodedChannels: [String: [UInt8]] = [:]
+    /// This stay of the run in memory, unique in the process: within one, an `append` channel
+    /// only grows (a resume, rewind or edit makes a new one), which the state cache relies on.
+    let incarnation = incarnations.add(1, ordering: .relaxed).newValue
     private var encodedState: [UInt8]?
     /// Per node with `reads:`, what its tasks are sent, encoded once per step.
     private var encodedReads: [String: [UInt8]] = [:]
@@ -126,6 +134,24 @@ final class ActiveRun {
             encodedState = e
             return e
         }
+    }
+
+    /// The channels a task of the node is sent (nil: none), for the state cache's parts.
+    func stateChannels(for node: NodeSpec?) -> [String]? {
+        switch node.map({ NodeKinds.stateInput(kind: $0.kind, config: $0.config) }) ?? .whole {
+        case .none: return nil
+        case .channel(let over): return [over]
+        case .channels(let names): return names
+        case .whole: return state.keys.sorted()
+        }
+    }
+
+    /// One channel's value as sent to workers, encoded once per step.
+    func channelBytes(_ name: String) -> [UInt8] {
+        if let e = encodedChannels[name] { return e }
+        let e = (state[name] ?? .null).jsonBytes()
+        encodedChannels[name] = e
+        return e
     }
 
     /// What queries and watchers are told of the run: the record as last made durable, and the

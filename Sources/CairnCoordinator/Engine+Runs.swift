@@ -347,6 +347,8 @@ extension Engine {
         s.leasesExpired = c.leasesExpired
         s.leasesFenced = c.leasesFenced
         s.tasksPoisoned = c.poisoned
+        s.stateBytesSent = c.stateBytesSent
+        s.stateBytesKept = c.stateBytesKept
         s.storeBatches = writer.transactions
         s.storeRows = writer.rowsWritten
         if let failure = writer.failure {

@@ -295,7 +295,7 @@ actor Engine {
             }
         }
         handle(.workerJoined(.init(id: id, name: hello.name.isEmpty ? id : hello.name, slots: Int(max(1, min(hello.slots, 1024))),
-                                   kinds: kinds, address: address)))
+                                   kinds: kinds, address: address, stateCacheBytes: Int(min(hello.stateCacheBytes, 1 << 40)))))
         return id
     }
 

@@ -23,6 +23,20 @@ extension Scheduler {
         let workerName = w?.info.name ?? workerID
         emit(.taskLatency(seconds: max(0, time - t.startedAt)))
         let ack = AfterCommit.ack(workerID: workerID, taskID: r.taskID)
+        if r.errorKind == "state_cache" && t.lostWorkers + 1 < config.poisonAfter {
+            // The worker could not build the state from its cache (the two sides disagree, a bug):
+            // not the node's failure. It drops the run's values, and the task goes out again whole.
+            w?.mirror?.forget(run.record.runID)
+            t.lostWorkers += 1
+            run.enqueue(t, at: time)
+            activate(run.record.runID)
+            counters.reassigned += 1
+            log(.warning, "state cache out of step; task sent again whole", ["run_id": "\(run.record.runID)", "task_id": "\(r.taskID)",
+                                                                            "worker": "\(workerName)", "error": "\(r.error)"])
+            note(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: workerName,
+                 message: "\(r.error); task handed back", attempt: t.attempt)
+            return
+        }
 
         let records: TaskRecords
         do {

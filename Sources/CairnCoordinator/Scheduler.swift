@@ -37,6 +37,8 @@ struct Scheduler {
         var slots: Int
         var kinds: Set<String>
         var address: String
+        /// The worker's state cache budget (0: it keeps nothing; each task gets its state whole).
+        var stateCacheBytes: Int = 0
     }
 
     enum Event {
@@ -110,6 +112,9 @@ struct Scheduler {
         var leasesFenced: UInt64 = 0
         var leasesExpired: UInt64 = 0
         var checkpoints: UInt64 = 0
+        /// Bytes of channel values put in assignments, and those workers already held (not sent).
+        var stateBytesSent: UInt64 = 0
+        var stateBytesKept: UInt64 = 0
     }
 
     /// A worker as the scheduler sees it: its slots and the leases it holds.
@@ -120,9 +125,12 @@ struct Scheduler {
         var leases: Set<String> = []
         var tasksDone = 0
         var draining = false
+        /// What its state cache holds (nil: it has none).
+        var mirror: StateMirror?
 
         init(_ info: WorkerInfo, now: Double) {
             self.info = info; self.connectedAt = now; self.lastHeartbeat = now
+            if info.stateCacheBytes > 0 { mirror = StateMirror(budget: info.stateCacheBytes) }
         }
 
         var free: Int { draining ? 0 : max(0, info.slots - leases.count) }
@@ -497,7 +505,17 @@ struct Scheduler {
         a.node = t.planned.node
         a.kind = t.kind
         a.configJson = Data(run.configBytes[t.planned.node] ?? [])
-        a.stateJson = Data(run.stateBytes(for: run.graph.nodes[t.planned.node]))
+        let node = run.graph.nodes[t.planned.node]
+        if w.mirror != nil, let channels = run.stateChannels(for: node) {
+            let (parts, evict, sent, kept) = w.mirror!.parts(for: run, channels: channels)
+            a.stateParts = parts
+            a.cacheEvict = evict
+            counters.stateBytesSent += UInt64(sent)
+            counters.stateBytesKept += UInt64(kept)
+        } else {
+            a.stateJson = Data(run.stateBytes(for: node))
+            counters.stateBytesSent += UInt64(a.stateJson.count)
+        }
         if let input = t.planned.input { a.inputJson = Data(input.jsonBytes()) }
         if !t.planned.resumes.isEmpty { a.resumeJson = Data(JSONValue.array(t.planned.resumes).jsonBytes()) }
         a.attempt = UInt32(t.attempt)
@@ -529,6 +547,7 @@ struct Scheduler {
         note(run, kind: kind, message: message, step: run.checkpoint.step, final: true)
         runs[runID] = nil
         rotation.removeAll { $0 == runID }
+        for w in workers.values where w.mirror?.runs[runID] != nil { w.mirror!.forget(runID) }
         out.append(.closed(runID: runID))
     }
 

@@ -78,6 +78,7 @@ public enum MessageJSON {
                  "hot_oldest_seconds": .double(s.hotOldestSeconds), "hot_batches": .int(Int64(s.hotBatches)),
                  "flushes": .int(Int64(s.flushes)), "tasks_reassigned": .int(Int64(s.tasksReassigned)),
                  "leases_expired": .int(Int64(s.leasesExpired)), "leases_fenced": .int(Int64(s.leasesFenced)),
+                 "state_bytes_sent": .int(Int64(s.stateBytesSent)), "state_bytes_kept": .int(Int64(s.stateBytesKept)),
                  "tasks_poisoned": .int(Int64(s.tasksPoisoned)), "auth": .string(s.auth),
                  "store_error": s.storeError.isEmpty ? .null : .string(s.storeError)])
     }

@@ -23,6 +23,8 @@ import Foundation
 /// (`serve: true`, or `serve: {max_tasks, max_memory}`): processes of the program stay up, one
 /// task at a time, each task one line on stdin, answered by exactly one result line; stdin
 /// closed means exit. A served process that dies mid-task fails that attempt only and is replaced.
+/// One whose results say `"state_cache": true` is sent `state_parts` and `state_evict` instead
+/// of `state`: what changed since what it keeps (`ProcessStateMirror`).
 public struct ExecHandler: NodeHandler {
     let pools: ProcessPools?
 
@@ -35,7 +37,8 @@ public struct ExecHandler: NodeHandler {
             "run_id": .string(ctx.runID), "task_id": .string(ctx.taskID), "attempt": .int(Int64(ctx.attempt)),
             "node": .string(ctx.node), "config": ctx.config,
         ]
-        if ctx.rawState == nil { stdin["state"] = ctx.state }
+        let rawState = ctx.rawState
+        if rawState == nil && ctx.stateView == nil { stdin["state"] = ctx.state }
         stdin["input"] = ctx.input ?? .null
         stdin["params"] = ctx.params
         stdin["progress"] = ctx.progress ?? .null
@@ -43,17 +46,13 @@ public struct ExecHandler: NodeHandler {
             stdin["resume"] = answer
             stdin["resumes"] = .array(ctx.resumes)
         }
-        var bytes = JSONValue.object(stdin).jsonBytes()
-        if let raw = ctx.rawState {
-            // {"state":RAW,...the rest}: the state goes in as the coordinator sent it.
-            bytes = Array(#"{"state":"#.utf8) + raw + [UInt8(ascii: ",")] + bytes.dropFirst()
-        }
-        bytes.append(0x0A)
+        let rest = JSONValue.object(stdin).jsonBytes()
         var env = ProcessInfo.processInfo.environment
         for (k, v) in ctx.config["env"]?.objectValue ?? [:] { env[k] = v.stringValue ?? v.compactString }
         if let pools, let limits = try Self.serveLimits(ctx.config["serve"], node: ctx.node) {
             env["CAIRN_SERVE"] = "1"
-            return try await served(ctx, pools: pools, limits: limits, bytes: bytes,
+            // The process that takes it decides how the state goes in (whole, or what changed).
+            return try await served(ctx, pools: pools, limits: limits, line: .init(rest: rest, state: rawState, view: ctx.stateView),
                                     key: .init(executable: executable, arguments: arguments,
                                                directory: ctx.bundleDirectory, environment: env))
         }
@@ -65,6 +64,12 @@ public struct ExecHandler: NodeHandler {
         // The result is the last JSON object line that is not progress; lines that are not
         // JSON objects are the program's own output (logs, prints).
         let seen = Locked<(result: [String: JSONValue]?, printed: Bool)>((nil, false))
+        var bytes = rest
+        if let raw = rawState ?? ctx.stateView?.json {
+            // {"state":RAW,...the rest}: the state goes in as the coordinator sent it.
+            bytes = Array(#"{"state":"#.utf8) + raw + [UInt8(ascii: ",")] + rest.dropFirst()
+        }
+        bytes.append(0x0A)
         let outcome = try await ChildProcess.run(executable: executable, arguments: arguments,
                                                  directory: ctx.bundleDirectory, environment: env,
                                                  stdin: bytes, timeout: ctx.timeout, onLine: { line in
@@ -93,9 +98,9 @@ public struct ExecHandler: NodeHandler {
         return try Self.parseResult(r)
     }
 
-    func served(_ ctx: TaskContext, pools: ProcessPools, limits: ProcessPools.Limits, bytes: [UInt8],
+    func served(_ ctx: TaskContext, pools: ProcessPools, limits: ProcessPools.Limits, line: ServedProcess.Line,
                 key: ProcessPools.Key) async throws -> NodeResult {
-        let reply = await pools.perform(key, limits: limits, bytes: bytes, timeout: ctx.timeout,
+        let reply = await pools.perform(key, limits: limits, line: line, timeout: ctx.timeout,
                                              onProgress: ctx.reportProgress)
         switch reply {
         case .result(let r, let stderr):

@@ -15,6 +15,9 @@ public struct TaskContext: Sendable {
     public var state: JSONValue
     /// The state exactly as the coordinator sent it (JSON), for `exec` tasks.
     public var rawState: [UInt8]?
+    /// The state channel by channel, when the worker's state cache built it (`exec` tasks; then
+    /// `rawState` is nil and `stateView.json` is the same object).
+    public var stateView: StateView?
     /// A send's own input (fan-out tasks); nil for edge-triggered tasks.
     public var input: JSONValue?
     /// The node's definition from the graph file.

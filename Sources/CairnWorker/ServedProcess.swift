@@ -22,8 +22,19 @@ final class ServedProcess: @unchecked Sendable {
         case overlong
     }
 
+    /// A task line, its state not yet in: the process that takes it decides how the state goes.
+    struct Line: Sendable {
+        /// `{…}` with every field but the state.
+        var rest: [UInt8]
+        /// The state as one JSON object, when the worker has it so.
+        var state: [UInt8]?
+        /// The state channel by channel, from the worker's cache.
+        var view: StateView?
+    }
+
     struct Job: Sendable {
         var bytes: [UInt8]
+        var runID: String
         var onProgress: @Sendable (JSONValue) -> Void
         var reply: CheckedContinuation<Reply, Never>
     }
@@ -42,10 +53,36 @@ final class ServedProcess: @unchecked Sendable {
     private var exitWaiters: [CheckedContinuation<Void, Never>] = []
     /// Tasks answered so far.
     private(set) var served = 0
+    /// Whether its result lines say it keeps state, and what it keeps (under `lock`).
+    private var keepsState = false
+    private var mirror: ProcessStateMirror
 
-    init(key: ProcessPools.Key, logger: Logger) {
+    /// Budget in bytes of JSON for the state it keeps.
+    init(key: ProcessPools.Key, stateBudget: Int, logger: Logger) {
         self.key = key
         self.logger = logger
+        self.mirror = ProcessStateMirror(budget: stateBudget)
+    }
+
+    /// The task line for this process: the state whole, or what changed since what it keeps.
+    func bytes(for line: Line) -> [UInt8] {
+        var out: [UInt8]
+        if let view = line.view, let fields = lock.withLock({ keepsState && mirror.budget > 0 ? mirror.fields(for: view) : nil }) {
+            out = [UInt8(ascii: "{")] + fields
+        } else if let state = line.state ?? line.view?.json {
+            out = Array(#"{"state":"#.utf8) + state
+        } else {
+            return line.rest + [0x0A]
+        }
+        out.append(UInt8(ascii: ","))
+        out += line.rest.dropFirst()
+        out.append(0x0A)
+        return out
+    }
+
+    /// The runs the worker's cache dropped: the process drops them with its next task.
+    func forget(runs: [String]) {
+        lock.withLock { for r in runs { mirror.forget(r) } }
     }
 
     var processID: pid_t { lock.withLock { pid } }
@@ -57,7 +94,9 @@ final class ServedProcess: @unchecked Sendable {
     }
 
     /// Hands the program one task and waits for its answer. A timeout kills the program.
-    func perform(_ bytes: [UInt8], timeout: Duration?, onProgress: @escaping @Sendable (JSONValue) -> Void) async -> Reply {
+    func perform(_ line: Line, timeout: Duration?, onProgress: @escaping @Sendable (JSONValue) -> Void) async -> Reply {
+        let bytes = self.bytes(for: line)
+        let runID = line.view?.runID ?? ""
         let timer = timeout.map { t in
             Task {
                 try await Task.sleep(for: t)
@@ -66,7 +105,7 @@ final class ServedProcess: @unchecked Sendable {
         }
         defer { timer?.cancel() }
         return await withCheckedContinuation { c in
-            let job = Job(bytes: bytes, onProgress: onProgress, reply: c)
+            let job = Job(bytes: bytes, runID: runID, onProgress: onProgress, reply: c)
             let refused: Bool = lock.withLock {
                 if ended || retired { return true }
                 if let w = waiter { waiter = nil; current = job; stderr.reset(); w.resume(returning: job) } else { queued = job }
@@ -180,6 +219,13 @@ final class ServedProcess: @unchecked Sendable {
                             let line = lines[next]; next += 1
                             guard !line.isEmpty, case .object(let o)? = try? JSONValue.parse(line) else { continue }
                             if o.count == 1, let p = o["progress"] { job.onProgress(p); continue }
+                            if o["state_cache"]?.boolValue == true || o["kind"]?.stringValue == "state_cache" {
+                                lock.withLock {
+                                    keepsState = true
+                                    // It could not build the state from what it keeps: it starts that run afresh.
+                                    if o["kind"]?.stringValue == "state_cache" { mirror.forget(job.runID) }
+                                }
+                            }
                             answer(.result(o, stderr: o["error"] == nil ? "" : lock.withLock { stderr.text }))
                             continue jobs
                         }
@@ -244,6 +290,8 @@ public final class ProcessPools: @unchecked Sendable {
 
     let logger: Logger
     let maxIdle: Int
+    /// Bytes of state JSON each process may keep (the worker's state cache budget).
+    let stateBudget: Int
     private let lock = NSLock()
     private var idle: [Key: [ServedProcess]] = [:]
     /// Idle processes, oldest first (for retiring past `maxIdle`).
@@ -251,13 +299,20 @@ public final class ProcessPools: @unchecked Sendable {
     private var all: [ObjectIdentifier: ServedProcess] = [:]
     private var closed = false
 
-    public init(maxIdle: Int, logger: Logger) {
+    public init(maxIdle: Int, stateBudget: Int = 0, logger: Logger) {
         self.maxIdle = max(1, maxIdle)
+        self.stateBudget = max(0, stateBudget)
         self.logger = logger
     }
 
+    /// The worker's cache dropped these runs: so does every process, with its next task.
+    func forget(runs: [String]) {
+        guard !runs.isEmpty else { return }
+        for p in lock.withLock({ Array(all.values) }) { p.forget(runs: runs) }
+    }
+
     /// Runs one task on an idle process of the program, or a new one.
-    func perform(_ key: Key, limits: Limits, bytes: [UInt8], timeout: Duration?,
+    func perform(_ key: Key, limits: Limits, line: ServedProcess.Line, timeout: Duration?,
                  onProgress: @escaping @Sendable (JSONValue) -> Void) async -> ServedProcess.Reply {
         let (process, fresh): (ServedProcess, Bool) = lock.withLock {
             while var list = idle[key], let p = list.popLast() {
@@ -265,12 +320,12 @@ public final class ProcessPools: @unchecked Sendable {
                 idleOrder.removeAll { $0 === p }
                 if p.isAlive { return (p, false) }
             }
-            let p = ServedProcess(key: key, logger: logger)
+            let p = ServedProcess(key: key, stateBudget: stateBudget, logger: logger)
             all[ObjectIdentifier(p)] = p
             return (p, true)
         }
         if fresh { process.start() }
-        let reply = await process.perform(bytes, timeout: timeout, onProgress: onProgress)
+        let reply = await process.perform(line, timeout: timeout, onProgress: onProgress)
         release(process, limits: limits)
         return reply
     }

@@ -20,6 +20,9 @@ public struct WorkerConfig: Sendable {
     public var reconnectMaxDelay: Double = 5.0
     /// How long a draining worker lets running tasks finish before it disconnects.
     public var drainGrace: Double = 30.0
+    /// Bytes of channel values kept between tasks of a run (`StateCache`), so that only what
+    /// changed travels; 0 keeps none and every task gets its state whole.
+    public var stateCacheBytes: Int = 64 << 20
     /// Where metrics go (the executable bootstraps Prometheus; the default discards them).
     public var metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
 
@@ -55,7 +58,7 @@ public final class Worker: Service, Sendable {
         self.config = config
         // A program that exits without reading its stdin must fail a write, not kill the worker.
         signal(SIGPIPE, SIG_IGN)
-        self.pools = ProcessPools(maxIdle: config.slots, logger: logger)
+        self.pools = ProcessPools(maxIdle: config.slots, stateBudget: config.stateCacheBytes, logger: logger)
         var all = BuiltinHandlers.all(pools: pools)
         for (k, v) in handlers { all[k] = v }
         self.handlers = all
@@ -120,11 +123,12 @@ public final class Worker: Service, Sendable {
     /// One connection. Returns true when it got past the handshake.
     func session() async throws -> Bool {
         let maxFrame = config.maxFrameSize
+        let cache = StateCache()
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .connect(host: config.host, port: config.port) { ch in
-                FramedChannel.configure(ch, maxFrameSize: maxFrame, tap: { self.immediateTap() })
+                FramedChannel.configure(ch, maxFrameSize: maxFrame, tap: { self.immediateTap(cache) })
             }
         let codec = self.codec
         return try await channel.executeThenClose { inbound, outbound in
@@ -137,6 +141,7 @@ public final class Worker: Service, Sendable {
             hello.worker.slots = UInt32(config.slots)
             hello.worker.kinds = handlers.keys.sorted()
             hello.worker.version = "cairn-worker 0.1"
+            hello.worker.stateCacheBytes = UInt64(max(0, config.stateCacheBytes))
             try await outbound.send(.hello(hello), codec: codec)
             guard let first = try await frames.next() else { throw WorkerFatalError(message: "the coordinator closed the connection during the handshake") }
             let welcome: Cairn_V1_Welcome
@@ -181,6 +186,17 @@ public final class Worker: Service, Sendable {
                         switch try codec.decode(frame) {
                         case .taskAssignment(let a):
                             await state.started(a.lease)
+                            if StateCache.uses(a) {
+                                // Built by the tap in arrival order (or here, in the same order, without one).
+                                switch cache.take(a.lease) ?? self.applyCache(cache, a) {
+                                case .success(let view):
+                                    group.addTask { await self.execute(a, state, view: view) }
+                                case .failure(let mismatch):
+                                    let failed = self.finish(a, started: Date()) { throw NodeFailure("state cache: \(mismatch)", kind: "state_cache") }
+                                    group.addTask { await state.finished(a.lease, result: failed) }
+                                }
+                                continue
+                            }
                             group.addTask { await self.execute(a, state) }
                         case .bundleData(let d):
                             await state.bundleArrived(d)
@@ -214,7 +230,7 @@ public final class Worker: Service, Sendable {
     /// Answers assignments of immediate handlers (echo, fail, flaky, map, and any Swift
     /// `ImmediateNodeHandler` without a bundle) where they are read, on the event loop; the
     /// results of one read burst go out in one write. Other assignments go on to the session.
-    func immediateTap() -> MessageTap {
+    func immediateTap(_ cache: StateCache) -> MessageTap {
         let codec = self.codec
         let logger = self.logger
         return MessageTap(types: [.taskAssignment, .resultAck], codec: codec) { message, context in
@@ -223,14 +239,35 @@ public final class Worker: Service, Sendable {
                 if !ack.accepted { logger.notice("coordinator discarded a late result", metadata: ["task_id": "\(ack.taskID)"]) }
                 return true
             }
-            guard case .taskAssignment(let a) = message, a.bundleHash.isEmpty,
+            guard case .taskAssignment(var a) = message else { return false }
+            var built: Result<StateView, StateCache.Mismatch>?
+            if StateCache.uses(a) {
+                // Every assignment's cache parts are applied here, in the order they arrive.
+                let b = self.applyCache(cache, a)
+                guard case .success(let view) = b, a.bundleHash.isEmpty, self.handlers[a.kind] is any ImmediateNodeHandler else {
+                    cache.stash(a.lease, b)
+                    return false
+                }
+                a.stateJson = Data(view.json)
+                built = b
+            }
+            guard a.bundleHash.isEmpty,
                   let handler = self.handlers[a.kind] as? any ImmediateNodeHandler,
                   // A result that cannot be encoded here (too large for a frame) goes the session's way, which reports it.
                   let frame = try? codec.encode(.taskResult(self.immediateResult(for: a, handler)), allocator: context.channel.allocator)
-            else { return false }
+            else {
+                if let built { cache.stash(a.lease, built) }
+                return false
+            }
             context.write(NIOAny(frame), promise: nil)
             return true
         }
+    }
+
+    /// Applies an assignment's state parts to the cache; the runs it drops, the served processes drop too.
+    func applyCache(_ cache: StateCache, _ a: Cairn_V1_TaskAssignment) -> Result<StateView, StateCache.Mismatch> {
+        pools.forget(runs: a.cacheEvict)
+        return cache.apply(a)
     }
 
     func immediateResult(for a: Cairn_V1_TaskAssignment, _ handler: any ImmediateNodeHandler) -> Cairn_V1_TaskResult {
@@ -241,19 +278,19 @@ public final class Worker: Service, Sendable {
         }
     }
 
-    func execute(_ a: Cairn_V1_TaskAssignment, _ state: SessionState) async {
-        await state.finished(a.lease, result: await result(for: a, state))
+    func execute(_ a: Cairn_V1_TaskAssignment, _ state: SessionState, view: StateView? = nil) async {
+        await state.finished(a.lease, result: await result(for: a, state, view: view))
     }
 
     /// Runs the task's handler and turns what it returns (or throws) into a result message.
-    func result(for a: Cairn_V1_TaskAssignment, _ state: SessionState) async -> Cairn_V1_TaskResult {
+    func result(for a: Cairn_V1_TaskAssignment, _ state: SessionState, view: StateView? = nil) async -> Cairn_V1_TaskResult {
         let started = Date()
         metrics.started.increment()
         metrics.running.increment()
         defer { metrics.running.decrement() }
         let outcome: Result<NodeResult, any Error>
         do {
-            let ctx = try await context(for: a, state)
+            let ctx = try await context(for: a, state, view: view)
             guard let handler = handlers[a.kind] else {
                 throw NodeFailure("this worker has no handler for node kind '\(a.kind)'", kind: "no_handler")
             }
@@ -313,26 +350,30 @@ public final class Worker: Service, Sendable {
         return r
     }
 
-    func context(for a: Cairn_V1_TaskAssignment, _ state: SessionState) async throws -> TaskContext {
+    func context(for a: Cairn_V1_TaskAssignment, _ state: SessionState, view: StateView? = nil) async throws -> TaskContext {
         var bundleDir: String?
         if !a.bundleHash.isEmpty { bundleDir = try await bundle(a.bundleHash, state) }
         let lease = a.lease
-        return try context(for: a, bundleDirectory: bundleDir, reportProgress: { p in Task { await state.progress(lease, p) } })
+        return try context(for: a, bundleDirectory: bundleDir, view: view, reportProgress: { p in Task { await state.progress(lease, p) } })
     }
 
-    func context(for a: Cairn_V1_TaskAssignment, bundleDirectory: String?,
+    /// `view`: the state as the worker's cache built it (the assignment's `state_json` is then empty).
+    func context(for a: Cairn_V1_TaskAssignment, bundleDirectory: String?, view: StateView? = nil,
                  reportProgress: @escaping @Sendable (JSONValue) -> Void) throws -> TaskContext {
         func json(_ d: Data) throws -> JSONValue? {
             d.isEmpty ? nil : try JSONValue.parse([UInt8](d))
         }
         // An exec program parses the state itself: the worker passes the bytes on untouched.
-        let passOn = a.kind == "exec" && !a.stateJson.isEmpty
+        let passOn = a.kind == "exec" && (!a.stateJson.isEmpty || view != nil)
+        let stateJSON = view.map { Data($0.json) } ?? a.stateJson
         var ctx = TaskContext(runID: a.runID, taskID: a.taskID, attempt: Int(a.attempt), node: a.node, kind: a.kind,
-                           state: passOn ? .null : try json(a.stateJson) ?? .object([:]), input: try json(a.inputJson),
+                           state: passOn ? .null : try json(passOn ? Data() : stateJSON) ?? .object([:]), input: try json(a.inputJson),
                            config: try json(a.configJson) ?? .object([:]), progress: try json(a.progressJson),
                            bundleDirectory: bundleDirectory, timeout: a.timeoutMs > 0 ? .milliseconds(Int64(a.timeoutMs)) : nil,
                            reportProgress: reportProgress, resumes: try json(a.resumeJson)?.arrayValue ?? [])
-        if passOn { ctx.rawState = [UInt8](a.stateJson) }
+        if passOn {
+            if let view { ctx.stateView = view } else { ctx.rawState = [UInt8](a.stateJson) }
+        }
         return ctx
     }
 

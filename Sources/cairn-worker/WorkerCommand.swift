@@ -45,6 +45,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Serve this worker's /metrics (Prometheus) and /healthz on HOST:PORT, e.g. 0.0.0.0:9401.")
     var metrics: String?
 
+    @Option(name: .customLong("state-cache"), help: ArgumentHelp("Channel values kept between a run's tasks, so that only what changed is sent (64MiB; 0 turns it off). CAIRN_STATE_CACHE works too.", valueName: "SIZE"))
+    var stateCache: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
@@ -64,6 +67,12 @@ struct WorkerCommand: AsyncParsableCommand {
         config.token = try readToken(tokenFile)
         if let cacheDir { config.cacheDirectory = cacheDir }
         config.drainGrace = drainGrace
+        if let size = stateCache ?? ProcessInfo.processInfo.environment["CAIRN_STATE_CACHE"] {
+            guard let bytes = size == "0" ? 0 : ByteSizes.parse(.string(size)) else {
+                throw ValidationError("--state-cache must be a size with a unit, like 64MiB, or 0 to turn the cache off")
+            }
+            config.stateCacheBytes = bytes
+        }
         let registry = PrometheusCollectorRegistry()
         config.metricsFactory = PrometheusMetricsFactory(registry: registry)
         let worker = Worker(config: config, logger: logger)

@@ -52,8 +52,9 @@ struct Harness {
         return out
     }
 
-    mutating func join(_ id: String, slots: Int = 4) {
-        send(.workerJoined(.init(id: id, name: id, slots: slots, kinds: Set(NodeKinds.builtin.keys), address: "test")))
+    mutating func join(_ id: String, slots: Int = 4, stateCache: Int = 0) {
+        send(.workerJoined(.init(id: id, name: id, slots: slots, kinds: Set(NodeKinds.builtin.keys), address: "test",
+                                 stateCacheBytes: stateCache)))
     }
 
     /// Submits a run of `yaml` and commits its first rows, so it starts.

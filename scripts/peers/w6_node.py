@@ -1,6 +1,8 @@
 """W6's Python nodes: an agent and a tool taking turns, each appending a 500-byte message. They
 read only `last` (the newest message; the graph says `reads: [last]`), so a step ships one
-message however long `messages` grows."""
+message however long `messages` grows; or (`reads: [messages]`) the whole history, as an agent
+that sends its conversation to a model does: the workers' state cache and the served process
+then get only the new message each step."""
 import cairn
 
 MESSAGE = 500
@@ -11,15 +13,22 @@ def message(who, n):
     return head + "m" * (MESSAGE - len(head))
 
 
+def newest(state):
+    if "messages" in state:
+        history = state["messages"]
+        return history[-1] if history else None
+    return state.get("last")
+
+
 @cairn.node
 def agent(state, input, ctx):
-    n = int((state.get("last") or "start 0").split()[1]) + 1
+    n = int((newest(state) or "start 0").split()[1]) + 1
     return {"messages": [message("agent", n)], "last": message("agent", n), "count": 1}
 
 
 @cairn.node
 def tool(state, input, ctx):
-    n = int(state["last"].split()[1])
+    n = int(newest(state).split()[1])
     return {"messages": [message("tool", n)], "last": message("tool", n)}
 
 

@@ -170,6 +170,50 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
 
 }
 
+public nonisolated enum Cairn_V1_StatePartKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// value_json is the channel's value
+  case statePartWhole // = 0
+
+  /// value_json is a JSON array of items appended to the kept list at base_version
+  case statePartAppend // = 1
+
+  /// the kept value at version is current: value_json is empty
+  case statePartKept // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .statePartWhole
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .statePartWhole
+    case 1: self = .statePartAppend
+    case 2: self = .statePartKept
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .statePartWhole: return 0
+    case .statePartAppend: return 1
+    case .statePartKept: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Cairn_V1_StatePartKind] = [
+    .statePartWhole,
+    .statePartAppend,
+    .statePartKept,
+  ]
+
+}
+
 public nonisolated struct Cairn_V1_Hello: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -218,6 +262,9 @@ public nonisolated struct Cairn_V1_WorkerInfo: Sendable {
 
   public var version: String = String()
 
+  /// how many bytes of channel values it keeps between tasks (0 = none)
+  public var stateCacheBytes: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -264,50 +311,136 @@ public nonisolated struct Cairn_V1_Error: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cairn_V1_TaskAssignment: Sendable {
+public nonisolated struct Cairn_V1_TaskAssignment: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var taskID: String = String()
+  public var taskID: String {
+    get {_storage._taskID}
+    set {_uniqueStorage()._taskID = newValue}
+  }
 
   /// "<epoch>.<counter>": a result must carry it back
-  public var lease: String = String()
+  public var lease: String {
+    get {_storage._lease}
+    set {_uniqueStorage()._lease = newValue}
+  }
 
-  public var runID: String = String()
+  public var runID: String {
+    get {_storage._runID}
+    set {_uniqueStorage()._runID = newValue}
+  }
 
-  public var node: String = String()
+  public var node: String {
+    get {_storage._node}
+    set {_uniqueStorage()._node = newValue}
+  }
 
   /// handler kind
-  public var kind: String = String()
+  public var kind: String {
+    get {_storage._kind}
+    set {_uniqueStorage()._kind = newValue}
+  }
 
   /// the node's config object
-  public var configJson: Data = Data()
+  public var configJson: Data {
+    get {_storage._configJson}
+    set {_uniqueStorage()._configJson = newValue}
+  }
 
   /// the run's state at the step's checkpoint
-  public var stateJson: Data = Data()
+  public var stateJson: Data {
+    get {_storage._stateJson}
+    set {_uniqueStorage()._stateJson = newValue}
+  }
 
   /// a send's input (fan-out), else empty
-  public var inputJson: Data = Data()
+  public var inputJson: Data {
+    get {_storage._inputJson}
+    set {_uniqueStorage()._inputJson = newValue}
+  }
 
   /// 1-based
-  public var attempt: UInt32 = 0
+  public var attempt: UInt32 {
+    get {_storage._attempt}
+    set {_uniqueStorage()._attempt = newValue}
+  }
 
   /// last progress reported by an earlier attempt
-  public var progressJson: Data = Data()
+  public var progressJson: Data {
+    get {_storage._progressJson}
+    set {_uniqueStorage()._progressJson = newValue}
+  }
 
   /// the graph folder bundle, when the graph has one
-  public var bundleHash: String = String()
+  public var bundleHash: String {
+    get {_storage._bundleHash}
+    set {_uniqueStorage()._bundleHash = newValue}
+  }
 
-  public var step: UInt32 = 0
+  public var step: UInt32 {
+    get {_storage._step}
+    set {_uniqueStorage()._step = newValue}
+  }
 
-  public var checkpointID: String = String()
+  public var checkpointID: String {
+    get {_storage._checkpointID}
+    set {_uniqueStorage()._checkpointID = newValue}
+  }
 
   /// 0 = none
-  public var timeoutMs: UInt64 = 0
+  public var timeoutMs: UInt64 {
+    get {_storage._timeoutMs}
+    set {_uniqueStorage()._timeoutMs = newValue}
+  }
 
   /// a task that asked (interrupt) and was answered: JSON list of the answers, oldest first
-  public var resumeJson: Data = Data()
+  public var resumeJson: Data {
+    get {_storage._resumeJson}
+    set {_uniqueStorage()._resumeJson = newValue}
+  }
+
+  /// The state cache (a worker that announced state_cache_bytes > 0). When state_parts is set,
+  /// state_json is empty and the task's state is the object of these channels. The coordinator
+  /// decides what the worker keeps (it mirrors the cache and its budget): the worker first drops
+  /// the runs in cache_evict, then applies the parts in order.
+  public var stateParts: [Cairn_V1_StatePart] {
+    get {_storage._stateParts}
+    set {_uniqueStorage()._stateParts = newValue}
+  }
+
+  public var cacheEvict: [String] {
+    get {_storage._cacheEvict}
+    set {_uniqueStorage()._cacheEvict = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Cairn_V1_StatePart: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var channel: String = String()
+
+  /// the channel's version (a checkpoint id) after this part
+  public var version: String = String()
+
+  public var kind: Cairn_V1_StatePartKind = .statePartWhole
+
+  public var valueJson: Data = Data()
+
+  /// APPEND: the kept version the items go after
+  public var baseVersion: String = String()
+
+  /// WHOLE: keep the value for later tasks of the run (else drop any kept one)
+  public var keep: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1695,6 +1828,18 @@ public nonisolated struct Cairn_V1_Stats: @unchecked Sendable {
     set {_uniqueStorage()._auth = newValue}
   }
 
+  /// channel values put in task assignments
+  public var stateBytesSent: UInt64 {
+    get {_storage._stateBytesSent}
+    set {_uniqueStorage()._stateBytesSent = newValue}
+  }
+
+  /// channel values workers already kept (state cache): not sent
+  public var stateBytesKept: UInt64 {
+    get {_storage._stateBytesKept}
+    set {_uniqueStorage()._stateBytesKept = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1755,6 +1900,10 @@ nonisolated extension Cairn_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_UNSPECIFIED\0\u{1}ERROR_PROTOCOL\0\u{1}ERROR_VERSION\0\u{1}ERROR_UNAUTHENTICATED\0\u{1}ERROR_FRAME_TOO_LARGE\0\u{1}ERROR_NOT_FOUND\0\u{1}ERROR_INVALID_ARGUMENT\0\u{1}ERROR_CONFLICT\0\u{1}ERROR_LIMIT\0\u{1}ERROR_INTERNAL\0\u{1}ERROR_UNAVAILABLE\0\u{1}ERROR_DATA_DAMAGED\0")
 }
 
+nonisolated extension Cairn_V1_StatePartKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STATE_PART_WHOLE\0\u{1}STATE_PART_APPEND\0\u{1}STATE_PART_KEPT\0")
+}
+
 nonisolated extension Cairn_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}role\0\u{1}token\0\u{1}worker\0\u{3}client_name\0")
@@ -1811,7 +1960,7 @@ nonisolated extension Cairn_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Cairn_V1_WorkerInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kinds\0\u{1}slots\0\u{1}labels\0\u{1}version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kinds\0\u{1}slots\0\u{1}labels\0\u{1}version\0\u{3}state_cache_bytes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1824,6 +1973,7 @@ nonisolated extension Cairn_V1_WorkerInfo: SwiftProtobuf.Message, SwiftProtobuf.
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.slots) }()
       case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.version) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.stateCacheBytes) }()
       default: break
       }
     }
@@ -1845,6 +1995,9 @@ nonisolated extension Cairn_V1_WorkerInfo: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.version.isEmpty {
       try visitor.visitSingularStringField(value: self.version, fieldNumber: 5)
     }
+    if self.stateCacheBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.stateCacheBytes, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1854,6 +2007,7 @@ nonisolated extension Cairn_V1_WorkerInfo: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.slots != rhs.slots {return false}
     if lhs.labels != rhs.labels {return false}
     if lhs.version != rhs.version {return false}
+    if lhs.stateCacheBytes != rhs.stateCacheBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1956,7 +2110,185 @@ nonisolated extension Cairn_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Cairn_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskAssignment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}lease\0\u{3}run_id\0\u{1}node\0\u{1}kind\0\u{3}config_json\0\u{3}state_json\0\u{3}input_json\0\u{1}attempt\0\u{3}progress_json\0\u{3}bundle_hash\0\u{1}step\0\u{3}checkpoint_id\0\u{3}timeout_ms\0\u{3}resume_json\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}lease\0\u{3}run_id\0\u{1}node\0\u{1}kind\0\u{3}config_json\0\u{3}state_json\0\u{3}input_json\0\u{1}attempt\0\u{3}progress_json\0\u{3}bundle_hash\0\u{1}step\0\u{3}checkpoint_id\0\u{3}timeout_ms\0\u{3}resume_json\0\u{3}state_parts\0\u{3}cache_evict\0")
+
+  fileprivate class _StorageClass {
+    var _taskID: String = String()
+    var _lease: String = String()
+    var _runID: String = String()
+    var _node: String = String()
+    var _kind: String = String()
+    var _configJson: Data = Data()
+    var _stateJson: Data = Data()
+    var _inputJson: Data = Data()
+    var _attempt: UInt32 = 0
+    var _progressJson: Data = Data()
+    var _bundleHash: String = String()
+    var _step: UInt32 = 0
+    var _checkpointID: String = String()
+    var _timeoutMs: UInt64 = 0
+    var _resumeJson: Data = Data()
+    var _stateParts: [Cairn_V1_StatePart] = []
+    var _cacheEvict: [String] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _taskID = source._taskID
+      _lease = source._lease
+      _runID = source._runID
+      _node = source._node
+      _kind = source._kind
+      _configJson = source._configJson
+      _stateJson = source._stateJson
+      _inputJson = source._inputJson
+      _attempt = source._attempt
+      _progressJson = source._progressJson
+      _bundleHash = source._bundleHash
+      _step = source._step
+      _checkpointID = source._checkpointID
+      _timeoutMs = source._timeoutMs
+      _resumeJson = source._resumeJson
+      _stateParts = source._stateParts
+      _cacheEvict = source._cacheEvict
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._taskID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._lease) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._runID) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._node) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._kind) }()
+        case 6: try { try decoder.decodeSingularBytesField(value: &_storage._configJson) }()
+        case 7: try { try decoder.decodeSingularBytesField(value: &_storage._stateJson) }()
+        case 8: try { try decoder.decodeSingularBytesField(value: &_storage._inputJson) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._attempt) }()
+        case 10: try { try decoder.decodeSingularBytesField(value: &_storage._progressJson) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._bundleHash) }()
+        case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._step) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._checkpointID) }()
+        case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._timeoutMs) }()
+        case 15: try { try decoder.decodeSingularBytesField(value: &_storage._resumeJson) }()
+        case 16: try { try decoder.decodeRepeatedMessageField(value: &_storage._stateParts) }()
+        case 17: try { try decoder.decodeRepeatedStringField(value: &_storage._cacheEvict) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if !_storage._taskID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._taskID, fieldNumber: 1)
+      }
+      if !_storage._lease.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lease, fieldNumber: 2)
+      }
+      if !_storage._runID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._runID, fieldNumber: 3)
+      }
+      if !_storage._node.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._node, fieldNumber: 4)
+      }
+      if !_storage._kind.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._kind, fieldNumber: 5)
+      }
+      if !_storage._configJson.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._configJson, fieldNumber: 6)
+      }
+      if !_storage._stateJson.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._stateJson, fieldNumber: 7)
+      }
+      if !_storage._inputJson.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._inputJson, fieldNumber: 8)
+      }
+      if _storage._attempt != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._attempt, fieldNumber: 9)
+      }
+      if !_storage._progressJson.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._progressJson, fieldNumber: 10)
+      }
+      if !_storage._bundleHash.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._bundleHash, fieldNumber: 11)
+      }
+      if _storage._step != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._step, fieldNumber: 12)
+      }
+      if !_storage._checkpointID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._checkpointID, fieldNumber: 13)
+      }
+      if _storage._timeoutMs != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._timeoutMs, fieldNumber: 14)
+      }
+      if !_storage._resumeJson.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._resumeJson, fieldNumber: 15)
+      }
+      if !_storage._stateParts.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._stateParts, fieldNumber: 16)
+      }
+      if !_storage._cacheEvict.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._cacheEvict, fieldNumber: 17)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cairn_V1_TaskAssignment, rhs: Cairn_V1_TaskAssignment) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._taskID != rhs_storage._taskID {return false}
+        if _storage._lease != rhs_storage._lease {return false}
+        if _storage._runID != rhs_storage._runID {return false}
+        if _storage._node != rhs_storage._node {return false}
+        if _storage._kind != rhs_storage._kind {return false}
+        if _storage._configJson != rhs_storage._configJson {return false}
+        if _storage._stateJson != rhs_storage._stateJson {return false}
+        if _storage._inputJson != rhs_storage._inputJson {return false}
+        if _storage._attempt != rhs_storage._attempt {return false}
+        if _storage._progressJson != rhs_storage._progressJson {return false}
+        if _storage._bundleHash != rhs_storage._bundleHash {return false}
+        if _storage._step != rhs_storage._step {return false}
+        if _storage._checkpointID != rhs_storage._checkpointID {return false}
+        if _storage._timeoutMs != rhs_storage._timeoutMs {return false}
+        if _storage._resumeJson != rhs_storage._resumeJson {return false}
+        if _storage._stateParts != rhs_storage._stateParts {return false}
+        if _storage._cacheEvict != rhs_storage._cacheEvict {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cairn_V1_StatePart: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StatePart"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}channel\0\u{1}version\0\u{1}kind\0\u{3}value_json\0\u{3}base_version\0\u{1}keep\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1964,91 +2296,46 @@ nonisolated extension Cairn_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProto
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.lease) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.runID) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.node) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.kind) }()
-      case 6: try { try decoder.decodeSingularBytesField(value: &self.configJson) }()
-      case 7: try { try decoder.decodeSingularBytesField(value: &self.stateJson) }()
-      case 8: try { try decoder.decodeSingularBytesField(value: &self.inputJson) }()
-      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
-      case 10: try { try decoder.decodeSingularBytesField(value: &self.progressJson) }()
-      case 11: try { try decoder.decodeSingularStringField(value: &self.bundleHash) }()
-      case 12: try { try decoder.decodeSingularUInt32Field(value: &self.step) }()
-      case 13: try { try decoder.decodeSingularStringField(value: &self.checkpointID) }()
-      case 14: try { try decoder.decodeSingularUInt64Field(value: &self.timeoutMs) }()
-      case 15: try { try decoder.decodeSingularBytesField(value: &self.resumeJson) }()
+      case 1: try { try decoder.decodeSingularStringField(value: &self.channel) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.version) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.valueJson) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.baseVersion) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.keep) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.taskID.isEmpty {
-      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 1)
+    if !self.channel.isEmpty {
+      try visitor.visitSingularStringField(value: self.channel, fieldNumber: 1)
     }
-    if !self.lease.isEmpty {
-      try visitor.visitSingularStringField(value: self.lease, fieldNumber: 2)
+    if !self.version.isEmpty {
+      try visitor.visitSingularStringField(value: self.version, fieldNumber: 2)
     }
-    if !self.runID.isEmpty {
-      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 3)
+    if self.kind != .statePartWhole {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 3)
     }
-    if !self.node.isEmpty {
-      try visitor.visitSingularStringField(value: self.node, fieldNumber: 4)
+    if !self.valueJson.isEmpty {
+      try visitor.visitSingularBytesField(value: self.valueJson, fieldNumber: 4)
     }
-    if !self.kind.isEmpty {
-      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 5)
+    if !self.baseVersion.isEmpty {
+      try visitor.visitSingularStringField(value: self.baseVersion, fieldNumber: 5)
     }
-    if !self.configJson.isEmpty {
-      try visitor.visitSingularBytesField(value: self.configJson, fieldNumber: 6)
-    }
-    if !self.stateJson.isEmpty {
-      try visitor.visitSingularBytesField(value: self.stateJson, fieldNumber: 7)
-    }
-    if !self.inputJson.isEmpty {
-      try visitor.visitSingularBytesField(value: self.inputJson, fieldNumber: 8)
-    }
-    if self.attempt != 0 {
-      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 9)
-    }
-    if !self.progressJson.isEmpty {
-      try visitor.visitSingularBytesField(value: self.progressJson, fieldNumber: 10)
-    }
-    if !self.bundleHash.isEmpty {
-      try visitor.visitSingularStringField(value: self.bundleHash, fieldNumber: 11)
-    }
-    if self.step != 0 {
-      try visitor.visitSingularUInt32Field(value: self.step, fieldNumber: 12)
-    }
-    if !self.checkpointID.isEmpty {
-      try visitor.visitSingularStringField(value: self.checkpointID, fieldNumber: 13)
-    }
-    if self.timeoutMs != 0 {
-      try visitor.visitSingularUInt64Field(value: self.timeoutMs, fieldNumber: 14)
-    }
-    if !self.resumeJson.isEmpty {
-      try visitor.visitSingularBytesField(value: self.resumeJson, fieldNumber: 15)
+    if self.keep != false {
+      try visitor.visitSingularBoolField(value: self.keep, fieldNumber: 6)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cairn_V1_TaskAssignment, rhs: Cairn_V1_TaskAssignment) -> Bool {
-    if lhs.taskID != rhs.taskID {return false}
-    if lhs.lease != rhs.lease {return false}
-    if lhs.runID != rhs.runID {return false}
-    if lhs.node != rhs.node {return false}
+  public static func ==(lhs: Cairn_V1_StatePart, rhs: Cairn_V1_StatePart) -> Bool {
+    if lhs.channel != rhs.channel {return false}
+    if lhs.version != rhs.version {return false}
     if lhs.kind != rhs.kind {return false}
-    if lhs.configJson != rhs.configJson {return false}
-    if lhs.stateJson != rhs.stateJson {return false}
-    if lhs.inputJson != rhs.inputJson {return false}
-    if lhs.attempt != rhs.attempt {return false}
-    if lhs.progressJson != rhs.progressJson {return false}
-    if lhs.bundleHash != rhs.bundleHash {return false}
-    if lhs.step != rhs.step {return false}
-    if lhs.checkpointID != rhs.checkpointID {return false}
-    if lhs.timeoutMs != rhs.timeoutMs {return false}
-    if lhs.resumeJson != rhs.resumeJson {return false}
+    if lhs.valueJson != rhs.valueJson {return false}
+    if lhs.baseVersion != rhs.baseVersion {return false}
+    if lhs.keep != rhs.keep {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4670,7 +4957,7 @@ nonisolated extension Cairn_V1_WorkerList: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Stats"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}runs_by_status\0\u{3}tasks_dispatched\0\u{3}tasks_completed\0\u{3}tasks_failed\0\u{3}tasks_retried\0\u{3}queue_depth\0\u{1}workers\0\u{3}stale_results\0\u{3}store_batches\0\u{3}store_rows\0\u{3}uptime_seconds\0\u{3}redis_configured\0\u{3}redis_up\0\u{3}redis_failures\0\u{3}hot_waiting_batches\0\u{3}hot_oldest_seconds\0\u{3}store_error\0\u{3}wal_bytes\0\u{3}hot_batches\0\u{1}flushes\0\u{3}tasks_reassigned\0\u{3}leases_expired\0\u{3}tasks_poisoned\0\u{3}leases_fenced\0\u{1}auth\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}runs_by_status\0\u{3}tasks_dispatched\0\u{3}tasks_completed\0\u{3}tasks_failed\0\u{3}tasks_retried\0\u{3}queue_depth\0\u{1}workers\0\u{3}stale_results\0\u{3}store_batches\0\u{3}store_rows\0\u{3}uptime_seconds\0\u{3}redis_configured\0\u{3}redis_up\0\u{3}redis_failures\0\u{3}hot_waiting_batches\0\u{3}hot_oldest_seconds\0\u{3}store_error\0\u{3}wal_bytes\0\u{3}hot_batches\0\u{1}flushes\0\u{3}tasks_reassigned\0\u{3}leases_expired\0\u{3}tasks_poisoned\0\u{3}leases_fenced\0\u{1}auth\0\u{3}state_bytes_sent\0\u{3}state_bytes_kept\0")
 
   fileprivate class _StorageClass {
     var _runsByStatus: Dictionary<String,UInt64> = [:]
@@ -4698,6 +4985,8 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _tasksPoisoned: UInt64 = 0
     var _leasesFenced: UInt64 = 0
     var _auth: String = String()
+    var _stateBytesSent: UInt64 = 0
+    var _stateBytesKept: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -4733,6 +5022,8 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _tasksPoisoned = source._tasksPoisoned
       _leasesFenced = source._leasesFenced
       _auth = source._auth
+      _stateBytesSent = source._stateBytesSent
+      _stateBytesKept = source._stateBytesKept
     }
   }
 
@@ -4776,6 +5067,8 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 23: try { try decoder.decodeSingularUInt64Field(value: &_storage._tasksPoisoned) }()
         case 24: try { try decoder.decodeSingularUInt64Field(value: &_storage._leasesFenced) }()
         case 25: try { try decoder.decodeSingularStringField(value: &_storage._auth) }()
+        case 26: try { try decoder.decodeSingularUInt64Field(value: &_storage._stateBytesSent) }()
+        case 27: try { try decoder.decodeSingularUInt64Field(value: &_storage._stateBytesKept) }()
         default: break
         }
       }
@@ -4859,6 +5152,12 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if !_storage._auth.isEmpty {
         try visitor.visitSingularStringField(value: _storage._auth, fieldNumber: 25)
       }
+      if _storage._stateBytesSent != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._stateBytesSent, fieldNumber: 26)
+      }
+      if _storage._stateBytesKept != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._stateBytesKept, fieldNumber: 27)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -4893,6 +5192,8 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._tasksPoisoned != rhs_storage._tasksPoisoned {return false}
         if _storage._leasesFenced != rhs_storage._leasesFenced {return false}
         if _storage._auth != rhs_storage._auth {return false}
+        if _storage._stateBytesSent != rhs_storage._stateBytesSent {return false}
+        if _storage._stateBytesKept != rhs_storage._stateBytesKept {return false}
         return true
       }
       if !storagesAreEqual {return false}

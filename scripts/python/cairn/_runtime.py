@@ -205,6 +205,66 @@ def _answer(value: Any) -> Dict[str, Any]:
 _loop = None  # an asyncio event loop, made for the first async node (asyncio is slow to import)
 
 
+class _StateMismatch(Exception):
+    pass
+
+
+class _KeptState:
+    """The channel values a served process keeps between tasks, as the worker directs.
+
+    A served process that says so (its result lines carry "state_cache": true) is sent, instead
+    of the whole state, per channel: the value (kept unless "keep" is false), the items appended
+    since the version it keeps, or nothing when the kept value is current; and the runs to drop.
+    So a node that reads a long `messages` list gets it without the list being sent and parsed
+    again at every step. The node gets its own shallow copies: appending to or replacing items of
+    a list it was given does not change what is kept (do not mutate the items themselves)."""
+
+    def __init__(self):
+        self.runs: Dict[str, Dict[str, list]] = {}
+
+    def state(self, task: Dict[str, Any]) -> Dict[str, Any]:
+        for run_id in task.get("state_evict") or ():
+            self.runs.pop(run_id, None)
+        parts = task.get("state_parts")
+        if parts is None:
+            return task.get("state") or {}
+        run_id = task.get("run_id", "")
+        kept = self.runs.pop(run_id, {})
+        state: Dict[str, Any] = {}
+        try:
+            for p in parts:
+                name, version = p["channel"], p["version"]
+                if "whole" in p:
+                    value = p["whole"]
+                    if p.get("keep", True):
+                        kept[name] = [version, value]
+                    else:
+                        kept.pop(name, None)
+                elif "append" in p:
+                    held = kept.get(name)
+                    if held is None or held[0] != p.get("base") or not isinstance(held[1], list):
+                        raise _StateMismatch(f"channel {name!r}: items to append after version {p.get('base')}, which this process does not hold")
+                    held[1].extend(p["append"])
+                    held[0] = version
+                    value = held[1]
+                else:
+                    held = kept.get(name)
+                    if held is None or held[0] != version:
+                        raise _StateMismatch(f"channel {name!r}: version {version} should be kept here and is not")
+                    value = held[1]
+                state[name] = list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+        except _StateMismatch:
+            kept = {}
+            raise
+        finally:
+            if kept:
+                self.runs[run_id] = kept
+        return state
+
+
+_kept = _KeptState()
+
+
 def handle(task: Dict[str, Any], emit: Callable[[Dict[str, Any]], None] = lambda _: None) -> Dict[str, Any]:
     """Runs one task and returns its result line (as a dict). Never raises for a node's error."""
     global _loop
@@ -217,7 +277,11 @@ def handle(task: Dict[str, Any], emit: Callable[[Dict[str, Any]], None] = lambda
         known = ", ".join(sorted(registry)) or "none (decorate a function with @cairn.node)"
         return {"error": f"no node function named '{name}' in this program (it has: {known})",
                 "kind": "no_node", "retryable": False}
-    args = [task.get("state") or {}, task.get("input"), ctx][: entry.arity]
+    try:
+        state = _kept.state(task)
+    except _StateMismatch as e:
+        return {"error": f"state cache: {e}", "kind": "state_cache", "retryable": True}
+    args = [state, task.get("input"), ctx][: entry.arity]
     try:
         if entry.is_async:
             if _loop is None:
@@ -265,6 +329,7 @@ def run() -> None:
         proto.write(json.dumps(obj, separators=(",", ":")) + "\n")
         proto.flush()
 
+    served = os.environ.get("CAIRN_SERVE") == "1"
     stdin = sys.stdin.buffer
     while True:
         line = stdin.readline()
@@ -277,4 +342,7 @@ def run() -> None:
         except ValueError as e:
             emit({"error": f"the task line is not JSON: {e}", "kind": "bad_task", "retryable": False})
             continue
-        emit(handle(task, emit))
+        answer = handle(task, emit)
+        if served:
+            answer["state_cache"] = True  # this process keeps state: send it what changed
+        emit(answer)

@@ -153,6 +153,38 @@ class HandleTests(unittest.TestCase):
             return {"ok": True}
         self.assertEqual(cairn.handle(task("a")), {"writes": {"ok": True}})
 
+    def test_kept_state_is_built_from_parts_and_a_mismatch_is_a_state_cache_failure(self):
+        from cairn import _runtime
+        _runtime._kept.runs.clear()
+        seen = []
+
+        @cairn.node
+        def n(state):
+            seen.append(state)
+            state["log"].append("mutated by the node")   # its own copy: what is kept is unchanged
+            return {}
+
+        def parts(*ps, evict=()):
+            return task("n", state=None, state_parts=list(ps), state_evict=list(evict))
+
+        cairn.handle(parts({"channel": "log", "version": "v1", "whole": ["a"]},
+                           {"channel": "big", "version": "v1", "whole": {"k": 1}, "keep": False}))
+        cairn.handle(parts({"channel": "log", "version": "v2", "base": "v1", "append": ["b", "c"]}))
+        cairn.handle(parts({"channel": "log", "version": "v2"}))
+        self.assertEqual(seen, [{"log": ["a", "mutated by the node"], "big": {"k": 1}},
+                                {"log": ["a", "b", "c", "mutated by the node"]},
+                                {"log": ["a", "b", "c", "mutated by the node"]}])
+        self.assertEqual(_runtime._kept.runs, {"r-1": {"log": ["v2", ["a", "b", "c"]]}})
+        # Not kept (keep: false), an append after a version not held, a version not held.
+        for bad in ({"channel": "big", "version": "v1"}, {"channel": "log", "version": "v3", "base": "v1", "append": ["x"]}):
+            out = cairn.handle(parts(bad))
+            self.assertEqual((out["kind"], out["retryable"]), ("state_cache", True), out)
+            self.assertIn("state cache", out["error"])
+            self.assertEqual(_runtime._kept.runs, {}, "a mismatch drops what the run kept")
+            cairn.handle(parts({"channel": "log", "version": "v2", "whole": ["a", "b", "c"]}))
+        cairn.handle(task("n", state_parts=[], state_evict=["r-1"]))
+        self.assertEqual(_runtime._kept.runs, {})
+
 
 PROGRAM = textwrap.dedent("""
     import os, sys, time, cairn
@@ -181,6 +213,19 @@ class RunTests(unittest.TestCase):
         e.update(env or {})
         return subprocess.Popen([sys.executable, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=e)
+
+    def test_a_served_process_says_it_keeps_state(self):
+        p = self.program({"CAIRN_SERVE": "1"})
+        p.stdin.write((json.dumps(task("step", state={"n": 1})) + "\n").encode())
+        p.stdin.flush()
+        answer = json.loads(p.stdout.readline())
+        while "progress" in answer:
+            answer = json.loads(p.stdout.readline())
+        p.stdin.close()
+        p.wait(10)
+        p.stdout.close()
+        p.stderr.close()
+        self.assertEqual(answer.get("state_cache"), True, answer)
 
     def test_one_process_answers_task_after_task(self):
         p = self.program()
