@@ -216,7 +216,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CairnHTTPTests",
-            dependencies: ["CairnHTTP"],
+            dependencies: ["CairnHTTP", "CairnProtocol"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -10,15 +10,24 @@ import NIOCore
 /// server one encoding and 200 appends per event, not 200 of each and 200 writes. A reader more
 /// than `maxPending` bytes behind is dropped (its memory is bounded, not the engine's concern).
 /// The subscription ends when the last reader leaves.
+///
+/// Conflated (the default stream): a run's task events (`task_started`, `task_finished`,
+/// `task_failed`, `progress`) and its `checkpoint`s reach readers at most once per run per
+/// 20 ms — the newest, which carries the run's summary as it is then — while every other event
+/// (`snapshot`, `started`, `paused`, `finished`, anything final) goes out at once, in order,
+/// superseding a task event of its run still held back. So what a dashboard costs does not grow
+/// with how fast runs step. Unconflated (`?every=true`), every event goes out.
 actor EventHub {
     let door: ClientDoor
     let fanout: Fanout
+    let conflator: Conflator?
     private var source: (generation: Int, ready: Task<Void, Never>, pump: Task<Void, Never>)?
     private var generation = 0
 
-    init(door: ClientDoor, maxPending: Int) {
+    init(door: ClientDoor, maxPending: Int, conflate: Bool = false) {
         self.door = door
         fanout = Fanout(maxPending: maxPending)
+        conflator = conflate ? Conflator(fanout: fanout) : nil
     }
 
     /// A new reader: registered first, then (once the hub is subscribed) handed a snapshot of
@@ -30,10 +39,22 @@ actor EventHub {
             generation += 1
             let (readyStream, ready) = AsyncStream<Void>.makeStream()
             let gen = generation
-            let pump = Task { [door, fanout] in
+            let pump = Task { [door, fanout, conflator] in
                 let stream = await door.allEvents()
                 ready.finish()
-                for await e in stream { fanout.broadcast(Self.encode(e)) }
+                if let conflator {
+                    for await e in stream {
+                        if conflator.hold(e) {
+                            Task {
+                                try? await Task.sleep(for: Conflator.window)
+                                conflator.flush()
+                            }
+                        }
+                    }
+                    conflator.flush()
+                } else {
+                    for await e in stream { fanout.broadcast(Self.encode(e)) }
+                }
                 if !Task.isCancelled {
                     fanout.endAll()  // the coordinator is stopping, or the hub fell behind
                     await self.ended(gen)
@@ -63,6 +84,51 @@ actor EventHub {
     }
 }
 
+/// Holds back each run's newest task event until the window closes (see `EventHub`). Holding,
+/// flushing and passing an event on happen under one lock, so a run's events stay in order.
+final class Conflator: @unchecked Sendable {
+    static let window: Duration = .milliseconds(20)
+    static let conflated: Set<String> = ["task_started", "task_finished", "task_failed", "progress", "checkpoint"]
+
+    private let lock = NSLock()
+    private let fanout: Fanout
+    private var held: [String: Cairn_V1_RunEvent] = [:]
+    private var order: [String] = []
+    private var scheduled = false
+
+    init(fanout: Fanout) { self.fanout = fanout }
+
+    /// Holds the event back or passes it on; true when a flush must be scheduled (the first
+    /// event held since the last one).
+    func hold(_ e: Cairn_V1_RunEvent) -> Bool {
+        lock.withLock {
+            if !e.final && Self.conflated.contains(e.kind) {
+                if held.updateValue(e, forKey: e.runID) == nil { order.append(e.runID) }
+                if scheduled { return false }
+                scheduled = true
+                return true
+            }
+            // Newer than what is held back of its run, which it replaces.
+            if held.removeValue(forKey: e.runID) != nil { order.removeAll { $0 == e.runID } }
+            fanout.broadcast(EventHub.encode(e))
+            return false
+        }
+    }
+
+    /// Passes on everything held back, oldest run first, as one chunk.
+    func flush() {
+        lock.withLock {
+            scheduled = false
+            guard !order.isEmpty else { return }
+            var out: [UInt8] = []
+            for id in order { if let e = held[id] { out += EventHub.encode(e) } }
+            held = [:]
+            order = []
+            fanout.broadcast(out)
+        }
+    }
+}
+
 /// The events not yet written to every reader, kept once: a log of encoded events, and each
 /// reader's place in it. The pump appends (O(1) per event, whatever the number of readers, plus
 /// waking the readers that wait); a reader takes everything from its place to the end in one
@@ -81,6 +147,8 @@ final class Fanout: @unchecked Sendable {
 
     init(maxPending: Int) { self.maxPending = maxPending }
 
+    private var closed = false
+
     func add() -> EventReader {
         let r = EventReader(fanout: self)
         lock.withLock {
@@ -88,6 +156,17 @@ final class Fanout: @unchecked Sendable {
             readers[ObjectIdentifier(r)] = r
         }
         return r
+    }
+
+    /// A new reader, unless the stream has ended (`endAll`).
+    func addIfOpen() -> EventReader? {
+        let r = EventReader(fanout: self)
+        return lock.withLock {
+            if closed { return nil }
+            r.position = base + chunks.count
+            readers[ObjectIdentifier(r)] = r
+            return r
+        }
     }
 
     /// Removes a reader; true when none is left.
@@ -118,6 +197,7 @@ final class Fanout: @unchecked Sendable {
 
     func endAll() {
         let all: [EventReader] = lock.withLock {
+            closed = true
             for r in readers.values where r.state == .open { r.state = .ended }
             waiting = []
             return Array(readers.values)
@@ -217,5 +297,95 @@ final class EventReader: @unchecked Sendable {
             wake()
         }
         return fanout.take(self)
+    }
+}
+
+/// The readers of one run's events (`GET /api/runs/{id}/events`), one hub per run read: one
+/// engine subscription, each event encoded once into one log, each reader's write carrying all
+/// since its last; the stream ends after the run's final event. A reader joining later gets the
+/// run's snapshot first. So 200 people watching one run cost the engine one watcher.
+actor RunEventHubs {
+    let door: ClientDoor
+    let maxPending: Int
+    private var hubs: [String: RunEventHub] = [:]
+
+    init(door: ClientDoor, maxPending: Int) {
+        self.door = door
+        self.maxPending = maxPending
+    }
+
+    /// A reader of the run's events; throws what the door throws for a run it does not know.
+    func join(_ runID: String) async throws -> (RunEventHub, EventReader) {
+        while true {
+            let hub: RunEventHub
+            if let h = hubs[runID] { hub = h } else { hub = RunEventHub(runID: runID, door: door, maxPending: maxPending); hubs[runID] = hub }
+            do {
+                if let reader = try await hub.join() { return (hub, reader) }
+            } catch {
+                if hubs[runID] === hub { hubs[runID] = nil }
+                throw error
+            }
+            // That hub's stream has ended (the run's final event went out): a new one answers.
+            if hubs[runID] === hub { hubs[runID] = nil }
+        }
+    }
+
+    func leave(_ hub: RunEventHub, _ reader: EventReader) async {
+        if await hub.leave(reader), hubs[hub.runID] === hub { hubs[hub.runID] = nil }
+    }
+
+    var count: Int { hubs.count }
+}
+
+actor RunEventHub {
+    let runID: String
+    let door: ClientDoor
+    let fanout: Fanout
+    private var subscribed: Task<Result<AsyncStream<Cairn_V1_RunEvent>, any Error>, Never>?
+    private var pump: Task<Void, Never>?
+
+    init(runID: String, door: ClientDoor, maxPending: Int) {
+        self.runID = runID
+        self.door = door
+        fanout = Fanout(maxPending: maxPending)
+    }
+
+    /// Nil when this hub's stream has ended.
+    func join() async throws -> EventReader? {
+        guard let reader = fanout.addIfOpen() else { return nil }
+        if subscribed == nil {
+            subscribed = Task { [door, runID] in
+                do { return .success(try await door.events(runID)) } catch { return .failure(error) }
+            }
+        }
+        let stream: AsyncStream<Cairn_V1_RunEvent>
+        switch await subscribed!.value {
+        case .success(let s): stream = s
+        case .failure(let error):
+            _ = fanout.remove(reader)
+            throw error
+        }
+        if pump == nil {
+            pump = Task { [fanout] in
+                for await e in stream {
+                    // Each reader is handed a snapshot of its own when it joins.
+                    if e.kind == "snapshot" && !e.final { continue }
+                    fanout.broadcast(EventHub.encode(e))
+                    if e.final { break }
+                }
+                fanout.endAll()
+            }
+        }
+        let snapshot = await door.snapshots().filter { $0.runID == runID }.flatMap(EventHub.encode)
+        reader.prepend(snapshot)
+        return reader
+    }
+
+    /// True when no reader is left: the subscription ends.
+    func leave(_ reader: EventReader) -> Bool {
+        guard fanout.remove(reader) else { return false }
+        pump?.cancel()
+        fanout.endAll()
+        return true
     }
 }

@@ -24,13 +24,19 @@ public struct HTTPAPI: Sendable {
     /// stops reading is dropped (the engine also bounds what it holds for it).
     public var streamStall: Duration = .seconds(10)
     let pictures: GraphPictures
-    /// The readers of every run's events (`GET /api/events`), fed by one engine subscription.
+    /// The readers of every run's events (`GET /api/events`), fed by one engine subscription:
+    /// conflated, and every event (`?every=true`).
     let hub: EventHub
+    let everyHub: EventHub
+    /// The readers of each run's events (`GET /api/runs/{id}/events`), one subscription per run.
+    let runHubs: RunEventHubs
 
     public init(door: ClientDoor, token: String?, logger: Logger) {
         self.door = door; self.token = token; self.logger = logger
         pictures = GraphPictures(logger: logger)
-        hub = EventHub(door: door, maxPending: 4 << 20)
+        hub = EventHub(door: door, maxPending: 4 << 20, conflate: true)
+        everyHub = EventHub(door: door, maxPending: 4 << 20)
+        runHubs = RunEventHubs(door: door, maxPending: 4 << 20)
     }
 
     /// The application, ready to run as a service. `onListening` is told the bound port.
@@ -64,7 +70,7 @@ public struct HTTPAPI: Sendable {
             return try await self.ask(.state(s))
         }
         api.get("runs/:id/events") { _, context in try await self.events(try Self.runID(context)) }
-        api.get("events") { _, _ in await self.allEvents() }
+        api.get("events") { request, _ in try await self.allEvents(request) }
         api.get("runs/:id/graph") { _, context in
             let graph: Graph
             do { graph = try await self.door.graph(try Self.runID(context)) } catch let e as APIError { throw e } catch { throw Self.apiError(error) }
@@ -325,37 +331,41 @@ public struct HTTPAPI: Sendable {
     }
 
     /// `text/event-stream` of the run's events, `event: KIND` and `data: JSON` each, ending with
-    /// the final one. A client that stops reading holds back only its own stream, which the
-    /// engine bounds (the oldest events beyond 10,000 are dropped for it).
+    /// the final one: a snapshot first, then every event. The run's readers share one
+    /// subscription (`RunEventHubs`); each write carries all since the last (at most one per
+    /// 20 ms per reader); a reader more than 4 MiB behind, or that has not taken a write for
+    /// `streamStall`, is dropped.
     func events(_ runID: String) async throws -> Response {
-        let stream: AsyncStream<Cairn_V1_RunEvent>
-        do { stream = try await door.events(runID) } catch { throw Self.apiError(error) }
-        return sse(stream, endOnFinal: true)
+        let (hub, reader): (RunEventHub, EventReader)
+        do { (hub, reader) = try await runHubs.join(runID) } catch { throw Self.apiError(error) }
+        let hubs = runHubs
+        return relay(reader, onEnd: { await hubs.leave(hub, reader) })
     }
 
     /// Every run's events from the hub: each write carries all that arrived since the last one
     /// (at most one write per 20 ms per reader). A reader more than 4 MiB behind, or that has not
     /// taken a write for `streamStall`, is dropped.
-    func allEvents() async -> Response {
-        let reader = await hub.join()
-        let hub = hub
-        return eventStream(onEnd: { await hub.leave(reader) }) { write in
+    func allEvents(_ request: Request) async throws -> Response {
+        let every: Bool
+        switch request.uri.queryParameters.get("every") {
+        case nil, "false": every = false
+        case "true": every = true
+        case let other?: throw APIError(.badRequest, "bad_request", "every must be true or false, not '\(other)'")
+        }
+        let chosen = every ? everyHub : self.hub
+        let reader = await chosen.join()
+        return relay(reader, onEnd: { await chosen.leave(reader) })
+    }
+
+    /// Writes what a hub's reader takes until its stream ends.
+    func relay(_ reader: EventReader, onEnd: @escaping @Sendable () async -> Void) -> Response {
+        eventStream(onEnd: onEnd) { write in
             while !Task.isCancelled {
                 let (bytes, state) = await reader.next()
                 if state == .overflowed { throw FellBehind() }
                 if !bytes.isEmpty { try await write(ByteBuffer(bytes: bytes)) }
                 if state == .ended { break }
                 try await Task.sleep(for: .milliseconds(20))  // the next write carries what arrives meanwhile
-            }
-        }
-    }
-
-    /// One run's events as `text/event-stream`, each written as it comes.
-    func sse(_ stream: AsyncStream<Cairn_V1_RunEvent>, endOnFinal: Bool) -> Response {
-        eventStream { write in
-            for await event in stream {
-                try await write(ByteBuffer(bytes: EventHub.encode(event)))
-                if endOnFinal && event.final { break }
             }
         }
     }

@@ -181,7 +181,8 @@ public enum OpenAPIDocument {
     "/api/events": {
       "get": {
         "operationId": "allEvents",
-        "summary": "Server-Sent Events of every run: a snapshot of each active run, then each event as it happens (a run's final event ends that run, not the stream). The stream does not end by itself; a client 10,000 events behind gets an 'ended' event and is cut off.",
+        "summary": "Server-Sent Events of every run: a snapshot of each active run, then its events as they happen (a run's final event ends that run, not the stream). Task events and checkpoints arrive at most once per run per 20 ms, the newest, carrying the run's summary then; every other event at once. every=true sends every event. The stream does not end by itself; a client more than 4 MiB behind is cut off.",
+        "parameters": [{"name": "every", "in": "query", "required": false, "description": "true: every event, none held back", "schema": {"type": "string", "enum": ["true", "false"]}}],
         "responses": {
           "200": {"description": "event: KIND / data: JSON", "content": {"text/event-stream": {"schema": {
             "type": "object", "required": ["data"],

@@ -365,9 +365,9 @@ public final class Worker: Service, Sendable {
         }
         // An exec program parses the state itself: the worker passes the bytes on untouched.
         let passOn = a.kind == "exec" && (!a.stateJson.isEmpty || view != nil)
-        let stateJSON = view.map { Data($0.json) } ?? a.stateJson
+        // Built whole only for a handler that parses it (an exec program is handed what it needs).
         var ctx = TaskContext(runID: a.runID, taskID: a.taskID, attempt: Int(a.attempt), node: a.node, kind: a.kind,
-                           state: passOn ? .null : try json(passOn ? Data() : stateJSON) ?? .object([:]), input: try json(a.inputJson),
+                           state: passOn ? .null : try json(view.map { Data($0.json) } ?? a.stateJson) ?? .object([:]), input: try json(a.inputJson),
                            config: try json(a.configJson) ?? .object([:]), progress: try json(a.progressJson),
                            bundleDirectory: bundleDirectory, timeout: a.timeoutMs > 0 ? .milliseconds(Int64(a.timeoutMs)) : nil,
                            reportProgress: reportProgress, resumes: try json(a.resumeJson)?.arrayValue ?? [])

@@ -226,15 +226,16 @@ import Testing
     /// (`wait` > 0) it sleeps that long without reading, with a 4 KiB receive buffer;
     /// then it reads to the end, appending to `file`, and finally writes "closed" or "open".
     /// Returns once it is subscribed.
-    static func eventReader(_ cluster: TestCluster, port: Int, file: String, wait: Double, readFor: Double) async throws -> Process {
+    static func eventReader(_ cluster: TestCluster, port: Int, file: String, wait: Double, readFor: Double,
+                            query: String = "") async throws -> Process {
         let script = """
             import socket, sys, time
-            port, path, wait, read_for, token = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+            port, path, wait, read_for, token, query = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6]
             s = socket.socket()
             if wait > 0:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             s.connect(("127.0.0.1", port))
-            s.sendall(f"GET /api/events HTTP/1.1\\r\\nHost: test\\r\\nAuthorization: Bearer {token}\\r\\n\\r\\n".encode())
+            s.sendall(f"GET /api/events{query} HTTP/1.1\\r\\nHost: test\\r\\nAuthorization: Bearer {token}\\r\\n\\r\\n".encode())
             # The response's head has arrived (looked at, left in the buffer): it is subscribed.
             s.settimeout(10)
             s.recv(16, socket.MSG_PEEK)
@@ -260,7 +261,7 @@ import Testing
             """
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", script, "\(port)", file, "\(wait)", "\(readFor)", Self.token]
+        p.arguments = ["python3", "-c", script, "\(port)", file, "\(wait)", "\(readFor)", Self.token, query]
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
@@ -328,7 +329,8 @@ import Testing
         let port = try await Self.httpPort(cluster)
         let file = cluster.directory + "/slow.txt"
         // It sleeps 25 s without reading, then reads what is left and whether the server hung up.
-        let slow = try await Self.eventReader(cluster, port: port, file: file, wait: 25, readFor: 20)
+        // Every event (?every=true): held back to one per run per 20 ms, a few runs would not fill its buffers.
+        let slow = try await Self.eventReader(cluster, port: port, file: file, wait: 25, readFor: 20, query: "?every=true")
         defer { slow.terminate() }
         let fan = """
             name: fan
@@ -362,5 +364,62 @@ import Testing
         #expect((state.object["state"] as? [String: Any])?["out"] as? [Int] == Array(repeating: 1, count: 8000))
         let metrics = try await cluster.cairn(["stats", "--json"], token: Self.token)
         #expect(metrics.status == 0)
+    }
+
+    @Test func manyReadersOfOneRunEachGetItsWholeStreamAndTheDashboardStreamIsHeldBack() async throws {
+        let cluster = try await TestCluster.start(workers: 1, token: Self.token, coordinatorArgs: ["--http", "127.0.0.1:0"])
+        defer { cluster.stop() }
+        let port = try await Self.httpPort(cluster)
+        let file = cluster.directory + "/all.txt"
+        let dashboard = try await Self.eventReader(cluster, port: port, file: file, wait: 0, readFor: 30)
+        defer { dashboard.terminate() }
+        let everyFile = cluster.directory + "/every.txt"
+        let every = try await Self.eventReader(cluster, port: port, file: everyFile, wait: 0, readFor: 30, query: "?every=true")
+        defer { every.terminate() }
+        var chain = "name: chain\nstate:\n  log: { reducer: append }\nnodes:\n"
+        for i in 1...40 { chain += "  n\(i): { run: sleep, duration: 25ms, writes: { log: [n\(i)] } }\n" }
+        chain += "edges:\n  - { from: START, to: n1 }\n"
+        for i in 1..<40 { chain += "  - { from: n\(i), to: n\(i + 1) }\n" }
+        chain += "  - { from: n40, to: END }\n"
+        let r = try await Self.call(port, "POST", "/api/runs", body: ["graph": chain, "run_id": "watched"])
+        #expect(r.status == 201, "\(r.text)")
+        // Twenty readers of the one run (threads of one python3 process, each its own connection),
+        // joining over its first steps: each gets a snapshot, then every event to the end.
+        let script = """
+            import sys, threading, time, urllib.request
+            port, token, folder = sys.argv[1], sys.argv[2], sys.argv[3]
+            def read(i):
+                time.sleep(0.015 * i)
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/api/runs/watched/events", headers={"Authorization": "Bearer " + token})
+                data = urllib.request.urlopen(req, timeout=60).read()
+                open(f"{folder}/reader-{i}.txt", "wb").write(data)
+            threads = [threading.Thread(target=read, args=(i,)) for i in range(20)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+            """
+        let readers = try await TestCluster.run("/usr/bin/env", ["python3", "-c", script, "\(port)", Self.token, cluster.directory], timeout: 90)
+        #expect(readers.status == 0, "\(readers.stderr)")
+        let streams = (0..<20).map { Self.read(cluster.directory + "/reader-\($0).txt") }
+        for text in streams {
+            let kinds = text.split(separator: "\n").filter { $0.hasPrefix("event: ") }.map { String($0.dropFirst(7)) }
+            #expect(kinds.first == "snapshot" && kinds.last == "finished", "\(kinds)")
+            #expect(kinds.filter { $0 == "finished" }.count == 1)
+            #expect(text.contains("\"node\":\"n40\""), "the last step's task events reach every reader")
+        }
+        // A reader that comes after the end gets the final event alone.
+        let late = try await Self.call(port, "GET", "/api/runs/watched/events")
+        #expect(late.text.split(separator: "\n").filter { $0.hasPrefix("event: ") } == ["event: finished"], "\(late.text)")
+        // The dashboard's stream held task events back (one per run per 20 ms at most, the newest);
+        // every=true has all of them; both have the run's start and end.
+        try await cluster.waitUntil("both streams have the end", timeout: 20) {
+            Self.read(file).contains("event: finished") && Self.read(everyFile).contains("event: finished")
+        }
+        let held = Self.read(file).components(separatedBy: "event: task_").count - 1
+        let all = Self.read(everyFile).components(separatedBy: "event: task_").count - 1
+        #expect(all == 80, "every task's start and end: \(all)")
+        #expect(held > 0 && held < all, "held back: \(held) of \(all)")
+        for text in [Self.read(file), Self.read(everyFile)] {
+            #expect(text.contains("event: started") && text.contains("event: finished"))
+        }
     }
 }
