@@ -48,9 +48,9 @@ public struct ClientDoor: Sendable {
     /// Every run's events from now on (the dashboard's one stream); a run's `final` event ends
     /// that run, not the stream. A client that falls 10,000 events behind is cut off (an `ended`
     /// event, then the end). `snapshots` tells where each run stands.
-    public func allEvents() async -> AsyncStream<Cairn_V1_RunEvent> {
+    public func allEvents(conflated: Bool = false) async -> AsyncStream<Cairn_V1_RunEvent> {
         let engine = handler.engine
-        let (subID, stream) = await engine.subscribeAll()
+        let (subID, stream) = await engine.subscribeAll(conflated: conflated)
         return AsyncStream { c in
             let task = Task {
                 for await event in stream { c.yield(event) }

@@ -5,6 +5,7 @@ import CairnStore
 import CoreMetrics
 import Foundation
 import Logging
+import NIOCore
 
 extension Engine {
     static func validRunID(_ id: String) -> Bool {
@@ -413,10 +414,11 @@ extension Engine {
 
     /// Subscribes to every event of every run from now on (each run's `final` marks that run's
     /// end; the stream goes on). `snapshots` tells where each run stands.
-    func subscribeAll() -> (UUID, AsyncStream<Cairn_V1_RunEvent>) {
+    /// `conflated`: a run's task events and checkpoints held back to the newest per 20 ms (`EventConflation`).
+    func subscribeAll(conflated: Bool = false) -> (UUID, AsyncStream<Cairn_V1_RunEvent>) {
         let id = UUID()
         let (stream, continuation) = AsyncStream<Cairn_V1_RunEvent>.makeStream(bufferingPolicy: .bufferingOldest(Self.subscriberBuffer))
-        allWatchers[id] = continuation
+        if conflated { conflatedWatchers[id] = continuation } else { allWatchers[id] = continuation }
         scheduler.watchAll = true
         return (id, stream)
     }
@@ -435,7 +437,9 @@ extension Engine {
 
     func unsubscribeAll(_ id: UUID) {
         allWatchers.removeValue(forKey: id)?.finish()
-        scheduler.watchAll = !allWatchers.isEmpty
+        conflatedWatchers.removeValue(forKey: id)?.finish()
+        if conflatedWatchers.isEmpty { _ = conflation.take() }
+        scheduler.watchAll = !allWatchers.isEmpty || !conflatedWatchers.isEmpty
     }
 
     func unsubscribe(_ runID: String, _ id: UUID) {
@@ -452,7 +456,38 @@ extension Engine {
     func publish(_ note: Scheduler.RunNote) {
         let finals = note.final ? finalWatchers[note.runID] ?? [:] : [:]
         let subs = subscribers[note.runID] ?? [:]
-        guard !subs.isEmpty || !finals.isEmpty || !allWatchers.isEmpty else { return }
+        var conflatedNow = false
+        if !conflatedWatchers.isEmpty {
+            switch conflation.offer(note, runID: note.runID, kind: note.kind, final: note.final) {
+            case .held(let flushDue):
+                if flushDue {
+                    loop.scheduleTask(in: .milliseconds(Int64(EventConflation<Scheduler.RunNote>.window * 1000))) {
+                        self.assumeIsolated { $0.flushConflated() }
+                    }
+                }
+            case .now: conflatedNow = true
+            }
+        }
+        guard !subs.isEmpty || !finals.isEmpty || !allWatchers.isEmpty || conflatedNow else { return }
+        let e = Self.event(note)
+        for (id, c) in subs where Self.full(c.yield(e)) { drop(id, c); subscribers[note.runID]?[id] = nil }
+        for (id, c) in finals where Self.full(c.yield(e)) { drop(id, c); finalWatchers[note.runID]?[id] = nil }
+        for (id, c) in allWatchers where Self.full(c.yield(e)) { drop(id, c); allWatchers[id] = nil }
+        if conflatedNow { yieldConflated(e) }
+        scheduler.watchAll = !allWatchers.isEmpty || !conflatedWatchers.isEmpty
+    }
+
+    /// The held-back events of the window that closed, built now.
+    func flushConflated() {
+        for note in conflation.take() { yieldConflated(Self.event(note)) }
+        scheduler.watchAll = !allWatchers.isEmpty || !conflatedWatchers.isEmpty
+    }
+
+    private func yieldConflated(_ e: Cairn_V1_RunEvent) {
+        for (id, c) in conflatedWatchers where Self.full(c.yield(e)) { drop(id, c); conflatedWatchers[id] = nil }
+    }
+
+    static func event(_ note: Scheduler.RunNote) -> Cairn_V1_RunEvent {
         var e = Cairn_V1_RunEvent()
         e.runID = note.runID
         e.kind = note.kind
@@ -464,10 +499,7 @@ extension Engine {
         e.attempt = UInt32(note.attempt)
         e.final = note.final
         e.run = Self.info(note.summary)
-        for (id, c) in subs where Self.full(c.yield(e)) { drop(id, c); subscribers[note.runID]?[id] = nil }
-        for (id, c) in finals where Self.full(c.yield(e)) { drop(id, c); finalWatchers[note.runID]?[id] = nil }
-        for (id, c) in allWatchers where Self.full(c.yield(e)) { drop(id, c); allWatchers[id] = nil }
-        scheduler.watchAll = !allWatchers.isEmpty
+        return e
     }
 
     static func full(_ r: AsyncStream<Cairn_V1_RunEvent>.Continuation.YieldResult) -> Bool {

@@ -95,6 +95,9 @@ actor Engine {
     var finalWatchers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
     /// Watchers of every run (`GET /api/events`, the dashboard).
     var allWatchers: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation] = [:]
+    /// Subscribers to every run's events with task events held back (`EventConflation`).
+    var conflatedWatchers: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation] = [:]
+    var conflation = EventConflation<Scheduler.RunNote>()
     var replies: [Scheduler.ReplyID: CheckedContinuation<Void, Never>] = [:]
     /// Replies answered with an error instead (`replyFailed`), until their `ask` reads them.
     var failedReplies: [Scheduler.ReplyID: String] = [:]

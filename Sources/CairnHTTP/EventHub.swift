@@ -11,23 +11,21 @@ import NIOCore
 /// than `maxPending` bytes behind is dropped (its memory is bounded, not the engine's concern).
 /// The subscription ends when the last reader leaves.
 ///
-/// Conflated (the default stream): a run's task events (`task_started`, `task_finished`,
-/// `task_failed`, `progress`) and its `checkpoint`s reach readers at most once per run per
-/// 20 ms — the newest, which carries the run's summary as it is then — while every other event
-/// (`snapshot`, `started`, `paused`, `finished`, anything final) goes out at once, in order,
-/// superseding a task event of its run still held back. So what a dashboard costs does not grow
-/// with how fast runs step. Unconflated (`?every=true`), every event goes out.
+/// Conflated (the default stream), the engine holds back a run's task events and checkpoints to
+/// the newest per run per 20 ms (`EventConflation`), every other event going out at once: so
+/// what a dashboard costs does not grow with how fast runs step. Unconflated (`?every=true`),
+/// every event goes out.
 actor EventHub {
     let door: ClientDoor
     let fanout: Fanout
-    let conflator: Conflator?
+    let conflated: Bool
     private var source: (generation: Int, ready: Task<Void, Never>, pump: Task<Void, Never>)?
     private var generation = 0
 
     init(door: ClientDoor, maxPending: Int, conflate: Bool = false) {
         self.door = door
         fanout = Fanout(maxPending: maxPending)
-        conflator = conflate ? Conflator(fanout: fanout) : nil
+        conflated = conflate
     }
 
     /// A new reader: registered first, then (once the hub is subscribed) handed a snapshot of
@@ -39,22 +37,10 @@ actor EventHub {
             generation += 1
             let (readyStream, ready) = AsyncStream<Void>.makeStream()
             let gen = generation
-            let pump = Task { [door, fanout, conflator] in
-                let stream = await door.allEvents()
+            let pump = Task { [door, fanout, conflated] in
+                let stream = await door.allEvents(conflated: conflated)
                 ready.finish()
-                if let conflator {
-                    for await e in stream {
-                        if conflator.hold(e) {
-                            Task {
-                                try? await Task.sleep(for: Conflator.window)
-                                conflator.flush()
-                            }
-                        }
-                    }
-                    conflator.flush()
-                } else {
-                    for await e in stream { fanout.broadcast(Self.encode(e)) }
-                }
+                for await e in stream { fanout.broadcast(Self.encode(e)) }
                 if !Task.isCancelled {
                     fanout.endAll()  // the coordinator is stopping, or the hub fell behind
                     await self.ended(gen)
@@ -81,51 +67,6 @@ actor EventHub {
 
     static func encode(_ e: Cairn_V1_RunEvent) -> [UInt8] {
         Array("event: \(e.kind)\ndata: \(MessageJSON.json(e).compactString)\n\n".utf8)
-    }
-}
-
-/// Holds back each run's newest task event until the window closes (see `EventHub`). Holding,
-/// flushing and passing an event on happen under one lock, so a run's events stay in order.
-final class Conflator: @unchecked Sendable {
-    static let window: Duration = .milliseconds(20)
-    static let conflated: Set<String> = ["task_started", "task_finished", "task_failed", "progress", "checkpoint"]
-
-    private let lock = NSLock()
-    private let fanout: Fanout
-    private var held: [String: Cairn_V1_RunEvent] = [:]
-    private var order: [String] = []
-    private var scheduled = false
-
-    init(fanout: Fanout) { self.fanout = fanout }
-
-    /// Holds the event back or passes it on; true when a flush must be scheduled (the first
-    /// event held since the last one).
-    func hold(_ e: Cairn_V1_RunEvent) -> Bool {
-        lock.withLock {
-            if !e.final && Self.conflated.contains(e.kind) {
-                if held.updateValue(e, forKey: e.runID) == nil { order.append(e.runID) }
-                if scheduled { return false }
-                scheduled = true
-                return true
-            }
-            // Newer than what is held back of its run, which it replaces.
-            if held.removeValue(forKey: e.runID) != nil { order.removeAll { $0 == e.runID } }
-            fanout.broadcast(EventHub.encode(e))
-            return false
-        }
-    }
-
-    /// Passes on everything held back, oldest run first, as one chunk.
-    func flush() {
-        lock.withLock {
-            scheduled = false
-            guard !order.isEmpty else { return }
-            var out: [UInt8] = []
-            for id in order { if let e = held[id] { out += EventHub.encode(e) } }
-            held = [:]
-            order = []
-            fanout.broadcast(out)
-        }
     }
 }
 

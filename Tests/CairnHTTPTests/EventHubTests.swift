@@ -63,45 +63,4 @@ import Testing
         #expect(await t.value.bytes.isEmpty)
         #expect(f.remove(r))
     }
-
-    func event(_ run: String, _ kind: String, step: UInt32 = 1, final: Bool = false) -> Cairn_V1_RunEvent {
-        var e = Cairn_V1_RunEvent()
-        e.runID = run; e.kind = kind; e.step = step; e.final = final
-        return e
-    }
-
-    /// What a reader got, as "run:kind:step" per event.
-    func seen(_ r: EventReader) async -> [String] {
-        let text = String(decoding: await r.next().bytes, as: UTF8.self)
-        return text.components(separatedBy: "\n\n").filter { !$0.isEmpty }.map { block in
-            let data = block.components(separatedBy: "data: ").last ?? ""
-            let run = data.components(separatedBy: "\"run_id\":\"").dropFirst().first?.prefix { $0 != "\"" } ?? ""
-            let kind = data.components(separatedBy: "\"kind\":\"").dropFirst().first?.prefix { $0 != "\"" } ?? ""
-            let step = data.components(separatedBy: "\"step\":").dropFirst().first?.prefix { $0.isNumber } ?? ""
-            return "\(run):\(kind):\(step)"
-        }
-    }
-
-    @Test func taskEventsAreHeldBackToTheNewestPerRunAndLifecycleEventsGoAtOnceInOrder() async {
-        let f = Fanout(maxPending: 1 << 20)
-        let c = Conflator(fanout: f)
-        let r = f.add()
-        #expect(c.hold(event("a", "started")) == false, "a lifecycle event is not held")
-        #expect(c.hold(event("a", "task_started", step: 1)) == true, "the first held event asks for a flush")
-        #expect(c.hold(event("a", "task_finished", step: 1)) == false)
-        #expect(c.hold(event("b", "checkpoint", step: 4)) == false)
-        #expect(c.hold(event("a", "checkpoint", step: 2)) == false)
-        #expect(await seen(r) == ["a:started:1"])
-        c.flush()
-        #expect(await seen(r) == ["a:checkpoint:2", "b:checkpoint:4"], "one event per run: its newest, oldest run first")
-        // A run's final event replaces what is held of it, and never waits.
-        #expect(c.hold(event("a", "task_started", step: 3)) == true)
-        #expect(c.hold(event("b", "task_started", step: 5)) == false)
-        #expect(c.hold(event("a", "finished", step: 3, final: true)) == false)
-        #expect(await seen(r) == ["a:finished:3"])
-        c.flush()
-        #expect(await seen(r) == ["b:task_started:5"], "nothing of a after its end")
-        c.flush()
-        #expect(c.hold(event("b", "progress")) == true, "a flush with nothing held resets the window")
-    }
 }

@@ -2,8 +2,11 @@
 read only `last` (the newest message; the graph says `reads: [last]`), so a step ships one
 message however long `messages` grows; or (`reads: [messages]`) the whole history, as an agent
 that sends its conversation to a model does: the workers' state cache and the served process
-then get only the new message each step."""
-import cairn
+then get only the new message each step. LangGraph's peer imports `message` alone."""
+try:
+    import cairn
+except ImportError:  # the peers do not need the library
+    cairn = None
 
 MESSAGE = 500
 
@@ -20,17 +23,19 @@ def newest(state):
     return state.get("last")
 
 
-@cairn.node
 def agent(state, input, ctx):
     n = int((newest(state) or "start 0").split()[1]) + 1
     return {"messages": [message("agent", n)], "last": message("agent", n), "count": 1}
 
 
-@cairn.node
 def tool(state, input, ctx):
     n = int(newest(state).split()[1])
     return {"messages": [message("tool", n)], "last": message("tool", n)}
 
+
+if cairn is not None:
+    cairn.node(agent)
+    cairn.node(tool)
 
 if __name__ == "__main__":
     cairn.run()
