@@ -160,20 +160,25 @@ public final class Worker: Service, Sendable {
             let state = SessionState(outbox: outbox)
             let interval = max(0.05, Double(welcome.heartbeatIntervalMs) / 1000)
             do {
-                try await withThrowingTaskGroup(of: Void.self) { group in
+                // Discarding: a task's child is gone once it has answered (a group that keeps its
+                // children's results grew by about 5 KB a task over a connection's life). Its
+                // children do not throw: the connection's end is the body's to report.
+                try await withThrowingDiscardingTaskGroup { group in
                     group.addTask {
-                        for await m in outStream { try await outbound.send(m, codec: codec) }
-                        // The outbox was finished (draining is done): everything queued is sent; hang up.
+                        do {
+                            for await m in outStream { try await outbound.send(m, codec: codec) }
+                        } catch {}
+                        // The outbox was finished (draining is done), or the connection is gone: hang up.
                         try? await channel.channel.close()
                     }
                     group.addTask {
                         while !Task.isCancelled {
-                            try await Task.sleep(nanoseconds: UInt64(interval * 1e9))
+                            do { try await Task.sleep(nanoseconds: UInt64(interval * 1e9)) } catch { return }
                             outbox.yield(.heartbeat(await state.heartbeat()))
                         }
                     }
                     group.addTask { [stopSignal, config, logger] in
-                        try await stopSignal.wait()
+                        do { try await stopSignal.wait() } catch { return }
                         logger.notice("draining: no new tasks; finishing running ones", metadata: ["grace_s": "\(config.drainGrace)"])
                         outbox.yield(.drain(Cairn_V1_Drain()))
                         await state.waitIdle(timeout: config.drainGrace)

@@ -146,4 +146,38 @@ import Testing
         let status = try await cluster.waitForRun(runID, timeout: 20)
         #expect(status["status"] as? String == "completed")
     }
+
+    /// A worker that runs task after task on one connection keeps the same memory: the session
+    /// lets go of each task once it has answered (before, its task group kept every finished
+    /// child, about 5 KB a task: a week of tasks would have filled the machine).
+    @Test func aWorkersMemoryDoesNotGrowWithTheTasksItHasRun() async throws {
+        let cluster = try await TestCluster.start(workers: 1, slots: 8)
+        defer { cluster.stop() }
+        let g = try writeGraph(cluster, "fan", """
+            name: fan
+            state:
+              items: {}
+              out: { reducer: sum }
+            nodes:
+              spread: { run: map, over: items, to: each }
+              each: { run: sleep, duration: 0ms, writes: { out: 1 } }
+            edges:
+              - { from: START, to: spread }
+            """)
+        let pid = try #require(cluster.worker(named: "w1")?.processIdentifier)
+        func rss() -> Int {
+            let s = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            let line = s.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+            return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+        }
+        let input = "{\"items\": [\((0..<3000).map(String.init).joined(separator: ","))]}"
+        var sizes: [Int] = []
+        for _ in 0..<3 {
+            let r = try await cluster.waitForRun(try await cluster.submit(g, input: input), timeout: 120)
+            #expect(r[path: "output.out"] as? Int == 3000, "\(r)")
+            sizes.append(rss())
+        }
+        // 6,000 more tasks after the first 3,000: it grew about 30 MB before.
+        #expect(sizes[2] - sizes[0] < 8 << 20, "the worker's resident memory went \(sizes.map { $0 >> 20 }) MiB")
+    }
 }
