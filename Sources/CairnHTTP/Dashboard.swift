@@ -13,6 +13,17 @@ enum Dashboard {
         router.get("/") { _, _ in page(DashboardFiles.html, "text/html; charset=utf-8") }
         router.get("ui/app.js") { _, _ in page(DashboardFiles.script, "text/javascript; charset=utf-8") }
         router.get("ui/app.css") { _, _ in page(DashboardFiles.style, "text/css; charset=utf-8") }
+        // HEAD answers as GET does, without the body (link checkers and uptime probes ask it).
+        router.head("/") { _, _ in head(DashboardFiles.html, "text/html; charset=utf-8") }
+        router.head("ui/app.js") { _, _ in head(DashboardFiles.script, "text/javascript; charset=utf-8") }
+        router.head("ui/app.css") { _, _ in head(DashboardFiles.style, "text/css; charset=utf-8") }
+    }
+
+    static func head(_ text: String, _ type: String) -> Response {
+        var r = page(text, type)
+        r.body = ResponseBody()
+        r.headers[.contentLength] = String(text.utf8.count)
+        return r
     }
 
     static func page(_ text: String, _ type: String) -> Response {

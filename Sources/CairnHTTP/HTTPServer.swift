@@ -212,7 +212,8 @@ public struct HTTPAPI: Sendable {
         r.report = report
         r.by = q.get("by") ?? ""
         if let since = q.get("since") {
-            guard let ms = Durations.parseMillis(since), ms > 0 else { throw APIError(.badRequest, "invalid_argument", "since takes a duration like 30m, 24h or 7d") }
+            // As for /api/runs: the same durations, 0 meaning all time.
+            guard let ms = Self.duration(since) else { throw APIError(.badRequest, "invalid_argument", "since takes a duration like 30m, 24h or 7d") }
             r.sinceMs = UInt64(ms)
         }
         r.graph = q.get("graph") ?? ""
@@ -359,14 +360,16 @@ public struct HTTPAPI: Sendable {
 
     /// Writes what a hub's reader takes until its stream ends.
     func relay(_ reader: EventReader, onEnd: @escaping @Sendable () async -> Void) -> Response {
-        eventStream(onEnd: onEnd) { write in
-            while !Task.isCancelled {
-                let (bytes, state) = await reader.next()
-                if state == .overflowed { throw FellBehind() }
-                if !bytes.isEmpty { try await write(ByteBuffer(bytes: bytes)) }
-                if state == .ended { break }
-                try await Task.sleep(for: .milliseconds(20))  // the next write carries what arrives meanwhile
-            }
+        eventStream(onEnd: onEnd) { write in try await Self.relay(reader, write) }
+    }
+
+    static func relay(_ reader: EventReader, _ write: @Sendable (ByteBuffer) async throws -> Void) async throws {
+        while !Task.isCancelled {
+            let (bytes, state) = await reader.next()
+            if state == .overflowed { throw FellBehind() }
+            if !bytes.isEmpty { try await write(ByteBuffer(bytes: bytes)) }
+            if state == .ended { break }
+            try await Task.sleep(for: .milliseconds(20))  // the next write carries what arrives meanwhile
         }
     }
 

@@ -133,6 +133,8 @@ import Testing
             ("GET", "/api/runs?limit=0", Data(), 400, "invalid_argument"),
             ("GET", "/api/runs?status=sleeping", Data(), 400, "invalid_argument"),
             ("POST", "/api/runs/none-such/cancel", Data(), 404, "not_found"),
+            ("GET", "/api/records/failures?since=5x", Data(), 400, "invalid_argument"),
+            ("GET", "/api/runs?since=5", Data(), 400, "invalid_argument"),
         ]
         for (method, path, body, status, code) in cases {
             let r = try await Self.call(port, method, path, raw: body.isEmpty ? nil : body)
@@ -140,6 +142,13 @@ import Testing
         }
         // Still serving after all of that.
         #expect(try await Self.call(port, "GET", "/api/runs").status == 200)
+        // One way to say "since when" for every list: 0s is all time.
+        #expect(try await Self.call(port, "GET", "/api/runs?since=0s").status == 200)
+        #expect(try await Self.call(port, "GET", "/api/records/failures?since=0s").status == 200)
+        // The dashboard answers HEAD as GET, without the body.
+        let head = try await Self.call(port, "HEAD", "/", token: nil)
+        let page = try await Self.call(port, "GET", "/", token: nil)
+        #expect(head.status == 200 && head.body.isEmpty && page.status == 200 && !page.body.isEmpty, "HEAD \(head.status), GET \(page.status)")
     }
 
     /// Verify, pin, cleanup, export and import answer over HTTP as `cairn` does: the same JSON,
