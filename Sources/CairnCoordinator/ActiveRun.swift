@@ -60,10 +60,12 @@ final class ActiveRun {
     var checkpoint: CheckpointRecord
     /// The state at `checkpoint`, and its JSON as sent to workers (encoded once per step).
     var state: [String: JSONValue] {
-        didSet { encodedState = nil; encodedReads = [:]; encodedChannels = [:] }
+        didSet { encodedState = nil; encodedReads = [:]; encodedChannels = [:]; channelNames = nil }
     }
     /// Per channel, its value as sent to workers (encoded once per step).
     private var encodedChannels: [String: [UInt8]] = [:]
+    /// The state's channels in order, for tasks that read it whole (once per step).
+    private var channelNames: [String]?
     /// This stay of the run in memory, unique in the process: within one, an `append` channel
     /// only grows (a resume, rewind or edit makes a new one), which the state cache relies on.
     let incarnation = incarnations.add(1, ordering: .relaxed).newValue
@@ -142,7 +144,11 @@ final class ActiveRun {
         case .none: return nil
         case .channel(let over): return [over]
         case .channels(let names): return names
-        case .whole: return state.keys.sorted()
+        case .whole:
+            if let names = channelNames { return names }
+            let names = state.keys.sorted()
+            channelNames = names
+            return names
         }
     }
 

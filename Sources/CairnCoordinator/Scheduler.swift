@@ -547,7 +547,7 @@ struct Scheduler {
         note(run, kind: kind, message: message, step: run.checkpoint.step, final: true)
         runs[runID] = nil
         rotation.removeAll { $0 == runID }
-        for w in workers.values where w.mirror?.runs[runID] != nil { w.mirror!.forget(runID) }
+        for w in workers.values where w.mirror?.held.holds(run: runID) == true { w.mirror!.forget(runID) }
         out.append(.closed(runID: runID))
     }
 

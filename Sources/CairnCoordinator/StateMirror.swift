@@ -15,45 +15,29 @@ import Foundation
 ///   this same stay of the run in memory (where such a list only grows): only the new items;
 /// - `whole` otherwise, kept if it fits the budget once the least recently used other runs go.
 ///
-/// A run that leaves memory (ended, paused) or whose lineage changed is dropped with the next
-/// assignment to that worker. A worker that reconnects starts empty on both sides.
+/// A run that leaves memory (ended, paused) is dropped with the next assignment to that worker
+/// (the budget and eviction are `HeldState`'s). A worker that reconnects starts empty on both sides.
 struct StateMirror {
     struct Held {
         var version: String
         /// Items, for a list (what an `append` part extends).
         var items: Int?
-        var bytes: Int
-    }
-    struct RunHeld {
+        /// The stay of the run in memory the list was sent in: an `append` part needs the same.
         var incarnation: UInt64
-        var channels: [String: Held] = [:]
-        var bytes = 0
-        var lastUse: UInt64 = 0
     }
 
-    let budget: Int
-    private(set) var used = 0
-    private(set) var runs: [String: RunHeld] = [:]
-    private var tick: UInt64 = 0
-    private var pendingEvict: [String] = []
+    private(set) var held: HeldState<Held>
 
-    init(budget: Int) { self.budget = budget }
+    init(budget: Int) { held = HeldState(budget: budget) }
 
     /// The run is gone from memory, or its cache is in doubt: the worker drops it with the next assignment.
-    mutating func forget(_ runID: String) {
-        guard let r = runs.removeValue(forKey: runID) else { return }
-        used -= r.bytes
-        pendingEvict.append(runID)
-    }
+    mutating func forget(_ runID: String) { held.forget(runID) }
 
     /// The state parts of a task of `run` that reads `channels`, and the runs the worker drops
     /// first; the mirror is left as the worker's cache will be once it has read them.
     mutating func parts(for run: ActiveRun, channels: [String]) -> (parts: [Cairn_V1_StatePart], evict: [String], sent: Int, kept: Int) {
         let runID = run.record.runID
-        tick += 1
-        if let r = runs[runID], r.incarnation != run.incarnation { forget(runID) }
-        if runs[runID] == nil { runs[runID] = RunHeld(incarnation: run.incarnation) }
-        runs[runID]!.lastUse = tick
+        held.touch(runID)
         var parts: [Cairn_V1_StatePart] = []
         parts.reserveCapacity(channels.count)
         var sent = 0, kept = 0
@@ -62,19 +46,20 @@ struct StateMirror {
             p.channel = name
             let version = run.checkpoint.channelVersions[name] ?? ""
             p.version = version
-            let held = runs[runID]!.channels[name]
-            if !version.isEmpty, let held, held.version == version {
+            let had = held.entry(runID, name)
+            if !version.isEmpty, let had, had.version == version {
                 p.kind = .statePartKept
-                kept += held.bytes
-            } else if !version.isEmpty, let held, let had = held.items, run.graph.channels[name]?.reducer == .append,
-                      case .array(let items)? = run.state[name], items.count >= had {
-                let delta = JSONValue.array(Array(items[had...])).jsonBytes()
-                if fit(runID, name, bytes: held.bytes + delta.count) {
+                kept += held.bytes(runID, name)
+            } else if !version.isEmpty, let had, let count = had.items, had.incarnation == run.incarnation,
+                      run.graph.channels[name]?.reducer == .append, case .array(let items)? = run.state[name], items.count >= count {
+                let delta = JSONValue.array(Array(items[count...])).jsonBytes()
+                let before = held.bytes(runID, name)
+                if held.fit(runID, name, bytes: before + delta.count) {
                     p.kind = .statePartAppend
-                    p.baseVersion = held.version
+                    p.baseVersion = had.version
                     p.valueJson = Data(delta)
-                    hold(runID, name, Held(version: version, items: items.count, bytes: held.bytes + delta.count))
-                    kept += held.bytes
+                    held.hold(runID, name, Held(version: version, items: items.count, incarnation: run.incarnation), bytes: before + delta.count)
+                    kept += before
                 } else {
                     p.kind = .statePartWhole
                     p.valueJson = Data(run.channelBytes(name))
@@ -85,38 +70,14 @@ struct StateMirror {
                 let bytes = run.channelBytes(name)
                 p.valueJson = Data(bytes)
                 sent += bytes.count
-                if !version.isEmpty, fit(runID, name, bytes: bytes.count) {
+                if !version.isEmpty, held.fit(runID, name, bytes: bytes.count) {
                     p.keep = true
-                    hold(runID, name, Held(version: version, items: run.state[name]?.arrayValue?.count, bytes: bytes.count))
+                    held.hold(runID, name, Held(version: version, items: run.state[name]?.arrayValue?.count, incarnation: run.incarnation),
+                              bytes: bytes.count)
                 }
             }
             parts.append(p)
         }
-        let evict = pendingEvict
-        pendingEvict = []
-        return (parts, evict, sent, kept)
-    }
-
-    /// Whether the channel can hold `bytes` once least recently used other runs are dropped;
-    /// when it cannot, what the run held of the channel is dropped (a part that is not kept).
-    private mutating func fit(_ runID: String, _ name: String, bytes: Int) -> Bool {
-        let old = runs[runID]?.channels[name]?.bytes ?? 0
-        while used - old + bytes > budget {
-            guard let victim = runs.filter({ $0.key != runID }).min(by: { $0.value.lastUse < $1.value.lastUse })?.key else { break }
-            forget(victim)
-        }
-        if used - old + bytes <= budget { return true }
-        if let h = runs[runID]?.channels.removeValue(forKey: name) {
-            runs[runID]!.bytes -= h.bytes
-            used -= h.bytes
-        }
-        return false
-    }
-
-    private mutating func hold(_ runID: String, _ name: String, _ h: Held) {
-        let old = runs[runID]!.channels[name]?.bytes ?? 0
-        runs[runID]!.channels[name] = h
-        runs[runID]!.bytes += h.bytes - old
-        used += h.bytes - old
+        return (parts, held.takeEvictions(), sent, kept)
     }
 }

@@ -90,20 +90,15 @@ final class Fanout: @unchecked Sendable {
 
     private var closed = false
 
-    func add() -> EventReader {
-        let r = EventReader(fanout: self)
-        lock.withLock {
-            r.position = base + chunks.count
-            readers[ObjectIdentifier(r)] = r
-        }
-        return r
-    }
+    func add() -> EventReader { add(ifOpen: false)! }
 
     /// A new reader, unless the stream has ended (`endAll`).
-    func addIfOpen() -> EventReader? {
+    func addIfOpen() -> EventReader? { add(ifOpen: true) }
+
+    private func add(ifOpen: Bool) -> EventReader? {
         let r = EventReader(fanout: self)
         return lock.withLock {
-            if closed { return nil }
+            if ifOpen && closed { return nil }
             r.position = base + chunks.count
             readers[ObjectIdentifier(r)] = r
             return r

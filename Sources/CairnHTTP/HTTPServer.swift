@@ -305,12 +305,7 @@ public struct HTTPAPI: Sendable {
     /// The body is a file `cairn export` (or `GET /api/export`) wrote. It is checked whole before
     /// anything is written; `?dry_run=true` only checks it.
     func importArchive(_ request: Request) async throws -> Response {
-        let dryRun: Bool
-        switch request.uri.queryParameters.get("dry_run") {
-        case nil, "false": dryRun = false
-        case "true": dryRun = true
-        case let v?: throw APIError(.badRequest, "invalid_argument", "dry_run takes true or false, not '\(v)'")
-        }
+        let dryRun = try Self.flag(request, "dry_run")
         let buffer: ByteBuffer
         do { buffer = try await request.body.collect(upTo: maxImportBytes) } catch {
             throw APIError(.contentTooLarge, "too_large", "an import is at most \(maxImportBytes) bytes; import larger files with cairn import")
@@ -347,13 +342,7 @@ public struct HTTPAPI: Sendable {
     /// (at most one write per 20 ms per reader). A reader more than 4 MiB behind, or that has not
     /// taken a write for `streamStall`, is dropped.
     func allEvents(_ request: Request) async throws -> Response {
-        let every: Bool
-        switch request.uri.queryParameters.get("every") {
-        case nil, "false": every = false
-        case "true": every = true
-        case let other?: throw APIError(.badRequest, "bad_request", "every must be true or false, not '\(other)'")
-        }
-        let chosen = every ? everyHub : self.hub
+        let chosen = try Self.flag(request, "every") ? everyHub : self.hub
         let reader = await chosen.join()
         return relay(reader, onEnd: { await chosen.leave(reader) })
     }
@@ -494,6 +483,15 @@ public struct HTTPAPI: Sendable {
     }
 
     /// An optional boolean field: absent is false.
+    /// An optional boolean query parameter: absent is false.
+    static func flag(_ request: Request, _ name: String) throws -> Bool {
+        switch request.uri.queryParameters.get(name) {
+        case nil, "false": return false
+        case "true": return true
+        case let v?: throw APIError(.badRequest, "invalid_argument", "\(name) takes true or false, not '\(v)'")
+        }
+    }
+
     static func flag(_ o: [String: JSONValue], _ key: String) throws -> Bool {
         guard let v = o[key] else { return false }
         guard let b = v.boolValue else { throw APIError(.badRequest, "invalid_argument", "'\(key)' must be true or false") }

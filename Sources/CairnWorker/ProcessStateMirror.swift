@@ -20,85 +20,46 @@ struct ProcessStateMirror {
         /// The length of the list's JSON when the process got it: the part of today's that it holds.
         var length: Int
     }
-    struct RunHeld {
-        var channels: [String: Held] = [:]
-        var bytes = 0
-        var lastUse: UInt64 = 0
-    }
 
-    let budget: Int
-    private(set) var used = 0
-    private var runs: [String: RunHeld] = [:]
-    private var tick: UInt64 = 0
-    private var pendingEvict: [String] = []
+    private var held: HeldState<Held>
 
-    init(budget: Int) { self.budget = budget }
+    init(budget: Int) { held = HeldState(budget: budget) }
 
-    mutating func forget(_ runID: String) {
-        guard let r = runs.removeValue(forKey: runID) else { return }
-        used -= r.bytes
-        pendingEvict.append(runID)
-    }
+    var budget: Int { held.budget }
+
+    mutating func forget(_ runID: String) { held.forget(runID) }
 
     /// The line's state fields (`"state_evict":…,"state_parts":[…]`, no braces), the mirror left as
     /// the process will be once it has read them.
     mutating func fields(for view: StateView) -> [UInt8] {
         let runID = view.runID
-        tick += 1
-        if runs[runID] == nil { runs[runID] = RunHeld() }
-        runs[runID]!.lastUse = tick
+        held.touch(runID)
         var parts: [UInt8] = [UInt8(ascii: "[")]
         for (i, c) in view.channels.enumerated() {
             if i > 0 { parts.append(UInt8(ascii: ",")) }
             parts += Array(#"{"channel":"#.utf8) + JSONValue.string(c.name).jsonBytes()
             parts += Array(#","version":"#.utf8) + JSONValue.string(c.version).jsonBytes()
-            let held = runs[runID]!.channels[c.name]
-            if c.lineage != 0, let held, held.lineage == c.lineage, held.version == c.version {
+            let had = held.entry(runID, c.name)
+            let now = Held(version: c.version, lineage: c.lineage, length: c.json.count)
+            if c.lineage != 0, let had, had.lineage == c.lineage, had.version == c.version {
                 // held: nothing more
-            } else if c.lineage != 0, let held, held.lineage == c.lineage, held.length >= 2, held.length <= c.json.count,
-                      c.json.first == UInt8(ascii: "["), fit(runID, c.name, bytes: c.json.count) {
+            } else if c.lineage != 0, let had, had.lineage == c.lineage, had.length >= 2, had.length <= c.json.count,
+                      c.json.first == UInt8(ascii: "["), held.fit(runID, c.name, bytes: c.json.count) {
                 // The list held is today's up to its closing bracket: the rest are the new items.
-                var items = c.json[(held.length - 1)..<(c.json.count - 1)]
+                var items = c.json[(had.length - 1)..<(c.json.count - 1)]
                 if items.first == UInt8(ascii: ",") { items = items.dropFirst() }
-                parts += Array(#","base":"#.utf8) + JSONValue.string(held.version).jsonBytes()
+                parts += Array(#","base":"#.utf8) + JSONValue.string(had.version).jsonBytes()
                 parts += Array(#","append":["#.utf8) + items + [UInt8(ascii: "]")]
-                hold(runID, c.name, Held(version: c.version, lineage: c.lineage, length: c.json.count))
+                held.hold(runID, c.name, now, bytes: c.json.count)
             } else {
-                let keep = c.lineage != 0 && fit(runID, c.name, bytes: c.json.count)
-                if keep { hold(runID, c.name, Held(version: c.version, lineage: c.lineage, length: c.json.count)) }
-                else { drop(runID, c.name) }
+                let keep = c.lineage != 0 && held.fit(runID, c.name, bytes: c.json.count)
+                if keep { held.hold(runID, c.name, now, bytes: c.json.count) } else { held.drop(runID, c.name) }
                 parts += Array(#","whole":"#.utf8) + c.json + Array((keep ? #","keep":true"# : #","keep":false"#).utf8)
             }
             parts.append(UInt8(ascii: "}"))
         }
         parts.append(UInt8(ascii: "]"))
-        let evict = JSONValue.array(pendingEvict.map { .string($0) }).jsonBytes()
-        pendingEvict = []
+        let evict = JSONValue.array(held.takeEvictions().map { .string($0) }).jsonBytes()
         return Array(#""state_evict":"#.utf8) + evict + Array(#","state_parts":"#.utf8) + parts
-    }
-
-    private mutating func fit(_ runID: String, _ name: String, bytes: Int) -> Bool {
-        let old = runs[runID]?.channels[name]?.length ?? 0
-        while used - old + bytes > budget {
-            guard let victim = runs.filter({ $0.key != runID }).min(by: { $0.value.lastUse < $1.value.lastUse })?.key else { break }
-            forget(victim)
-        }
-        if used - old + bytes <= budget { return true }
-        drop(runID, name)
-        return false
-    }
-
-    private mutating func drop(_ runID: String, _ name: String) {
-        if let h = runs[runID]?.channels.removeValue(forKey: name) {
-            runs[runID]!.bytes -= h.length
-            used -= h.length
-        }
-    }
-
-    private mutating func hold(_ runID: String, _ name: String, _ h: Held) {
-        let old = runs[runID]!.channels[name]?.length ?? 0
-        runs[runID]!.channels[name] = h
-        runs[runID]!.bytes += h.length - old
-        used += h.length - old
     }
 }

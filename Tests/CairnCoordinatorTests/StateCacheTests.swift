@@ -120,7 +120,7 @@ import Testing
         let cache = StateCache()
         try h.submit(loop, runID: "r1")
         let r1 = try drive(&h, caches: ["w1": cache], runID: "r1", writes: { #"{"log": ["\#(String(repeating: "a", count: 300))\#($0)"]}"# })
-        #expect(h.scheduler.workers["w1"]?.mirror?.runs["r1"] == nil, "an ended run is forgotten")
+        #expect(h.scheduler.workers["w1"]?.mirror?.held.holds(run: "r1") == false, "an ended run is forgotten")
         try h.submit(loop, runID: "r2")
         let first = try #require(Harness.dispatches(h.log).last?.task)
         #expect(first.runID == "r2")

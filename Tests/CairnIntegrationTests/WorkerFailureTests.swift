@@ -165,17 +165,18 @@ import Testing
               - { from: START, to: spread }
             """)
         let pid = try #require(cluster.worker(named: "w1")?.processIdentifier)
-        func rss() -> Int {
-            let s = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-            let line = s.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-            return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+        // A worker whose size cannot be read fails the test, rather than passing it with 0s.
+        func rss() throws -> Int {
+            let s = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+            let line = try #require(s.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
+            return try #require(Int(line.split(separator: " ").dropFirst().first ?? "")) * 1024
         }
         let input = "{\"items\": [\((0..<3000).map(String.init).joined(separator: ","))]}"
         var sizes: [Int] = []
         for _ in 0..<3 {
             let r = try await cluster.waitForRun(try await cluster.submit(g, input: input), timeout: 120)
             #expect(r[path: "output.out"] as? Int == 3000, "\(r)")
-            sizes.append(rss())
+            sizes.append(try rss())
         }
         // 6,000 more tasks after the first 3,000: it grew about 30 MB before.
         #expect(sizes[2] - sizes[0] < 8 << 20, "the worker's resident memory went \(sizes.map { $0 >> 20 }) MiB")
