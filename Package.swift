@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // C libraries, wrapped as system libraries with a thin safe layer on top.
@@ -60,6 +61,17 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             exclude: ["cairn.proto", "PROTOCOL.md"],
+            swiftSettings: swiftSettings
+        ),
+        // TLS for the protocol's port, its workers and clients (swift-nio-ssl): contexts from files, failures in words.
+        .target(
+            name: "CairnTLS",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The storage contract: the store protocol, its records, the one writer, an in-memory store.
@@ -107,6 +119,8 @@ let package = Package(
             dependencies: [
                 "CairnCore", "CairnProtocol", "CairnCoordinator", "CairnGraph",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -129,7 +143,8 @@ let package = Package(
         .target(
             name: "CairnCoordinator",
             dependencies: [
-                "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore",
+                "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore", "CairnTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -150,9 +165,10 @@ let package = Package(
         .target(
             name: "CairnWorker",
             dependencies: [
-                "CairnCore", "CairnGraph", "CairnProtocol",
+                "CairnCore", "CairnGraph", "CairnProtocol", "CairnTLS",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -164,8 +180,9 @@ let package = Package(
         .target(
             name: "CairnClient",
             dependencies: [
-                "CairnCore", "CairnGraph", "CairnProtocol",
+                "CairnCore", "CairnGraph", "CairnProtocol", "CairnTLS",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -179,19 +196,20 @@ let package = Package(
         .executableTarget(
             name: "cairn-coordinator",
             dependencies: [
-                "CairnCoordinator", "CairnStack", "CairnHotTier", "CairnOps", "CairnCore", "CairnHTTP",
+                "CairnCoordinator", "CairnStack", "CairnHotTier", "CairnOps", "CairnCore", "CairnHTTP", "CairnTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "cairn-worker",
             dependencies: [
-                "CairnWorker", "CairnOps", "CairnCore",
+                "CairnWorker", "CairnOps", "CairnCore", "CairnTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -204,7 +222,7 @@ let package = Package(
         .target(
             name: "CairnCLI",
             dependencies: [
-                "CairnClient", "CairnGraph", "CairnCore", "CairnProtocol",
+                "CairnClient", "CairnGraph", "CairnCore", "CairnProtocol", "CairnTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -3,6 +3,7 @@ import CairnClient
 import CairnCore
 import CairnGraph
 import CairnProtocol
+import CairnTLS
 import Foundation
 
 /// The `cairn` command (its executable only calls `Cairn.main()`).
@@ -45,6 +46,15 @@ struct Connection: ParsableArguments {
     @Option(name: .customLong("token-file"), help: "A file holding the token (or CAIRN_TOKEN).")
     var tokenFile: String?
 
+    @Option(name: .customLong("tls-ca"), help: "Connect with TLS, trusting the coordinator's certificate if this CA signed it (or CAIRN_TLS_CA).")
+    var tlsCA: String?
+
+    @Option(name: .customLong("tls-cert"), help: "This client's certificate, for a coordinator that asks for one (mutual TLS; or CAIRN_TLS_CERT).")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "The key of --tls-cert (or CAIRN_TLS_KEY).")
+    var tlsKey: String?
+
     @Flag(help: "Print machine-readable JSON.")
     var json = false
 
@@ -57,6 +67,8 @@ struct Connection: ParsableArguments {
         c.host = host
         c.port = port
         do { c.token = try Tokens.read(file: tokenFile) } catch { throw ValidationError("\(error)") }
+        let tls = TLSFiles(certificate: tlsCert, key: tlsKey, ca: tlsCA).withEnvironment()
+        if !tls.isEmpty { c.tls = tls }
         return c
     }
 

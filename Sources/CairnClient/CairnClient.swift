@@ -1,8 +1,10 @@
 import CairnCore
 import CairnProtocol
+import CairnTLS
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SwiftProtobuf
 
 /// Where and how to reach a coordinator.
@@ -12,6 +14,8 @@ public struct ClientConfig: Sendable {
     public var token: String?
     public var connectTimeout: Double = 5
     public var maxFrameSize: Int = Frame.defaultMaxSize
+    /// TLS to the coordinator (`--tls-ca`, and `--tls-cert`/`--tls-key` for mutual TLS); nil: plaintext.
+    public var tls: TLSFiles?
 
     public init() {}
 
@@ -32,15 +36,17 @@ public enum ClientError: Error, CustomStringConvertible {
     case rejected(code: Cairn_V1_ErrorCode, message: String)
     case server(code: Cairn_V1_ErrorCode, message: String)
     case protocolError(String)
+    /// TLS could not be set up or its handshake failed: what to do about it, in one line.
+    case tls(String)
     case closed
 
     public var description: String {
         switch self {
         case .unreachable(let a, let r): return "cannot reach the coordinator at \(a): \(r)"
-        case .rejected(let code, let m):
-            return code == .errorUnauthenticated ? "the coordinator refused the connection: \(m)" : "the coordinator refused the connection: \(m)"
+        case .rejected(_, let m): return "the coordinator refused the connection: \(m)"
         case .server(_, let m): return m
         case .protocolError(let m): return "protocol error: \(m)"
+        case .tls(let m): return m
         case .closed: return "the coordinator closed the connection"
         }
     }
@@ -62,6 +68,8 @@ public final class CairnClient {
     /// Hello is sent and its answer not yet read: the first request goes out behind it without
     /// waiting (one round trip less for every command); the first read checks the answer.
     private var welcomePending = false
+    /// Whom this connection reaches, and with which TLS files: for a failed handshake's message.
+    var peer: (host: String, port: Int, tls: TLSFiles?) = ("", 0, nil)
 
     init(frames: NIOAsyncChannelInboundStream<Frame>.AsyncIterator, outbound: NIOAsyncChannelOutboundWriter<Frame>) {
         self.frames = frames
@@ -73,17 +81,34 @@ public final class CairnClient {
         let address = "\(config.host):\(config.port)"
         let group = MultiThreadedEventLoopGroup.singleton
         let channel: FramedChannel.AsyncChannel
+        var tlsContext: NIOSSLContext?
+        if let files = config.tls {
+            do { tlsContext = try CairnTLS.clientContext(files) } catch { throw ClientError.tls("\(error)") }
+            if let cert = files.certificate, let problem = CairnTLS.validity(of: cert) {
+                throw ClientError.tls("--tls-cert \(cert): this client's certificate \(problem); the coordinator would refuse it")
+            }
+        }
         do {
             let maxFrame = config.maxFrameSize
+            let host = config.host
+            let tls = tlsContext
             channel = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.milliseconds(Int64(config.connectTimeout * 1000)))
-                .connect(host: config.host, port: config.port) { ch in FramedChannel.configure(ch, maxFrameSize: maxFrame) }
+                .connect(host: config.host, port: config.port) { (ch: any Channel) -> EventLoopFuture<FramedChannel.AsyncChannel> in
+                    if let tls {
+                        do { try ch.pipeline.syncOperations.addHandler(try CairnTLS.clientHandler(tls, host: host)) } catch {
+                            return ch.eventLoop.makeFailedFuture(error)
+                        }
+                    }
+                    return FramedChannel.configure(ch, maxFrameSize: maxFrame)
+                }
         } catch {
             throw ClientError.unreachable(address: address, reason: Self.describe(error))
         }
         return try await channel.executeThenClose { inbound, outbound in
             let client = CairnClient(frames: inbound.makeAsyncIterator(), outbound: outbound)
+            client.peer = (config.host, config.port, config.tls)
             try await client.handshake(token: config.token)
             return try await body(client)
         }
@@ -125,6 +150,13 @@ public final class CairnClient {
         } catch let e as ClientError {
             throw e
         } catch {
+            // A failed TLS handshake, or TLS on one side only, surfaces at the first read.
+            if CairnTLS.isTLSError(error) {
+                throw ClientError.tls(CairnTLS.describeClientFailure(error, files: peer.tls ?? TLSFiles(), host: peer.host))
+            }
+            if let f = error as? FrameError, f.isTLSRecord {
+                throw ClientError.tls("the coordinator at \(peer.host):\(peer.port) speaks TLS: pass --tls-ca (or CAIRN_TLS_CA)")
+            }
             throw ClientError.protocolError("\(error)")
         }
     }

@@ -10,9 +10,19 @@ import Foundation
 public struct ClientDoor: Sendable {
     let handler: ConnectionHandler
 
-    /// Answers one request: every kind but `watch`, whose answer is a stream (`events`).
-    public func answer(_ body: Cairn_V1_ClientRequest.OneOf_Body) async throws -> Cairn_V1_ClientResponse.OneOf_Body {
-        try await handler.reply(body)
+    /// Answers one request: every kind but `watch`, whose answer is a stream (`events`). A
+    /// request its token's grants do not cover is refused (`Access`).
+    public func answer(_ body: Cairn_V1_ClientRequest.OneOf_Body, as grants: Grants) async throws -> Cairn_V1_ClientResponse.OneOf_Body {
+        try Access.check(body, grants)
+        return try await handler.reply(body)
+    }
+
+    /// What a presented token grants: everything when the coordinator asks for no token, nil for
+    /// a missing or unknown one. Compared as the TCP handshake compares (`Keyring`).
+    public func grants(for token: String?) -> Grants? {
+        guard let keyring = handler.config.keyring else { return .all }
+        guard let token, !token.isEmpty else { return nil }
+        return keyring.grants(for: token)
     }
 
     /// A run's events as `cairn watch` gets them: the live ones while it is active, ending with
@@ -77,8 +87,9 @@ public struct ClientDoor: Sendable {
     }
 
     /// The graph a run runs.
-    public func graph(_ runID: String) async throws -> Graph {
-        try await handler.engine.runGraph(runID)
+    public func graph(_ runID: String, as grants: Grants) async throws -> Graph {
+        try Access.checkRead(grants, doing: "read a run's graph")
+        return try await handler.engine.runGraph(runID)
     }
 
     /// What an error means to whoever asked: a code and a message (damaged stored data named).

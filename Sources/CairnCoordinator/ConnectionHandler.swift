@@ -22,12 +22,21 @@ struct ConnectionHandler: Sendable {
             try await connection.executeThenClose { inbound, outbound in
                 var frames = inbound.makeAsyncIterator()
                 do {
-                    let hello = try await handshake(&frames, outbound)
+                    let (hello, credential) = try await handshake(&frames, outbound)
+                    connection.channel.triggerUserOutboundEvent(ConnectionGuardHandler.handshakeDone, promise: nil)
                     switch hello.role {
                     case .worker:
-                        try await serveWorker(hello, address: address, channel: connection.channel, &frames, outbound)
+                        guard credential.grants.contains(.register) else {
+                            logger.warning("refused a worker whose token may not register", metadata: ["peer": "\(address)", "role": "\(credential.grants)"])
+                            throw EngineError(.errorPermissionDenied, "this token's role (\(credential.grants)) may not register as a worker: that takes a worker token")
+                        }
+                        try await serveWorker(hello, address: address, channel: connection.channel, credential: credential, &frames, outbound)
                     case .client:
-                        try await serveClient(&frames, outbound)
+                        guard !credential.grants.isDisjoint(with: Access.clientGrants) else {
+                            logger.warning("refused a client whose token is a worker's", metadata: ["peer": "\(address)"])
+                            throw EngineError(.errorPermissionDenied, "this token's role (\(credential.grants)) may only register as a worker: a client needs a reader, submitter or admin token")
+                        }
+                        try await serveClient(credential, &frames, outbound)
                     default:
                         try await outbound.send(.error(.errorProtocol, "role must be worker or client"))
                     }
@@ -46,7 +55,7 @@ struct ConnectionHandler: Sendable {
     }
 
     func handshake(_ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
-                   _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws -> Cairn_V1_Hello {
+                   _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws -> (Cairn_V1_Hello, Credential) {
         guard let frame = try await frames.next() else { throw CancellationError() }
         guard case .hello(let hello) = try codec.decode(frame) else {
             throw ProtocolError.unexpected(expected: "Hello as the first message", got: "message type \(frame.type)")
@@ -54,13 +63,30 @@ struct ConnectionHandler: Sendable {
         guard hello.protocolVersion == cairnProtocolVersion else {
             throw EngineError(.errorVersion, ProtocolError.versionMismatch(got: hello.protocolVersion, supported: cairnProtocolVersion).description)
         }
-        if let token = config.token {
-            guard Hashing.constantTimeEquals(Array(hello.token.utf8), Array(token.utf8)) else {
-                logger.warning("rejected a peer with a wrong token", metadata: ["role": "\(hello.role)"])
-                throw EngineError(.errorUnauthenticated, hello.token.isEmpty ? "this coordinator requires a token (--token-file or CAIRN_TOKEN)" : "wrong token")
-            }
+        guard let keyring = config.keyring else { return (hello, Credential(digest: nil, grants: .all)) }
+        guard let grants = keyring.grants(for: hello.token) else {
+            logger.warning("rejected a peer with a wrong token", metadata: ["role": "\(hello.role)"])
+            throw EngineError(.errorUnauthenticated, hello.token.isEmpty ? "this coordinator requires a token (--token-file or CAIRN_TOKEN)" : "wrong token")
         }
-        return hello
+        return (hello, Credential(digest: Hashing.sha256(Array(hello.token.utf8)), grants: grants))
+    }
+
+    /// The token a connection authenticated with. It is looked up again on every request (and
+    /// worker heartbeat), so a token removed from the token file and re-read (SIGHUP) stops
+    /// working on connections already open, and a changed role takes effect at once.
+    struct Credential: Sendable {
+        /// The token's SHA-256; nil when the coordinator asks for no token.
+        let digest: [UInt8]?
+        let grants: Grants
+    }
+
+    /// What the connection's token grants now; a token since removed is refused.
+    func current(_ credential: Credential) throws -> Grants {
+        guard let digest = credential.digest, let keyring = config.keyring else { return credential.grants }
+        guard let grants = keyring.grants(digest: digest) else {
+            throw EngineError(.errorUnauthenticated, "this connection's token was removed from the coordinator's token file")
+        }
+        return grants
     }
 
     func welcome(workerID: String = "") -> WireMessage {
@@ -80,7 +106,7 @@ struct ConnectionHandler: Sendable {
     /// `MessageTap` hands them to the engine on the event loop, and the engine writes
     /// assignments and acks to the channel itself. This loop serves the rest (heartbeats,
     /// bundle requests, drain) and notices the connection ending.
-    func serveWorker(_ hello: Cairn_V1_Hello, address: String, channel: any Channel,
+    func serveWorker(_ hello: Cairn_V1_Hello, address: String, channel: any Channel, credential: Credential,
                      _ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
                      _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         let welcome = { (id: String) in self.welcome(workerID: id) }
@@ -92,6 +118,11 @@ struct ConnectionHandler: Sendable {
                     // Only before the tap is armed (never in practice): handled the same way.
                     await engine.handle(.result(workerID: workerID, r))
                 case .heartbeat(let hb):
+                    guard (try? current(credential))?.contains(.register) == true else {
+                        logger.notice("closing a worker whose token was removed or lost its worker role", metadata: ["worker": "\(workerID)"])
+                        try await outbound.send(.error(.errorUnauthenticated, "this worker's token was removed from the coordinator's token file (or no longer has the worker role)"), codec: codec)
+                        break receiving
+                    }
                     let registered = await engine.heartbeat(workerID, hb)
                     if !registered && hb.tasks.isEmpty {
                         // Presumed lost (silent past the heartbeat timeout): its late results
@@ -126,7 +157,7 @@ struct ConnectionHandler: Sendable {
 
     // MARK: client
 
-    func serveClient(_ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+    func serveClient(_ credential: Credential, _ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
                      _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         try await outbound.send(welcome())
         // Requests are answered concurrently (each response names its request), so a client can
@@ -142,7 +173,7 @@ struct ConnectionHandler: Sendable {
                     inFlight -= 1
                 }
                 inFlight += 1
-                group.addTask { try await self.answerReportingErrors(req, outbound) }
+                group.addTask { try await self.answerReportingErrors(req, credential, outbound) }
             }
             try await group.waitForAll()
         }
@@ -150,8 +181,11 @@ struct ConnectionHandler: Sendable {
 
     static let maxRequestsInFlight = 256
 
-    func answerReportingErrors(_ req: Cairn_V1_ClientRequest, _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
+    func answerReportingErrors(_ req: Cairn_V1_ClientRequest, _ credential: Credential,
+                               _ outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         do {
+            guard let body = req.body else { throw EngineError(.errorInvalidArgument, "empty request") }
+            try Access.check(body, try current(credential))
             try await answer(req, outbound)
         } catch {
             let (code, message) = ClientDoor.failure(error)

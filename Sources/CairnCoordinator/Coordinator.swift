@@ -1,10 +1,13 @@
 import CairnCore
 import CairnProtocol
 import CairnStore
+import CairnTLS
+import CoreMetrics
 import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 
 /// The coordinator process: store, scheduler and the TCP server in front of them.
@@ -44,11 +47,22 @@ public final class Coordinator: Service, Sendable {
 
     /// Recovers runs and binds the listening socket.
     public func start() async throws {
-        switch ProtectedMode.decide(host: config.host, token: config.token, insecureNoAuth: config.insecureNoAuth) {
+        switch ProtectedMode.decide(host: config.host, hasToken: config.keyring != nil, insecureNoAuth: config.insecureNoAuth) {
         case .allowed: break
         case .insecure(let warning): logger.warning("\(warning)")
         case .refused(let reason): throw EngineError(.errorUnauthenticated, reason)  // before recovery or the socket
         }
+        // TLS files are read before the store is touched: a bad one stops the start in one line.
+        var tlsContext: NIOSSLContext?
+        if let files = config.tls {
+            do {
+                tlsContext = try CairnTLS.serverContext(files)
+                if let cert = files.certificate, let problem = CairnTLS.validity(of: cert) {
+                    throw TLSProblem("--tls-cert \(cert): the certificate \(problem); workers and clients would refuse it")
+                }
+            } catch { throw EngineError(.errorInvalidArgument, "\(error)") }
+        }
+        let tls = tlsContext
         let lifecycle = stores.lifecycle
         await engine.setWALProbe { lifecycle.logBytes() }
         await engine.start()
@@ -57,16 +71,33 @@ public final class Coordinator: Service, Sendable {
         await engine.armDeadlines()
         if recovered > 0 { logger.notice("recovered unfinished runs", metadata: ["count": "\(recovered)"]) }
         let maxFrame = config.maxFrameSize
+        let limits = ConnectionWatch.Limits(handshakeTimeout: config.handshakeTimeout, frameTimeout: config.frameTimeout)
+        let cutLogger = logger
+        let cutCounters = engine.metrics.connectionsCut
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: config.host, port: config.port) { channel in
-                FramedChannel.configure(channel, maxFrameSize: maxFrame, tap: { MessageTap(types: [.taskResult]) })
+            .bind(host: config.host, port: config.port) { (channel: any Channel) -> EventLoopFuture<FramedChannel.AsyncChannel> in
+                let peer = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+                if let tls {
+                    do {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                        try channel.pipeline.syncOperations.addHandler(TLSFailureReporter { reason in
+                            cutLogger.notice("refused a connection's TLS handshake", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+                        })
+                    } catch { return channel.eventLoop.makeFailedFuture(error) }
+                }
+                return FramedChannel.configure(channel, maxFrameSize: maxFrame, tap: { MessageTap(types: [.taskResult]) }, guarded: limits) { code, reason in
+                    // Debug: a thousand strangers must not flood the log. cairn_connections_cut_total counts them.
+                    cutLogger.debug("cut a connection off", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+                    cutCounters[code]?.increment()
+                }
             }
         serverBox.channel = server
         logger.notice("coordinator listening", metadata: ["address": "\(config.host):\(port ?? config.port)",
-                                                          "store": "\(stores.description)", "auth": "\(config.token == nil ? "none" : "token")"])
+                                                          "store": "\(stores.description)", "auth": "\(config.keyring?.summary ?? "none")",
+                                                          "tls": "\(config.tls == nil ? "off" : config.tls?.ca == nil ? "on" : "mutual")"])
     }
 
     /// Serves connections until the listening socket closes or a graceful shutdown is asked for
@@ -133,7 +164,7 @@ public final class Coordinator: Service, Sendable {
             if !st.redisUp { ok = false }
             if let e = st.lastFlushError { ok = false; parts.append("\"flush_error\": \"\(e.replacingOccurrences(of: "\"", with: "'"))\"") }
         }
-        parts.append("\"auth\": \"\(config.token == nil ? "none" : "token")\"")
+        parts.append("\"auth\": \"\(config.keyring == nil ? "none" : "token")\"")
         parts.insert("\"status\": \"\(ok ? "ok" : "unhealthy")\"", at: 0)
         return (ok, "{" + parts.joined(separator: ", ") + "}")
     }

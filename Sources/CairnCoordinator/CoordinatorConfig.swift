@@ -1,3 +1,5 @@
+import CairnCore
+import CairnTLS
 import CairnProtocol
 import CoreMetrics
 
@@ -6,8 +8,10 @@ import CoreMetrics
 public struct CoordinatorConfig: Sendable {
     public var host: String = "127.0.0.1"
     public var port: Int = 7400
-    /// Required from every peer when set.
-    public var token: String?
+    /// TLS on the port: the coordinator's certificate and key, and with `ca` mutual TLS (nil: plaintext).
+    public var tls: TLSFiles?
+    /// The tokens peers must present, each with its role (see `Keyring`); nil asks for none.
+    public var keyring: Keyring?
     /// Listen on a non-loopback address without a token anyway (`--insecure-no-auth`; see `ProtectedMode`).
     public var insecureNoAuth = false
     public var maxFrameSize: Int = Frame.defaultMaxSize
@@ -23,8 +27,11 @@ public struct CoordinatorConfig: Sendable {
     public var unconfirmedAfter: Double = 3.0
     /// Past a node's timeout, how long the coordinator waits for the worker's own timeout to report.
     public var timeoutGrace: Double = 5.0
-    /// How long a new connection may take to say Hello.
+    /// How long a new connection may take to say Hello (and a Hello is at most 64 KiB).
     public var handshakeTimeout: Double = 10.0
+    /// How long a frame, once its first byte has arrived, may take to arrive whole: a peer that
+    /// trickles a large frame is cut off (`ConnectionWatch`).
+    public var frameTimeout: Double = 60.0
     /// Append channels store only what a step appended, and a full snapshot once the list has
     /// doubled since the last one (at least `appendSnapshotMinItems` items later): snapshots then
     /// cost at most twice the list, so a step's storage does not grow with the list's length.

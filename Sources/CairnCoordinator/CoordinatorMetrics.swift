@@ -1,3 +1,4 @@
+import CairnProtocol
 import CoreMetrics
 
 /// The coordinator's metrics, created from the `MetricsFactory` the executable bootstraps
@@ -19,6 +20,8 @@ struct CoordinatorMetrics: Sendable {
     let flushLag: Gauge
     let walBytes: Gauge
     let runs: [String: Gauge]
+    /// Connections cut off by `ConnectionWatch`, by why: no Hello in time, a Hello too large, a frame trickled.
+    let connectionsCut: [Cairn_V1_ErrorCode: Counter]
 
     init(factory: any MetricsFactory) {
         tasksDispatched = Counter(label: "cairn_tasks_dispatched_total", factory: factory)
@@ -41,5 +44,10 @@ struct CoordinatorMetrics: Sendable {
             runs[status] = Gauge(label: "cairn_runs", dimensions: [("status", status)], factory: factory)
         }
         self.runs = runs
+        connectionsCut = [
+            .errorUnauthenticated: Counter(label: "cairn_connections_cut_total", dimensions: [("why", "no_hello")], factory: factory),
+            .errorFrameTooLarge: Counter(label: "cairn_connections_cut_total", dimensions: [("why", "hello_too_large")], factory: factory),
+            .errorProtocol: Counter(label: "cairn_connections_cut_total", dimensions: [("why", "frame_too_slow")], factory: factory),
+        ]
     }
 }

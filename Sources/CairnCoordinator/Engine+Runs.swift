@@ -311,7 +311,7 @@ extension Engine {
 
     func workerList() -> Cairn_V1_WorkerList {
         var list = Cairn_V1_WorkerList()
-        list.auth = config.token == nil ? "none" : "token"
+        list.auth = config.keyring == nil ? "none" : "token"
         for w in scheduler.workers.values.sorted(by: { ($0.info.name, $0.info.id) < ($1.info.name, $1.info.id) }) {
             var s = Cairn_V1_WorkerStatus()
             s.workerID = w.info.id
@@ -358,7 +358,7 @@ extension Engine {
                 : "writes are failing and retried, new work is held: \(failure)"
         }
         s.uptimeSeconds = Date().timeIntervalSince(startedAt)
-        s.auth = config.token == nil ? "none" : "token"
+        s.auth = config.keyring == nil ? "none" : "token"
         s.walBytes = UInt64(max(0, walBytes()))
         if let hot = hotTier {
             let st = await hot.tierReport()

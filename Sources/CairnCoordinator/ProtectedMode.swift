@@ -11,8 +11,8 @@ public enum ProtectedMode: Equatable, Sendable {
     case insecure(warning: String)
     case refused(reason: String)
 
-    public static func decide(host: String, token: String?, insecureNoAuth: Bool) -> ProtectedMode {
-        if token != nil || isLoopback(host) { return .allowed }
+    public static func decide(host: String, hasToken: Bool, insecureNoAuth: Bool) -> ProtectedMode {
+        if hasToken || isLoopback(host) { return .allowed }
         let danger = "anyone who can reach \(host) may submit a graph whose exec nodes run any command on every worker"
         if insecureNoAuth { return .insecure(warning: "listening on \(host) without a token (--insecure-no-auth): \(danger)") }
         return .refused(reason: """

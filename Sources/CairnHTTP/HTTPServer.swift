@@ -4,6 +4,8 @@ import CairnGraph
 import CairnProtocol
 import Foundation
 import Hummingbird
+import HummingbirdTLS
+import NIOSSL
 import Logging
 import ServiceLifecycle
 
@@ -14,7 +16,6 @@ import ServiceLifecycle
 /// `/api/openapi.json`).
 public struct HTTPAPI: Sendable {
     public let door: ClientDoor
-    public let token: String?
     public let logger: Logger
     /// The largest request body accepted; larger ones get 413.
     public var maxBodyBytes = 16 * 1024 * 1024
@@ -31,8 +32,8 @@ public struct HTTPAPI: Sendable {
     /// The readers of each run's events (`GET /api/runs/{id}/events`), one subscription per run.
     let runHubs: RunEventHubs
 
-    public init(door: ClientDoor, token: String?, logger: Logger) {
-        self.door = door; self.token = token; self.logger = logger
+    public init(door: ClientDoor, logger: Logger) {
+        self.door = door; self.logger = logger
         pictures = GraphPictures(logger: logger)
         hub = EventHub(door: door, maxPending: 4 << 20, conflate: true)
         everyHub = EventHub(door: door, maxPending: 4 << 20)
@@ -40,13 +41,14 @@ public struct HTTPAPI: Sendable {
     }
 
     /// The application, ready to run as a service. `onListening` is told the bound port.
-    public func application(host: String, port: Int, onListening: @escaping @Sendable (Int) async -> Void = { _ in })
-        -> some ApplicationProtocol {
+    public func application(host: String, port: Int, tls: TLSConfiguration? = nil,
+                            onListening: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let router = Router()
-        router.add(middleware: TokenMiddleware(token: token))
+        router.add(middleware: TokenMiddleware(door: door))
         router.add(middleware: MethodMiddleware(routes: Self.methods))
         routes(router)
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "cairn"),
+        return Application(router: router, server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
+                           configuration: .init(address: .hostname(host, port: port), serverName: "cairn"),
                            onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) }, logger: logger)
     }
 
@@ -73,7 +75,7 @@ public struct HTTPAPI: Sendable {
         api.get("events") { request, _ in try await self.allEvents(request) }
         api.get("runs/:id/graph") { _, context in
             let graph: Graph
-            do { graph = try await self.door.graph(try Self.runID(context)) } catch let e as APIError { throw e } catch { throw Self.apiError(error) }
+            do { graph = try await self.door.graph(try Self.runID(context), as: RequestGrants.current) } catch let e as APIError { throw e } catch { throw Self.apiError(error) }
             return Self.json(await self.pictures.json(graph))
         }
         api.post("runs/:id/update") { request, context in try await self.update(request, try Self.runID(context)) }
@@ -287,7 +289,7 @@ public struct HTTPAPI: Sendable {
             parts = try await ExportArchive.gather(ids) { id in
                 var e = Cairn_V1_ExportRequest()
                 e.runID = id
-                guard case .exportRun(let r) = try await door.answer(.exportRun(e)) else {
+                guard case .exportRun(let r) = try await door.answer(.exportRun(e), as: RequestGrants.current) else {
                     throw APIError(.internalServerError, "internal", "an answer an export does not expect")
                 }
                 return r
@@ -317,7 +319,7 @@ public struct HTTPAPI: Sendable {
         let replies: [Cairn_V1_ImportReply]
         do {
             replies = try await archive.importAll(dryRun: dryRun) { req in
-                guard case .importRun(let r) = try await door.answer(.importRun(req)) else {
+                guard case .importRun(let r) = try await door.answer(.importRun(req), as: RequestGrants.current) else {
                     throw APIError(.internalServerError, "internal", "an answer an import does not expect")
                 }
                 return r
@@ -333,7 +335,10 @@ public struct HTTPAPI: Sendable {
     /// `streamStall`, is dropped.
     func events(_ runID: String) async throws -> Response {
         let (hub, reader): (RunEventHub, EventReader)
-        do { (hub, reader) = try await runHubs.join(runID) } catch { throw Self.apiError(error) }
+        do {
+            try Access.checkRead(RequestGrants.current, doing: "watch a run")
+            (hub, reader) = try await runHubs.join(runID)
+        } catch { throw Self.apiError(error) }
         let hubs = runHubs
         return relay(reader, onEnd: { await hubs.leave(hub, reader) })
     }
@@ -342,6 +347,7 @@ public struct HTTPAPI: Sendable {
     /// (at most one write per 20 ms per reader). A reader more than 4 MiB behind, or that has not
     /// taken a write for `streamStall`, is dropped.
     func allEvents(_ request: Request) async throws -> Response {
+        do { try Access.checkRead(RequestGrants.current, doing: "watch runs") } catch { throw Self.apiError(error) }
         let chosen = try Self.flag(request, "every") ? everyHub : self.hub
         let reader = await chosen.join()
         return relay(reader, onEnd: { await chosen.leave(reader) })
@@ -408,7 +414,7 @@ public struct HTTPAPI: Sendable {
     /// Asks the door and answers its reply as JSON (the shape `cairn … --json` prints).
     func ask(_ body: Cairn_V1_ClientRequest.OneOf_Body, status: HTTPResponse.Status = .ok) async throws -> Response {
         let reply: Cairn_V1_ClientResponse.OneOf_Body
-        do { reply = try await door.answer(body) } catch { throw Self.apiError(error) }
+        do { reply = try await door.answer(body, as: RequestGrants.current) } catch { throw Self.apiError(error) }
         let value: JSONValue
         switch reply {
         case .run(let r): value = MessageJSON.json(r)
@@ -511,6 +517,7 @@ public struct HTTPAPI: Sendable {
         switch code {
         case .errorInvalidArgument: return APIError(.badRequest, "invalid_argument", message)
         case .errorUnauthenticated: return APIError(.unauthorized, "unauthenticated", message)
+        case .errorPermissionDenied: return APIError(.forbidden, "permission_denied", message)
         case .errorNotFound: return APIError(.notFound, "not_found", message)
         case .errorConflict: return APIError(.conflict, "conflict", message)
         case .errorLimit, .errorFrameTooLarge: return APIError(.contentTooLarge, "too_large", message)
@@ -557,25 +564,34 @@ struct APIError: HTTPResponseError {
     }
 }
 
-/// `/api/` needs `Authorization: Bearer TOKEN` when the coordinator has a token; compared in
-/// constant time. A refusal says only that a token is needed or wrong.
+/// What the token of the request being answered grants: set by `TokenMiddleware` around each
+/// `/api/` request and passed to the door, which refuses what the grants do not cover. Outside a
+/// request it grants nothing.
+enum RequestGrants {
+    @TaskLocal static var current: Grants = []
+}
+
+/// `/api/` needs `Authorization: Bearer TOKEN` when the coordinator has tokens, looked up as the
+/// TCP handshake does (constant time, every token file entry). A refusal says only that a token
+/// is needed or wrong; what the token's role may do is the door's to decide (403).
 struct TokenMiddleware<Context: RequestContext>: RouterMiddleware {
-    let token: String?
+    let door: ClientDoor
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let token, request.uri.path.hasPrefix("/api/") || request.uri.path == "/api" else {
+        guard request.uri.path.hasPrefix("/api/") || request.uri.path == "/api" else {
             return try await next(request, context)
         }
         let given = request.headers[.authorization] ?? ""
         let prefix = "Bearer "
-        guard given.hasPrefix(prefix), Hashing.constantTimeEquals(Array(given.dropFirst(prefix.count).utf8), Array(token.utf8)) else {
+        let presented = given.hasPrefix(prefix) ? String(given.dropFirst(prefix.count)) : nil
+        guard let grants = door.grants(for: presented) else {
             var r = HTTPAPI.json(.object(["code": "unauthenticated",
                                           "message": .string(given.isEmpty ? "this API needs the coordinator's token: Authorization: Bearer TOKEN" : "wrong token")]),
                                  status: .unauthorized)
             r.headers[.wwwAuthenticate] = "Bearer"
             return r
         }
-        return try await next(request, context)
+        return try await RequestGrants.$current.withValue(grants) { try await next(request, context) }
     }
 }
 

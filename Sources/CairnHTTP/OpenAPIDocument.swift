@@ -7,7 +7,7 @@ public enum OpenAPIDocument {
   "info": {
     "title": "Cairn",
     "version": "1",
-    "description": "Runs, their history and state, live events, and workers of a Cairn coordinator. Every request needs the coordinator's token (Authorization: Bearer TOKEN) when it has one. Errors are {code, message}."
+    "description": "Runs, their history and state, live events, and workers of a Cairn coordinator. Every request needs one of the coordinator's tokens (Authorization: Bearer TOKEN) when it has them: 401 for a missing or unknown token, 403 for a token whose role (reader, submitter, admin; a worker's token reads nothing) may not do what was asked. Errors are {code, message}."
   },
   "security": [{"bearer": []}],
   "paths": {
@@ -25,7 +25,7 @@ public enum OpenAPIDocument {
         "responses": {
           "200": {"description": "runs", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunList"}}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"}
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}
         }
       },
       "post": {
@@ -49,7 +49,7 @@ public enum OpenAPIDocument {
         "responses": {
           "201": {"description": "the run, submitted", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "409": {"$ref": "#/components/responses/Error"},
           "413": {"$ref": "#/components/responses/Error"},
           "503": {"$ref": "#/components/responses/Error"}
@@ -63,7 +63,7 @@ public enum OpenAPIDocument {
         "responses": {
           "200": {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}
         }
       }
@@ -75,7 +75,7 @@ public enum OpenAPIDocument {
         "responses": {
           "200": {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"},
           "409": {"$ref": "#/components/responses/Error"},
           "413": {"$ref": "#/components/responses/Error"},
@@ -103,7 +103,7 @@ public enum OpenAPIDocument {
         "responses": {
           "200": {"description": "the run, resumed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"},
           "409": {"$ref": "#/components/responses/Error"},
           "413": {"$ref": "#/components/responses/Error"},
@@ -118,7 +118,7 @@ public enum OpenAPIDocument {
         "responses": {
           "200": {"description": "its checkpoints, newest first", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/History"}}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}
         }
       }
@@ -133,7 +133,7 @@ public enum OpenAPIDocument {
         "responses": {
           "200": {"description": "the state at the checkpoint", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/State"}}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}
         }
       }
@@ -149,7 +149,7 @@ public enum OpenAPIDocument {
             "properties": {"event": {"type": "string"}, "data": {"type": "string", "description": "the event as JSON: run_id, kind, step, final, and the run"}}
           }}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}
         }
       }
@@ -173,7 +173,7 @@ public enum OpenAPIDocument {
             }
           }}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}
         }
       }
@@ -188,7 +188,7 @@ public enum OpenAPIDocument {
             "type": "object", "required": ["data"],
             "properties": {"event": {"type": "string"}, "data": {"type": "string", "description": "the event as JSON: run_id, kind, step, final, and the run"}}
           }}}},
-          "401": {"$ref": "#/components/responses/Error"}
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}
         }
       }
     },
@@ -203,7 +203,7 @@ public enum OpenAPIDocument {
         }}}},
         "responses": {
           "200": {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
-          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
           "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
         }
@@ -221,7 +221,7 @@ public enum OpenAPIDocument {
         }}}},
         "responses": {
           "201": {"description": "the new run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
-          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
           "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
         }
@@ -238,7 +238,7 @@ public enum OpenAPIDocument {
         }}}},
         "responses": {
           "200": {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
-          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
           "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
         }
@@ -255,7 +255,7 @@ public enum OpenAPIDocument {
         "summary": "Every attempt of the run: worker, queue wait, duration, outcome, error",
         "responses": {
           "200": {"description": "attempts", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Records"}}}},
-          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}
         }
       }
@@ -270,7 +270,7 @@ public enum OpenAPIDocument {
         "summary": "Everything about one step (cairn debug --json)",
         "responses": {
           "200": {"description": "the step", "content": {"application/json": {"schema": {"type": "object", "required": ["run", "step", "tasks"]}}}},
-          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}
         }
       }
@@ -290,7 +290,7 @@ public enum OpenAPIDocument {
         "summary": "The operator's reports: failures, durations (p50/p95/max), cost, assets, attempts, waiting runs, workers",
         "responses": {
           "200": {"description": "named columns and one object per row", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Records"}}}},
-          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}
         }
       }
@@ -303,7 +303,7 @@ public enum OpenAPIDocument {
             "type": "object", "required": ["workers"],
             "properties": {"workers": {"type": "array", "items": {"$ref": "#/components/schemas/Worker"}}}
           }}}},
-          "401": {"$ref": "#/components/responses/Error"}
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}
         }
       }
     },
@@ -312,7 +312,7 @@ public enum OpenAPIDocument {
         "operationId": "stats",
         "responses": {
           "200": {"description": "counters", "content": {"application/json": {"schema": {"type": "object", "required": ["runs_by_status"]}}}},
-          "401": {"$ref": "#/components/responses/Error"}
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}
         }
       }
     },
@@ -332,7 +332,7 @@ public enum OpenAPIDocument {
         "responses": {
           "200": {"description": "what was checked, and any damage", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VerifyReport"}}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"},
           "413": {"$ref": "#/components/responses/Error"},
           "503": {"$ref": "#/components/responses/Error"}
@@ -360,7 +360,7 @@ public enum OpenAPIDocument {
         "responses": {
           "200": {"description": "what was (or would be) deleted and kept", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CleanupReport"}}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "413": {"$ref": "#/components/responses/Error"},
           "503": {"$ref": "#/components/responses/Error"}
         }
@@ -374,7 +374,7 @@ public enum OpenAPIDocument {
         "responses": {
           "200": {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"},
           "413": {"$ref": "#/components/responses/Error"},
           "503": {"$ref": "#/components/responses/Error"}
@@ -389,7 +389,7 @@ public enum OpenAPIDocument {
         "responses": {
           "200": {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"},
           "413": {"$ref": "#/components/responses/Error"},
           "503": {"$ref": "#/components/responses/Error"}
@@ -407,7 +407,7 @@ public enum OpenAPIDocument {
         "responses": {
           "200": {"description": "the export file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"},
           "409": {"$ref": "#/components/responses/Error"},
           "503": {"$ref": "#/components/responses/Error"}
@@ -436,7 +436,7 @@ public enum OpenAPIDocument {
             }}}
           }}}},
           "400": {"$ref": "#/components/responses/Error"},
-          "401": {"$ref": "#/components/responses/Error"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"},
           "409": {"$ref": "#/components/responses/Error"},
           "413": {"$ref": "#/components/responses/Error"},

@@ -46,6 +46,13 @@ public enum FrameError: Error, Equatable, CustomStringConvertible {
     case tooShort(length: Int)
     case unknownFlags(UInt8)
 
+    /// A "length" that is the start of a TLS record (an alert or a handshake, 0x15/0x16 then
+    /// version 3.x): the peer speaks TLS where plaintext frames were expected.
+    public var isTLSRecord: Bool {
+        guard case .tooLarge(let length, _) = self else { return false }
+        return (length >> 24 == 0x15 || length >> 24 == 0x16) && (length >> 16) & 0xFF == 0x03
+    }
+
     public var description: String {
         switch self {
         case .tooLarge(let length, let limit): return "frame of \(length) bytes exceeds the limit of \(limit) bytes"

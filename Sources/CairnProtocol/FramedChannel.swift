@@ -8,8 +8,11 @@ public enum FramedChannel {
     /// `tap`, when given, sees frames before the async stream does (see `MessageTap`); it is
     /// created inside because a handler belongs to its channel's event loop.
     public static func configure(_ channel: any Channel, maxFrameSize: Int,
-                                 tap: (@Sendable () -> MessageTap)? = nil) -> EventLoopFuture<AsyncChannel> {
+                                 tap: (@Sendable () -> MessageTap)? = nil,
+                                 guarded: ConnectionWatch.Limits? = nil,
+                                 onCut: @escaping @Sendable (Cairn_V1_ErrorCode, String) -> Void = { _, _ in }) -> EventLoopFuture<AsyncChannel> {
         channel.eventLoop.makeCompletedFuture {
+            if let guarded { try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(limits: guarded, onCut: onCut)) }
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
             try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
             if let tap { try channel.pipeline.syncOperations.addHandler(tap()) }

@@ -12,6 +12,8 @@ public final class TestCluster: @unchecked Sendable {
     private let lock = NSLock()
     /// Extra environment for worker processes (e.g. CAIRN_DEMO_DELAY for the example's programs).
     public var workerEnvironment: [String: String] = [:]
+    /// Extra environment for `cairn` commands (e.g. CAIRN_TLS_CA).
+    public var clientEnvironment: [String: String] = [:]
 
     /// Where the built executables are: CAIRN_BIN_DIR, else this package's `.build/debug`.
     public static var binDirectory: String {
@@ -39,12 +41,14 @@ public final class TestCluster: @unchecked Sendable {
     /// Starts a coordinator (port 0, so tests never collide) and `workers` workers.
     public static func start(workers: Int = 3, slots: Int = 4, token: String? = nil,
                              coordinatorArgs: [String] = [], directory: String? = nil,
-                             workerEnvironment: [String: String] = [:]) async throws -> TestCluster {
+                             workerEnvironment: [String: String] = [:],
+                             clientEnvironment: [String: String] = [:]) async throws -> TestCluster {
         let dir = directory ?? NSTemporaryDirectory() + "cairn-test-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let (process, port) = try await startCoordinator(directory: dir, port: 0, token: token, args: coordinatorArgs)
         let cluster = TestCluster(directory: dir, port: port, token: token, coordinator: process)
         cluster.workerEnvironment = workerEnvironment
+        cluster.clientEnvironment = clientEnvironment
         for i in 0..<workers { cluster.startWorker(name: "w\(i + 1)", slots: slots) }
         try await cluster.waitForWorkers(workers)
         return cluster
@@ -160,6 +164,7 @@ public final class TestCluster: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         env["CAIRN_COORDINATOR"] = address
         env["NO_COLOR"] = "1"
+        for (k, v) in clientEnvironment { env[k] = v }
         env["CAIRN_TOKEN"] = token ?? self.token
         if env["CAIRN_TOKEN"] == nil { env.removeValue(forKey: "CAIRN_TOKEN") }
         return try await Self.run(Self.binDirectory + "/cairn", args, environment: env, timeout: timeout)

@@ -1,9 +1,11 @@
 import CairnCore
 import CairnProtocol
+import CairnTLS
 import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import CoreMetrics
 
@@ -13,6 +15,8 @@ public struct WorkerConfig: Sendable {
     public var name: String = ""
     public var slots: Int = 4
     public var token: String?
+    /// TLS to the coordinator: `ca` (its certificate's CA), and `certificate`/`key` for mutual TLS; nil: plaintext.
+    public var tls: TLSFiles?
     /// Where fetched graph bundles are unpacked, one folder per SHA-256.
     public var cacheDirectory: String = WorkerConfig.defaultCacheDirectory
     public var maxFrameSize: Int = Frame.defaultMaxSize
@@ -53,6 +57,9 @@ public final class Worker: Service, Sendable {
     let metrics: WorkerMetrics
     /// Long-lived programs of `serve:` exec nodes.
     public let pools: ProcessPools
+    /// The TLS context made from `config.tls` (a bad file is reported when the worker runs).
+    let tlsSetup: Result<NIOSSLContext, any Error>?
+    var tls: NIOSSLContext? { if case .success(let c)? = tlsSetup { c } else { nil } }
 
     public init(config: WorkerConfig, handlers: [String: any NodeHandler] = [:], logger: Logger) {
         self.config = config
@@ -65,6 +72,7 @@ public final class Worker: Service, Sendable {
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.metrics = WorkerMetrics(factory: config.metricsFactory)
+        self.tlsSetup = config.tls.map { files in Result { try CairnTLS.clientContext(files) } }
     }
 
     /// Asks the worker to drain: take no new tasks, finish running ones, then return from `run()`.
@@ -73,6 +81,10 @@ public final class Worker: Service, Sendable {
     /// Serves until stopped or, under a `ServiceGroup`, until a graceful shutdown (SIGTERM), which
     /// drains: no new tasks, running ones finish within the grace period, then it disconnects.
     public func run() async throws {
+        if case .failure(let e)? = tlsSetup { throw WorkerFatalError(message: "\(e)") }
+        if let cert = config.tls?.certificate, let problem = CairnTLS.validity(of: cert) {
+            throw WorkerFatalError(message: "--tls-cert \(cert): this worker's certificate \(problem); the coordinator would refuse it")
+        }
         try await withGracefulShutdownHandler {
             try await serve()
         } onGracefulShutdown: {
@@ -127,8 +139,13 @@ public final class Worker: Service, Sendable {
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
-            .connect(host: config.host, port: config.port) { ch in
-                FramedChannel.configure(ch, maxFrameSize: maxFrame, tap: { self.immediateTap(cache) })
+            .connect(host: config.host, port: config.port) { (ch: any Channel) -> EventLoopFuture<FramedChannel.AsyncChannel> in
+                if let tls = self.tls {
+                    do { try ch.pipeline.syncOperations.addHandler(try CairnTLS.clientHandler(tls, host: self.config.host)) } catch {
+                        return ch.eventLoop.makeFailedFuture(error)
+                    }
+                }
+                return FramedChannel.configure(ch, maxFrameSize: maxFrame, tap: { self.immediateTap(cache) })
             }
         let codec = self.codec
         return try await channel.executeThenClose { inbound, outbound in
@@ -143,12 +160,23 @@ public final class Worker: Service, Sendable {
             hello.worker.version = "cairn-worker 0.1"
             hello.worker.stateCacheBytes = UInt64(max(0, config.stateCacheBytes))
             try await outbound.send(.hello(hello), codec: codec)
-            guard let first = try await frames.next() else { throw WorkerFatalError(message: "the coordinator closed the connection during the handshake") }
+            let answer: Frame?
+            do { answer = try await frames.next() } catch {
+                // Certificates and TLS on one side only do not mend by retrying: say so and stop.
+                if CairnTLS.isTLSError(error) {
+                    throw WorkerFatalError(message: CairnTLS.describeClientFailure(error, files: config.tls ?? TLSFiles(), host: config.host))
+                }
+                if let f = error as? FrameError, f.isTLSRecord {
+                    throw WorkerFatalError(message: "the coordinator at \(config.host):\(config.port) speaks TLS: pass --tls-ca (or CAIRN_TLS_CA)")
+                }
+                throw error
+            }
+            guard let first = answer else { throw WorkerFatalError(message: "the coordinator closed the connection during the handshake") }
             let welcome: Cairn_V1_Welcome
             switch try codec.decode(first) {
             case .welcome(let w): welcome = w
             case .error(let e):
-                if e.code == .errorUnauthenticated || e.code == .errorVersion {
+                if e.code == .errorUnauthenticated || e.code == .errorPermissionDenied || e.code == .errorVersion {
                     throw WorkerFatalError(message: "the coordinator refused this worker: \(e.message)")
                 }
                 throw ProtocolError.unexpected(expected: "Welcome", got: "error: \(e.message)")

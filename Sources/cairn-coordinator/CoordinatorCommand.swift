@@ -1,11 +1,13 @@
 import ArgumentParser
 import CairnCore
+import CairnTLS
 import CairnCoordinator
 import CairnHTTP
 import CairnHotTier
 import CairnStack
 import Foundation
 import Logging
+import NIOSSL
 import CairnOps
 import Prometheus
 import ServiceLifecycle
@@ -31,8 +33,22 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "The SQLite file (created if missing; an older file is upgraded in place).")
     var db = "./data/cairn.db"
 
-    @Option(name: .customLong("token-file"), help: "A file holding the token every worker and client must present. CAIRN_TOKEN works too.")
+    @Option(name: .customLong("token-file"), help: """
+        The tokens workers and clients must present, one per line: ROLE TOKEN, where ROLE is worker (register and run tasks), \
+        reader (read only), submitter (read, submit, cancel, resume, update, fork) or admin (all that, and cleanup and import); \
+        roles joined with commas (worker,submitter TOKEN); a token alone grants everything. Re-read on SIGHUP. \
+        CAIRN_TOKEN instead gives one token that grants everything.
+        """)
     var tokenFile: String?
+
+    @Option(name: .customLong("tls-cert"), help: "Serve TLS on the port (and on --http) with this certificate (PEM, chain after the leaf). scripts/certs makes a development set.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "The private key of --tls-cert (PEM).")
+    var tlsKey: String?
+
+    @Option(name: .customLong("tls-client-ca"), help: "Mutual TLS: every worker and client must present a certificate signed by this CA (PEM).")
+    var tlsClientCA: String?
 
     @Option(name: .customLong("heartbeat-interval"), help: "How often workers heartbeat, e.g. 1s.")
     var heartbeatInterval = "1s"
@@ -45,6 +61,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("max-frame-size"), help: "The largest protocol frame accepted, in bytes.")
     var maxFrameSize = 16 * 1024 * 1024
+
+    @Option(name: .customLong("handshake-timeout"), help: "A new connection that has not sent its Hello (at most 64 KiB) within this is closed, e.g. 10s.")
+    var handshakeTimeout = "10s"
+
+    @Option(name: .customLong("frame-timeout"), help: "A frame, once begun, must arrive whole within this, or the connection is closed (a peer that trickles bytes holds nothing), e.g. 60s. The largest frame (--max-frame-size) then needs about 280 KB/s.")
+    var frameTimeout = "60s"
 
     @Option(name: .customLong("wal-checkpoint-interval"), help: "How often SQLite's write-ahead log is checkpointed and truncated, e.g. 30s.")
     var walCheckpointInterval = "30s"
@@ -93,14 +115,32 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.port = port
         var storage = StorageConfig()
         storage.databasePath = db
-        config.token = try readToken(tokenFile)
+        config.keyring = try readKeyring(tokenFile)
         config.insecureNoAuth = insecureNoAuth
+        if tlsCert != nil || tlsKey != nil || tlsClientCA != nil {
+            guard tlsCert != nil && tlsKey != nil else { throw ValidationError("TLS needs both --tls-cert and --tls-key") }
+            let files = TLSFiles(certificate: tlsCert, key: tlsKey, ca: tlsClientCA)
+            // Checked before the store is opened, so a refused start leaves no file behind.
+            do {
+                _ = try CairnTLS.serverContext(files)
+                if let cert = tlsCert, let problem = CairnTLS.validity(of: cert) {
+                    throw TLSProblem("--tls-cert \(cert): the certificate \(problem); workers and clients would refuse it")
+                }
+            } catch { throw ExitCode(Bootstrap.failure("cairn-coordinator", "\(error)")) }
+            config.tls = files
+        }
         guard let hbi = Durations.seconds(heartbeatInterval), let hbt = Durations.seconds(heartbeatTimeout) else {
             throw ValidationError("heartbeat durations look like 500ms, 1s, 10s")
         }
         config.heartbeatInterval = hbi
         config.heartbeatTimeout = hbt
         config.maxFrameSize = maxFrameSize
+        guard let hs = Durations.seconds(handshakeTimeout), hs > 0, let ft = Durations.seconds(frameTimeout), ft > 0 else {
+            throw ValidationError("--handshake-timeout and --frame-timeout look like 500ms, 10s, 1m")
+        }
+        config.handshakeTimeout = hs
+        config.frameTimeout = ft
+        Self.raiseOpenFileLimit(logger)
         guard poisonAfter >= 1 else { throw ValidationError("--poison-after must be at least 1") }
         config.poisonAfter = poisonAfter
         storage.redisURL = redis
@@ -124,7 +164,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.metricsFactory = PrometheusMetricsFactory(registry: registry)
         // Refused before the store is opened, so a refused start leaves no file behind
         // (Coordinator.start decides the same way, and logs the warning for --insecure-no-auth).
-        if case .refused(let reason) = ProtectedMode.decide(host: config.host, token: config.token, insecureNoAuth: insecureNoAuth) {
+        if case .refused(let reason) = ProtectedMode.decide(host: config.host, hasToken: config.keyring != nil, insecureNoAuth: insecureNoAuth) {
             throw ExitCode(Bootstrap.failure("cairn-coordinator", reason))
         }
         var httpAddress: (host: String, port: Int)?
@@ -134,7 +174,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             }
             let host = http[..<colon].isEmpty ? "0.0.0.0" : String(http[..<colon])
             // The HTTP port lets in whoever reaches it just as the TCP port does.
-            if case .refused(let reason) = ProtectedMode.decide(host: host, token: config.token, insecureNoAuth: insecureNoAuth) {
+            if case .refused(let reason) = ProtectedMode.decide(host: host, hasToken: config.keyring != nil, insecureNoAuth: insecureNoAuth) {
                 throw ExitCode(Bootstrap.failure("cairn-coordinator", "--http: " + reason))
             }
             httpAddress = (host, port)
@@ -154,11 +194,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
             // A machine-readable line for scripts that start us on port 0.
             FileHandle.standardOutput.write(Data("cairn-coordinator listening on \(config.host):\(p)\n".utf8))
         }
-        var services: [any Service] = [coordinator]
+        var services: [any Service] = [coordinator, TokenReloader(keyring: config.keyring, logger: logger)]
         if let (host, port) = httpAddress {
-            let api = HTTPAPI(door: coordinator.door, token: config.token, logger: logger)
-            services.append(api.application(host: host, port: port) { bound in
-                logger.notice("HTTP API listening", metadata: ["address": "\(host):\(bound)"])
+            let api = HTTPAPI(door: coordinator.door, logger: logger)
+            let tls: TLSConfiguration?
+            do { tls = try config.tls.map(CairnTLS.serverConfiguration) } catch { throw ExitCode(Bootstrap.failure("cairn-coordinator", "\(error)")) }
+            services.append(try api.application(host: host, port: port, tls: tls) { bound in
+                logger.notice("HTTP API listening", metadata: ["address": "\(host):\(bound)", "tls": "\(tls == nil ? "off" : "on")"])
             })
         }
         if let metrics {
@@ -177,8 +219,45 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 }
 
-func readToken(_ file: String?) throws -> String? {
-    do { return try Tokens.read(file: file) } catch { throw ExitCode(Bootstrap.failure("cairn-coordinator", "\(error)")) }
+extension CoordinatorCommand {
+    /// Every connection is a file descriptor: the soft limit (often 1024) goes up to the hard one,
+    /// as servers that hold many sockets do.
+    static func raiseOpenFileLimit(_ logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        let before = limit.rlim_cur
+        limit.rlim_cur = limit.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            logger.debug("raised the open-file limit", metadata: ["from": "\(before)", "to": "\(limit.rlim_max)"])
+        }
+    }
+}
+
+func readKeyring(_ file: String?) throws -> Keyring? {
+    do { return try Keyring.load(file: file) } catch { throw ExitCode(Bootstrap.failure("cairn-coordinator", "\(error)")) }
 }
 
 
+
+/// Re-reads the token file on SIGHUP, so a token is rotated without a restart; a file that does
+/// not parse leaves the tokens as they were, and says why. (SIGHUP is trapped even without a
+/// token file, so it never ends the coordinator.)
+struct TokenReloader: Service {
+    let keyring: Keyring?
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            guard let keyring, let file = keyring.file else {
+                logger.notice("SIGHUP: there is no token file to re-read (--token-file)")
+                continue
+            }
+            do {
+                let summary = try keyring.reload()
+                logger.notice("SIGHUP: re-read the token file", metadata: ["file": "\(file)", "tokens": "\(summary)"])
+            } catch {
+                logger.error("SIGHUP: the token file was not re-read; the tokens stay as they were", metadata: ["file": "\(file)", "error": "\(error)"])
+            }
+        }
+    }
+}

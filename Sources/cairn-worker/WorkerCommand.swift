@@ -1,5 +1,6 @@
 import ArgumentParser
 import CairnCore
+import CairnTLS
 import CairnWorker
 import Foundation
 import Logging
@@ -36,6 +37,15 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("token-file"), help: "A file holding the coordinator's token. CAIRN_TOKEN works too.")
     var tokenFile: String?
 
+    @Option(name: .customLong("tls-ca"), help: "Connect with TLS, trusting the coordinator's certificate if this CA signed it (or CAIRN_TLS_CA).")
+    var tlsCA: String?
+
+    @Option(name: .customLong("tls-cert"), help: "This worker's certificate, for a coordinator that asks for one (mutual TLS; or CAIRN_TLS_CERT).")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "The key of --tls-cert (or CAIRN_TLS_KEY).")
+    var tlsKey: String?
+
     @Option(name: .customLong("cache-dir"), help: "Where graph bundles are cached (default: ~/.cache/cairn/bundles).")
     var cacheDir: String?
 
@@ -65,6 +75,8 @@ struct WorkerCommand: AsyncParsableCommand {
         config.slots = slots
         config.name = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         config.token = try readToken(tokenFile)
+        let tls = TLSFiles(certificate: tlsCert, key: tlsKey, ca: tlsCA).withEnvironment()
+        if !tls.isEmpty { config.tls = tls }
         if let cacheDir { config.cacheDirectory = cacheDir }
         config.drainGrace = drainGrace
         if let size = stateCache ?? ProcessInfo.processInfo.environment["CAIRN_STATE_CACHE"] {

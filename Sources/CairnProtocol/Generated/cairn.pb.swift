@@ -110,6 +110,9 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
 
   /// stored data failed its integrity check; the message names the row
   case errorDataDamaged // = 11
+
+  /// a known token whose role may not do this
+  case errorPermissionDenied // = 12
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -130,6 +133,7 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     case 9: self = .errorInternal
     case 10: self = .errorUnavailable
     case 11: self = .errorDataDamaged
+    case 12: self = .errorPermissionDenied
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -148,6 +152,7 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     case .errorInternal: return 9
     case .errorUnavailable: return 10
     case .errorDataDamaged: return 11
+    case .errorPermissionDenied: return 12
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -166,6 +171,7 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     .errorInternal,
     .errorUnavailable,
     .errorDataDamaged,
+    .errorPermissionDenied,
   ]
 
 }
@@ -1897,7 +1903,7 @@ nonisolated extension Cairn_V1_Role: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Cairn_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_UNSPECIFIED\0\u{1}ERROR_PROTOCOL\0\u{1}ERROR_VERSION\0\u{1}ERROR_UNAUTHENTICATED\0\u{1}ERROR_FRAME_TOO_LARGE\0\u{1}ERROR_NOT_FOUND\0\u{1}ERROR_INVALID_ARGUMENT\0\u{1}ERROR_CONFLICT\0\u{1}ERROR_LIMIT\0\u{1}ERROR_INTERNAL\0\u{1}ERROR_UNAVAILABLE\0\u{1}ERROR_DATA_DAMAGED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_UNSPECIFIED\0\u{1}ERROR_PROTOCOL\0\u{1}ERROR_VERSION\0\u{1}ERROR_UNAUTHENTICATED\0\u{1}ERROR_FRAME_TOO_LARGE\0\u{1}ERROR_NOT_FOUND\0\u{1}ERROR_INVALID_ARGUMENT\0\u{1}ERROR_CONFLICT\0\u{1}ERROR_LIMIT\0\u{1}ERROR_INTERNAL\0\u{1}ERROR_UNAVAILABLE\0\u{1}ERROR_DATA_DAMAGED\0\u{1}ERROR_PERMISSION_DENIED\0")
 }
 
 nonisolated extension Cairn_V1_StatePartKind: SwiftProtobuf._ProtoNameProviding {
