@@ -306,3 +306,18 @@ if ProcessInfo.processInfo.environment["CAIRN_MICROBENCH"] != nil {
         swiftSettings: swiftSettings
     ))
 }
+
+// libFuzzer targets for the parsers, only when asked for (scripts/fuzz builds them with
+// -sanitize=fuzzer,address into .build-fuzz): CAIRN_FUZZ=1 swift build --product cairn-fuzz …
+if ProcessInfo.processInfo.environment["CAIRN_FUZZ"] != nil {
+    package.targets.append(.executableTarget(
+        name: "cairn-fuzz",
+        dependencies: [
+            "CairnCore", "CairnGraph", "CairnProtocol", "CairnWorker",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ],
+        path: "scripts/fuzz-targets",
+        swiftSettings: swiftSettings
+    ))
+}

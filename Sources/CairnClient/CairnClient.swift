@@ -38,6 +38,8 @@ public enum ClientError: Error, CustomStringConvertible {
     case protocolError(String)
     /// TLS could not be set up or its handshake failed: what to do about it, in one line.
     case tls(String)
+    /// An open connection died under us: the coordinator went silent (a partition, a host down) or reset it.
+    case lost(address: String, reason: String)
     case closed
 
     public var description: String {
@@ -47,6 +49,7 @@ public enum ClientError: Error, CustomStringConvertible {
         case .server(_, let m): return m
         case .protocolError(let m): return "protocol error: \(m)"
         case .tls(let m): return m
+        case .lost(let a, let r): return "lost the connection to the coordinator at \(a): \(r)"
         case .closed: return "the coordinator closed the connection"
         }
     }
@@ -96,6 +99,10 @@ public final class CairnClient {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.milliseconds(Int64(config.connectTimeout * 1000)))
                 .connect(host: config.host, port: config.port) { (ch: any Channel) -> EventLoopFuture<FramedChannel.AsyncChannel> in
+                    // A watch on a coordinator that vanished (a partition) ends within about 11 s.
+                    do { try DeadPeer.arm(ch, idle: 5, interval: 2, count: 3, timeout: 10) } catch {
+                        return ch.eventLoop.makeFailedFuture(error)
+                    }
                     if let tls {
                         do { try ch.pipeline.syncOperations.addHandler(try CairnTLS.clientHandler(tls, host: host)) } catch {
                             return ch.eventLoop.makeFailedFuture(error)
@@ -153,6 +160,15 @@ public final class CairnClient {
             // A failed TLS handshake, or TLS on one side only, surfaces at the first read.
             if CairnTLS.isTLSError(error) {
                 throw ClientError.tls(CairnTLS.describeClientFailure(error, files: peer.tls ?? TLSFiles(), host: peer.host))
+            }
+            if let io = error as? IOError {
+                let address = "\(peer.host):\(peer.port)"
+                switch io.errnoCode {
+                case ETIMEDOUT: throw ClientError.lost(address: address, reason: "no answer for 10s (a network partition, or its host is down)")
+                case ECONNRESET, EPIPE: throw ClientError.lost(address: address, reason: "it reset the connection (did it restart?)")
+                case EHOSTUNREACH, ENETUNREACH: throw ClientError.lost(address: address, reason: "its network is unreachable")
+                default: break
+                }
             }
             if let f = error as? FrameError, f.isTLSRecord {
                 throw ClientError.tls("the coordinator at \(peer.host):\(peer.port) speaks TLS: pass --tls-ca (or CAIRN_TLS_CA)")

@@ -80,6 +80,10 @@ public final class Coordinator: Service, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: config.host, port: config.port) { (channel: any Channel) -> EventLoopFuture<FramedChannel.AsyncChannel> in
                 let peer = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+                // A peer that vanished without a FIN (a presumed-lost worker, a client gone) is let go within about 1.5 minutes.
+                do { try DeadPeer.arm(channel, idle: 30, interval: 10, count: 3, timeout: 60) } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
                 if let tls {
                     do {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))

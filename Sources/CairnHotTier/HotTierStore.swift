@@ -58,6 +58,8 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
     private var pending: [Entry] = []
     private var pendingRows = 0
     private var seq: UInt64 = 0
+    /// Keys of hot writes that failed and went to SQLite directly; removed from Redis before it is used again.
+    private var maybeInRedis: [String] = []
     private var flushing = false
     public private(set) var redisUp = true
     private var lastFlushError: String?
@@ -118,7 +120,8 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
                     _ = try await redis.pipeline([["ZREM", dirtyKey, key].map { Array($0.utf8) }])
                     continue
                 }
-                let batch = try Self.decode(packed)
+                var batch = try Self.decode(packed)
+                batch.runs = try await Self.newerThanStored(batch.runs, in: sqlite)
                 try await sqlite.commit(batch)
                 _ = try await redis.pipeline([["DEL", key].map { Array($0.utf8) }, ["ZREM", dirtyKey, key].map { Array($0.utf8) }])
                 replayed += 1
@@ -129,6 +132,19 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         }
         flusherTask = Task { await self.flusherLoop() }
         return replayed
+    }
+
+    /// The run rows of a replayed batch that are not older than what SQLite holds. A batch can
+    /// be in Redis although it also went to SQLite (a write that failed as Redis went away, and
+    /// arrived anyway): replaying its run row over a newer one would undo what came after it.
+    /// Checkpoints, values and writes are stored once whatever the order, so only run rows need this.
+    public static func newerThanStored(_ runs: [RunRecord], in store: any CheckpointStore) async throws -> [RunRecord] {
+        var kept: [RunRecord] = []
+        for r in runs {
+            if let stored = try await store.run(r.runID), stored.updatedAt > r.updatedAt { continue }
+            kept.append(r)
+        }
+        return kept
     }
 
     public func stop() async {
@@ -152,7 +168,7 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
             } else if Date().timeIntervalSince(lastReconnect) >= backoff {
                 lastReconnect = Date()
                 // Any failure to answer PING means "still down": try again after the backoff.
-                if (try? await redis.command("PING")) == .status("PONG") {
+                if (try? await redis.command("PING")) == .status("PONG"), await forgetMaybeInRedis() {
                     redisUp = true
                     logger.notice("Redis is reachable again: hot tier on", metadata: ["redis": "\(redis.url)"])
                 } else {
@@ -160,6 +176,23 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
                 }
             }
         }
+    }
+
+    /// Removes the keys of hot writes that failed (and went to SQLite instead) from Redis; false
+    /// when Redis refused, and the hot tier must stay off.
+    private func forgetMaybeInRedis() async -> Bool {
+        guard !maybeInRedis.isEmpty else { return true }
+        var commands: [[[UInt8]]] = []
+        for key in maybeInRedis {
+            commands.append(["DEL", key].map { Array($0.utf8) })
+            commands.append(["ZREM", dirtyKey, key].map { Array($0.utf8) })
+        }
+        guard let replies = try? await redis.pipeline(commands),
+              !replies.contains(where: { if case .error = $0 { true } else { false } }) else { return false }
+        logger.notice("removed hot-tier batches that may have reached Redis as it went away (they are in SQLite)",
+                      metadata: ["batches": "\(maybeInRedis.count)"])
+        maybeInRedis.removeAll()
+        return true
     }
 
     private func markDown(_ error: any Error) {
@@ -204,6 +237,10 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
                 throw RedisError.server(e)
             }
         } catch {
+            // The write may have reached Redis before the failure (a lost reply): it goes to
+            // SQLite now, and its key is removed before the hot tier is used again, so that no
+            // later start replays it over newer rows.
+            maybeInRedis.append(key)
             markDown(error)
             try await direct(batch)
             return

@@ -22,7 +22,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable {
 }
 
 /// A decoded protocol message. One case per `MessageType`.
-public enum WireMessage: Sendable {
+public enum WireMessage: Sendable, Equatable {
     case hello(Cairn_V1_Hello)
     case welcome(Cairn_V1_Welcome)
     case error(Cairn_V1_Error)

@@ -57,7 +57,16 @@ final class RedisConnection {
     deinit { close() }
 
     func close() {
-        if let c = context { redisFree(c) }
+        if let c = context {
+            // A connection that failed (a timeout in a partition) is reset, not closed: a graceful
+            // close would still deliver the commands the kernel holds once the network heals, and
+            // a write the caller has since sent elsewhere would land in Redis after all.
+            if c.pointee.err != 0 && c.pointee.fd >= 0 {
+                var l = linger(l_onoff: 1, l_linger: 0)
+                _ = setsockopt(c.pointee.fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+            }
+            redisFree(c)
+        }
         context = nil
     }
 

@@ -12,7 +12,7 @@ public final class RedisServer: @unchecked Sendable {
 
     public static var available: Bool { FileManager.default.isExecutableFile(atPath: executable) }
 
-    static var executable: String {
+    public static var executable: String {
         for p in ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] where FileManager.default.isExecutableFile(atPath: p) { return p }
         return "/usr/bin/redis-server"
     }

@@ -137,6 +137,13 @@ public struct ExecHandler: NodeHandler {
         }
     }
 
+    /// One line of a node program's stdout as the worker reads it: nil for a line that is not a
+    /// JSON object (the program's own output), else its result (or the failure it reports).
+    public static func parseResultLine(_ line: [UInt8], stderr: String = "") throws -> NodeResult? {
+        guard let v = try? JSONValue.parse(line), case .object(let o) = v else { return nil }
+        return try parseResult(o, stderr: stderr)
+    }
+
     /// A result line as the node printed it; a failure carries the task's stderr tail after the
     /// node's own message (what a person debugging it reads first), unless the message has it.
     static func parseResult(_ r: [String: JSONValue], stderr: String = "") throws -> NodeResult {

@@ -22,6 +22,9 @@ public struct WorkerConfig: Sendable {
     public var maxFrameSize: Int = Frame.defaultMaxSize
     public var reconnectInitialDelay: Double = 0.1
     public var reconnectMaxDelay: Double = 5.0
+    /// How long heartbeats may go unacknowledged before the connection counts as dead (a
+    /// coordinator that vanished without a FIN: a partition, a host gone): then reconnect.
+    public var peerTimeout: Double = 10.0
     /// How long a draining worker lets running tasks finish before it disconnects.
     public var drainGrace: Double = 30.0
     /// Bytes of channel values kept between tasks of a run (`StateCache`), so that only what
@@ -140,6 +143,9 @@ public final class Worker: Service, Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .connect(host: config.host, port: config.port) { (ch: any Channel) -> EventLoopFuture<FramedChannel.AsyncChannel> in
+                do { try DeadPeer.arm(ch, idle: 5, interval: 2, count: 3, timeout: self.config.peerTimeout) } catch {
+                    return ch.eventLoop.makeFailedFuture(error)
+                }
                 if let tls = self.tls {
                     do { try ch.pipeline.syncOperations.addHandler(try CairnTLS.clientHandler(tls, host: self.config.host)) } catch {
                         return ch.eventLoop.makeFailedFuture(error)

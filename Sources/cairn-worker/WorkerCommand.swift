@@ -46,6 +46,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: "The key of --tls-cert (or CAIRN_TLS_KEY).")
     var tlsKey: String?
 
+    @Option(name: .customLong("peer-timeout"), help: "Heartbeats unacknowledged this long mean the coordinator is gone (a partition, a host down, no FIN): reconnect, e.g. 10s.")
+    var peerTimeout = "10s"
+
     @Option(name: .customLong("cache-dir"), help: "Where graph bundles are cached (default: ~/.cache/cairn/bundles).")
     var cacheDir: String?
 
@@ -79,6 +82,8 @@ struct WorkerCommand: AsyncParsableCommand {
         if !tls.isEmpty { config.tls = tls }
         if let cacheDir { config.cacheDirectory = cacheDir }
         config.drainGrace = drainGrace
+        guard let pt = Durations.seconds(peerTimeout), pt >= 1 else { throw ValidationError("--peer-timeout looks like 10s (at least 1s)") }
+        config.peerTimeout = pt
         if let size = stateCache ?? ProcessInfo.processInfo.environment["CAIRN_STATE_CACHE"] {
             guard let bytes = size == "0" ? 0 : ByteSizes.parse(.string(size)) else {
                 throw ValidationError("--state-cache must be a size with a unit, like 64MiB, or 0 to turn the cache off")

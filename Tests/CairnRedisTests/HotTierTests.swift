@@ -215,3 +215,28 @@ import Testing
         #expect(grown < 16 * 1024 * 1024, "resident memory grew by \(grown) bytes")
     }
 }
+
+/// A batch replayed from Redis at start never puts a run row back over a newer one: a write that
+/// failed as Redis went away (and went to SQLite) can reach Redis anyway once the network heals.
+@Suite struct HotTierReplayTests {
+    @Test func aReplayedRunRowOlderThanTheStoredOneIsDropped() async throws {
+        let store = InMemoryStore()
+        var b = StoreBatch()
+        b.graphs.append(GraphRecord(hash: "g1", name: "demo", version: 1, fileName: "demo.yaml", source: "name: demo", bundleHash: nil, createdAt: 1))
+        var done = RunRecord(runID: "r1", graphHash: "g1", graphName: "demo", graphVersion: 1, status: .completed, durability: "hot",
+                             input: .object([:]), createdAt: 1)
+        done.updatedAt = 20
+        b.runs.append(done)
+        try await store.commit(b)
+        var stale = done
+        stale.status = .running
+        stale.updatedAt = 10
+        var fresh = done
+        fresh.updatedAt = 30
+        var other = done
+        other.runID = "r2"
+        other.updatedAt = 5
+        let kept = try await HotTierStore.newerThanStored([stale, fresh, other], in: store)
+        #expect(kept.map(\.runID) == ["r1", "r2"] && kept.first?.updatedAt == 30, "\(kept)")
+    }
+}
