@@ -72,11 +72,13 @@ public final class CairnClient {
     /// waiting (one round trip less for every command); the first read checks the answer.
     private var welcomePending = false
     /// Whom this connection reaches, and with which TLS files: for a failed handshake's message.
-    var peer: (host: String, port: Int, tls: TLSFiles?) = ("", 0, nil)
+    let peer: (host: String, port: Int, tls: TLSFiles?)
 
-    init(frames: NIOAsyncChannelInboundStream<Frame>.AsyncIterator, outbound: NIOAsyncChannelOutboundWriter<Frame>) {
+    init(frames: NIOAsyncChannelInboundStream<Frame>.AsyncIterator, outbound: NIOAsyncChannelOutboundWriter<Frame>,
+         peer: (host: String, port: Int, tls: TLSFiles?)) {
         self.frames = frames
         self.outbound = outbound
+        self.peer = peer
     }
 
     /// Connects, says Hello (its answer is read with the first response), runs `body`, and closes.
@@ -87,9 +89,6 @@ public final class CairnClient {
         var tlsContext: NIOSSLContext?
         if let files = config.tls {
             do { tlsContext = try CairnTLS.clientContext(files) } catch { throw ClientError.tls("\(error)") }
-            if let cert = files.certificate, let problem = CairnTLS.validity(of: cert) {
-                throw ClientError.tls("--tls-cert \(cert): this client's certificate \(problem); the coordinator would refuse it")
-            }
         }
         do {
             let maxFrame = config.maxFrameSize
@@ -114,8 +113,7 @@ public final class CairnClient {
             throw ClientError.unreachable(address: address, reason: Self.describe(error))
         }
         return try await channel.executeThenClose { inbound, outbound in
-            let client = CairnClient(frames: inbound.makeAsyncIterator(), outbound: outbound)
-            client.peer = (config.host, config.port, config.tls)
+            let client = CairnClient(frames: inbound.makeAsyncIterator(), outbound: outbound, peer: (config.host, config.port, config.tls))
             try await client.handshake(token: config.token)
             return try await body(client)
         }

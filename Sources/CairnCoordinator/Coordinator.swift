@@ -55,12 +55,7 @@ public final class Coordinator: Service, Sendable {
         // TLS files are read before the store is touched: a bad one stops the start in one line.
         var tlsContext: NIOSSLContext?
         if let files = config.tls {
-            do {
-                tlsContext = try CairnTLS.serverContext(files)
-                if let cert = files.certificate, let problem = CairnTLS.validity(of: cert) {
-                    throw TLSProblem("--tls-cert \(cert): the certificate \(problem); workers and clients would refuse it")
-                }
-            } catch { throw EngineError(.errorInvalidArgument, "\(error)") }
+            do { tlsContext = try CairnTLS.serverContext(files) } catch { throw EngineError(.errorInvalidArgument, "\(error)") }
         }
         let tls = tlsContext
         let lifecycle = stores.lifecycle

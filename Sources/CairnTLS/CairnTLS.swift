@@ -48,12 +48,16 @@ public enum CairnTLS {
         try context(try serverConfiguration(files))
     }
 
-    /// The coordinator's TLS configuration (also what the HTTP API serves with).
+    /// The coordinator's TLS configuration (also what the HTTP API serves with). A certificate
+    /// that has expired (or is not valid yet) is refused here: workers and clients would refuse it.
     public static func serverConfiguration(_ files: TLSFiles) throws -> TLSConfiguration {
         guard let certFile = files.certificate, let keyFile = files.key else {
             throw TLSProblem("TLS needs both --tls-cert and --tls-key")
         }
         let chain = try certificates(certFile, "--tls-cert")
+        if let problem = validity(of: chain[0]) {
+            throw TLSProblem("--tls-cert \(certFile): the certificate \(problem); workers and clients would refuse it")
+        }
         let key = try privateKey(keyFile, "--tls-key")
         var config = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         config.minimumTLSVersion = .tlsv12
@@ -64,15 +68,21 @@ public enum CairnTLS {
         return config
     }
 
-    /// A worker's or client's context: the coordinator's CA, and for mutual TLS its own certificate and key.
-    public static func clientContext(_ files: TLSFiles) throws -> NIOSSLContext {
+    /// A worker's or client's context: the coordinator's CA, and for mutual TLS its own certificate
+    /// and key (refused here when it has expired: the coordinator would refuse it). `holder`
+    /// names whose certificate it is, for that message.
+    public static func clientContext(_ files: TLSFiles, holder: String = "client") throws -> NIOSSLContext {
         guard let ca = files.ca else { throw TLSProblem("TLS needs --tls-ca (or CAIRN_TLS_CA): the CA that signed the coordinator's certificate") }
         var config = TLSConfiguration.makeClientConfiguration()
         config.minimumTLSVersion = .tlsv12
         config.trustRoots = .certificates(try certificates(ca, "--tls-ca"))
         switch (files.certificate, files.key) {
         case (let c?, let k?):
-            config.certificateChain = try certificates(c, "--tls-cert").map { .certificate($0) }
+            let chain = try certificates(c, "--tls-cert")
+            if let problem = validity(of: chain[0]) {
+                throw TLSProblem("--tls-cert \(c): this \(holder)'s certificate \(problem); the coordinator would refuse it")
+            }
+            config.certificateChain = chain.map { .certificate($0) }
             config.privateKey = .privateKey(try privateKey(k, "--tls-key"))
         case (nil, nil): break
         default: throw TLSProblem("a client certificate needs both --tls-cert and --tls-key")
@@ -154,10 +164,8 @@ public enum CairnTLS {
         return "TLS handshake failed: \(text)"
     }
 
-    /// Whether a certificate file's first certificate has expired (or is not valid yet), and when:
-    /// said where a handshake failed on it.
-    public static func validity(of path: String, now: Date = Date()) -> String? {
-        guard let cert = try? NIOSSLCertificate.fromPEMFile(path).first else { return nil }
+    /// Whether a certificate has expired (or is not valid yet), and when; nil while it is valid.
+    static func validity(of cert: NIOSSLCertificate, now: Date = Date()) -> String? {
         let before = Date(timeIntervalSince1970: Double(cert.notValidBefore)), after = Date(timeIntervalSince1970: Double(cert.notValidAfter))
         let f = ISO8601DateFormatter()
         if now > after { return "expired \(f.string(from: after))" }

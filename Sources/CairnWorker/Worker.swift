@@ -75,7 +75,7 @@ public final class Worker: Service, Sendable {
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.metrics = WorkerMetrics(factory: config.metricsFactory)
-        self.tlsSetup = config.tls.map { files in Result { try CairnTLS.clientContext(files) } }
+        self.tlsSetup = config.tls.map { files in Result { try CairnTLS.clientContext(files, holder: "worker") } }
     }
 
     /// Asks the worker to drain: take no new tasks, finish running ones, then return from `run()`.
@@ -85,9 +85,6 @@ public final class Worker: Service, Sendable {
     /// drains: no new tasks, running ones finish within the grace period, then it disconnects.
     public func run() async throws {
         if case .failure(let e)? = tlsSetup { throw WorkerFatalError(message: "\(e)") }
-        if let cert = config.tls?.certificate, let problem = CairnTLS.validity(of: cert) {
-            throw WorkerFatalError(message: "--tls-cert \(cert): this worker's certificate \(problem); the coordinator would refuse it")
-        }
         try await withGracefulShutdownHandler {
             try await serve()
         } onGracefulShutdown: {

@@ -217,8 +217,11 @@ import Testing
         watch.standardOutput = FileHandle.nullDevice
         try watch.run()
         defer { if watch.isRunning { kill(watch.processIdentifier, SIGKILL) } }
-        try await cluster.waitForStep(runID, atLeast: 2)
-        try await Task.sleep(nanoseconds: 300_000_000)  // the watch is connected and reading
+        // Connected: its namespace holds an established connection to the coordinator.
+        try await cluster.waitUntil("the watch connected") {
+            Net.ip(["netns", "exec", c.ns, "ss", "-Htn", "state", "established", "dst", "\(c.local):\(cluster.port)"]).output
+                .contains(c.local)
+        }
         #expect(watch.isRunning, "the watch ended before the cut")
         try net.cut(c.device)
         let cutAt = Date()

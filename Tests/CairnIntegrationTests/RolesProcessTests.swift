@@ -18,18 +18,7 @@ import Testing
     static let newSubmitter = "sub2-Cy4DpR8zMi"
     static let all = [worker, submitter, reader, admin, newSubmitter]
 
-    static let graph = """
-        name: roles
-        state:
-          log: { reducer: append }
-        nodes:
-          a: { run: echo, writes: { log: [a] } }
-          b: { run: echo, writes: { log: [b] } }
-        edges:
-          - { from: START, to: a }
-          - { from: a, to: b }
-          - { from: b, to: END }
-        """
+    static let graph = echoPair(name: "roles")
 
     static func tokenFile(_ lines: [String]) -> String { lines.joined(separator: "\n") + "\n" }
 

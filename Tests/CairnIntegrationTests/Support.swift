@@ -33,6 +33,22 @@ func chainGraph(name: String, nodes n: Int, sleep ms: Int) -> String {
     return text
 }
 
+/// Two built-in `echo` nodes in a chain, each appending its name to `log`: a run that needs a worker and little else.
+func echoPair(name: String) -> String {
+    """
+    name: \(name)
+    state:
+      log: { reducer: append }
+    nodes:
+      a: { run: echo, writes: { log: [a] } }
+      b: { run: echo, writes: { log: [b] } }
+    edges:
+      - { from: START, to: a }
+      - { from: a, to: b }
+      - { from: b, to: END }
+    """
+}
+
 /// Minimal blocking TCP for sending hostile bytes to the coordinator.
 struct RawSocket {
     let fd: Int32

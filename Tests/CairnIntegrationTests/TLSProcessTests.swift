@@ -9,18 +9,7 @@ import Testing
 @Suite(.serialized) struct TLSProcessTests {
     static let token = "tls-test-token"
 
-    static let graph = """
-        name: tls
-        state:
-          log: { reducer: append }
-        nodes:
-          a: { run: echo, writes: { log: [a] } }
-          b: { run: echo, writes: { log: [b] } }
-        edges:
-          - { from: START, to: a }
-          - { from: a, to: b }
-          - { from: b, to: END }
-        """
+    static let graph = echoPair(name: "tls")
 
     static func makeCerts(_ dir: String) async throws {
         let script = TestCluster.repositoryRoot + "/scripts/certs"

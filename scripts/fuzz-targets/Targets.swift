@@ -122,7 +122,7 @@ enum Targets {
 /// Seed inputs, written by `scripts/fuzz --seeds` into scripts/fuzz-corpus/TARGET/.
 enum Seeds {
     static func write(_ target: String, into dir: String) {
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         for (i, seed) in seeds(target).enumerated() {
             FileManager.default.createFile(atPath: "\(dir)/seed-\(i)", contents: Data(seed))
         }
@@ -179,15 +179,15 @@ enum Seeds {
         case "blob":
             let small = Array(#"{"k":"v"}"#.utf8)
             let big = Array(("[" + Array(repeating: "\"abcdefghij\"", count: 100).joined(separator: ",") + "]").utf8)
-            return [[0] + small, [1] + ((try? Zstd.compress(big)) ?? big)]
+            return [[0] + small, [1] + (try! Zstd.compress(big))]
         case "bundle":
             let entries = [BundleArchive.Entry(path: "graph.yaml", mode: 0o644, data: Array("name: b\n".utf8)),
                            BundleArchive.Entry(path: "nodes/run.py", mode: 0o755, data: Array("print('{}')\n".utf8))]
-            return [(try? BundleArchive(entries: entries).packed) ?? []]
+            return [try! BundleArchive(entries: entries).packed]
         case "keyring":
             return [Array("# role token\nworker abcdef\nsubmitter,reader ghijkl\nsolo-token\n".utf8)]
         case "export":
-            return [(try? ExportArchive(createdAt: 1, parts: []).encode()) ?? []]
+            return [try! ExportArchive(createdAt: 1, parts: []).encode()]
         default: return []
         }
     }
