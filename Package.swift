@@ -193,8 +193,10 @@ let package = Package(
             dependencies: ["CairnCore", "CairnStore", "CairnClient"],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(
-            name: "cairn-coordinator",
+        // The coordinator's and the worker's command lines, as libraries: the `cairn` executable
+        // runs either when called by that name (the image ships one binary and two links to it).
+        .target(
+            name: "CairnCoordinatorMain",
             dependencies: [
                 "CairnCoordinator", "CairnStack", "CairnHotTier", "CairnOps", "CairnCore", "CairnHTTP", "CairnTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -206,8 +208,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(
-            name: "cairn-worker",
+        .target(
+            name: "CairnWorkerMain",
             dependencies: [
                 "CairnWorker", "CairnOps", "CairnCore", "CairnTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -218,6 +220,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(name: "cairn-coordinator", dependencies: ["CairnCoordinatorMain", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: swiftSettings),
+        .executableTarget(name: "cairn-worker", dependencies: ["CairnWorkerMain", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: swiftSettings),
         // The client's commands, one file each; the `cairn` executable only runs them.
         .target(
             name: "CairnCLI",
@@ -229,7 +235,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "cairn",
-            dependencies: ["CairnCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CairnCLI", "CairnCoordinatorMain", "CairnWorkerMain", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

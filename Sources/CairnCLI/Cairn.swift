@@ -30,11 +30,12 @@ public struct Cairn: AsyncParsableCommand {
               cairn verify --all
               cairn cleanup --older-than 30d --keep-latest 5 --dry-run
               cairn export r-3k9x2m1q7a -o run.cairn   (then: cairn import run.cairn)
+              cairn health http://coordinator:9400/healthz
             """,
         subcommands: [Submit.self, Watch.self, Status.self, List.self, History.self, State.self, Cancel.self,
                       Resume.self, Update.self, Fork.self, Rewind.self,
                       Workers.self, Stats.self, Failures.self, Tasks.self, Assets.self, Waiting.self, GraphCommand.self,
-                      Debug.self, Verify.self, Cleanup.self, Pin.self, Unpin.self, Export.self, Import.self]
+                      Debug.self, Verify.self, Cleanup.self, Pin.self, Unpin.self, Export.self, Import.self, Health.self]
     )
 }
 

@@ -95,7 +95,7 @@ public final class CairnClient {
             let host = config.host
             let tls = tlsContext
             channel = try await ClientBootstrap(group: group)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.milliseconds(Int64(config.connectTimeout * 1000)))
                 .connect(host: config.host, port: config.port) { (ch: any Channel) -> EventLoopFuture<FramedChannel.AsyncChannel> in
                     // A watch on a coordinator that vanished (a partition) ends within about 11 s.

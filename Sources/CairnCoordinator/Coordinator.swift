@@ -72,7 +72,7 @@ public final class Coordinator: Service, Sendable {
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .bind(host: config.host, port: config.port) { (channel: any Channel) -> EventLoopFuture<FramedChannel.AsyncChannel> in
                 let peer = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
                 // A peer that vanished without a FIN (a presumed-lost worker, a client gone) is let go within about 1.5 minutes.

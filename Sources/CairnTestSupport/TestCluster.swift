@@ -6,6 +6,8 @@ public final class TestCluster: @unchecked Sendable {
     public let directory: String
     public let port: Int
     public let token: String?
+    /// Who every process of the cluster runs as: `nil` for the test runner itself.
+    public let user: ProcessUser?
     public private(set) var coordinator: Process
     public private(set) var workers: [Process] = []
     private var workersByName: [String: Process] = [:]
@@ -42,33 +44,43 @@ public final class TestCluster: @unchecked Sendable {
     public static func start(workers: Int = 3, slots: Int = 4, token: String? = nil,
                              coordinatorArgs: [String] = [], directory: String? = nil,
                              workerEnvironment: [String: String] = [:],
-                             clientEnvironment: [String: String] = [:]) async throws -> TestCluster {
+                             clientEnvironment: [String: String] = [:],
+                             user: ProcessUser? = nil) async throws -> TestCluster {
         let dir = directory ?? NSTemporaryDirectory() + "cairn-test-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let (process, port) = try await startCoordinator(directory: dir, port: 0, token: token, args: coordinatorArgs)
-        let cluster = TestCluster(directory: dir, port: port, token: token, coordinator: process)
+        try user?.own(dir)
+        let (process, port) = try await startCoordinator(directory: dir, port: 0, token: token, args: coordinatorArgs, user: user)
+        let cluster = TestCluster(directory: dir, port: port, token: token, user: user, coordinator: process)
         cluster.workerEnvironment = workerEnvironment
         cluster.clientEnvironment = clientEnvironment
         for i in 0..<workers { cluster.startWorker(name: "w\(i + 1)", slots: slots) }
-        try await cluster.waitForWorkers(workers)
+        do {
+            try await cluster.waitForWorkers(workers)
+        } catch {
+            // A cluster that did not come up leaves no process behind; its logs stay to be read.
+            cluster.stop(removeFiles: false)
+            throw error
+        }
         return cluster
     }
 
-    init(directory: String, port: Int, token: String?, coordinator: Process) {
+    init(directory: String, port: Int, token: String?, user: ProcessUser?, coordinator: Process) {
         self.directory = directory
         self.port = port
         self.token = token
+        self.user = user
         self.coordinator = coordinator
     }
 
-    static func startCoordinator(directory: String, port: Int, token: String?, args: [String]) async throws -> (Process, Int) {
+    static func startCoordinator(directory: String, port: Int, token: String?, args: [String],
+                                 user: ProcessUser?) async throws -> (Process, Int) {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: binDirectory + "/cairn-coordinator")
-        p.arguments = ["--listen", "127.0.0.1:\(port)", "--db", directory + "/cairn.db", "--log-level", "info"] + args
+        ProcessUser.launch(p, as: user, binDirectory + "/cairn-coordinator",
+                           ["--listen", "127.0.0.1:\(port)", "--db", directory + "/cairn.db", "--log-level", "info"] + args)
         var env = ProcessInfo.processInfo.environment
         env["CAIRN_TOKEN"] = token
         if token == nil { env.removeValue(forKey: "CAIRN_TOKEN") }
-        p.environment = env
+        p.environment = user?.environment(env, home: directory) ?? env
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle(forWritingAtPath: logFile(directory, "coordinator.log"))
@@ -116,15 +128,15 @@ public final class TestCluster: @unchecked Sendable {
     @discardableResult
     public func startWorker(name: String, slots: Int = 4, token: String? = nil, extraArgs: [String] = []) -> Process {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binDirectory + "/cairn-worker")
-        p.arguments = ["--coordinator", address, "--name", name, "--slots", String(slots),
-                       "--cache-dir", directory + "/bundles-" + name, "--log-level", "info"] + extraArgs
+        ProcessUser.launch(p, as: user, Self.binDirectory + "/cairn-worker",
+                           ["--coordinator", address, "--name", name, "--slots", String(slots),
+                            "--cache-dir", directory + "/bundles-" + name, "--log-level", "info"] + extraArgs)
         var env = ProcessInfo.processInfo.environment
         env["PYTHONPATH"] = Self.pythonPath(env)
         for (k, v) in workerEnvironment { env[k] = v }
         env["CAIRN_TOKEN"] = token ?? self.token
         if env["CAIRN_TOKEN"] == nil { env.removeValue(forKey: "CAIRN_TOKEN") }
-        p.environment = env
+        p.environment = user?.environment(env, home: directory) ?? env
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle(forWritingAtPath: Self.logFile(directory, "worker-\(name).log"))
         try? p.run()
@@ -167,15 +179,15 @@ public final class TestCluster: @unchecked Sendable {
         for (k, v) in clientEnvironment { env[k] = v }
         env["CAIRN_TOKEN"] = token ?? self.token
         if env["CAIRN_TOKEN"] == nil { env.removeValue(forKey: "CAIRN_TOKEN") }
-        return try await Self.run(Self.binDirectory + "/cairn", args, environment: env, timeout: timeout)
+        return try await Self.run(Self.binDirectory + "/cairn", args, environment: user?.environment(env, home: directory) ?? env,
+                                  timeout: timeout, user: user)
     }
 
     /// Runs a program to completion, collecting its output.
     public static func run(_ path: String, _ args: [String], environment: [String: String]? = nil,
-                           timeout: Double = 120) async throws -> CommandResult {
+                           timeout: Double = 120, user: ProcessUser? = nil) async throws -> CommandResult {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
+        ProcessUser.launch(p, as: user, path, args)
         if let environment { p.environment = environment }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
@@ -263,7 +275,7 @@ public final class TestCluster: @unchecked Sendable {
         var lastError: (any Error)?
         for _ in 0..<50 {
             do {
-                let (p, _) = try await Self.startCoordinator(directory: directory, port: port, token: token, args: args)
+                let (p, _) = try await Self.startCoordinator(directory: directory, port: port, token: token, args: args, user: user)
                 coordinator = p
                 return
             } catch {

@@ -137,7 +137,7 @@ public final class Worker: Service, Sendable {
         let maxFrame = config.maxFrameSize
         let cache = StateCache()
         let channel = try await ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .connect(host: config.host, port: config.port) { (ch: any Channel) -> EventLoopFuture<FramedChannel.AsyncChannel> in
                 do { try DeadPeer.arm(ch, idle: 5, interval: 2, count: 3, timeout: self.config.peerTimeout) } catch {

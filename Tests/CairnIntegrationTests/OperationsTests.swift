@@ -31,6 +31,14 @@ import Testing
         while health.status != 200 && Date() < deadline { try await Task.sleep(nanoseconds: 100_000_000); health = try await get("http://127.0.0.1:\(port)/healthz") }
         #expect(health.status == 200)
         #expect(health.body.contains("\"redis\": \"up\""))
+        // `cairn health`, the containers' health check: exit 0 and the answer when healthy.
+        let cairn = TestCluster.binDirectory + "/cairn"
+        let probe = try await TestCluster.run(cairn, ["health", "http://127.0.0.1:\(port)/healthz"])
+        #expect(probe.status == 0 && probe.stdout.contains("\"redis\": \"up\""), "\(probe.stdout) \(probe.stderr)")
+        let nothing = try await TestCluster.run(cairn, ["health", "127.0.0.1:\(try RedisServer.freePort())", "--timeout", "1"])
+        #expect(nothing.status == 2 && nothing.stderr.contains("nothing answered"), "\(nothing.stderr)")
+        let https = try await TestCluster.run(cairn, ["health", "https://127.0.0.1:\(port)/healthz"])
+        #expect(https.status != 0 && https.stderr.contains("plain HTTP"), "\(https.stderr)")
         let metrics = try await get("http://127.0.0.1:\(port)/metrics")
         #expect(metrics.status == 200)
         for name in ["cairn_tasks_dispatched_total 3", "cairn_tasks_completed_total 3", "cairn_runs{status=\"completed\"} 1",
@@ -45,6 +53,8 @@ import Testing
         health = try await get("http://127.0.0.1:\(port)/healthz")
         #expect(health.status == 503)
         #expect(health.body.contains("\"redis\": \"down\""))
+        let unhealthy = try await TestCluster.run(cairn, ["health", "--quiet", "127.0.0.1:\(port)"])
+        #expect(unhealthy.status == 1 && unhealthy.stdout.isEmpty, "\(unhealthy.stdout)")
         #expect(try await get("http://127.0.0.1:\(port)/nope").status == 404)
     }
 
@@ -89,6 +99,25 @@ import Testing
         #expect(try await redis.cli("--scan", "--pattern", "cairn:*:batch:*").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
         let wal = (try? FileManager.default.attributesOfItem(atPath: cluster.databasePath + "-wal")[.size] as? Int) ?? 0
         #expect(wal == 0, "the WAL was truncated on the way out")
+    }
+
+    /// The image ships one binary: called as cairn-coordinator or cairn-worker (a link), it is that program.
+    @Test func theCairnBinaryIsTheCoordinatorAndTheWorkerByName() async throws {
+        let dir = NSTemporaryDirectory() + "cairn-links-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in ["cairn-coordinator", "cairn-worker", "cairn"] {
+            try FileManager.default.createSymbolicLink(atPath: dir + "/" + name, withDestinationPath: TestCluster.binDirectory + "/cairn")
+        }
+        let coordinator = try await TestCluster.run(dir + "/cairn-coordinator", ["--help"])
+        #expect(coordinator.status == 0 && coordinator.stdout.contains("USAGE: cairn-coordinator") && coordinator.stdout.contains("--redis"))
+        let worker = try await TestCluster.run(dir + "/cairn-worker", ["--help"])
+        #expect(worker.status == 0 && worker.stdout.contains("USAGE: cairn-worker") && worker.stdout.contains("--slots"))
+        let client = try await TestCluster.run(dir + "/cairn", ["--help"])
+        #expect(client.status == 0 && client.stdout.contains("USAGE: cairn <subcommand>") && client.stdout.contains("health"))
+        // The linked coordinator really serves: it refuses a bad flag the way the real one does.
+        let bad = try await TestCluster.run(dir + "/cairn-coordinator", ["--listen", "nope"])
+        #expect(bad.status != 0 && bad.stderr.contains("--listen must be HOST:PORT"), "\(bad.stderr)")
     }
 
     /// The compose file and Dockerfile pass flags to the binaries; each must be one their --help knows.

@@ -9,9 +9,8 @@ import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
-@main
-struct WorkerCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct WorkerCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "cairn-worker",
         abstract: "Runs Cairn node tasks for a coordinator: exec programs and the built-in kinds.",
         discussion: """
@@ -64,7 +63,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
-    mutating func run() async throws {
+    public init() {}
+
+    public mutating func run() async throws {
         Bootstrap.logging(level: logLevel)
         let logger = Logger(label: "cairn.worker")
         var config = WorkerConfig()

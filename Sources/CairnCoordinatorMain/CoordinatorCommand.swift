@@ -13,9 +13,8 @@ import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
-@main
-struct CoordinatorCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct CoordinatorCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "cairn-coordinator",
         abstract: "Runs the Cairn coordinator: the checkpoint store, the scheduler and the port workers and clients connect to.",
         discussion: """
@@ -104,7 +103,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Flag(name: .customLong("insecure-no-auth"), help: "Listen on an address other machines can reach without a token. Without a token the coordinator otherwise listens on loopback only: whoever reaches the port can run commands on every worker.")
     var insecureNoAuth = false
 
-    mutating func run() async throws {
+    public init() {}
+
+    public mutating func run() async throws {
         Bootstrap.logging(level: logLevel)
         let logger = Logger(label: "cairn.coordinator")
         var config = CoordinatorConfig()
