@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // C libraries, wrapped as system libraries with a thin safe layer on top.
@@ -90,6 +91,18 @@ let package = Package(
             dependencies: [
                 "CairnCore", "CairnStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The authoritative store in PostgreSQL (postgres-nio): the same records as SQLite's, for
+        // coordinators that outgrow one machine.
+        .target(
+            name: "CairnPostgres",
+            dependencies: [
+                "CairnCore", "CairnStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -157,7 +170,7 @@ let package = Package(
         .target(
             name: "CairnStack",
             dependencies: [
-                "CairnCoordinator", "CairnCore", "CairnStore", "CairnSQLite", "CairnRedis", "CairnHotTier",
+                "CairnCoordinator", "CairnCore", "CairnStore", "CairnSQLite", "CairnPostgres", "CairnRedis", "CairnHotTier",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -270,7 +283,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CairnStoreTests",
-            dependencies: ["CairnStore", "CairnSQLite", "CairnCore", "CairnTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+            dependencies: ["CairnStore", "CairnSQLite", "CairnPostgres", "CairnCore", "CairnTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),

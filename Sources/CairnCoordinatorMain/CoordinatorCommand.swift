@@ -18,18 +18,19 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         commandName: "cairn-coordinator",
         abstract: "Runs the Cairn coordinator: the checkpoint store, the scheduler and the port workers and clients connect to.",
         discussion: """
-            The coordinator owns the SQLite file: every step of every run is recorded there as a checkpoint, and unfinished runs continue from their newest checkpoint when the coordinator restarts.
+            The coordinator owns the store (a SQLite file, or a PostgreSQL database): every step of every run is recorded there as a checkpoint, and unfinished runs continue from their newest checkpoint when the coordinator restarts.
 
             Examples:
               cairn-coordinator --listen 127.0.0.1:7400 --db ./data/cairn.db
               CAIRN_TOKEN=secret cairn-coordinator --listen 0.0.0.0:7400 --db /var/lib/cairn/cairn.db
+              CAIRN_TOKEN=secret cairn-coordinator --db postgres://cairn:PASSWORD@db.internal:5432/cairn
             """
     )
 
     @Option(help: "Address to listen on, HOST:PORT. Port 0 picks a free port (printed on start).")
     var listen = "127.0.0.1:7400"
 
-    @Option(help: "The SQLite file (created if missing; an older file is upgraded in place).")
+    @Option(help: "The store: a SQLite file (created if missing; an older file is upgraded in place), or a PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require] (its schema created or upgraded in place).")
     var db = "./data/cairn.db"
 
     @Option(name: .customLong("token-file"), help: """
@@ -115,6 +116,9 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         config.host = String(listen[..<colon]).isEmpty ? "0.0.0.0" : String(listen[..<colon])
         config.port = port
         var storage = StorageConfig()
+        // A URL it cannot serve is refused here, in one line, before anything is opened.
+        let location: StoreLocation
+        do { location = try StoreLocation(db) } catch { throw ExitCode(Bootstrap.failure("cairn-coordinator", "\(error)")) }
         storage.databasePath = db
         config.keyring = try readKeyring(tokenFile)
         config.insecureNoAuth = insecureNoAuth
@@ -179,7 +183,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         do {
             coordinator = try CoordinatorStack.make(config, storage: storage, logger: logger)
         } catch {
-            throw ExitCode(Bootstrap.failure("cairn-coordinator", "cannot open the store at \(db): \(error)"))
+            throw ExitCode(Bootstrap.failure("cairn-coordinator", "cannot open the store (\(location)): \(error)"))
         }
         do {
             try await coordinator.start()

@@ -156,10 +156,8 @@ public final class SQLiteStore: CheckpointStore {
                     try blob.execute(arguments: [CheckpointInline.encode(content)])
                     inlineID = db.lastInsertedRowID
                 }
-                // A channel written at this very checkpoint (the common case) is stored as "".
-                let versions = JSONValue.object(c.channelVersions.mapValues { .string($0 == c.checkpointID ? "" : $0) })
                 try s.execute(arguments: [c.runID, c.namespace, c.checkpointID, c.parentID, c.step, c.source,
-                                          Data(versions.jsonBytes()), Data(CheckpointInline.compactNext(c).jsonBytes()),
+                                          Data(StoredRows.storedVersions(c)), Data(CheckpointInline.compactNext(c).jsonBytes()),
                                           Data(c.metadata.jsonBytes()), c.createdAt, inlineID])
                 // The checkpoint was already stored (a replayed batch): its first version stands.
                 if let inlineID, db.changesCount == 0 { try orphan.execute(arguments: [inlineID]) }
@@ -342,159 +340,82 @@ public final class SQLiteStore: CheckpointStore {
         }
     }
 
-    // MARK: row mapping
+    // MARK: row mapping (shared with every SQL store: `StoredRows`)
 
-    /// A graph's row, its source checked against the SHA-256 stored beside it.
-    static func graphRecord(_ r: Row) throws -> GraphRecord {
-        let hash: String = r["hash"]
-        let context = "graph \(hash) (graphs.source)"
-        guard let source = try Packed.unpack(r, "source", codec: "source_codec", context: context) else {
-            throw StoredBlob.IntegrityError(context: context, reason: "the source is NULL")
-        }
-        guard let sha: Data = r["source_sha256"] else {
-            throw StoredBlob.IntegrityError(context: context, reason: "no SHA-256 is stored for the source")
-        }
-        guard Hashing.sha256(source) == [UInt8](sha) else {
-            throw StoredBlob.IntegrityError(context: context, reason: "SHA-256 mismatch: stored data was altered or corrupted")
-        }
-        return GraphRecord(hash: hash, name: r["name"], version: r["version"], fileName: r["file_name"],
-                           source: String(decoding: source, as: UTF8.self), bundleHash: r["bundle_hash"], createdAt: r["created_at"])
-    }
-
-    /// A bundle's bytes, checked against the SHA-256 it is addressed by.
-    static func bundleBytes(_ hash: String, _ data: Data) throws -> [UInt8] {
-        let bytes = [UInt8](data)
-        guard Hashing.sha256Hex(bytes) == hash else {
-            throw StoredBlob.IntegrityError(context: "bundle \(hash) (bundles.data)", reason: "SHA-256 mismatch: stored data was altered or corrupted")
-        }
-        return bytes
-    }
-
-    static func blob(_ r: Row) throws -> StoredBlob {
-        let codecRaw: Int = r["codec"]
-        guard let codec = StoredBlob.Codec(rawValue: UInt8(clamping: codecRaw)) else {
-            throw StoredBlob.IntegrityError(context: "stored blob", reason: "unknown codec \(codecRaw)")
-        }
-        let sha: Data = r["sha256"]
-        let data: Data = r["data"]
-        return StoredBlob(codec: codec, sha256: [UInt8](sha), data: [UInt8](data))
-    }
-
+    static func graphRecord(_ r: Row) throws -> GraphRecord { try StoredRows.graph(r) }
+    static func bundleBytes(_ hash: String, _ data: Data) throws -> [UInt8] { try StoredRows.bundle(hash, [UInt8](data)) }
+    static func blob(_ r: Row) throws -> StoredBlob { try StoredRows.blob(r) }
     static func checkpointRecord(_ r: Row) throws -> CheckpointRecord {
-        let runID: String = r["run_id"]
-        let id: String = r["checkpoint_id"]
-        func parse(_ col: String) throws -> JSONValue {
-            let d: Data = r[col]
-            do { return try JSONValue.parse([UInt8](d)) } catch {
-                throw StoredBlob.IntegrityError(context: "run \(runID) checkpoint \(id)", reason: "\(col) is not valid JSON")
-            }
-        }
-        guard case .object(let stored) = try parse("channel_versions") else {
-            throw StoredBlob.IntegrityError(context: "run \(runID) checkpoint \(id)", reason: "channel_versions is not a JSON object")
-        }
-        var versions: [String: String] = [:]
-        for (k, v) in stored {
-            guard let version = v.stringValue else {
-                throw StoredBlob.IntegrityError(context: "run \(runID) checkpoint \(id)", reason: "channel_versions['\(k)'] is not a version id")
-            }
-            versions[k] = version.isEmpty ? id : version
-        }
-        return CheckpointRecord(runID: runID, namespace: r["ns"], checkpointID: id, parentID: r["parent_id"], step: r["step"],
-                                source: r["source"], channelVersions: versions,
-                                nextTasks: CheckpointInline.expandNext(try parse("next_tasks"), checkpointID: id, namespace: r["ns"], step: r["step"]),
-                                metadata: try parse("metadata"), createdAt: r["created_at"])
+        try StoredRows.checkpoint(r, expandNext: CheckpointInline.expandNext)
     }
 }
 
 /// Text and JSON columns that may be stored zstd-compressed, with a codec column beside them.
 enum Packed {
-    static let threshold = 512
-
-    /// Codec 1 (zstd) when the value is large and compression makes it smaller, else 0 (as is).
     static func pack(_ bytes: [UInt8]) -> (codec: Int, data: Data) {
-        // Compression is only a saving: if zstd fails, the bytes are stored as is (codec 0).
-        if bytes.count >= threshold, let z = try? Zstd.compress(bytes, level: 3), z.count < bytes.count {
-            return (1, Data(z))
-        }
-        return (0, Data(bytes))
+        let (codec, data) = StoredRows.pack(bytes)
+        return (codec, Data(data))
     }
 
-    /// The column's bytes, decompressed; nil for NULL. `context` names the row and column.
     static func unpack(_ r: Row, _ column: String, codec: String?, context: @autoclosure () -> String) throws -> [UInt8]? {
-        let dbValue: DatabaseValue = r[column]
-        let bytes: [UInt8]
-        switch dbValue.storage {
-        case .null: return nil
-        case .blob(let d): bytes = [UInt8](d)
-        case .string(let s): bytes = Array(s.utf8)
-        default: throw StoredBlob.IntegrityError(context: context(), reason: "holds a number where bytes belong")
-        }
-        let c: Int = codec.map { r[$0] } ?? 0
-        switch c {
-        case 0: return bytes
-        case 1:
-            do { return try Zstd.decompress(bytes, limit: StoredBlob.maxValueBytes) } catch {
-                throw StoredBlob.IntegrityError(context: context(), reason: "cannot decompress (\(error))")
-            }
-        default: throw StoredBlob.IntegrityError(context: context(), reason: "unknown codec \(c)")
-        }
+        try StoredRows.unpack(r, column, codec: codec, context: context())
     }
 }
 
-/// A run's row: its JSON columns are checked against the SHA-256 stored beside each, and any
-/// failure names the run and the column.
+/// A run's row (`StoredRows.run`).
 enum RunColumns {
-    static func context(_ runID: String, _ column: String) -> String { "run \(runID) (runs.\(column))" }
-
     static func bytes(_ r: Row, _ column: String, codec: String?, runID: String) throws -> [UInt8]? {
-        try Packed.unpack(r, column, codec: codec, context: context(runID, column))
+        try StoredRows.runBytes(r, column, codec: codec, runID: runID)
+    }
+    static func record(_ r: Row) throws -> RunRecord { try StoredRows.run(r) }
+    static func listing(_ r: Row) throws -> RunListing { try StoredRows.listing(r) }
+}
+
+/// GRDB's row as the shared mapping reads it. SQLite types values per row, not per column:
+/// integers read as reals where a real is asked for, text as its bytes.
+extension Row: StoredRow {
+    private func value(_ column: String) -> DatabaseValue { self[column] }
+    private func wrong(_ column: String, _ want: String) -> StoredBlob.IntegrityError {
+        StoredBlob.IntegrityError(context: "column \(column)", reason: "holds \(value(column)) where \(want) belongs")
     }
 
-    /// The column's JSON, nil for NULL; checked against `<column>_sha256`.
-    static func json(_ r: Row, _ column: String, codec: String? = nil, runID: String) throws -> JSONValue? {
-        let sha: Data? = r[column + "_sha256"]
-        guard let bytes = try bytes(r, column, codec: codec, runID: runID) else {
-            if sha != nil { throw StoredBlob.IntegrityError(context: context(runID, column), reason: "the value is missing (NULL) but its checksum is stored") }
-            return nil
-        }
-        guard let sha else { throw StoredBlob.IntegrityError(context: context(runID, column), reason: "no SHA-256 is stored for the value") }
-        guard Hashing.sha256(bytes) == [UInt8](sha) else {
-            throw StoredBlob.IntegrityError(context: context(runID, column), reason: "SHA-256 mismatch: stored data was altered or corrupted")
-        }
-        do { return try JSONValue.parse(bytes) } catch {
-            throw StoredBlob.IntegrityError(context: context(runID, column), reason: "not valid JSON (\(error))")
+    public func text(_ column: String) throws -> String? {
+        switch value(column).storage {
+        case .null: return nil
+        case .string(let s): return s
+        case .blob(let d): return String(decoding: d, as: UTF8.self)
+        default: throw wrong(column, "text")
         }
     }
 
-    static func record(_ r: Row) throws -> RunRecord {
-        let runID: String = r["run_id"]
-        let statusName: String = r["status"]
-        guard let status = RunStatus(rawValue: statusName) else {
-            throw StoredBlob.IntegrityError(context: context(runID, "status"), reason: "'\(statusName)' is not a run status")
+    public func int(_ column: String) throws -> Int? {
+        switch value(column).storage {
+        case .null: return nil
+        case .int64(let i): return Int(i)
+        case .double(let d) where d == d.rounded() && abs(d) < 9e15: return Int(d)
+        default: throw wrong(column, "an integer")
         }
-        var rec = RunRecord(runID: runID, graphHash: r["graph_hash"], graphName: r["graph_name"], graphVersion: r["graph_version"],
-                            status: status, durability: r["durability"], input: try json(r, "input", runID: runID),
-                            createdAt: r["created_at"])
-        rec.output = try json(r, "output", codec: "output_codec", runID: runID)
-        rec.error = r["error"]
-        rec.interrupt = try json(r, "interrupt", runID: runID)
-        rec.cost = r["cost"]
-        rec.apiCalls = r["api_calls"]
-        rec.tokensIn = r["tokens_in"]
-        rec.tokensOut = r["tokens_out"]
-        rec.resumeCount = r["resume_count"]
-        rec.step = r["step"]
-        rec.checkpointID = r["checkpoint_id"]
-        rec.forkedFrom = r["forked_from"]
-        rec.pinned = r["pinned"]
-        rec.updatedAt = r["updated_at"]
-        rec.finishedAt = r["finished_at"]
-        return rec
     }
 
-    static func listing(_ r: Row) throws -> RunListing {
-        do { return .run(try record(r)) } catch let e as StoredBlob.IntegrityError { return .damaged(runID: r["run_id"], error: e) }
+    public func double(_ column: String) throws -> Double? {
+        switch value(column).storage {
+        case .null: return nil
+        case .double(let d): return d
+        case .int64(let i): return Double(i)
+        default: throw wrong(column, "a number")
+        }
     }
+
+    public func bytes(_ column: String) throws -> [UInt8]? {
+        switch value(column).storage {
+        case .null: return nil
+        case .blob(let d): return [UInt8](d)
+        case .string(let s): return Array(s.utf8)
+        default: throw wrong(column, "bytes")
+        }
+    }
+
+    public func bool(_ column: String) throws -> Bool? { try int(column).map { $0 != 0 } }
 }
 
 /// An actor on its own serial DispatchQueue, for blocking SQLite writes.

@@ -1,14 +1,17 @@
 import CairnCoordinator
 import CairnCore
 import CairnHotTier
+import CairnPostgres
 import CairnRedis
 import CairnSQLite
 import CairnStore
 import Foundation
 import Logging
 
-/// Where a coordinator keeps its state: the SQLite file, and Redis in front of it when given.
+/// Where a coordinator keeps its state: the SQLite file or the PostgreSQL database (`--db`), and
+/// Redis in front of it when given.
 public struct StorageConfig: Sendable {
+    /// A SQLite file's path, or a `postgres://` URL (see `StoreLocation`).
     public var databasePath: String = "./data/cairn.db"
     /// The Redis hot tier, when configured (`--redis`).
     public var redisURL: String?
@@ -25,8 +28,17 @@ public enum CoordinatorStack {
         Coordinator(config: config, stores: try stores(storage, logger: logger), logger: logger)
     }
 
-    /// The SQLite store (opened and migrated now), with the hot tier in front when Redis is configured.
+    /// The authoritative store — SQLite (opened and migrated now) or PostgreSQL (migrated when the
+    /// coordinator opens its stores) — with the hot tier in front of SQLite when Redis is configured.
     public static func stores(_ storage: StorageConfig, logger: Logger) throws -> StoreStack {
+        if case .postgres(let url) = try StoreLocation(storage.databasePath) {
+            guard storage.redisURL == nil else {
+                throw StoreLocation.Refused(description: "--redis with a PostgreSQL store (--db \(url)) is not built yet: the hot tier flushes to SQLite only. Leave out --redis: every step is committed to PostgreSQL directly")
+            }
+            let store = PostgresStore(url: url, logger: logger)
+            return StoreStack(store: store, hotTier: nil, lifecycle: PostgresLifecycle(store: store, logger: logger),
+                              description: "PostgreSQL \(url)")
+        }
         let sqlite = try SQLiteStore(path: storage.databasePath, logger: logger)
         guard let url = storage.redisURL else {
             return StoreStack(store: sqlite, hotTier: nil, lifecycle: SQLiteLifecycle(sqlite: sqlite, logger: logger),
@@ -43,6 +55,57 @@ public enum CoordinatorStack {
                                                       allowEviction: storage.allowRedisEviction, logger: logger),
                           description: "SQLite \(storage.databasePath) + Redis \(redis.url)")
     }
+}
+
+/// What `--db` names: a SQLite file (a path) or a PostgreSQL database (`postgres://` or
+/// `postgresql://`). Anything else with a scheme (`mysql://`, `redis://`, `file://`, `sqlite://`)
+/// is refused in one line that says what is served, rather than becoming a file named after it.
+public enum StoreLocation: Equatable, CustomStringConvertible {
+    case sqlite(path: String)
+    case postgres(PostgresURL)
+
+    public struct Refused: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public init(_ text: String) throws {
+        if PostgresURL.isPostgres(text) {
+            self = .postgres(try PostgresURL(text))
+            return
+        }
+        if let scheme = text.range(of: #"^[A-Za-z][A-Za-z0-9+.-]*://"#, options: .regularExpression) {
+            throw Refused(description: "--db \(text[scheme])…: Cairn keeps its store in a SQLite file (--db PATH, e.g. ./data/cairn.db) or in PostgreSQL (--db postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require]); it cannot serve \(text[scheme].dropLast(3)) URLs")
+        }
+        guard !text.isEmpty else { throw Refused(description: "--db is empty: give a SQLite file's path or a postgres:// URL") }
+        self = .sqlite(path: text)
+    }
+
+    /// Where it is, with any password hidden.
+    public var description: String {
+        switch self {
+        case .sqlite(let path): "SQLite \(path)"
+        case .postgres(let url): "PostgreSQL \(url)"
+        }
+    }
+}
+
+/// PostgreSQL alone: its schema is created or upgraded when the coordinator opens its stores
+/// (migrations under an advisory lock, so coordinators starting together migrate once); the
+/// server keeps its own log bounded.
+struct PostgresLifecycle: StoreLifecycle {
+    let store: PostgresStore
+    let logger: Logger
+
+    func open() async throws {
+        let applied = try await store.migrate()
+        if !applied.isEmpty { logger.notice("PostgreSQL schema migrated", metadata: ["db": "\(store.url)", "applied": "\(applied)"]) }
+    }
+    func maintain() async throws {}
+    func close() async throws {
+        store.close()
+        logger.notice("store closed: every step is in PostgreSQL", metadata: ["db": "\(store.url)"])
+    }
+    func logBytes() -> Int64 { 0 }
 }
 
 /// SQLite alone: nothing to open (the file was opened and migrated when built); the WAL is

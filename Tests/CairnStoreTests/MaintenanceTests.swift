@@ -17,6 +17,12 @@ import Testing
     /// its values in place), and run "other" of another graph with a bundle.
     func seeded(_ at: String? = nil) async throws -> SQLiteStore {
         let store = try SQLiteStore(path: at ?? path, logger: Logger(label: "test"))
+        try await store.commit(Self.seedBatch())
+        return store
+    }
+
+    /// The batch `seeded` writes, for every backend's tests.
+    static func seedBatch() -> StoreBatch {
         var b = StoreBatch()
         b.graphs.append(GraphRecord(hash: "g1", name: "demo", version: 1, fileName: "demo.yaml", source: "name: demo", bundleHash: nil, createdAt: 1))
         b.graphs.append(GraphRecord(hash: "g2", name: "other", version: 1, fileName: "o.yaml", source: "name: other", bundleHash: Hashing.sha256Hex([1, 2, 3]), createdAt: 1))
@@ -53,8 +59,9 @@ import Testing
                                                 startedAt: 1, finishedAt: 1.5, error: nil, cost: 0, apiCalls: 0, queuedAt: 0.9, records: rec),
                             TaskExecutionRecord(runID: "r1", taskID: "t3", node: "n", step: 3, attempt: 1, worker: "w", status: "failed",
                                                 startedAt: 3, finishedAt: 3.5, error: "boom", cost: 0, apiCalls: 0, errorKind: "ValueError")]
-        try await store.commit(b)
-        return store
+        b.workers = [WorkerRecord(workerID: "w-1", name: "w", slots: 4, kinds: ["exec", "swift"], address: "127.0.0.1:5000",
+                                  connectedAt: 0.5, lastSeen: 3.6, disconnectedAt: nil, tasksDone: 2)]
+        return b
     }
 
     func sql(_ query: String, _ arguments: StatementArguments = StatementArguments()) throws {
