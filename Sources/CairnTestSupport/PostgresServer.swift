@@ -143,14 +143,7 @@ public final class PostgresServer: @unchecked Sendable {
     /// postmaster exit on their own within moments; until they do, a start fails and is retried.
     public func restart() async throws {
         if process.isRunning { kill(signal: SIGKILL) }
-        var lastError: (any Error)?
-        for _ in 0..<30 {
-            do { try await launch(); return } catch {
-                lastError = error
-                try await Task.sleep(nanoseconds: 300_000_000)
-            }
-        }
-        throw lastError ?? ClusterError("postgres did not restart")
+        try await relaunch("postgres", attempts: 30, every: .milliseconds(300)) { try await launch() }
     }
 
     public func stop() {

@@ -75,18 +75,24 @@ public final class RedisServer: @unchecked Sendable {
 
     public func restart() async throws {
         if process.isRunning { kill(signal: SIGKILL) }
-        var lastError: (any Error)?
-        for _ in 0..<20 {
-            do { try await launch(); return } catch {
-                lastError = error
-                try await Task.sleep(nanoseconds: 200_000_000)
-            }
-        }
-        throw lastError ?? ClusterError("redis did not restart")
+        try await relaunch("redis", attempts: 20, every: .milliseconds(200)) { try await launch() }
     }
 
     public func stop() {
         if process.isRunning { kill(signal: SIGKILL) }
         try? FileManager.default.removeItem(atPath: directory)
     }
+}
+
+/// Starts a killed server again: a start can fail while what the old process held (its port,
+/// its backends, its files) is let go, so it is tried `attempts` times, `every` apart.
+func relaunch(_ what: String, attempts: Int, every: Duration, _ launch: () async throws -> Void) async throws {
+    var lastError: (any Error)?
+    for _ in 0..<attempts {
+        do { try await launch(); return } catch {
+            lastError = error
+            try await Task.sleep(for: every)
+        }
+    }
+    throw lastError ?? ClusterError("\(what) did not restart")
 }
