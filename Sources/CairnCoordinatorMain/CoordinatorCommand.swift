@@ -80,7 +80,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
-    @Option(help: "Redis for the hot tier, redis://[:password@]host:port[/db]. Without it the coordinator runs on SQLite alone.")
+    @Option(help: "Redis for the hot tier, redis://[:password@]host:port[/db]. Steps are acknowledged once in Redis and flushed to the --db store (SQLite or PostgreSQL) in batches. Without it every step is committed to the --db store directly.")
     var redis: String?
 
     @Option(name: .customLong("checkpoint-ttl"), help: "How long hot-tier keys live in Redis, e.g. 1h. Unflushed work never outlives it: writes hold first.")

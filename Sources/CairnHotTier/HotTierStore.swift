@@ -7,9 +7,9 @@ import Logging
 public struct HotTierConfig: Sendable {
     /// Every key the hot tier writes expires after this long (`--checkpoint-ttl`).
     public var ttl: Double = 3600
-    /// The flusher moves dirty batches to SQLite this often (`--flush-interval`)… Short by
-    /// default: a step is acknowledged once it is in Redis, and SQLite's work then overlaps the
-    /// run instead of piling up for the run's end (which must be in SQLite before it is reported).
+    /// The flusher moves dirty batches to the durable store this often (`--flush-interval`)… Short by
+    /// default: a step is acknowledged once it is in Redis, and the durable store's work then overlaps the
+    /// run instead of piling up for the run's end (which must be in the durable store before it is reported).
     /// Under load every flush still takes whatever waited, so transactions grow with the load.
     public var flushInterval: Double = 0.01
     /// …or as soon as this many rows are waiting (`--flush-batch`), whichever comes first.
@@ -24,23 +24,25 @@ public struct HotTierConfig: Sendable {
     public init() {}
 }
 
-/// Redis in front of SQLite: a `hot` batch is one pipelined round trip to Redis (with a TTL,
-/// indexed as dirty) and is moved to SQLite by the flusher in one transaction per flush.
+/// Redis in front of the durable store: a `hot` batch is one pipelined round trip to Redis (with a TTL,
+/// indexed as dirty) and is moved to the durable store by the flusher in one transaction per flush.
 ///
 /// ```
 ///  commit(hot) ──► Redis  SET  <prefix>:batch:<epoch>:<seq>  <zstd(json)>  PX ttl
 ///                         ZADD <prefix>:dirty <seq> <key>                  (PEXPIRE ttl)
-///  flusher ──────► SQLite one transaction for every batch waiting  ──► DEL/ZREM in Redis
-///  commit(sync), a batch that ends a run, Redis down ──► flush what waits, then SQLite directly
-///  start ────────► replay <prefix>:dirty into SQLite (a coordinator that died with batches unflushed)
+///  flusher ──────► the durable store: one transaction for every batch waiting  ──► DEL/ZREM in Redis
+///  commit(sync), a batch that ends a run, Redis down ──► flush what waits, then the durable store directly
+///  start ────────► replay <prefix>:dirty into the durable store (a coordinator that died with batches unflushed)
 /// ```
 ///
-/// Reads flush first, so queries always see every committed batch. If SQLite cannot be written,
-/// batches wait in Redis; once the oldest is half its TTL old, new writes hold until SQLite
+/// Reads flush first, so queries always see every committed batch. If the durable store cannot be written,
+/// batches wait in Redis; once the oldest is half its TTL old, new writes hold until the durable store
 /// accepts again, so no entry can expire before it is flushed.
 public actor HotTierStore: CheckpointStore, HotTierStatus {
-    /// The authoritative store behind the hot tier (SQLite; a decorator in tests).
-    public nonisolated let sqlite: any CheckpointStore
+    /// The authoritative store behind the hot tier: SQLite or PostgreSQL (a decorator in tests).
+    public nonisolated let durable: any CheckpointStore
+    /// What the log calls it ("SQLite", "PostgreSQL").
+    public nonisolated let durableName: String
     public nonisolated let redis: RedisClient
     /// The store runs on its Redis client's serial queue: a hot commit encodes its batch and makes
     /// its round trip on one thread, with no hop between the two actors.
@@ -58,7 +60,7 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
     private var pending: [Entry] = []
     private var pendingRows = 0
     private var seq: UInt64 = 0
-    /// Keys of hot writes that failed and went to SQLite directly; removed from Redis before it is used again.
+    /// Keys of hot writes that failed and went to the durable store directly; removed from Redis before it is used again.
     private var maybeInRedis: [String] = []
     private var flushing = false
     public private(set) var redisUp = true
@@ -72,8 +74,9 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
     public private(set) var flushes: UInt64 = 0
     public private(set) var redisFailures: UInt64 = 0
 
-    public init(sqlite: any CheckpointStore, redis: RedisClient, config: HotTierConfig, logger: Logger) {
-        self.sqlite = sqlite
+    public init(durable: any CheckpointStore, named durableName: String = "SQLite", redis: RedisClient, config: HotTierConfig, logger: Logger) {
+        self.durable = durable
+        self.durableName = durableName
         self.redis = redis
         self.config = config
         self.logger = logger
@@ -105,7 +108,7 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         return nil
     }
 
-    /// Replays batches a previous coordinator left unflushed in Redis into SQLite, oldest first,
+    /// Replays batches a previous coordinator left unflushed in Redis into the durable store, oldest first,
     /// then starts the flusher. Call before serving.
     public func start() async throws -> Int {
         var replayed = 0
@@ -121,12 +124,12 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
                     continue
                 }
                 var batch = try Self.decode(packed)
-                batch.runs = try await Self.newerThanStored(batch.runs, in: sqlite)
-                try await sqlite.commit(batch)
+                batch.runs = try await Self.newerThanStored(batch.runs, in: durable)
+                try await durable.commit(batch)
                 _ = try await redis.pipeline([["DEL", key].map { Array($0.utf8) }, ["ZREM", dirtyKey, key].map { Array($0.utf8) }])
                 replayed += 1
             }
-            if replayed > 0 { logger.notice("replayed unflushed hot-tier batches into SQLite", metadata: ["batches": "\(replayed)"]) }
+            if replayed > 0 { logger.notice("replayed unflushed hot-tier batches into \(durableName)", metadata: ["batches": "\(replayed)"]) }
         } catch let e as RedisError {
             markDown(e)
         }
@@ -134,8 +137,8 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         return replayed
     }
 
-    /// The run rows of a replayed batch that are not older than what SQLite holds. A batch can
-    /// be in Redis although it also went to SQLite (a write that failed as Redis went away, and
+    /// The run rows of a replayed batch that are not older than what the durable store holds. A batch can
+    /// be in Redis although it also went to the durable store (a write that failed as Redis went away, and
     /// arrived anyway): replaying its run row over a newer one would undo what came after it.
     /// Checkpoints, values and writes are stored once whatever the order, so only run rows need this.
     public static func newerThanStored(_ runs: [RunRecord], in store: any CheckpointStore) async throws -> [RunRecord] {
@@ -150,7 +153,7 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
     public func stop() async {
         flusherTask?.cancel()
         do { try await flush() } catch {
-            logger.error("could not flush the hot tier on the way out: its batches stay in Redis and are replayed into SQLite at the next start",
+            logger.error("could not flush the hot tier on the way out: its batches stay in Redis and are replayed into \(durableName) at the next start",
                          metadata: ["error": "\(error)", "waiting": "\(pending.count)"])
         }
     }
@@ -178,7 +181,7 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         }
     }
 
-    /// Removes the keys of hot writes that failed (and went to SQLite instead) from Redis; false
+    /// Removes the keys of hot writes that failed (and went to the durable store instead) from Redis; false
     /// when Redis refused, and the hot tier must stay off.
     private func forgetMaybeInRedis() async -> Bool {
         guard !maybeInRedis.isEmpty else { return true }
@@ -189,7 +192,7 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         }
         guard let replies = try? await redis.pipeline(commands),
               !replies.contains(where: { if case .error = $0 { true } else { false } }) else { return false }
-        logger.notice("removed hot-tier batches that may have reached Redis as it went away (they are in SQLite)",
+        logger.notice("removed hot-tier batches that may have reached Redis as it went away (they are in \(durableName))",
                       metadata: ["batches": "\(maybeInRedis.count)"])
         maybeInRedis.removeAll()
         return true
@@ -199,7 +202,7 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         redisFailures += 1
         if redisUp {
             redisUp = false
-            logger.error("Redis unreachable: writing SQLite directly until it is back", metadata: ["redis": "\(redis.url)", "error": "\(error)"])
+            logger.error("Redis unreachable: writing \(durableName) directly until it is back", metadata: ["redis": "\(redis.url)", "error": "\(error)"])
         }
     }
 
@@ -238,7 +241,7 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
             }
         } catch {
             // The write may have reached Redis before the failure (a lost reply): it goes to
-            // SQLite now, and its key is removed before the hot tier is used again, so that no
+            // the durable store now, and its key is removed before the hot tier is used again, so that no
             // later start replays it over newer rows.
             maybeInRedis.append(key)
             markDown(error)
@@ -252,14 +255,14 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         if pendingRows >= config.flushBatchRows { Task { try? await self.flush() } }
     }
 
-    /// Flushes what waits (keeping order), then writes `batch` to SQLite.
+    /// Flushes what waits (keeping order), then writes `batch` to the durable store.
     private func direct(_ batch: StoreBatch) async throws {
         try await flush()
-        try await sqlite.commit(batch)
+        try await durable.commit(batch)
         directBatches += 1
     }
 
-    /// Moves every waiting batch to SQLite in one transaction, then forgets them in Redis.
+    /// Moves every waiting batch to the durable store in one transaction, then forgets them in Redis.
     public func flush() async throws {
         while flushing { try await Task.sleep(nanoseconds: 1_000_000) }
         guard !pending.isEmpty else { return }
@@ -269,23 +272,23 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         var merged = StoreBatch()
         for e in entries { merged.merge(e.batch) }
         do {
-            try await sqlite.commit(merged)
+            try await durable.commit(merged)
         } catch {
             if lastFlushError == nil {
-                logger.error("cannot write SQLite: batches wait in Redis", metadata: ["error": "\(error)", "waiting": "\(entries.count)"])
+                logger.error("cannot write \(durableName): batches wait in Redis", metadata: ["error": "\(error)", "waiting": "\(entries.count)"])
             }
             lastFlushError = "\(error)"
             throw error
         }
         if lastFlushError != nil {
-            logger.notice("SQLite is writable again; flushed the backlog", metadata: ["batches": "\(entries.count)"])
+            logger.notice("\(durableName) is writable again; flushed the backlog", metadata: ["batches": "\(entries.count)"])
             lastFlushError = nil
         }
         pending.removeFirst(entries.count)
         pendingRows = pending.reduce(0) { $0 + $1.batch.rowCount }
         flushes += 1
         if redisUp {
-            // The batches are in SQLite now: forgetting them in Redis is housekeeping, done off the
+            // The batches are in the durable store now: forgetting them in Redis is housekeeping, done off the
             // path of whoever waits for this flush (a replay after a crash in between is harmless:
             // every row is an upsert or insert-or-ignore on its key).
             var cmds: [[[UInt8]]] = [[Array("DEL".utf8)] + entries.map { Array($0.key.utf8) }]
@@ -297,15 +300,15 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         }
     }
 
-    /// Blocks new hot writes while SQLite is failing and the backlog nears its TTL.
+    /// Blocks new hot writes while the durable store is failing and the backlog nears its TTL.
     private func holdWhileBacklogged() async throws {
         while let oldest = pending.first, Date().timeIntervalSince(oldest.createdAt) > config.ttl * config.backlogLimitFraction {
             if !holding {
                 holding = true
-                logger.critical("SQLite has not accepted writes for \(Int(Date().timeIntervalSince(oldest.createdAt)))s: holding new writes so that no unflushed batch can expire",
+                logger.critical("\(durableName) has not accepted writes for \(Int(Date().timeIntervalSince(oldest.createdAt)))s: holding new writes so that no unflushed batch can expire",
                                 metadata: ["error": "\(lastFlushError ?? "?")", "waiting_batches": "\(pending.count)"])
             }
-            // A failed flush is logged by flush() and tried again below until SQLite accepts.
+            // A failed flush is logged by flush() and tried again below until the durable store accepts.
             try? await flush()
             if pending.first.map({ Date().timeIntervalSince($0.createdAt) > config.ttl * config.backlogLimitFraction }) == true {
                 try await Task.sleep(nanoseconds: 200_000_000)
@@ -313,7 +316,7 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         }
         if holding {
             holding = false
-            logger.notice("SQLite accepts writes again: no longer holding")
+            logger.notice("\(durableName) accepts writes again: no longer holding")
         }
     }
 
@@ -326,49 +329,49 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
 
     // MARK: reading (flush first: queries see every committed batch)
 
-    /// Flushes before a read. When SQLite refuses the flush (a full disk), the read still answers
-    /// from SQLite, which holds a consistent prefix of what was committed (batches are flushed in
+    /// Flushes before a read. When the durable store refuses the flush (a full disk), the read still answers
+    /// from the durable store, which holds a consistent prefix of what was committed (batches are flushed in
     /// order); `status` and `cairn stats` report the backlog, and the flush error is logged once.
     private func flushForRead() async {
         do { try await flush() } catch { /* reported by flush() itself, and by `status` */ }
     }
 
-    public func run(_ runID: String) async throws -> RunRecord? { await flushForRead(); return try await sqlite.run(runID) }
-    public func runs(_ filter: RunFilter) async throws -> [RunListing] { await flushForRead(); return try await sqlite.runs(filter) }
-    public func unfinishedRuns() async throws -> [RunListing] { await flushForRead(); return try await sqlite.unfinishedRuns() }
-    public func runCounts() async throws -> [RunStatus: Int] { await flushForRead(); return try await sqlite.runCounts() }
-    public func graph(_ hash: String) async throws -> GraphRecord? { await flushForRead(); return try await sqlite.graph(hash) }
-    public func bundle(_ hash: String) async throws -> [UInt8]? { await flushForRead(); return try await sqlite.bundle(hash) }
+    public func run(_ runID: String) async throws -> RunRecord? { await flushForRead(); return try await durable.run(runID) }
+    public func runs(_ filter: RunFilter) async throws -> [RunListing] { await flushForRead(); return try await durable.runs(filter) }
+    public func unfinishedRuns() async throws -> [RunListing] { await flushForRead(); return try await durable.unfinishedRuns() }
+    public func runCounts() async throws -> [RunStatus: Int] { await flushForRead(); return try await durable.runCounts() }
+    public func graph(_ hash: String) async throws -> GraphRecord? { await flushForRead(); return try await durable.graph(hash) }
+    public func bundle(_ hash: String) async throws -> [UInt8]? { await flushForRead(); return try await durable.bundle(hash) }
     public func checkpoint(runID: String, namespace: String, checkpointID: String?) async throws -> CheckpointRecord? {
         await flushForRead()
-        return try await sqlite.checkpoint(runID: runID, namespace: namespace, checkpointID: checkpointID)
+        return try await durable.checkpoint(runID: runID, namespace: namespace, checkpointID: checkpointID)
     }
     public func checkpoints(runID: String, namespace: String, limit: Int) async throws -> [CheckpointRecord] {
         await flushForRead()
-        return try await sqlite.checkpoints(runID: runID, namespace: namespace, limit: limit)
+        return try await durable.checkpoints(runID: runID, namespace: namespace, limit: limit)
     }
     public func channelValue(runID: String, namespace: String, channel: String, version: String) async throws -> JSONValue {
         await flushForRead()
-        return try await sqlite.channelValue(runID: runID, namespace: namespace, channel: channel, version: version)
+        return try await durable.channelValue(runID: runID, namespace: namespace, channel: channel, version: version)
     }
     public func pendingWrites(runID: String, namespace: String, checkpointID: String) async throws -> [PendingWriteRecord] {
         await flushForRead()
-        return try await sqlite.pendingWrites(runID: runID, namespace: namespace, checkpointID: checkpointID)
+        return try await durable.pendingWrites(runID: runID, namespace: namespace, checkpointID: checkpointID)
     }
     public func taskExecutions(runID: String) async throws -> [TaskExecutionRecord] {
         await flushForRead()
-        return try await sqlite.taskExecutions(runID: runID)
+        return try await durable.taskExecutions(runID: runID)
     }
-    public func workers() async throws -> [WorkerRecord] { await flushForRead(); return try await sqlite.workers() }
-    public func records(_ query: RecordsQuery) async throws -> RecordsTable { await flushForRead(); return try await sqlite.records(query) }
+    public func workers() async throws -> [WorkerRecord] { await flushForRead(); return try await durable.workers() }
+    public func records(_ query: RecordsQuery) async throws -> RecordsTable { await flushForRead(); return try await durable.records(query) }
 }
 
-/// Maintenance reads and deletes reach SQLite once what waits in Redis has been flushed, so they
+/// Maintenance reads and deletes reach the durable store once what waits in Redis has been flushed, so they
 /// see (and delete) every run whole.
 extension HotTierStore: MaintainedStore {
     private nonisolated var maintained: any MaintainedStore {
         get throws {
-            guard let m = sqlite as? any MaintainedStore else { throw MaintenanceUnsupported("verify, export or delete runs") }
+            guard let m = durable as? any MaintainedStore else { throw MaintenanceUnsupported("verify, export or delete runs") }
             return m
         }
     }

@@ -214,7 +214,9 @@ struct PostgresVerifier {
                 out[key] = .value(base: try r.text("base_version"), isList: value.arrayValue != nil)
             } catch {
                 out[key] = .damaged
-                if reporting { damage(run, channel: try r.text("channel"), version: try r.text("version"), Self.reason(error)) }
+                // A value's version is the id of the checkpoint that wrote it: that is where it is named.
+                let version = try r.text("version")
+                if reporting { damage(run, checkpoint: version, channel: try r.text("channel"), version: version, Self.reason(error)) }
             }
         }
         entries[run] = out

@@ -290,7 +290,8 @@ struct SQLiteVerifier {
                 out[ns + "\u{1F}" + channel + "\u{1F}" + version] = .value(base: r["base_version"], isList: value.arrayValue != nil)
             } catch {
                 out[ns + "\u{1F}" + channel + "\u{1F}" + version] = .damaged
-                if reporting { damage(run, channel: channel, version: version, Self.reason(error)) }
+                // A value's version is the id of the checkpoint that wrote it: that is where it is named.
+                if reporting { damage(run, checkpoint: version, channel: channel, version: version, Self.reason(error)) }
             }
         }
         for r in try Row.fetchAll(db, sql: """

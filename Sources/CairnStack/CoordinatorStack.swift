@@ -29,31 +29,36 @@ public enum CoordinatorStack {
     }
 
     /// The authoritative store — SQLite (opened and migrated now) or PostgreSQL (migrated when the
-    /// coordinator opens its stores) — with the hot tier in front of SQLite when Redis is configured.
+    /// coordinator opens its stores) — with the hot tier in front of it when Redis is configured.
     public static func stores(_ storage: StorageConfig, logger: Logger) throws -> StoreStack {
-        if case .postgres(let url) = try StoreLocation(storage.databasePath) {
-            guard storage.redisURL == nil else {
-                throw StoreLocation.Refused(description: "--redis with a PostgreSQL store (--db \(url)) is not built yet: the hot tier flushes to SQLite only. Leave out --redis: every step is committed to PostgreSQL directly")
-            }
+        let durable: any CheckpointStore
+        let lifecycle: any StoreLifecycle
+        let name: String
+        let keySpace: String
+        let location = try StoreLocation(storage.databasePath)
+        switch location {
+        case .postgres(let url):
             let store = PostgresStore(url: url, logger: logger)
-            return StoreStack(store: store, hotTier: nil, lifecycle: PostgresLifecycle(store: store, logger: logger),
-                              description: "PostgreSQL \(url)")
+            (durable, lifecycle, name) = (store, PostgresLifecycle(store: store, logger: logger), "PostgreSQL")
+            keySpace = "postgres://\(url.host):\(url.port)/\(url.database)"
+        case .sqlite(let path):
+            let sqlite = try SQLiteStore(path: path, logger: logger)
+            (durable, lifecycle, name) = (sqlite, SQLiteLifecycle(sqlite: sqlite, logger: logger), "SQLite")
+            keySpace = URL(fileURLWithPath: path).standardizedFileURL.path
         }
-        let sqlite = try SQLiteStore(path: storage.databasePath, logger: logger)
-        guard let url = storage.redisURL else {
-            return StoreStack(store: sqlite, hotTier: nil, lifecycle: SQLiteLifecycle(sqlite: sqlite, logger: logger),
-                              description: "SQLite \(storage.databasePath)")
+        let description = location.description
+        guard let redisURL = storage.redisURL else {
+            return StoreStack(store: durable, hotTier: nil, lifecycle: lifecycle, description: description)
         }
         var tier = storage.hotTier
-        // One key space per SQLite file, so two coordinators can share a Redis.
-        let absolute = URL(fileURLWithPath: storage.databasePath).standardizedFileURL.path
-        tier.keyPrefix = "cairn:" + String(Hashing.sha256Hex(Array(absolute.utf8)).prefix(10))
-        let redis = RedisClient(url: try RedisURL(url), logger: logger)
-        let hot = HotTierStore(sqlite: sqlite, redis: redis, config: tier, logger: logger)
+        // One key space per authoritative store, so two coordinators can share a Redis.
+        tier.keyPrefix = "cairn:" + String(Hashing.sha256Hex(Array(keySpace.utf8)).prefix(10))
+        let redis = RedisClient(url: try RedisURL(redisURL), logger: logger)
+        let hot = HotTierStore(durable: durable, named: name, redis: redis, config: tier, logger: logger)
         return StoreStack(store: hot, hotTier: hot,
-                          lifecycle: HotTierLifecycle(hot: hot, sqlite: SQLiteLifecycle(sqlite: sqlite, logger: logger), config: tier,
+                          lifecycle: HotTierLifecycle(hot: hot, durable: lifecycle, config: tier,
                                                       allowEviction: storage.allowRedisEviction, logger: logger),
-                          description: "SQLite \(storage.databasePath) + Redis \(redis.url)")
+                          description: "\(description) + Redis \(redis.url)")
     }
 }
 
@@ -83,8 +88,16 @@ public enum StoreLocation: Equatable, CustomStringConvertible {
     /// Where it is, with any password hidden.
     public var description: String {
         switch self {
-        case .sqlite(let path): "SQLite \(path)"
-        case .postgres(let url): "PostgreSQL \(url)"
+        case .sqlite: "SQLite \(self.where)"
+        case .postgres: "PostgreSQL \(self.where)"
+        }
+    }
+
+    /// The path or the URL (with any password hidden).
+    public var `where`: String {
+        switch self {
+        case .sqlite(let path): path
+        case .postgres(let url): "\(url)"
         }
     }
 }
@@ -123,11 +136,11 @@ struct SQLiteLifecycle: StoreLifecycle {
     func logBytes() -> Int64 { sqlite.walSize }
 }
 
-/// Redis in front of SQLite: refuses a Redis that could evict unflushed batches (unless
+/// Redis in front of the authoritative store (SQLite or PostgreSQL): refuses a Redis that could evict unflushed batches (unless
 /// allowed), replays what a previous coordinator left unflushed, and flushes on the way out.
 struct HotTierLifecycle: StoreLifecycle {
     let hot: HotTierStore
-    let sqlite: SQLiteLifecycle
+    let durable: any StoreLifecycle
     let config: HotTierConfig
     let allowEviction: Bool
     let logger: Logger
@@ -145,18 +158,19 @@ struct HotTierLifecycle: StoreLifecycle {
                 logger.warning("Redis eviction policy is unsafe; continuing because --allow-redis-eviction was given", metadata: ["why": "\(risk)"])
             }
         } catch let e as RedisError {
-            logger.error("Redis unreachable at start: writing SQLite directly until it is reachable", metadata: ["redis": "\(hot.redis.url)", "error": "\(e)"])
+            logger.error("Redis unreachable at start: writing \(hot.durableName) directly until it is reachable", metadata: ["redis": "\(hot.redis.url)", "error": "\(e)"])
         }
+        try await durable.open()
         _ = try await hot.start()
         logger.notice("hot tier on", metadata: ["redis": "\(hot.redis.url)", "ttl_s": "\(config.ttl)", "flush_interval_s": "\(config.flushInterval)"])
     }
 
-    func maintain() async throws { try await sqlite.maintain() }
+    func maintain() async throws { try await durable.maintain() }
 
     func close() async throws {
         await hot.stop()
-        try await sqlite.close()
+        try await durable.close()
     }
 
-    func logBytes() -> Int64 { sqlite.logBytes() }
+    func logBytes() -> Int64 { durable.logBytes() }
 }

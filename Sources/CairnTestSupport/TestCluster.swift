@@ -1,7 +1,18 @@
 import Foundation
 
+/// Where a test cluster's coordinator keeps its store: a SQLite file in the cluster's folder, or a
+/// throwaway PostgreSQL server the cluster starts and stops with itself.
+public enum TestStore: String, Sendable, CaseIterable {
+    case sqlite, postgres
+
+    /// The stores this machine can run: PostgreSQL where its server binaries are (scripts/setup
+    /// installs them), so a test given these runs on both wherever it can.
+    public static var available: [TestStore] { PostgresServer.available ? [.sqlite, .postgres] : [.sqlite] }
+}
+
 /// A real Cairn cluster for integration tests: a `cairn-coordinator` process on a free loopback
-/// port with its own SQLite file, N `cairn-worker` processes, and the `cairn` CLI to talk to it.
+/// port with its own SQLite file (or its own PostgreSQL), N `cairn-worker` processes, and the
+/// `cairn` CLI to talk to it.
 public final class TestCluster: @unchecked Sendable {
     public let directory: String
     public let port: Int
@@ -9,6 +20,10 @@ public final class TestCluster: @unchecked Sendable {
     /// Who every process of the cluster runs as: `nil` for the test runner itself.
     public let user: ProcessUser?
     public private(set) var coordinator: Process
+    /// The PostgreSQL server the store is in (`store: .postgres`), stopped with the cluster.
+    public let postgres: PostgresServer?
+    /// `--db` for the coordinator, given again at every restart.
+    let storeArgs: [String]
     public private(set) var workers: [Process] = []
     private var workersByName: [String: Process] = [:]
     private let lock = NSLock()
@@ -45,12 +60,21 @@ public final class TestCluster: @unchecked Sendable {
                              coordinatorArgs: [String] = [], directory: String? = nil,
                              workerEnvironment: [String: String] = [:],
                              clientEnvironment: [String: String] = [:],
-                             user: ProcessUser? = nil) async throws -> TestCluster {
+                             user: ProcessUser? = nil, store: TestStore = .sqlite) async throws -> TestCluster {
         let dir = directory ?? NSTemporaryDirectory() + "cairn-test-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try user?.own(dir)
-        let (process, port) = try await startCoordinator(directory: dir, port: 0, token: token, args: coordinatorArgs, user: user)
-        let cluster = TestCluster(directory: dir, port: port, token: token, user: user, coordinator: process)
+        let postgres = store == .postgres ? try await PostgresServer() : nil
+        let storeArgs = postgres.map { ["--db", $0.url()] } ?? []
+        let process: Process, port: Int
+        do {
+            (process, port) = try await startCoordinator(directory: dir, port: 0, token: token, args: storeArgs + coordinatorArgs, user: user)
+        } catch {
+            postgres?.stop()
+            throw error
+        }
+        let cluster = TestCluster(directory: dir, port: port, token: token, user: user, coordinator: process,
+                                  postgres: postgres, storeArgs: storeArgs)
         cluster.workerEnvironment = workerEnvironment
         cluster.clientEnvironment = clientEnvironment
         for i in 0..<workers { cluster.startWorker(name: "w\(i + 1)", slots: slots) }
@@ -64,7 +88,10 @@ public final class TestCluster: @unchecked Sendable {
         return cluster
     }
 
-    init(directory: String, port: Int, token: String?, user: ProcessUser?, coordinator: Process) {
+    init(directory: String, port: Int, token: String?, user: ProcessUser?, coordinator: Process,
+         postgres: PostgresServer? = nil, storeArgs: [String] = []) {
+        self.postgres = postgres
+        self.storeArgs = storeArgs
         self.directory = directory
         self.port = port
         self.token = token
@@ -275,7 +302,7 @@ public final class TestCluster: @unchecked Sendable {
         var lastError: (any Error)?
         for _ in 0..<50 {
             do {
-                let (p, _) = try await Self.startCoordinator(directory: directory, port: port, token: token, args: args, user: user)
+                let (p, _) = try await Self.startCoordinator(directory: directory, port: port, token: token, args: storeArgs + args, user: user)
                 coordinator = p
                 return
             } catch {
@@ -284,6 +311,15 @@ public final class TestCluster: @unchecked Sendable {
             }
         }
         throw lastError ?? ClusterError("coordinator did not restart")
+    }
+
+    /// A query's rows as the store's own shell prints them (`sqlite3 -readonly` or `psql -At`):
+    /// one line per row, columns joined by `|`, trimmed.
+    public func sql(_ query: String) async throws -> String {
+        if let postgres { return try await postgres.psql(query).trimmingCharacters(in: .whitespacesAndNewlines) }
+        let r = try await Self.run("/usr/bin/env", ["sqlite3", "-readonly", "-separator", "|", databasePath, query], timeout: 30)
+        guard r.status == 0 else { throw ClusterError("sqlite3 failed (\(r.status)): \(r.stderr)") }
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Text of a log file in the cluster's folder.
@@ -296,6 +332,7 @@ public final class TestCluster: @unchecked Sendable {
         let all = lock.withLock { workers } + [coordinator]
         for p in all where p.isRunning { kill(p.processIdentifier, SIGKILL) }
         for p in all { p.waitUntilExit() }
+        postgres?.stop()
         if removeFiles { try? FileManager.default.removeItem(atPath: directory) }
     }
 }

@@ -5,10 +5,12 @@ import NIOCore
 import SwiftProtobuf
 import Testing
 
-/// Real coordinator and worker processes on loopback, a real SQLite file, driven through the CLI.
+/// Real coordinator and worker processes on loopback, a real SQLite file (or a real PostgreSQL,
+/// where a test takes `TestStore.available`), driven through the CLI.
 @Suite(.serialized) struct EndToEndTests {
-    @Test func theExamplePipelineCompletesOnThreeWorkers() async throws {
-        let cluster = try await TestCluster.start(workers: 3, workerEnvironment: ["CAIRN_DEMO_DELAY": "0.05"])
+    @Test(arguments: TestStore.available)
+    func theExamplePipelineCompletesOnThreeWorkers(_ store: TestStore) async throws {
+        let cluster = try await TestCluster.start(workers: 3, workerEnvironment: ["CAIRN_DEMO_DELAY": "0.05"], store: store)
         defer { cluster.stop() }
         let graph = repositoryRoot + "/scripts/examples/video/video.yaml"
         let r = try await cluster.cairn(["submit", graph, "--input", #"{"topic": "tides"}"#, "--run-id", "video", "--wait"])
@@ -50,8 +52,9 @@ import Testing
         #expect(state["next"] as? [String] == ["generate_assets"])
     }
 
-    @Test func aFiftyWayFanOutSpreadsOverWorkersAndJoins() async throws {
-        let cluster = try await TestCluster.start(workers: 3, slots: 4)
+    @Test(arguments: TestStore.available)
+    func aFiftyWayFanOutSpreadsOverWorkersAndJoins(_ store: TestStore) async throws {
+        let cluster = try await TestCluster.start(workers: 3, slots: 4, store: store)
         defer { cluster.stop() }
         let items = (1...50).map(String.init).joined(separator: ", ")
         let graph = try writeGraph(cluster, "fan", """

@@ -2,13 +2,15 @@ import CairnTestSupport
 import Foundation
 import Testing
 
-/// The hot tier with real processes: a coordinator with --redis, workers, a real redis-server.
+/// The hot tier with real processes: a coordinator with --redis, workers, a real redis-server, in
+/// front of SQLite (and of PostgreSQL, where a test takes `TestStore.available`).
 @Suite(.serialized) struct HotTierProcessTests {
-    @Test func hotRunsLandInSQLiteAndSurviveACoordinatorKill9() async throws {
+    @Test(arguments: TestStore.available)
+    func hotRunsLandInTheStoreAndSurviveACoordinatorKill9(_ store: TestStore) async throws {
         let redis = try await RedisServer(appendOnly: true)
         defer { redis.stop() }
         let args = ["--redis", redis.url, "--flush-interval", "60s"]  // no periodic flush during the test: batches wait in Redis
-        let cluster = try await TestCluster.start(workers: 2, coordinatorArgs: args)
+        let cluster = try await TestCluster.start(workers: 2, coordinatorArgs: args, store: store)
         defer { cluster.stop() }
         let graph = try writeGraph(cluster, "hot", chainGraph(name: "hot", nodes: 12, sleep: 120))
         let runID = try await cluster.submit(graph)
@@ -36,13 +38,12 @@ import Testing
         let history = try await cluster.cairn(["history", runID, "--json"]).object
         let steps = ((history["checkpoints"] as? [[String: Any]]) ?? []).compactMap { $0["step"] as? Int }
         #expect(steps == Array((0...12).reversed()))
-        #expect(cluster.log("coordinator.log").contains("replayed unflushed hot-tier batches"))
+        #expect(cluster.log("coordinator.log").contains("replayed unflushed hot-tier batches into \(store == .postgres ? "PostgreSQL" : "SQLite")"))
         // A completed run is in SQLite: nothing of it is left waiting in Redis.
         let left = try await redis.cli("--scan", "--pattern", "cairn:*:batch:*")
         #expect(left.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
-        let rows = try await TestCluster.run("/usr/bin/env", ["sqlite3", cluster.databasePath,
-                                                              "SELECT status FROM runs WHERE run_id = '\(runID)'"])
-        #expect(rows.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "completed")
+        #expect(try await cluster.sql("SELECT status FROM runs WHERE run_id = '\(runID)'") == "completed")
+        #expect(try await cluster.sql("SELECT count(*) FROM checkpoints WHERE run_id = '\(runID)'") == "13")
     }
 
     @Test func killingRedisMidRunFallsBackToSQLiteAndReturnsWhenItIsBack() async throws {

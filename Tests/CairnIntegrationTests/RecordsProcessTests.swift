@@ -4,7 +4,8 @@ import Testing
 
 /// The operator's seven questions, answered on a store holding runs of several graphs (some
 /// failed, some retried, one waiting for a person) by Python nodes that log API calls and
-/// assets: through `cairn` (JSON) and through plain `sqlite3` on the store, with the README's SQL.
+/// assets: through `cairn` (JSON) and through plain `sqlite3` (or `psql`) on the store, with the
+/// README's SQL.
 @Suite(.serialized) struct RecordsProcessTests {
     static let program = """
         import os, sys, tempfile, cairn
@@ -49,13 +50,18 @@ import Testing
     func rows(_ r: TestCluster.CommandResult) -> [[String: Any]] { r.json as? [[String: Any]] ?? [] }
 
     func sql(_ cluster: TestCluster, _ query: String) async throws -> String {
-        let r = try await TestCluster.run("/usr/bin/env", ["sqlite3", "-readonly", "-separator", "|", cluster.databasePath, query], timeout: 30)
-        guard r.status == 0 else { throw ClusterError("sqlite3 failed (\(r.status)): \(r.stderr)") }
-        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try await cluster.sql(query)
     }
 
-    @Test func theSevenQuestionsAnswerTheSameThroughTheCLIAndSQL() async throws {
-        let cluster = try await TestCluster.start(workers: 2, slots: 2)
+    /// "24 hours ago" in seconds since 1970, in the store's dialect: the one place the README's
+    /// queries differ between SQLite and PostgreSQL.
+    func dayAgo(_ store: TestStore) -> String {
+        store == .postgres ? "extract(epoch FROM now() - interval '24 hours')" : "strftime('%s', 'now', '-24 hours')"
+    }
+
+    @Test(arguments: TestStore.available)
+    func theSevenQuestionsAnswerTheSameThroughTheCLIAndSQL(_ store: TestStore) async throws {
+        let cluster = try await TestCluster.start(workers: 2, slots: 2, store: store)
         defer { cluster.stop() }
         let media = try graph(cluster, "media", [("gen", "gen")])
         let review = try graph(cluster, "review", [("gen", "gen"), ("ask", "ask")])
@@ -79,7 +85,7 @@ import Testing
         #expect(rows(try await cluster.cairn(["failures", "--graph", "media", "--json"])).isEmpty)
         #expect(try await sql(cluster, """
             SELECT run_id, failing_node, attempts FROM failed_runs
-            WHERE finished_at >= strftime('%s', 'now', '-24 hours') ORDER BY finished_at DESC
+            WHERE finished_at >= \(dayAgo(store)) ORDER BY finished_at DESC
             """) == "\(failed)|fetch|3")
 
         // 2. Slowest nodes: p50/p95/max per graph.
@@ -97,8 +103,8 @@ import Testing
                 SELECT graph_name, node, duration_ms,
                        ROW_NUMBER() OVER (PARTITION BY graph_name, node ORDER BY duration_ms) AS i,
                        COUNT(*) OVER (PARTITION BY graph_name, node) AS n
-                FROM attempt_details WHERE status = 'completed' AND started_at >= strftime('%s', 'now', '-24 hours'))
-            SELECT graph_name, node, n, MIN(CASE WHEN i >= 0.50 * n THEN duration_ms END), MIN(CASE WHEN i >= 0.95 * n THEN duration_ms END),
+                FROM attempt_details WHERE status = 'completed' AND started_at >= \(dayAgo(store)))
+            SELECT graph_name, node, MAX(n), MIN(CASE WHEN i >= 0.50 * n THEN duration_ms END), MIN(CASE WHEN i >= 0.95 * n THEN duration_ms END),
                    MAX(duration_ms)
             FROM d WHERE graph_name = 'media' GROUP BY graph_name, node
             """)

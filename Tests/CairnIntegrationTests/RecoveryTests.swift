@@ -36,8 +36,9 @@ import Testing
         #expect(tasks.filter { $0["status"] as? String == "completed" }.count == 8)
     }
 
-    @Test func aCoordinatorKilledMidRunResumesFromItsCheckpoints() async throws {
-        let cluster = try await TestCluster.start(workers: 2)
+    @Test(arguments: TestStore.available)
+    func aCoordinatorKilledMidRunResumesFromItsCheckpoints(_ store: TestStore) async throws {
+        let cluster = try await TestCluster.start(workers: 2, store: store)
         defer { cluster.stop() }
         let graph = try writeGraph(cluster, "long", chainGraph(name: "long", nodes: 12, sleep: 150))
         let runID = try await cluster.submit(graph)
@@ -58,12 +59,12 @@ import Testing
     /// The scheduler hands out step N+1 before step N's checkpoint is durable (the writer commits
     /// in order behind it). Killing the coordinator in the middle of that, many times a second,
     /// must still leave every run with each write applied once and one checkpoint per step.
-    @Test(arguments: ["sync", "hot"])
-    func aCoordinatorKilledWhilePipelinedChainsRunLosesNothingAndRepeatsNothing(_ durability: String) async throws {
+    @Test(arguments: TestStore.available, ["sync", "hot"])
+    func aCoordinatorKilledWhilePipelinedChainsRunLosesNothingAndRepeatsNothing(_ store: TestStore, _ durability: String) async throws {
         let redis = durability == "hot" ? try await RedisServer(appendOnly: true) : nil
         defer { redis?.stop() }
         let args = redis.map { ["--redis", $0.url] } ?? []
-        let cluster = try await TestCluster.start(workers: 2, coordinatorArgs: args)
+        let cluster = try await TestCluster.start(workers: 2, coordinatorArgs: args, store: store)
         defer { cluster.stop() }
         let n = 60
         var text = "name: fast\nstate:\n  log: { reducer: append }\n  count: { reducer: sum }\nnodes:\n"

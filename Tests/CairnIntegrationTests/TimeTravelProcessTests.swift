@@ -3,7 +3,8 @@ import Foundation
 import Testing
 
 /// Human in the loop and time travel with real processes: a coordinator, workers running Python
-/// nodes, the `cairn` CLI; a coordinator killed with -9; Redis wiped.
+/// nodes, the `cairn` CLI; a coordinator killed with -9; Redis wiped. Fork, rewind and a resume
+/// across a kill run on PostgreSQL too, where a test takes `TestStore.available`.
 @Suite(.serialized) struct TimeTravelProcessTests {
     /// A node that asks for a first and a last name, then writes both. It imports what a real
     /// node would (HTTP, SQLite, asyncio, decimal) before it reads its task.
@@ -198,8 +199,9 @@ import Testing
         _ = try await cluster.cairn(["cancel", active])
     }
 
-    @Test func aForkStartsFromAnyCheckpointStoresNoParentValueAndRewindReRunsInPlace() async throws {
-        let cluster = try await TestCluster.start(workers: 2)
+    @Test(arguments: TestStore.available)
+    func aForkStartsFromAnyCheckpointStoresNoParentValueAndRewindReRunsInPlace(_ store: TestStore) async throws {
+        let cluster = try await TestCluster.start(workers: 2, store: store)
         defer { cluster.stop() }
         // A chain whose state holds 20 kB values from its first step, in a replace channel (blob)
         // and in an append channel every step adds to (big): random, so they do not compress. A
@@ -236,12 +238,16 @@ import Testing
         #expect(rows.filter { $0["run_id"] as? String == "parent" }.compactMap { $0["step"] as? Int } == Array((0...8).reversed()))
         #expect(rows.first { $0["source"] as? String == "fork" }?["parent_id"] as? String == at8)
         // What the fork stored: a handful of small rows, none of them the parent's 20 kB value.
-        let bytes = try await TestCluster.run("/usr/bin/env", ["sqlite3", cluster.databasePath, """
+        // (SQLite keeps small checkpoints' parts in one inline row; PostgreSQL in the checkpoint's own.)
+        let inline = store == .sqlite
+            ? "+ (SELECT coalesce(sum(length(c.data)), 0) FROM checkpoint_inline c JOIN checkpoints k ON k.inline_id = c.id WHERE k.run_id = 'child')"
+            : ""
+        let bytes = try await cluster.sql("""
             SELECT (SELECT coalesce(sum(length(data)), 0) FROM channel_values WHERE run_id = 'child')
                  + (SELECT coalesce(sum(length(channel_versions) + length(next_tasks) + length(metadata)), 0) FROM checkpoints WHERE run_id = 'child')
-                 + (SELECT coalesce(sum(length(c.data)), 0) FROM checkpoint_inline c JOIN checkpoints k ON k.inline_id = c.id WHERE k.run_id = 'child')
-            """])
-        let stored = Int(bytes.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+                 \(inline)
+            """)
+        let stored = Int(bytes) ?? -1
         print("a fork at step 8 of 13, then 5 steps, stored \(stored) bytes of checkpoints and values (the parent's state holds two 20000-byte random values)")
         #expect(stored > 0 && stored < 6_000, "\(stored) bytes")
 
@@ -261,8 +267,9 @@ import Testing
         #expect(sources.count == 14 + 1 + 5, "the abandoned steps stay in the history: \(sources.count)")
     }
 
-    @Test func aPausedRunSurvivesACoordinatorKillAndAResumeIsRecordedWholeOrNotAtAll() async throws {
-        let cluster = try await TestCluster.start(workers: 1)
+    @Test(arguments: TestStore.available)
+    func aPausedRunSurvivesACoordinatorKillAndAResumeIsRecordedWholeOrNotAtAll(_ store: TestStore) async throws {
+        let cluster = try await TestCluster.start(workers: 1, store: store)
         defer { cluster.stop() }
         let path = try graph(cluster, "ask", Self.askGraph)
         let runID = try await cluster.submit(path, runID: "crash1")

@@ -78,7 +78,7 @@ import Testing
         let server = try await RedisServer()
         defer { server.stop() }
         try await StoreConformance.run {
-            HotTierStore(sqlite: try Self.sqlite(), redis: RedisClient(url: try RedisURL(server.url), logger: logger), config: config(), logger: logger)
+            HotTierStore(durable: try Self.sqlite(), redis: RedisClient(url: try RedisURL(server.url), logger: logger), config: config(), logger: logger)
         }
     }
 
@@ -87,7 +87,7 @@ import Testing
         defer { server.stop() }
         let cold = try Self.sqlite()
         let cfg = config(ttl: 120)
-        let hot = HotTierStore(sqlite: cold, redis: RedisClient(url: try RedisURL(server.url), logger: logger), config: cfg, logger: logger)
+        let hot = HotTierStore(durable: cold, redis: RedisClient(url: try RedisURL(server.url), logger: logger), config: cfg, logger: logger)
         _ = try await hot.start()
         for i in 1...20 { try await hot.commit(batch("r1", i), durability: .hot) }
         // Nothing has reached SQLite yet: it is all in Redis, every key with a TTL.
@@ -109,12 +109,12 @@ import Testing
         let server = try await RedisServer()
         defer { server.stop() }
         let cfg = config()
-        let first = HotTierStore(sqlite: try Self.sqlite(), redis: RedisClient(url: try RedisURL(server.url), logger: logger), config: cfg, logger: logger)
+        let first = HotTierStore(durable: try Self.sqlite(), redis: RedisClient(url: try RedisURL(server.url), logger: logger), config: cfg, logger: logger)
         _ = try await first.start()
         for i in 1...5 { try await first.commit(batch("r2", i), durability: .hot) }
         // The coordinator dies here: `first` never flushes. A new one starts on the same Redis.
         let cold = try Self.sqlite()
-        let second = HotTierStore(sqlite: cold, redis: RedisClient(url: try RedisURL(server.url), logger: logger), config: cfg, logger: logger)
+        let second = HotTierStore(durable: cold, redis: RedisClient(url: try RedisURL(server.url), logger: logger), config: cfg, logger: logger)
         #expect(try await second.start() == 5)
         #expect(try await cold.checkpoints(runID: "r2", namespace: "", limit: 100).map(\.step) == [5, 4, 3, 2, 1])
         #expect(try await server.cli("ZCARD", cfg.keyPrefix + ":dirty").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
@@ -127,7 +127,7 @@ import Testing
         let cold = try Self.sqlite()
         var cfg = config(flushInterval: 0.05)
         cfg.reconnectInterval = 0.1
-        let hot = HotTierStore(sqlite: cold, redis: RedisClient(url: try RedisURL(server.url), logger: logger), config: cfg, logger: logger)
+        let hot = HotTierStore(durable: cold, redis: RedisClient(url: try RedisURL(server.url), logger: logger), config: cfg, logger: logger)
         _ = try await hot.start()
         try await hot.commit(batch("r3", 1), durability: .hot)
         server.kill()
@@ -163,7 +163,7 @@ import Testing
         let faulty = FaultyStore(try Self.sqlite())
         var cfg = config(ttl: 2, flushInterval: 0.05)
         cfg.backlogLimitFraction = 0.5
-        let hot = HotTierStore(sqlite: faulty, redis: RedisClient(url: try RedisURL(server.url), logger: logger), config: cfg, logger: logger)
+        let hot = HotTierStore(durable: faulty, redis: RedisClient(url: try RedisURL(server.url), logger: logger), config: cfg, logger: logger)
         _ = try await hot.start()
         faulty.failing = true
         let started = Date()

@@ -96,7 +96,7 @@ import Testing
         // reported once, where it is stored, not again at each checkpoint that names it.
         try sql("UPDATE channel_values SET codec = 0, data = CAST('\"changed\"' AS BLOB) WHERE run_id = 'r1' AND channel = 'draft' AND version = 'c2'")
         let report = try await store.verify(runIDs: nil)
-        #expect(report.damage == [Damage(runID: "r1", channel: "draft", version: "c2", problem: "SHA-256 mismatch: stored data was altered or corrupted")])
+        #expect(report.damage == [Damage(runID: "r1", checkpointID: "c2", channel: "draft", version: "c2", problem: "SHA-256 mismatch: stored data was altered or corrupted")])
         #expect(try await store.verify(runIDs: ["other"]).ok)
     }
 

@@ -117,7 +117,7 @@ struct PostgresStoreTests {
 
         try await server.psql("UPDATE channel_values SET codec = 0, data = convert_to('\"changed\"', 'UTF8') WHERE run_id = 'r1' AND channel = 'draft' AND version = 'c2'")
         let report = try await pg.verify(runIDs: nil)
-        #expect(report.damage == [Damage(runID: "r1", channel: "draft", version: "c2", problem: "SHA-256 mismatch: stored data was altered or corrupted")])
+        #expect(report.damage == [Damage(runID: "r1", checkpointID: "c2", channel: "draft", version: "c2", problem: "SHA-256 mismatch: stored data was altered or corrupted")])
         #expect(try await pg.verify(runIDs: ["other"]).ok)
         let c2 = try #require(try await pg.checkpoint(runID: "r1", namespace: "", checkpointID: "c2"))
         await #expect(throws: StoredBlob.IntegrityError.self) { _ = try await pg.state(at: c2) }
