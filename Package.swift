@@ -284,7 +284,7 @@ let package = Package(
         .testTarget(
             name: "CairnStoreTests",
             dependencies: ["CairnStore", "CairnSQLite", "CairnPostgres", "CairnCore", "CairnTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
-                           .product(name: "NIOPosix", package: "swift-nio")],
+                           .product(name: "NIOPosix", package: "swift-nio"), .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -6,7 +6,7 @@ import PostgresNIO
 extension PostgresStore: MaintainedStore {
     public func setPinned(_ runID: String, _ pinned: Bool) async throws -> Bool {
         try await perform("writing") {
-            try await self.client.withConnection { conn in
+            try await self.leased { conn in
                 let rows = try await conn.query("UPDATE runs SET pinned = \(pinned) WHERE run_id = \(runID) RETURNING run_id", logger: self.logger)
                 return try await rows.collect().count > 0
             }
@@ -24,7 +24,7 @@ extension PostgresStore: MaintainedStore {
             let chunk = Array(runIDs[i..<min(i + 20, runIDs.count)])
             i += chunk.count
             let part = try await perform("deleting runs in") {
-                try await self.client.withTransaction(logger: self.logger) { conn in
+                try await self.transaction { conn in
                     var part = DeletionReport()
                     var graphs = Set<String>()
                     for id in chunk {
@@ -64,7 +64,7 @@ extension PostgresStore: MaintainedStore {
         // table's end. What it gave back is what is reported, measured as the database's size.
         try await perform("vacuuming") {
             for table in ["runs", "graphs", "bundles"] + Self.ownedTables {
-                try await self.client.query(PostgresQuery(unsafeSQL: "VACUUM \(table)"), logger: self.logger)
+                try await self.leased { try await $0.query(PostgresQuery(unsafeSQL: "VACUUM \(table)"), logger: self.logger) }
             }
         }
         report.bytesFreed = max(0, before - (try await databaseBytes()))

@@ -16,9 +16,12 @@ enum PostgresRecords {
             case .int(let i): binds.append(i)
             }
         }
+        let query = PostgresQuery(unsafeSQL: sql, binds: binds)
         let (columns, rows) = try await store.perform("reading") {
-            let sequence = try await store.client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: store.logger)
-            return (sequence.columns.map(\.name), try await sequence.collect())
+            try await store.leased { conn in
+                let sequence = try await conn.query(query, logger: store.logger)
+                return (sequence.columns.map(\.name), try await sequence.collect())
+            }
         }
         return RecordsTable(columns: columns, rows: try rows.map { r in
             let row = PostgresStoredRow(r.makeRandomAccess())

@@ -11,14 +11,26 @@ import PostgresNIO
 public final class PostgresStore: CheckpointStore, @unchecked Sendable {
     public let url: PostgresURL
     let logger: Logger
-    private let pool: PoolHolder
-    /// The pool queries go through now (a fresh one after the last could not dial).
-    var client: PostgresClient { pool.current }
+    let pool: PoolHolder
+    /// How long a request waits for a connection (the pool dialing one if need be) before it
+    /// fails as a transient fault. A server that is down, restarting or unreachable is reported
+    /// within this, rather than after the pool's own backoff of up to a minute, so the
+    /// coordinator holds writes and answers at once, as it does on a full disk. Once a request has
+    /// its connection it runs to its end: no transaction is abandoned half way.
+    public let leaseTimeout: Duration
+    /// How long a commit or a read the engine makes may take once it has its connection (a
+    /// server killed mid-query can leave one unanswered): then its connection is closed, which
+    /// rolls it back, and it fails as a transient fault to be retried. Maintenance and records
+    /// queries, which may rightly take long, have none.
+    public let workTimeout: Duration
 
     /// Connects lazily (the pool dials on first use); `migrate()` creates or upgrades the schema.
-    public init(url: PostgresURL, logger: Logger, maxConnections: Int = 8) {
+    public init(url: PostgresURL, logger: Logger, maxConnections: Int = 8, leaseTimeout: Duration = .seconds(3),
+                workTimeout: Duration = .seconds(5)) {
         self.url = url
         self.logger = logger
+        self.leaseTimeout = leaseTimeout
+        self.workTimeout = workTimeout
         let tls: PostgresClient.Configuration.TLS
         switch url.tls {
         case .disable: tls = .disable
@@ -31,7 +43,12 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
         config.options.connectTimeout = .seconds(5)
         config.options.additionalStartupParameters = [("application_name", "cairn-coordinator")]
         let configuration = config
-        pool = PoolHolder { PostgresClient(configuration: configuration, backgroundLogger: logger) }
+        // The pool logs each failed dial at info (every 100 ms while a server is down); Cairn's
+        // own lines say what matters (unreachable, retried, back), so the pool's start at notice.
+        var background = logger
+        background.logLevel = max(logger.logLevel, .notice)
+        let poolLogger = background
+        pool = PoolHolder(maxConnections: maxConnections) { PostgresClient(configuration: configuration, backgroundLogger: poolLogger) }
     }
 
     /// Stops the pool: queries after this fail.
@@ -48,7 +65,7 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
     @discardableResult
     public func migrate(upTo last: String? = nil) async throws -> [String] {
         try await perform("migrating the schema of") {
-            try await self.client.withTransaction(logger: self.logger) { conn in
+            try await self.transaction { conn in
                 try await conn.query("SELECT pg_advisory_xact_lock(7468235)", logger: self.logger)
                 try await conn.query("CREATE TABLE IF NOT EXISTS cairn_migrations (id text PRIMARY KEY, applied_at double precision NOT NULL)",
                                      logger: self.logger)
@@ -71,11 +88,13 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
 
     public func appliedMigrations() async throws -> [String] {
         try await perform("reading") {
-            var out: [String] = []
-            for try await id in try await self.client.query("SELECT id FROM cairn_migrations ORDER BY id", logger: self.logger).decode(String.self) {
-                out.append(id)
+            try await self.leased { conn in
+                var out: [String] = []
+                for try await id in try await conn.query("SELECT id FROM cairn_migrations ORDER BY id", logger: self.logger).decode(String.self) {
+                    out.append(id)
+                }
+                return out
             }
-            return out
         }
     }
 
@@ -97,7 +116,7 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
         if batch.isEmpty { return }
         let statements = PostgresWrites.statements(batch)
         try await perform("writing") {
-            try await self.client.withTransaction(logger: self.logger) { conn in
+            try await self.transaction(workTimeout: self.workTimeout) { conn in
                 for q in statements { try await conn.query(q, logger: self.logger) }
             }
         }
@@ -108,7 +127,9 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
     /// The rows a query returns, each readable by column name.
     func rows(_ query: PostgresQuery) async throws -> [PostgresStoredRow] {
         try await perform("reading") {
-            try await self.client.query(query, logger: self.logger).collect().map { PostgresStoredRow($0.makeRandomAccess()) }
+            try await self.leased(workTimeout: self.workTimeout) { conn in
+                try await conn.query(query, logger: self.logger).collect().map { PostgresStoredRow($0.makeRandomAccess()) }
+            }
         }
     }
 
@@ -296,47 +317,6 @@ struct PostgresStoredRow: StoredRow {
         case .bool: return .int(try c.decode(Bool.self) ? 1 : 0)
         case .bytea: return .string(String(decoding: try c.decode(ByteBuffer.self).readableBytesView, as: UTF8.self))
         default: return .string(try c.decode(String.self))
-        }
-    }
-}
-
-/// postgres-nio's pool, replaced by a fresh one when it cannot reach the server: after failed
-/// connects the pool trips a circuit breaker and backs off for up to a minute, while a server
-/// that is back (restarted, the network healed) should be used at once. At most one new pool a
-/// second; the old one's queries end with it.
-final class PoolHolder: @unchecked Sendable {
-    private let lock = NSLock()
-    private let make: @Sendable () -> PostgresClient
-    private var client: PostgresClient
-    private var runner: Task<Void, Never>
-    private var madeAt = ContinuousClock.now
-    private var closed = false
-
-    init(make: @escaping @Sendable () -> PostgresClient) {
-        self.make = make
-        let client = make()
-        self.client = client
-        runner = Task { await client.run() }
-    }
-
-    var current: PostgresClient { lock.withLock { client } }
-
-    func replace(logger: Logger) {
-        lock.withLock {
-            guard !closed, madeAt.duration(to: .now) >= .seconds(1) else { return }
-            runner.cancel()
-            let fresh = make()
-            client = fresh
-            runner = Task { await fresh.run() }
-            madeAt = .now
-        }
-        logger.info("PostgreSQL unreachable: dialing again with a fresh connection pool")
-    }
-
-    func close() {
-        lock.withLock {
-            closed = true
-            runner.cancel()
         }
     }
 }

@@ -214,6 +214,8 @@ enum PostgresFaults {
             guard let inner = t.beginError ?? t.closureError ?? t.commitError else { return false }
             error = inner
         }
+        if let t = error as? LeaseTimeout { return !t.busy }
+        if error is WorkTimeout { return false }
         if error is StoredBlob.IntegrityError || error is StoreError || error is StoreFault || error is CancellationError
             || error is PostgresDecodingError { return false }
         if let e = error as? PSQLError { return e.serverInfo?[.sqlState] == nil }
@@ -228,6 +230,10 @@ enum PostgresFaults {
         }
         if error is StoredBlob.IntegrityError || error is StoreError || error is StoreFault { return error }
         if error is CancellationError { return error }
+        if let t = error as? LeaseTimeout {
+            return StoreFault(.transient, "PostgreSQL \(t.busy ? "busy" : "unreachable") (\(t)) \(doing)")
+        }
+        if let t = error as? WorkTimeout { return StoreFault(.transient, "PostgreSQL unreachable (\(t)) \(doing)") }
         if error is PostgresDecodingError {
             return StoreFault(.permanent, "a stored value does not decode as Cairn's schema says (\(error)) \(doing)")
         }

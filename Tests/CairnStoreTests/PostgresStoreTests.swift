@@ -1,10 +1,11 @@
 import CairnCore
-import CairnPostgres
+@testable import CairnPostgres
 import CairnSQLite
 import CairnStore
 import CairnTestSupport
 import Foundation
 import Logging
+import PostgresNIO
 import Testing
 
 /// The PostgreSQL store against a real, throwaway PostgreSQL server (initdb into a temporary
@@ -12,8 +13,10 @@ import Testing
 /// rows, SHA-256 checks on read, verify/export/delete/pin, migrations, and a server that goes away.
 @Suite(.enabled(if: PostgresServer.available, "PostgreSQL: \(PostgresServer.unavailableReason ?? "")"))
 struct PostgresStoreTests {
-    static func open(_ url: String) async throws -> PostgresStore {
-        let store = PostgresStore(url: try PostgresURL(url), logger: Logger(label: "test"))
+    static func open(_ url: String, maxConnections: Int = 8, leaseTimeout: Duration = .seconds(3),
+                     workTimeout: Duration = .seconds(10)) async throws -> PostgresStore {
+        let store = PostgresStore(url: try PostgresURL(url), logger: Logger(label: "test"), maxConnections: maxConnections,
+                                  leaseTimeout: leaseTimeout, workTimeout: workTimeout)
         try await store.migrate()
         return store
     }
@@ -199,23 +202,85 @@ struct PostgresStoreTests {
         var r = RunRecord(runID: "late", graphHash: "g1", graphName: "demo", graphVersion: 1, status: .queued, durability: "sync", input: nil, createdAt: 50)
         r.updatedAt = 50
         b.runs = [r]
-        do {
-            try await pg.commit(b)
-            Issue.record("a commit to a stopped server succeeded")
-        } catch let fault as StoreFault {
-            #expect(fault.kind == .transient, "\(fault)")
-            #expect(fault.message.contains("127.0.0.1:\(server.port)"), "\(fault)")
-            #expect(!fault.message.contains("password"), "\(fault)")
+        // Every request while it is down fails within seconds (the lease timeout, 3 s), not after
+        // the pool's own backoff: writes and reads alike, the first and the later ones.
+        for attempt in 1...3 {
+            let started = ContinuousClock.now
+            do {
+                if attempt == 2 { _ = try await pg.runCounts() } else { try await pg.commit(b) }
+                Issue.record("a request to a stopped server succeeded")
+            } catch let fault as StoreFault {
+                #expect(fault.kind == .transient, "\(fault)")
+                #expect(fault.message.contains("127.0.0.1:\(server.port)") && fault.message.contains("unreachable"), "\(fault)")
+                #expect(!fault.message.contains("password"), "\(fault)")
+            }
+            let took = started.duration(to: .now)
+            print("request \(attempt) to a stopped PostgreSQL failed after \(took)")
+            #expect(took < .seconds(5), "answered within seconds: \(took)")
         }
         try await server.restart()
+        let back = ContinuousClock.now
         var committed = false
         for _ in 0..<50 where !committed {
             do { try await pg.commit(b); committed = true } catch { try await Task.sleep(nanoseconds: 200_000_000) }
         }
         #expect(committed)
+        print("the first write after the server came back went through \(back.duration(to: .now)) after its restart")
+        #expect(back.duration(to: .now) < .seconds(10))
         #expect(try await pg.run("late")?.status == .queued)
         #expect(try await pg.verify(runIDs: nil).ok)
         #expect(try await pg.runCounts()[.completed] == 2)
+    }
+
+    /// A pool whose connections are all busy is not a server that is gone: a request that cannot
+    /// have one in time fails as busy, and the long request holding it finishes undisturbed.
+    @Test func aBusyPoolFailsTheWaitingRequestAndLeavesTheRunningOneAlone() async throws {
+        let server = try await PostgresServer()
+        defer { server.stop() }
+        let pg = try await Self.open(server.url(), maxConnections: 1, leaseTimeout: .seconds(1))
+        defer { pg.close() }
+        try await pg.commit(MaintenanceTests.seedBatch())
+        async let long: [String] = pg.leased { conn in
+            var out: [String] = []
+            for try await s in try await conn.query("SELECT pg_sleep(2.5)::text", logger: Logger(label: "test")).decode(String.self) { out.append(s) }
+            return out
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        do {
+            _ = try await pg.runCounts()
+            Issue.record("a second request on a pool of one busy connection got one")
+        } catch let fault as StoreFault {
+            #expect(fault.kind == .transient && fault.message.contains("busy") && fault.message.contains("all 1 in use"), "\(fault)")
+        }
+        #expect(try await long == [""], "the request holding the connection finished")
+        #expect(try await pg.runCounts()[.completed] == 2, "and the pool serves again")
+    }
+
+    /// A request that has its connection but no answer (a server killed mid-query can leave one
+    /// so) is answered at its deadline, and its connection closed: its transaction rolls back, so
+    /// nothing of a request reported failed is written later.
+    @Test func aRequestWithNoAnswerIsCutAtItsDeadlineAndWritesNothing() async throws {
+        let server = try await PostgresServer()
+        defer { server.stop() }
+        let pg = try await Self.open(server.url(), leaseTimeout: .seconds(1), workTimeout: .seconds(1))
+        defer { pg.close() }
+        try await server.psql("CREATE TABLE probe (n int)")
+        let started = ContinuousClock.now
+        do {
+            try await pg.transaction(workTimeout: pg.workTimeout) { conn in
+                try await conn.query("INSERT INTO probe VALUES (1)", logger: Logger(label: "test"))
+                try await conn.query("SELECT pg_sleep(4)", logger: Logger(label: "test"))
+            }
+            Issue.record("a transaction past its deadline succeeded")
+        } catch {
+            let fault = PostgresFaultsProbe.fault(error)
+            #expect(fault.kind == .transient && fault.message.contains("no answer within 2s"), "\(fault)")
+        }
+        let took = started.duration(to: .now)
+        #expect(took < .seconds(3), "answered at the deadline: \(took)")
+        try await Task.sleep(for: .seconds(4))  // past the sleep: had it gone on, it would have committed
+        #expect(try await server.psql("SELECT count(*) FROM probe").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        #expect(try await pg.runCounts().isEmpty, "the pool serves again")
     }
 
     @Test func aDatabaseThatIsNotCairnsIsAPermanentFault() async throws {
@@ -246,5 +311,12 @@ struct PostgresStoreTests {
         for bad in ["postgres://", "postgres://host/", "postgres://u@h:notaport/d", "postgres://u@h/d?sslmode=sometimes"] {
             #expect(throws: PostgresURL.Invalid.self, "\(bad)") { try PostgresURL(bad) }
         }
+    }
+}
+
+/// The store's own mapping of a failure, as the engine sees it.
+enum PostgresFaultsProbe {
+    static func fault(_ error: any Error) -> StoreFault {
+        (PostgresFaults.fault(error, doing: "testing") as? StoreFault) ?? StoreFault(.permanent, "not a fault: \(error)")
     }
 }
