@@ -7,7 +7,8 @@ import Foundation
 /// the `postgres` system user that Debian's package creates, through `setpriv` (which execs, so
 /// `process` is the postmaster itself and `kill(signal:)` reaches it), on a folder that user owns.
 ///
-/// `initdb` runs once per test process, into a template folder; each server copies it.
+/// `initdb` runs once per machine and server version, into a template folder in the temporary
+/// directory that later test runs reuse (about 40 MB); each server copies it.
 public final class PostgresServer: @unchecked Sendable {
     public let port: Int
     public let directory: String
@@ -57,18 +58,25 @@ public final class PostgresServer: @unchecked Sendable {
 
     private static func template(bin: String) async throws -> String {
         if let t = templateLock.withLock({ templatePath }) { return t }
-        let dir = NSTemporaryDirectory() + "cairn-pg-template-\(getpid())-" + UUID().uuidString.prefix(6)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try giveToPostgres(dir)
-        let r = try await TestCluster.run(asPostgres(bin + "/initdb").0, asPostgres(bin + "/initdb").1 + [
-            "-D", dir, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync",
-        ], timeout: 120)
-        guard r.status == 0 else { throw ClusterError("initdb failed (\(r.status)): \(r.stderr)") }
+        // One per server version and user, made whole (initdb elsewhere, then renamed into place).
+        let version = (bin as NSString).deletingLastPathComponent.split(separator: "/").last.map(String.init) ?? "pg"
+        let final = NSTemporaryDirectory() + "cairn-pg-template-\(version)-uid\(getuid())"
+        if !FileManager.default.fileExists(atPath: final + "/PG_VERSION") {
+            let dir = final + ".making-" + UUID().uuidString.prefix(6)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try giveToPostgres(dir)
+            let r = try await TestCluster.run(asPostgres(bin + "/initdb").0, asPostgres(bin + "/initdb").1 + [
+                "-D", dir, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync",
+            ], timeout: 120)
+            guard r.status == 0 else {
+                try? FileManager.default.removeItem(atPath: dir)
+                throw ClusterError("initdb failed (\(r.status)): \(r.stderr)")
+            }
+            if rename(dir, final) != 0 { try? FileManager.default.removeItem(atPath: dir) }  // another made it first
+        }
         return templateLock.withLock {
-            if let t = templatePath { return t }
-            templatePath = dir
-            atexit { if let t = PostgresServer.templatePath { try? FileManager.default.removeItem(atPath: t) } }
-            return dir
+            templatePath = templatePath ?? final
+            return templatePath!
         }
     }
 
