@@ -188,13 +188,7 @@ extension Engine {
 
 /// What an export holds for one run, and the checks an import makes before writing any of it.
 enum RunExport {
-    /// The run's own content, as comparable bytes: everything but the graph and bundle rows
-    /// (shared, content-addressed, and stamped with when this store first saw them).
-    static func fingerprint(_ b: StoreBatch) -> String {
-        var own = b
-        own.graphs = []; own.bundles = []; own.workers = []
-        return Hashing.sha256Hex(own.json.jsonBytes())
-    }
+    static func fingerprint(_ b: StoreBatch) -> String { b.runContentFingerprint }
 
     /// The run, when the batch is one run, whole and consistent; otherwise why not.
     static func check(_ b: StoreBatch) throws -> RunRecord {

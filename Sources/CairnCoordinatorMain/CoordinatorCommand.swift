@@ -24,6 +24,8 @@ public struct CoordinatorCommand: AsyncParsableCommand {
               cairn-coordinator --listen 127.0.0.1:7400 --db ./data/cairn.db
               CAIRN_TOKEN=secret cairn-coordinator --listen 0.0.0.0:7400 --db /var/lib/cairn/cairn.db
               CAIRN_TOKEN=secret cairn-coordinator --db postgres://cairn:PASSWORD@db.internal:5432/cairn
+
+            To move a store's runs into another (SQLite into PostgreSQL, or back), see cairn-coordinator move --help.
             """
     )
 

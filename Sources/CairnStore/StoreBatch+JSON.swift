@@ -173,3 +173,14 @@ public enum Durability: String, Sendable, CaseIterable {
     /// In SQLite before the next step.
     case sync
 }
+
+extension StoreBatch {
+    /// One exported run's own content, as comparable bytes (a SHA-256): everything but the graph
+    /// and bundle rows (shared, content-addressed, and stamped with when a store first saw them).
+    /// Two stores hold the same run when their exports of it have the same fingerprint.
+    public var runContentFingerprint: String {
+        var own = self
+        own.graphs = []; own.bundles = []; own.workers = []
+        return Hashing.sha256Hex(own.json.jsonBytes())
+    }
+}

@@ -5,6 +5,6 @@ import CairnCoordinatorMain
 @main
 enum CoordinatorExecutable {
     static func main() async {
-        await CoordinatorCommand.main()
+        await CoordinatorMain.main()
     }
 }

@@ -10,7 +10,7 @@ import CairnWorkerMain
 enum CairnExecutable {
     static func main() async {
         switch CommandLine.arguments.first.map({ $0.split(separator: "/").last.map(String.init) ?? $0 }) {
-        case "cairn-coordinator": await CoordinatorCommand.main()
+        case "cairn-coordinator": await CoordinatorMain.main()
         case "cairn-worker": await WorkerCommand.main()
         default: await Cairn.main()
         }

@@ -98,6 +98,72 @@ struct PostgresProcessTests {
         #expect(try await cluster.cairn(["verify", "--all"]).status == 0)
     }
 
+    /// `cairn-coordinator move`: a SQLite store's runs (finished, paused, forked, pinned) into
+    /// PostgreSQL in one command; a coordinator there reads them as the old one did, resumes the
+    /// paused run and forks; moving again changes nothing; bad arguments are refused.
+    @Test func aSQLiteStoreMovesIntoPostgresWithOneCommandAndItsRunsReadResumeAndFork() async throws {
+        let server = try await PostgresServer()
+        defer { server.stop() }
+        let old = try await TestCluster.start(workers: 1)
+        defer { old.stop() }
+        let chain = try writeGraph(old, "chain", chainGraph(name: "chain", nodes: 5, sleep: 10))
+        let asks = try writeGraph(old, "asks", chainGraph(name: "asks", nodes: 5, sleep: 10) + "interrupt_before: [n3]\n")
+        let done = try await old.submit(chain, runID: "moved-done")
+        #expect(try await old.waitForRun(done)["status"] as? String == "completed")
+        let paused = try await old.submit(asks, runID: "moved-paused")
+        #expect(try await old.waitForRun(paused)["status"] as? String == "paused")
+        let cps = try await old.cairn(["history", done, "--json"]).object["checkpoints"] as? [[String: Any]] ?? []
+        let at2 = try #require(cps.first { $0["step"] as? Int == 2 }?["checkpoint_id"] as? String)
+        let fork = try await old.cairn(["fork", done, "--checkpoint", at2, "--run-id", "moved-fork", "--wait"])
+        #expect(fork.status == 0, "\(fork.stderr)")
+        #expect(try await old.cairn(["pin", done]).status == 0)
+        var before: [String: [String]] = [:]
+        for run in [done, paused, "moved-fork"] {
+            before[run] = [try await old.cairn(["history", run, "--json"]).stdout, try await old.cairn(["state", run, "--json"]).stdout,
+                           try await old.cairn(["tasks", run, "--json"]).stdout]
+        }
+        let listed = try await old.cairn(["list", "--json"]).stdout
+        old.stop(removeFiles: false)  // the coordinator on the source is stopped first
+
+        let coordinator = TestCluster.binDirectory + "/cairn-coordinator"
+        let url = server.url()
+        let moved = try await TestCluster.run(coordinator, ["move", "--from", old.databasePath, "--to", url], timeout: 60)
+        print(moved.stdout)
+        #expect(moved.status == 0, "\(moved.stdout) \(moved.stderr)")
+        #expect(moved.stdout.contains("moved") && moved.stdout.contains("3 (") && moved.stdout.contains("every moved run"), "\(moved.stdout)")
+        #expect(moved.stdout.contains("start the coordinator with --db \(url)"), "it says what to do next: \(moved.stdout)")
+        #expect(try await server.psql("SELECT pinned FROM runs WHERE run_id = 'moved-done'").trimmingCharacters(in: .whitespacesAndNewlines) == "t",
+                "the pin moved with its run")
+
+        let new = try await TestCluster.start(workers: 1, coordinatorArgs: ["--db", url])
+        defer { new.stop() }
+        #expect(try await new.cairn(["list", "--json"]).stdout == listed, "the list reads the same")
+        for run in [done, paused, "moved-fork"] {
+            let after = [try await new.cairn(["history", run, "--json"]).stdout, try await new.cairn(["state", run, "--json"]).stdout,
+                         try await new.cairn(["tasks", run, "--json"]).stdout]
+            #expect(after == before[run], "\(run) reads the same on PostgreSQL")
+        }
+        let resumed = try await new.cairn(["resume", paused, "--wait", "--json"])
+        #expect(resumed.status == 0 && resumed.object[path: "output.log"] as? [String] == (1...5).map { "n\($0)" }, "\(resumed.stdout) \(resumed.stderr)")
+        let forkedHere = try await new.cairn(["fork", done, "--checkpoint", at2, "--run-id", "forked-on-pg", "--wait", "--json"])
+        #expect(forkedHere.status == 0 && forkedHere.object[path: "output.count"] as? Int == 5, "\(forkedHere.stdout) \(forkedHere.stderr)")
+
+        // Again: nothing new to move, the runs there (one resumed since) are named and left alone.
+        let again = try await TestCluster.run(coordinator, ["move", "--from", old.databasePath, "--to", url, "--json"], timeout: 60)
+        let report = (try? JSONSerialization.jsonObject(with: Data(again.stdout.utf8))) as? [String: Any] ?? [:]
+        #expect((report["moved"] as? [Any])?.isEmpty == true && (report["already_there"] as? [String])?.sorted() == [done, "moved-fork"], "\(again.stdout)")
+        #expect((report["refused"] as? [[String: Any]])?.first?["run_id"] as? String == paused && again.status == 1,
+                "the paused run, resumed on PostgreSQL, differs from the file's copy: \(again.stdout)")
+
+        for (args, says) in [(["--from", old.directory + "/nothing.db", "--to", url], "there is no SQLite file"),
+                             (["--from", url, "--to", url], "are the same store"),
+                             (["--from", old.databasePath, "--to", "mysql://root@127.0.0.1/x"], "cannot serve mysql URLs")] {
+            let r = try await TestCluster.run(coordinator, ["move"] + args, timeout: 30)
+            #expect(r.status == 1 && r.stderr.contains(says), "\(args): \(r.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: old.directory + "/nothing.db"), "a missing source is not created")
+    }
+
     @Test func aDatabaseURLItCannotServeIsRefusedInOneLine() async throws {
         let dir = NSTemporaryDirectory() + "cairn-dburl-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
