@@ -23,7 +23,8 @@ def free_port():
 
 
 class PostgresServer:
-    def __init__(self, database="cairn", fsync=True):
+    def __init__(self, database="cairn", fsync=True, statements=False):
+        """statements: load pg_stat_statements, so round trips can be counted per database."""
         self.bin = bin_dir()
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="cairn-pg-")
@@ -37,7 +38,8 @@ class PostgresServer:
         self.log = open(os.path.join(self.dir, "server.log"), "w") if os.geteuid() != 0 else subprocess.DEVNULL
         self.process = subprocess.Popen(self.prefix + [os.path.join(self.bin, "postgres"), "-D", data, "-p", str(self.port),
                                         "-k", self.dir, "-c", "listen_addresses=127.0.0.1", "-c", f"fsync={'on' if fsync else 'off'}",
-                                        "-c", "max_connections=200"],
+                                        "-c", "max_connections=200"]
+                                        + (["-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track=all"] if statements else []),
                                         stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 30
         while subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(self.port)]).returncode != 0:
@@ -52,6 +54,11 @@ class PostgresServer:
         r = subprocess.run(self.prefix + [os.path.join(self.bin, args[0])] + args[1:], capture_output=True, text=True)
         if r.returncode != 0:
             raise SystemExit(f"{args[0]} failed: {r.stderr.strip()}")
+
+    def create(self, database):
+        """A new empty database; its URL."""
+        self.psql(f'CREATE DATABASE "{database}"', database="postgres")
+        return self.url(database)
 
     def url(self, database=None):
         return f"postgres://postgres@127.0.0.1:{self.port}/{database or self.database}"

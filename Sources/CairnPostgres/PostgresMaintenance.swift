@@ -72,12 +72,12 @@ extension PostgresStore: MaintainedStore {
     }
 
     func databaseBytes() async throws -> Int64 {
-        let r = try await rows("SELECT pg_database_size(current_database()) AS n")
+        let r = try await longRows("SELECT pg_database_size(current_database()) AS n")
         return Int64(try r.first.map { try $0.required($0.int, "n", "pg_database_size") } ?? 0)
     }
 
     public func exportRun(_ runID: String) async throws -> StoreBatch? {
-        guard let row = try await rows("SELECT * FROM runs WHERE run_id = \(runID)").first else { return nil }
+        guard let row = try await longRows("SELECT * FROM runs WHERE run_id = \(runID)").first else { return nil }
         var b = StoreBatch()
         var run = try StoredRows.run(row)
         run.pinned = false  // a pin is this store's retention choice, not part of the run
@@ -92,8 +92,8 @@ extension PostgresStore: MaintainedStore {
             }
             b.bundles = [BundleRecord(hash: hash, data: data)]
         }
-        b.checkpoints = try await rows("SELECT * FROM checkpoints WHERE run_id = \(runID) ORDER BY ns, checkpoint_id").map { try StoredRows.checkpoint($0) }
-        b.channelValues = try await rows("SELECT * FROM channel_values WHERE run_id = \(runID) ORDER BY ns, channel, version").map { r in
+        b.checkpoints = try await longRows("SELECT * FROM checkpoints WHERE run_id = \(runID) ORDER BY ns, checkpoint_id").map { try StoredRows.checkpoint($0) }
+        b.channelValues = try await longRows("SELECT * FROM channel_values WHERE run_id = \(runID) ORDER BY ns, channel, version").map { r in
             let w = "run \(runID): a channel value"
             let channel = try r.required(r.text, "channel", w), version = try r.required(r.text, "version", w)
             let value = try StoredRows.blob(r).decode(context: "run \(runID) channel '\(channel)' version \(version)")
@@ -101,7 +101,7 @@ extension PostgresStore: MaintainedStore {
                                       baseVersion: try r.text("base_version"), value: value)
         }
         b.channelValues.sort { ($0.namespace, $0.channel, $0.version) < ($1.namespace, $1.channel, $1.version) }
-        b.pendingWrites = try await rows("SELECT * FROM pending_writes WHERE run_id = \(runID) ORDER BY ns, checkpoint_id, task_id, idx").map { r in
+        b.pendingWrites = try await longRows("SELECT * FROM pending_writes WHERE run_id = \(runID) ORDER BY ns, checkpoint_id, task_id, idx").map { r in
             let w = "run \(runID): a pending write"
             let cp = try r.required(r.text, "checkpoint_id", w), task = try r.required(r.text, "task_id", w)
             let value = try StoredRows.blob(r).decode(context: "run \(runID) checkpoint \(cp) task \(task) write")
@@ -143,20 +143,20 @@ struct PostgresVerifier {
     mutating func run(_ runIDs: [String]?) async throws {
         let ids: [String]
         if let runIDs { ids = runIDs } else {
-            ids = try await store.rows("SELECT run_id FROM runs ORDER BY created_at, run_id").map { try $0.required($0.text, "run_id", "runs") }
+            ids = try await store.longRows("SELECT run_id FROM runs ORDER BY created_at, run_id").map { try $0.required($0.text, "run_id", "runs") }
         }
         for id in ids { try await verifyRun(id) }
         if runIDs == nil { try await orphans() }
     }
 
     private mutating func verifyRun(_ id: String) async throws {
-        guard let row = try await store.rows("SELECT * FROM runs WHERE run_id = \(id)").first else { damage(id, "no such run is stored"); return }
+        guard let row = try await store.longRows("SELECT * FROM runs WHERE run_id = \(id)").first else { damage(id, "no such run is stored"); return }
         report.runs += 1
         var origin: (runID: String, checkpointID: String)?
         do { origin = try StoredRows.run(row).forkOrigin } catch { damage(id, Self.reason(error)) }
         if let hash = try row.text("graph_hash") { try await verifyGraph(hash, run: id) }
         try await loadEntries(id, report: true)
-        let rows = try await store.rows("SELECT * FROM checkpoints WHERE run_id = \(id) ORDER BY ns, checkpoint_id")
+        let rows = try await store.longRows("SELECT * FROM checkpoints WHERE run_id = \(id) ORDER BY ns, checkpoint_id")
         var ids = Set<String>()
         for r in rows { ids.insert((try r.text("ns") ?? "") + "\u{1F}" + (try r.text("checkpoint_id") ?? "")) }
         if let head = try row.text("checkpoint_id"), !ids.contains("\u{1F}" + head) {
@@ -170,7 +170,7 @@ struct PostgresVerifier {
             if let parent = c.parentID, !ids.contains(ns + "\u{1F}" + parent) {
                 var inOrigin = false
                 if let origin, origin.checkpointID == parent {
-                    inOrigin = try await !store.rows("SELECT 1 FROM checkpoints WHERE run_id = \(origin.runID) AND ns = \(ns) AND checkpoint_id = \(parent)").isEmpty
+                    inOrigin = try await !store.longRows("SELECT 1 FROM checkpoints WHERE run_id = \(origin.runID) AND ns = \(ns) AND checkpoint_id = \(parent)").isEmpty
                 }
                 if !inOrigin { damage(id, checkpoint: cpID, "its parent checkpoint \(parent) is not stored") }
             }
@@ -181,7 +181,7 @@ struct PostgresVerifier {
                 }
             }
         }
-        for r in try await store.rows("SELECT * FROM pending_writes WHERE run_id = \(id) ORDER BY ns, checkpoint_id, task_id, idx") {
+        for r in try await store.longRows("SELECT * FROM pending_writes WHERE run_id = \(id) ORDER BY ns, checkpoint_id, task_id, idx") {
             report.writes += 1
             let cp = try r.text("checkpoint_id") ?? "?", task = try r.text("task_id") ?? "?", ns = try r.text("ns") ?? ""
             do { _ = try StoredRows.blob(r).decode(context: "") } catch {
@@ -194,7 +194,7 @@ struct PostgresVerifier {
 
     private mutating func verifyGraph(_ hash: String, run: String) async throws {
         guard checkedGraphs.insert(hash).inserted else { return }
-        guard let g = try await store.rows("SELECT * FROM graphs WHERE hash = \(hash)").first else { damage(run, "its graph \(hash) is not stored"); return }
+        guard let g = try await store.longRows("SELECT * FROM graphs WHERE hash = \(hash)").first else { damage(run, "its graph \(hash) is not stored"); return }
         let record: GraphRecord
         do { record = try StoredRows.graph(g) } catch { damage(run, "graph \(hash): \(Self.reason(error))"); return }
         guard let bundle = record.bundleHash else { return }
@@ -206,7 +206,7 @@ struct PostgresVerifier {
     private mutating func loadEntries(_ run: String, report reporting: Bool) async throws {
         if entries[run] != nil && !reporting { return }
         var out: [String: Entry] = [:]
-        for r in try await store.rows("SELECT ns, channel, version, base_version, codec, sha256, data FROM channel_values WHERE run_id = \(run)") {
+        for r in try await store.longRows("SELECT ns, channel, version, base_version, codec, sha256, data FROM channel_values WHERE run_id = \(run)") {
             let key = (try r.text("ns") ?? "") + "\u{1F}" + (try r.text("channel") ?? "") + "\u{1F}" + (try r.text("version") ?? "")
             if reporting { report.values += 1 }
             do {
@@ -246,15 +246,15 @@ struct PostgresVerifier {
 
     private mutating func orphans() async throws {
         for table in PostgresStore.ownedTables {
-            for r in try await store.rows(PostgresQuery(unsafeSQL: """
+            for r in try await store.longRows(PostgresQuery(unsafeSQL: """
                 SELECT run_id, COUNT(*) AS n FROM \(table) WHERE run_id NOT IN (SELECT run_id FROM runs) GROUP BY run_id ORDER BY run_id
                 """)) {
                 damage(try r.text("run_id"), "\(try r.int("n") ?? 0) row(s) of \(table) belong to no stored run")
             }
         }
-        let graphs = try await store.rows("SELECT COUNT(*) AS n FROM graphs WHERE hash NOT IN (SELECT graph_hash FROM runs)").first.map { try $0.int("n") ?? 0 } ?? 0
+        let graphs = try await store.longRows("SELECT COUNT(*) AS n FROM graphs WHERE hash NOT IN (SELECT graph_hash FROM runs)").first.map { try $0.int("n") ?? 0 } ?? 0
         if graphs > 0 { damage(nil, "\(graphs) graph(s) are used by no stored run") }
-        let bundles = try await store.rows("""
+        let bundles = try await store.longRows("""
             SELECT COUNT(*) AS n FROM bundles WHERE hash NOT IN (SELECT bundle_hash FROM graphs WHERE bundle_hash IS NOT NULL)
             """).first.map { try $0.int("n") ?? 0 } ?? 0
         if bundles > 0 { damage(nil, "\(bundles) bundle(s) are used by no stored graph") }

@@ -126,8 +126,18 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
 
     /// The rows a query returns, each readable by column name.
     func rows(_ query: PostgresQuery) async throws -> [PostgresStoredRow] {
+        try await rows(query, workTimeout: workTimeout)
+    }
+
+    /// Rows of a query that may rightly run long (verify, export, cleanup's sizes): no work
+    /// timeout once it has its connection.
+    func longRows(_ query: PostgresQuery) async throws -> [PostgresStoredRow] {
+        try await rows(query, workTimeout: nil)
+    }
+
+    private func rows(_ query: PostgresQuery, workTimeout: Duration?) async throws -> [PostgresStoredRow] {
         try await perform("reading") {
-            try await self.leased(workTimeout: self.workTimeout) { conn in
+            try await self.leased(workTimeout: workTimeout) { conn in
                 try await conn.query(query, logger: self.logger).collect().map { PostgresStoredRow($0.makeRandomAccess()) }
             }
         }

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""LangGraph peer: StateGraph + SqliteSaver (a file, durability "sync"), all in this process.
+"""LangGraph peer: StateGraph + SqliteSaver (a file, durability "sync"), all in this process; with
+PEERS_POSTGRES_URL set (scripts/bench --postgres), PostgresSaver (langgraph-checkpoint-postgres) on
+that server instead, a fresh database per graph.
 
 W6 (only when asked for): the agent ⇄ tool loop appending a 500-byte message per step, to 2,000
 and 4,000 steps, once each (the checkpoints grow with the list: about 1 GB and 4 GB written).
@@ -88,8 +90,23 @@ work = tempfile.mkdtemp(prefix="cairn-peer-lg-")
 counter = [0]
 
 
+POSTGRES = os.environ.get("PEERS_POSTGRES_URL")
+
+
 def saver():
     counter[0] += 1
+    if POSTGRES:
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+        name = f"lg_{os.getpid()}_{counter[0]}"
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        # As PostgresSaver.from_conn_string connects, kept open for the graph's life.
+        conn = psycopg.connect(POSTGRES.rsplit("/", 1)[0] + "/" + name, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+        s = PostgresSaver(conn)
+        s.setup()
+        return s
     conn = sqlite3.connect(os.path.join(work, f"db{counter[0]}.sqlite"), check_same_thread=False)
     s = SqliteSaver(conn)
     s.setup()
@@ -104,7 +121,7 @@ def invoke(g, state, runs=1):
 
 
 results = {}
-print(f"==> LangGraph {version('langgraph')} + SqliteSaver, durability sync")
+print(f"==> LangGraph {version('langgraph')} + {'PostgresSaver' if POSTGRES else 'SqliteSaver'}, durability sync")
 try:
     for w in a.only:
         if w in ("w1", "w5", "w5b"):
@@ -138,4 +155,5 @@ try:
             results[w] = common.measure(w, lambda: invoke(g, {"items": []}, runs=common.RUNS), a.reps, common.RUNS, "runs_per_s")
 finally:
     shutil.rmtree(work, ignore_errors=True)
-common.finish(a, "langgraph", {"langgraph": version("langgraph"), "langgraph-checkpoint-sqlite": version("langgraph-checkpoint-sqlite")}, results)
+saver_package = "langgraph-checkpoint-postgres" if POSTGRES else "langgraph-checkpoint-sqlite"
+common.finish(a, "langgraph", {"langgraph": version("langgraph"), saver_package: version(saver_package)}, results)
