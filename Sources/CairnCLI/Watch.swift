@@ -35,6 +35,9 @@ struct WatchView {
             if liveLine { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)); liveLine = false }
         }
         let last = try await client.watch(runID) { e in
+            // Each event reaches a pipe (`| jq`, a log file) as it happens, not in 4 KiB blocks,
+            // and printed lines keep their order with the live line's direct writes.
+            defer { fflush(nil) }  // every output stream: stdout is the one written
             if json {
                 print(Output.json(e).compactString)  // JSON Lines: one event per line
                 return

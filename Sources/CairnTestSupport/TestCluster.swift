@@ -129,7 +129,8 @@ public final class TestCluster: @unchecked Sendable {
         return path
     }
 
-    static func readLine(_ handle: FileHandle, timeout: Double) async throws -> String {
+    /// The first line `handle` gives (without its newline), or an error naming `what` was awaited.
+    public static func readLine(_ handle: FileHandle, timeout: Double, what: String = "the coordinator to start") async throws -> String {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<String, any Error>) in
             let once = Once()
             DispatchQueue.global().async {
@@ -146,7 +147,7 @@ public final class TestCluster: @unchecked Sendable {
                 once.run { c.resume(returning: String(decoding: buffer, as: UTF8.self)) }
             }
             DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
-                once.run { c.resume(throwing: ClusterError("timed out waiting for the coordinator to start")) }
+                once.run { c.resume(throwing: ClusterError("timed out after \(timeout)s waiting for \(what)")) }
             }
         }
     }

@@ -140,6 +140,30 @@ import Testing
         }
     }
 
+    /// `cairn watch --json | jq`: each event reaches the pipe as it happens, not when 4 KiB of
+    /// them have piled up or the run ends.
+    @Test func watchIntoAPipeDeliversEachEventAsItHappens() async throws {
+        let cluster = try await TestCluster.start(workers: 1)
+        defer { cluster.stop() }
+        let graph = try writeGraph(cluster, "slow", chainGraph(name: "slow", nodes: 3, sleep: 1_500))
+        let runID = try await cluster.submit(graph)
+        let watch = Process()
+        watch.executableURL = URL(fileURLWithPath: TestCluster.binDirectory + "/cairn")
+        watch.arguments = ["watch", runID, "--json", "--coordinator", cluster.address]
+        let out = Pipe()
+        watch.standardOutput = out
+        watch.standardError = FileHandle.nullDevice
+        try watch.run()
+        defer { if watch.isRunning { watch.terminate() } }
+        let started = Date()
+        let first = try await TestCluster.readLine(out.fileHandleForReading, timeout: 10, what: "the first line of cairn watch --json")
+        let waited = Date().timeIntervalSince(started)
+        #expect(first.contains("\"kind\"") && first.contains(runID), "a JSON event: \(first)")
+        #expect(waited < 3, "the first event arrived \(waited) s after the watch started, while the 4.5 s run went on")
+        let status = try await cluster.cairn(["status", runID, "--json"]).object["status"] as? String
+        #expect(status == "running", "read while the run was still running: \(status ?? "?")")
+    }
+
     @Test func manyRunsAtOnceAllFinishAndShareTheWorkers() async throws {
         let cluster = try await TestCluster.start(workers: 2, slots: 2)
         defer { cluster.stop() }
