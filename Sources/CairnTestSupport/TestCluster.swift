@@ -44,14 +44,6 @@ public final class TestCluster: @unchecked Sendable {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     }
 
-    /// PYTHONPATH with the repository's Python library (scripts/python) first, so node programs
-    /// can `import cairn` without installing it.
-    public static func pythonPath(_ env: [String: String]) -> String {
-        let lib = repositoryRoot + "/scripts/python"
-        if let p = env["PYTHONPATH"], !p.isEmpty { return lib + ":" + p }
-        return lib
-    }
-
     public var address: String { "127.0.0.1:\(port)" }
     public var databasePath: String { directory + "/cairn.db" }
 
@@ -159,8 +151,8 @@ public final class TestCluster: @unchecked Sendable {
         ProcessUser.launch(p, as: user, Self.binDirectory + "/cairn-worker",
                            ["--coordinator", address, "--name", name, "--slots", String(slots),
                             "--cache-dir", directory + "/bundles-" + name, "--log-level", "info"] + extraArgs)
+        // No PYTHONPATH: the worker gives its exec nodes the Python node library itself.
         var env = ProcessInfo.processInfo.environment
-        env["PYTHONPATH"] = Self.pythonPath(env)
         for (k, v) in workerEnvironment { env[k] = v }
         env["CAIRN_TOKEN"] = token ?? self.token
         if env["CAIRN_TOKEN"] == nil { env.removeValue(forKey: "CAIRN_TOKEN") }

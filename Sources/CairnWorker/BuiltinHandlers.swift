@@ -3,7 +3,7 @@ import Foundation
 
 /// The handlers of the node kinds every worker runs, one per name in `NodeKinds.builtin`.
 public enum BuiltinHandlers {
-    public static func all(pools: ProcessPools? = nil) -> [String: any NodeHandler] {
+    public static func all(pools: ProcessPools? = nil, pythonLibrary: String? = nil) -> [String: any NodeHandler] {
         [
             "echo": ImmediateHandler { ctx in NodeResult(writes: writes(ctx)) },
             "sleep": ClosureHandler { ctx in
@@ -35,7 +35,7 @@ public enum BuiltinHandlers {
                 }
                 return NodeResult(sends: items.map { NodeResult.Send(node: to, input: $0) })
             },
-            "exec": ExecHandler(pools: pools),
+            "exec": ExecHandler(pools: pools, pythonLibrary: pythonLibrary),
         ]
     }
 

@@ -27,9 +27,14 @@ import Foundation
 /// of `state`: what changed since what it keeps (`ProcessStateMirror`).
 public struct ExecHandler: NodeHandler {
     let pools: ProcessPools?
+    /// The folder holding the worker's copy of the Python node library, first on PYTHONPATH.
+    let pythonLibrary: String?
 
     /// Without pools, `serve:` nodes run one-shot.
-    public init(pools: ProcessPools? = nil) { self.pools = pools }
+    public init(pools: ProcessPools? = nil, pythonLibrary: String? = nil) {
+        self.pools = pools
+        self.pythonLibrary = pythonLibrary
+    }
 
     public func run(_ ctx: TaskContext) async throws -> NodeResult {
         let (executable, arguments) = try resolveCommand(ctx)
@@ -49,6 +54,7 @@ public struct ExecHandler: NodeHandler {
         let rest = JSONValue.object(stdin).jsonBytes()
         var env = ProcessInfo.processInfo.environment
         for (k, v) in ctx.config["env"]?.objectValue ?? [:] { env[k] = v.stringValue ?? v.compactString }
+        if let pythonLibrary { env["PYTHONPATH"] = PythonLibraryFolder.pythonPath(pythonLibrary, before: env["PYTHONPATH"]) }
         if let pools, let limits = try Self.serveLimits(ctx.config["serve"], node: ctx.node) {
             env["CAIRN_SERVE"] = "1"
             // The process that takes it decides how the state goes in (whole, or what changed).

@@ -69,7 +69,8 @@ public final class Worker: Service, Sendable {
         // A program that exits without reading its stdin must fail a write, not kill the worker.
         signal(SIGPIPE, SIG_IGN)
         self.pools = ProcessPools(maxIdle: config.slots, stateBudget: config.stateCacheBytes, logger: logger)
-        var all = BuiltinHandlers.all(pools: pools)
+        var all = BuiltinHandlers.all(pools: pools,
+                                      pythonLibrary: PythonLibraryFolder.installed(cacheDirectory: config.cacheDirectory, logger: logger))
         for (k, v) in handlers { all[k] = v }
         self.handlers = all
         self.logger = logger

@@ -140,6 +140,44 @@ import Testing
         }
     }
 
+    /// Python nodes `import cairn` on a worker where nothing is installed: the worker writes its
+    /// copy of the node library into its cache and puts it first on the nodes' PYTHONPATH, one-shot
+    /// and served alike, keeping a PYTHONPATH the node's own env gives.
+    @Test func pythonNodesImportCairnWithNothingInstalled() async throws {
+        let cluster = try await TestCluster.start(workers: 1, workerEnvironment: ["PYTHONPATH": ""])
+        defer { cluster.stop() }
+        let graph = try writeGraph(cluster, "lib", """
+            name: lib
+            state:
+              where: { reducer: append }
+            nodes:
+              once: { run: exec, command: ["python3", "node.py"], env: { PYTHONPATH: /opt/mine } }
+              served: { run: exec, command: ["python3", "node.py"], serve: true }
+            edges:
+              - { from: START, to: once }
+              - { from: once, to: served }
+              - { from: served, to: END }
+            """)
+        try """
+            import os, sys, cairn
+
+            @cairn.node
+            def where(state, input, ctx):
+                return {"where": [cairn.__file__ + "|" + os.environ.get("PYTHONPATH", "")]}
+
+            cairn.run()
+            """.write(toFile: (graph as NSString).deletingLastPathComponent + "/node.py", atomically: true, encoding: .utf8)
+        let status = try await cluster.waitForRun(try await cluster.submit(graph))
+        #expect(status["status"] as? String == "completed", "\(status)")
+        let seen = status[path: "output.where"] as? [String] ?? []
+        #expect(seen.count == 2, "\(status)")
+        let cache = cluster.directory + "/bundles-w1/python-"
+        for line in seen {
+            #expect(line.hasPrefix(cache) && line.contains("/cairn/__init__.py|" + cache), "the worker's copy, first on the path: \(line)")
+        }
+        #expect(seen.first?.hasSuffix(":/opt/mine") == true, "the node's own PYTHONPATH is kept after it: \(seen)")
+    }
+
     /// `cairn watch --json | jq`: each event reaches the pipe as it happens, not when 4 KiB of
     /// them have piled up or the run ends.
     @Test func watchIntoAPipeDeliversEachEventAsItHappens() async throws {
