@@ -23,15 +23,11 @@ extension PostgresStore {
     /// The caller is answered at the deadline even if the pool or the connection never answers.
     func leased<T: Sendable>(workTimeout: Duration? = nil, _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let client = pool.current, pool = self.pool, timeout = leaseTimeout
-        let gate = LeaseGate()
+        let gate = LeaseGate(pool: pool)
         let attempt = Task {
             try await client.withConnection { conn in
                 guard gate.enter(conn) else { throw CancellationError() }
-                pool.inUse(+1)
-                defer {
-                    pool.inUse(-1)
-                    gate.finish()
-                }
+                defer { gate.finish() }
                 return try await work(conn)
             }
         }
@@ -65,25 +61,38 @@ extension PostgresStore {
 }
 
 /// One request's race between its connection, its work and its deadlines, decided once under a
-/// lock: the caller is answered by whichever ends first.
+/// lock: the caller is answered by whichever ends first. A connection counts as in use from
+/// `enter` until the work ends or is cut (a cut one that never returns is not counted forever).
 final class LeaseGate: @unchecked Sendable {
     private enum State { case waiting, working(PostgresConnection), finished, failed }
+    private let pool: PoolHolder
     private let lock = NSLock()
     private var state = State.waiting
     private var answer: (@Sendable (Result<any Sendable, any Error>) -> Void)?
     private var early: (any Error)?
 
+    init(pool: PoolHolder) { self.pool = pool }
+
     /// The connection came: true when the work may run on it (the lease deadline has not passed).
     func enter(_ conn: PostgresConnection) -> Bool {
-        lock.withLock {
+        let entered = lock.withLock { () -> Bool in
             guard case .waiting = state else { return false }
             state = .working(conn)
             return true
         }
+        if entered { pool.inUse(+1) }
+        return entered
     }
 
     /// The work ended (its result is on its way to the caller).
-    func finish() { lock.withLock { if case .working = state { state = .finished } } }
+    func finish() {
+        let ended = lock.withLock { () -> Bool in
+            guard case .working = state else { return false }
+            state = .finished
+            return true
+        }
+        if ended { pool.inUse(-1) }
+    }
 
     /// The lease deadline passed: true when no connection came first (the caller gets `error`).
     func abandon(_ error: any Error) -> Bool {
@@ -104,7 +113,10 @@ final class LeaseGate: @unchecked Sendable {
             state = .failed
             return c
         }
-        if conn != nil { fail(error) }
+        if conn != nil {
+            pool.inUse(-1)
+            fail(error)
+        }
         return conn
     }
 
