@@ -50,10 +50,6 @@ import Testing
         try await cluster.cairn(["history", run, "--json"]).object["checkpoints"] as? [[String: Any]] ?? []
     }
 
-    func sql(_ cluster: TestCluster, _ query: String) async throws -> String {
-        try await cluster.sql(query)
-    }
-
     /// What a person reads about a run, as JSON with the parts that name the machine left out.
     func reading(_ cluster: TestCluster, _ run: String) async throws -> [String] {
         var out: [String] = []
@@ -161,8 +157,8 @@ import Testing
         #expect((cleaned.object["deleted"] as? [Any])?.count == 3, "\(cleaned.stdout)")
         // A coordinator killed now replays what Redis still holds: nothing of the deleted runs.
         try await cluster.restartCoordinator(signal: SIGKILL, args: ["--redis", redis.url])
-        #expect(try await sql(cluster, "SELECT COUNT(*) FROM runs") == "0")
-        #expect(try await sql(cluster, "SELECT COUNT(*) FROM checkpoints") == "0")
+        #expect(try await cluster.sql("SELECT COUNT(*) FROM runs") == "0")
+        #expect(try await cluster.sql("SELECT COUNT(*) FROM checkpoints") == "0")
         #expect(try await cluster.cairn(["verify", "--all"]).status == 0)
     }
 
@@ -221,8 +217,8 @@ import Testing
         if store == .postgres {
             // The same flip behind the coordinator's back: the fourth byte of the stored value.
             let marker = "'\\x" + Data("MARKER-flip-me".utf8).map { String(format: "%02x", $0) }.joined() + "'::bytea"
-            #expect(try await sql(cluster, "SELECT count(*) FROM channel_values WHERE position(\(marker) IN data) > 0") == "1", "the marker is stored once")
-            _ = try await sql(cluster, """
+            #expect(try await cluster.sql("SELECT count(*) FROM channel_values WHERE position(\(marker) IN data) > 0") == "1", "the marker is stored once")
+            _ = try await cluster.sql("""
                 UPDATE channel_values SET data = set_byte(data, position(\(marker) IN data) + 2, get_byte(data, position(\(marker) IN data) + 2) # 1)
                 WHERE position(\(marker) IN data) > 0
                 """)
@@ -270,7 +266,7 @@ import Testing
         // one: 0 pinned, 3 the newest; two: the fork the newest, its parent read by it.
         #expect(ids(dry, "deleted") == ["one-1", "one-2", "two-old"], "\(dry.stdout)")
         #expect(ids(dry, "kept") == ["one-0", "one-3", "two-fork", "two-parent"], "\(dry.stdout)")
-        #expect(try await sql(cluster, "SELECT COUNT(*) FROM runs") == "8", "a dry run deletes nothing")
+        #expect(try await cluster.sql("SELECT COUNT(*) FROM runs") == "8", "a dry run deletes nothing")
 
         // The file and its log: most of what was written may still be in the log.
         func stored() -> Int {
@@ -286,9 +282,9 @@ import Testing
         #expect(store == .postgres || real.object["bytes_freed"] as? Int ?? 0 > 0, "\(real.stdout)")
         #expect(real.object["checkpoints"] as? Int == 11, "4 checkpoints each of one's runs, 3 of two's: \(real.stdout)")
         for table in ["runs", "checkpoints", "channel_values", "pending_writes", "attempts", "api_calls", "assets"] {
-            #expect(try await sql(cluster, "SELECT COUNT(*) FROM \(table) WHERE run_id IN ('one-1','one-2','two-old')") == "0", "\(table)")
+            #expect(try await cluster.sql("SELECT COUNT(*) FROM \(table) WHERE run_id IN ('one-1','one-2','two-old')") == "0", "\(table)")
         }
-        #expect(try await sql(cluster, "SELECT COUNT(*) FROM assets WHERE run_id IN ('one-0','one-3')") == "2", "the kept runs keep theirs")
+        #expect(try await cluster.sql("SELECT COUNT(*) FROM assets WHERE run_id IN ('one-0','one-3')") == "2", "the kept runs keep theirs")
         let bytesAfter = stored()
         #expect(store == .postgres || bytesAfter < bytesBefore, "the file shrank: \(bytesBefore) -> \(bytesAfter)")
         #expect(try await cluster.cairn(["verify", "--all"]).status == 0)
@@ -301,8 +297,8 @@ import Testing
         #expect(try await cluster.cairn(["unpin", "one-0"]).status == 0)
         let rest = try await cluster.cairn(["cleanup", "--older-than", "0s", "--json"])
         #expect(ids(rest, "deleted") == ["one-0", "one-3", "two-fork", "two-parent"], "\(rest.stdout)")
-        #expect(try await sql(cluster, "SELECT run_id FROM runs") == "waiting")
-        #expect(try await sql(cluster, "SELECT COUNT(*) FROM graphs") == "1", "only the paused run's graph is left")
+        #expect(try await cluster.sql("SELECT run_id FROM runs") == "waiting")
+        #expect(try await cluster.sql("SELECT COUNT(*) FROM graphs") == "1", "only the paused run's graph is left")
         let resumed = try await cluster.cairn(["resume", paused, "--value", "1", "--wait"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(try await cluster.cairn(["cleanup", "--older-than", "0s", "--status", "paused"]).status != 0, "a cleanup never takes paused runs")
@@ -343,7 +339,7 @@ import Testing
         cleanup.waitUntilExit()
         // Whatever moment the kill landed in, every run is either all there or all gone.
         #expect(try await cluster.cairn(["verify", "--all"]).status == 0)
-        let half = try await sql(cluster, """
+        let half = try await cluster.sql("""
             SELECT COUNT(*) FROM runs r WHERE NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.run_id = r.run_id)
                OR (SELECT COUNT(*) FROM attempts a WHERE a.run_id = r.run_id) != 3
                OR (SELECT COUNT(*) FROM checkpoints c WHERE c.run_id = r.run_id) != 4
@@ -352,7 +348,7 @@ import Testing
         let left = try runsLeft()
         print("a cleanup killed under way left \(left) of \(total) runs, each whole")
         #expect(left > 0 && left < total, "the kill landed while runs were being deleted: \(left) of \(total) left")
-        #expect(try await sql(cluster, "SELECT COUNT(DISTINCT run_id) FROM checkpoints") == "\(left)")
+        #expect(try await cluster.sql("SELECT COUNT(DISTINCT run_id) FROM checkpoints") == "\(left)")
 
         // A coordinator started with --retention deletes finished runs on its own; pins hold.
         let g = try graph(cluster, "kept", ["plain"])
@@ -361,9 +357,9 @@ import Testing
         #expect(try await cluster.cairn(["pin", survivor]).status == 0)
         try await cluster.restartCoordinator(signal: SIGTERM, args: ["--retention", "1s", "--retention-interval", "1s"])
         try await cluster.waitUntil("the scheduled cleanup ran", timeout: 30) {
-            try await sql(cluster, "SELECT COUNT(*) FROM runs") == "1"
+            try await cluster.sql("SELECT COUNT(*) FROM runs") == "1"
         }
-        #expect(try await sql(cluster, "SELECT run_id FROM runs") == survivor)
+        #expect(try await cluster.sql("SELECT run_id FROM runs") == survivor)
         try await cluster.waitForLog("coordinator.log", containing: "cleanup deleted runs")
     }
 }

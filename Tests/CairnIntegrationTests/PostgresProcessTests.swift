@@ -150,7 +150,7 @@ struct PostgresProcessTests {
 
         // Again: nothing new to move, the runs there (one resumed since) are named and left alone.
         let again = try await TestCluster.run(coordinator, ["move", "--from", old.databasePath, "--to", url, "--json"], timeout: 60)
-        let report = (try? JSONSerialization.jsonObject(with: Data(again.stdout.utf8))) as? [String: Any] ?? [:]
+        let report = try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any] ?? [:]
         #expect((report["moved"] as? [Any])?.isEmpty == true && (report["already_there"] as? [String])?.sorted() == [done, "moved-fork"], "\(again.stdout)")
         #expect((report["refused"] as? [[String: Any]])?.first?["run_id"] as? String == paused && again.status == 1,
                 "the paused run, resumed on PostgreSQL, differs from the file's copy: \(again.stdout)")

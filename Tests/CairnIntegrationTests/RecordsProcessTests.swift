@@ -49,10 +49,6 @@ import Testing
 
     func rows(_ r: TestCluster.CommandResult) -> [[String: Any]] { r.json as? [[String: Any]] ?? [] }
 
-    func sql(_ cluster: TestCluster, _ query: String) async throws -> String {
-        try await cluster.sql(query)
-    }
-
     /// "24 hours ago" in seconds since 1970, in the store's dialect: the one place the README's
     /// queries differ between SQLite and PostgreSQL.
     func dayAgo(_ store: TestStore) -> String {
@@ -83,7 +79,7 @@ import Testing
         #expect(failures.first?["attempts"] as? Int == 3 && failures.first?["error_kind"] as? String == "ConnectionError")
         #expect((failures.first?["error"] as? String ?? "").contains("upstream 500"), "\(failures)")
         #expect(rows(try await cluster.cairn(["failures", "--graph", "media", "--json"])).isEmpty)
-        #expect(try await sql(cluster, """
+        #expect(try await cluster.sql("""
             SELECT run_id, failing_node, attempts FROM failed_runs
             WHERE finished_at >= \(dayAgo(store)) ORDER BY finished_at DESC
             """) == "\(failed)|fetch|3")
@@ -98,7 +94,7 @@ import Testing
         } else { Issue.record("no durations for media/gen: \(durations)") }
         #expect(!durations.contains { $0["node"] as? String == "fetch" && $0["graph_name"] as? String == "flaky" },
                 "a node that never completed has no duration row")
-        let sqlDurations = try await sql(cluster, """
+        let sqlDurations = try await cluster.sql("""
             WITH d AS (
                 SELECT graph_name, node, duration_ms,
                        ROW_NUMBER() OVER (PARTITION BY graph_name, node ORDER BY duration_ms) AS i,
@@ -121,11 +117,11 @@ import Testing
         let gptx = models.first { $0["model"] as? String == "gpt-x" }, claude = models.first { $0["model"] as? String == "claude-y" }
         // gpt-x: one per gen (media ×2, review ×1) and one per failed fetch attempt (3 + 1).
         #expect(gptx?["calls"] as? Int == 7 && gptx?["failed_calls"] as? Int == 4 && claude?["calls"] as? Int == 3, "\(models)")
-        #expect(try await sql(cluster, """
+        #expect(try await cluster.sql("""
             SELECT provider, model, COUNT(*), SUM(tokens_in), round(SUM(cost), 6) FROM api_call_details
             WHERE model = 'claude-y' GROUP BY provider, model
             """) == "anthropic|claude-y|3|150|0.003")
-        let perRun = try await sql(cluster, "SELECT cost, api_calls, tokens_in, tokens_out FROM runs WHERE run_id = '\(m1)'")
+        let perRun = try await cluster.sql("SELECT cost, api_calls, tokens_in, tokens_out FROM runs WHERE run_id = '\(m1)'")
         #expect(perRun == "0.003|2|150|30", "\(perRun)")
         let status = try await cluster.cairn(["status", m1, "--json"]).object
         #expect(status["tokens_in"] as? Int == 150 && status["tokens_out"] as? Int == 30 && status["api_calls"] as? Int == 2, "\(status)")
@@ -139,7 +135,7 @@ import Testing
         let uri = assets.first?["uri"] as? String ?? ""
         let owner = rows(try await cluster.cairn(["assets", "--uri", uri, "--json"]))
         #expect(owner.count == 1 && owner.first?["run_id"] as? String == m1, "\(owner)")
-        #expect(try await sql(cluster, "SELECT run_id, node FROM assets WHERE uri = '\(uri)'") == "\(m1)|gen")
+        #expect(try await cluster.sql("SELECT run_id, node FROM assets WHERE uri = '\(uri)'") == "\(m1)|gen")
         #expect(rows(try await cluster.cairn(["assets", "--json"])).count == 3, "one clip per gen: media ×2, review ×1")
 
         // 5. Every attempt of one task: worker, timings, outcome, error.
@@ -160,18 +156,18 @@ import Testing
         let waiting = rows(try await cluster.cairn(["waiting", "--json"]))
         #expect(waiting.count == 1 && waiting.first?["run_id"] as? String == asking && waiting.first?["resume_count"] as? Int == 0, "\(waiting)")
         #expect((waiting.first?["waited_s"] as? Double ?? -1) >= 0 && (waiting.first?["interrupt"] as? String ?? "").contains("ok?"))
-        #expect(try await sql(cluster, "SELECT run_id, resume_count FROM waiting_runs") == "\(asking)|0")
+        #expect(try await cluster.sql("SELECT run_id, resume_count FROM waiting_runs") == "\(asking)|0")
         let resumed = try await cluster.cairn(["resume", asking, "--value", #""yes""#, "--wait"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(rows(try await cluster.cairn(["waiting", "--json"])).isEmpty)
-        #expect(try await sql(cluster, "SELECT resume_count FROM runs WHERE run_id = '\(asking)'") == "1")
+        #expect(try await cluster.sql("SELECT resume_count FROM runs WHERE run_id = '\(asking)'") == "1")
 
         // 7. Per worker: tasks done, failures, lost.
         let workers = rows(try await cluster.cairn(["workers", "--history", "--json"]))
         let done = workers.reduce(0) { $0 + ($1["done"] as? Int ?? 0) }, failedAttempts = workers.reduce(0) { $0 + ($1["failed"] as? Int ?? 0) }
-        #expect(done == Int(try await sql(cluster, "SELECT COUNT(*) FROM attempts WHERE status = 'completed'")) && done >= 7, "\(workers)")
+        #expect(done == Int(try await cluster.sql("SELECT COUNT(*) FROM attempts WHERE status = 'completed'")) && done >= 7, "\(workers)")
         #expect(failedAttempts == 4 && workers.allSatisfy { ($0["lost"] as? Int) == 0 }, "\(workers)")
-        #expect(try await sql(cluster, "SELECT SUM(done), SUM(failed) FROM worker_tasks") == "\(done)|4")
+        #expect(try await cluster.sql("SELECT SUM(done), SUM(failed) FROM worker_tasks") == "\(done)|4")
 
         let bad = try await cluster.cairn(["stats", "--by", "colour"])
         #expect(bad.status != 0 && bad.stderr.contains("unknown grouping 'colour'"), "\(bad.stderr)")

@@ -248,7 +248,9 @@ struct PostgresStoreTests {
             for try await s in try await conn.query("SELECT pg_sleep(2.5)::text", logger: Logger(label: "test")).decode(String.self) { out.append(s) }
             return out
         }
-        try await Task.sleep(for: .milliseconds(300))
+        let holding = ContinuousClock.now.advanced(by: .seconds(5))
+        while pg.pool.connectionsInUse < 1, ContinuousClock.now < holding { await Task.yield() }
+        #expect(pg.pool.connectionsInUse == 1, "the long request holds the pool's one connection")
         do {
             _ = try await pg.runCounts()
             Issue.record("a second request on a pool of one busy connection got one")
@@ -281,7 +283,13 @@ struct PostgresStoreTests {
         }
         let took = started.duration(to: .now)
         #expect(took < .seconds(3), "answered at the deadline: \(took)")
-        try await Task.sleep(for: .seconds(4))  // past the sleep: had it gone on, it would have committed
+        // Until the server has ended that backend (after its sleep): had the transaction gone on,
+        // it would have committed by then.
+        let ended = ContinuousClock.now.advanced(by: .seconds(15))
+        while try await server.psql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(4)'")
+            .trimmingCharacters(in: .whitespacesAndNewlines) != "0", ContinuousClock.now < ended {
+            try await Task.sleep(for: .milliseconds(100))
+        }
         #expect(try await server.psql("SELECT count(*) FROM probe").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
         #expect(try await pg.runCounts().isEmpty, "the pool serves again")
     }
