@@ -23,7 +23,8 @@ public struct CoordinatorCommand: AsyncParsableCommand {
             Examples:
               cairn-coordinator --listen 127.0.0.1:7400 --db ./data/cairn.db
               CAIRN_TOKEN=secret cairn-coordinator --listen 0.0.0.0:7400 --db /var/lib/cairn/cairn.db
-              CAIRN_TOKEN=secret cairn-coordinator --db postgres://cairn:PASSWORD@db.internal:5432/cairn
+              CAIRN_TOKEN=secret PGPASSWORD=… cairn-coordinator --db postgres://cairn@db.internal:5432/cairn
+              CAIRN_DB=postgres://cairn@db.internal/cairn PGPASSWORD=… cairn-coordinator --listen 0.0.0.0:7400
 
             To move a store's runs into another (SQLite into PostgreSQL, or back), see cairn-coordinator move --help.
             """
@@ -32,8 +33,13 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT. Port 0 picks a free port (printed on start).")
     var listen = "127.0.0.1:7400"
 
-    @Option(help: "The store: a SQLite file (created if missing; an older file is upgraded in place), or a PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require] (its schema created or upgraded in place).")
-    var db = "./data/cairn.db"
+    @Option(help: """
+        The store: a SQLite file (created if missing; an older file is upgraded in place), or a PostgreSQL database, \
+        postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require] (its schema created or upgraded in place; \
+        without a password in the URL, PGPASSWORD's is used, which keeps it out of the process list). \
+        Without --db, CAIRN_DB; without either, ./data/cairn.db.
+        """)
+    var db: String?
 
     @Option(name: .customLong("token-file"), help: """
         The tokens workers and clients must present, one per line: ROLE TOKEN, where ROLE is worker (register and run tasks), \
@@ -120,6 +126,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         var storage = StorageConfig()
         // A URL it cannot serve is refused here, in one line, before anything is opened.
         let location: StoreLocation
+        let db = self.db ?? ProcessInfo.processInfo.environment["CAIRN_DB"] ?? "./data/cairn.db"
         do { location = try StoreLocation(db) } catch { throw ExitCode(Bootstrap.failure("cairn-coordinator", "\(error)")) }
         storage.databasePath = db
         config.keyring = try readKeyring(tokenFile)

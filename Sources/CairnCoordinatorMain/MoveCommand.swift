@@ -17,12 +17,12 @@ public struct MoveCommand: AsyncParsableCommand {
             A run already in the destination with the same content is skipped, so a move that stopped half way is finished by running it again. A run there with other content is named and left alone (exit 1). Unfinished runs move as they stand; a coordinator started on the destination goes on with them from their newest checkpoint, as after any restart. Paused runs can be resumed there, and any run forked.
 
             Examples:
-              cairn-coordinator move --from ./data/cairn.db --to postgres://cairn:PASSWORD@db.internal:5432/cairn
+              PGPASSWORD=… cairn-coordinator move --from ./data/cairn.db --to postgres://cairn@db.internal:5432/cairn
               cairn-coordinator move --from postgres://cairn@db.internal/cairn --to ./back.db --json
             """
     )
 
-    @Option(help: "The store to read: a SQLite file's path, or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.")
+    @Option(help: "The store to read: a SQLite file's path, or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (without a password, PGPASSWORD's).")
     var from: String
 
     @Option(help: "The store to write: a PostgreSQL URL or a SQLite file's path (created if missing; its schema created or upgraded).")

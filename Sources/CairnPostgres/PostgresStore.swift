@@ -31,14 +31,8 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
         self.logger = logger
         self.leaseTimeout = leaseTimeout
         self.workTimeout = workTimeout
-        let tls: PostgresClient.Configuration.TLS
-        switch url.tls {
-        case .disable: tls = .disable
-        case .prefer: tls = .prefer(.makeClientConfiguration())
-        case .require: tls = .require(.makeClientConfiguration())
-        }
         var config = PostgresClient.Configuration(host: url.host, port: url.port, username: url.user, password: url.password,
-                                                  database: url.database, tls: tls)
+                                                  database: url.database, tls: url.tls.client)
         config.options.maximumConnections = maxConnections
         config.options.connectTimeout = .seconds(5)
         config.options.additionalStartupParameters = [("application_name", "cairn-coordinator")]
@@ -60,11 +54,29 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
 
     // MARK: schema
 
+    /// Dials one connection of its own, outside the pool, and closes it. The pool retries a
+    /// refused login in silence, so a wrong password reads as a server that is unreachable; this
+    /// gives the server's own reason (a wrong password, no such database, no pg_hba.conf entry,
+    /// TLS required) or the network's (connection refused), in the fault's message.
+    public func probe() async throws {
+        do {
+            var config = PostgresConnection.Configuration(host: url.host, port: url.port, username: url.user, password: url.password,
+                                                          database: url.database, tls: try url.tls.connection())
+            config.options.connectTimeout = .seconds(max(1, leaseTimeout.components.seconds))
+            let conn = try await PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.any(), configuration: config,
+                                                            id: 0, logger: logger).get()
+            try? await conn.close()
+        } catch {
+            throw PostgresFaults.fault(error, doing: "connecting to \(url)")
+        }
+    }
+
     /// Applies the migrations not yet applied, each in its own transaction, under an advisory
     /// lock so two coordinators starting together migrate once. Returns the identifiers applied.
     @discardableResult
     public func migrate(upTo last: String? = nil) async throws -> [String] {
-        try await perform("migrating the schema of") {
+        try await probe()
+        return try await perform("migrating the schema of") {
             try await self.transaction { conn in
                 try await conn.query("SELECT pg_advisory_xact_lock(7468235)", logger: self.logger)
                 try await conn.query("CREATE TABLE IF NOT EXISTS cairn_migrations (id text PRIMARY KEY, applied_at double precision NOT NULL)",

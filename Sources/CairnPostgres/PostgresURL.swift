@@ -1,8 +1,12 @@
 import Foundation
+import NIOSSL
+import PostgresNIO
 
 /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]` (also
 /// `postgresql://`), as `--db` takes it. Without `sslmode`, TLS is used when the server offers it
-/// (libpq's `prefer`), with the certificate verified. The password never appears in `description`.
+/// (libpq's `prefer`), with the certificate verified. Without a password in the URL, the
+/// environment's `PGPASSWORD` is used, as libpq does (so it need not be on a command line, where
+/// every user of the machine can read it). The password never appears in `description`.
 public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
     public enum TLSMode: String, Sendable { case disable, prefer, require }
 
@@ -22,7 +26,7 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
         public var description: String
     }
 
-    public init(_ text: String) throws {
+    public init(_ text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         func bad(_ why: String) -> Invalid {
             Invalid(description: "--db \(Self.redacted(text)): \(why); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
         }
@@ -33,6 +37,7 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
         guard !db.isEmpty, !db.contains("/") else { throw bad("no database name") }
         self.user = user
         self.password = c.percentEncodedPassword.flatMap { $0.removingPercentEncoding }
+            ?? environment["PGPASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
         self.host = host
         self.port = c.port ?? 5432
         self.database = db.removingPercentEncoding ?? db
@@ -62,5 +67,25 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
         let auth = text[scheme.upperBound..<at]
         guard let colon = auth.firstIndex(of: ":") else { return text }
         return String(text[..<colon]) + ":***" + String(text[at...])
+    }
+}
+
+extension PostgresURL.TLSMode {
+    /// The pool's TLS setting (the certificate verified against the system's roots).
+    var client: PostgresClient.Configuration.TLS {
+        switch self {
+        case .disable: .disable
+        case .prefer: .prefer(.makeClientConfiguration())
+        case .require: .require(.makeClientConfiguration())
+        }
+    }
+
+    /// The same for a single connection.
+    func connection() throws -> PostgresConnection.Configuration.TLS {
+        switch self {
+        case .disable: .disable
+        case .prefer: .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        case .require: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        }
     }
 }

@@ -218,7 +218,11 @@ enum PostgresFaults {
         if error is WorkTimeout { return false }
         if error is StoredBlob.IntegrityError || error is StoreError || error is StoreFault || error is CancellationError
             || error is PostgresDecodingError { return false }
-        if let e = error as? PSQLError { return e.serverInfo?[.sqlState] == nil }
+        if let e = error as? PSQLError {
+            // A login the server refused is an answer, not silence.
+            let refused: [PSQLError.Code] = [.authMechanismRequiresPassword, .unsupportedAuthMechanism, .saslError, .sslUnsupported]
+            return e.serverInfo?[.sqlState] == nil && !refused.contains(e.code)
+        }
         return true
     }
 
@@ -241,6 +245,15 @@ enum PostgresFaults {
             // The pool's own failures (no connection could be made: its circuit breaker, a
             // connect timeout) and the network's: a server that is down or unreachable.
             return StoreFault(.transient, "PostgreSQL unreachable (\(error)) \(doing)")
+        }
+        switch e.code {
+        case .authMechanismRequiresPassword:
+            return StoreFault(.transient, "the server asks for a password and none was given (put it in the URL or in PGPASSWORD) \(doing)")
+        case .unsupportedAuthMechanism, .saslError:
+            return StoreFault(.transient, "the server asks for a login Cairn cannot give (\(e.code); md5 and scram-sha-256 are supported) \(doing)")
+        case .sslUnsupported:
+            return StoreFault(.transient, "the server does not offer TLS and the URL says sslmode=require \(doing)")
+        default: break
         }
         if let state = e.serverInfo?[.sqlState] {
             let message = e.serverInfo?[.message] ?? "error"

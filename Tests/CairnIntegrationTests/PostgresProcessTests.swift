@@ -164,6 +164,59 @@ struct PostgresProcessTests {
         #expect(!FileManager.default.fileExists(atPath: old.directory + "/nothing.db"), "a missing source is not created")
     }
 
+    /// As an operator runs it in a container: the store in CAIRN_DB and the password in
+    /// PGPASSWORD (out of the process list), and a refused login says the server's own reason.
+    @Test func theStoreFromCAIRN_DBThePasswordFromPGPASSWORDAndARefusedLoginSaysWhy() async throws {
+        let server = try await PostgresServer()
+        defer { server.stop() }
+        try await server.psql("CREATE ROLE app LOGIN PASSWORD 'pw-s3cret'")
+        try await server.psql("CREATE DATABASE appdb OWNER app", database: "postgres")
+        let hba = server.directory + "/pg_hba.conf"
+        try ("host all app 127.0.0.1/32 scram-sha-256\n" + String(contentsOfFile: hba, encoding: .utf8))
+            .write(toFile: hba, atomically: false, encoding: .utf8)
+        try await server.psql("SELECT pg_reload_conf()")
+        let login = ["psql", "-X", "-w", "-h", "127.0.0.1", "-p", "\(server.port)", "-U", "app", "-d", "appdb", "-c", "SELECT 1"]
+        for _ in 0..<100 where try await TestCluster.run("/usr/bin/env", login, timeout: 10).status == 0 {
+            try await Task.sleep(for: .milliseconds(100))  // until the reload has taken effect
+        }
+        let dir = NSTemporaryDirectory() + "cairn-dbenv-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let coordinator = TestCluster.binDirectory + "/cairn-coordinator"
+        let url = "postgres://app@127.0.0.1:\(server.port)/appdb"
+        var base = ProcessInfo.processInfo.environment
+        base.removeValue(forKey: "PGPASSWORD")
+        base.removeValue(forKey: "CAIRN_TOKEN")
+
+        for (env, says) in [(["CAIRN_DB": url], "the server asks for a password and none was given (put it in the URL or in PGPASSWORD)"),
+                            (["CAIRN_DB": url, "PGPASSWORD": "wrong-pw"], "password authentication failed for user \"app\""),
+                            (["CAIRN_DB": url + "x", "PGPASSWORD": "pw-s3cret"], "database \"appdbx\" does not exist"),
+                            (["CAIRN_DB": "mysql://root@127.0.0.1/cairn"], "cannot serve mysql URLs")] {
+            let r = try await TestCluster.run("/bin/sh", ["-c", "cd '\(dir)' && exec '\(coordinator)' --listen 127.0.0.1:0"],
+                                              environment: base.merging(env) { $1 }, timeout: 30)
+            #expect(r.status == 1 && r.stderr.contains(says), "\(env): \(r.stderr)")
+            #expect(!r.stderr.contains("wrong-pw") && !r.stderr.contains("pw-s3cret"), "no password printed: \(r.stderr)")
+        }
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: coordinator)
+        p.arguments = ["--listen", "127.0.0.1:0"]
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)
+        p.environment = base.merging(["CAIRN_DB": url, "PGPASSWORD": "pw-s3cret"]) { $1 }
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { p.terminate(); p.waitUntilExit() } }
+        let line = try await TestCluster.readLine(out.fileHandleForReading, timeout: 30)
+        #expect(line.contains("listening on"), "\(line)")
+        let owner = try await server.psql("SELECT tableowner FROM pg_tables WHERE tablename = 'checkpoints'", database: "appdb")
+        #expect(owner.trimmingCharacters(in: .whitespacesAndNewlines) == "app", "the schema made in CAIRN_DB's database as its user: \(owner)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty, "no SQLite store beside it")
+        let args = String(data: FileManager.default.contents(atPath: "/proc/\(p.processIdentifier)/cmdline") ?? Data(), encoding: .utf8) ?? ""
+        #expect(!args.contains("pw-s3cret"), "the password is not on the command line")
+    }
+
     @Test func aDatabaseURLItCannotServeIsRefusedInOneLine() async throws {
         let dir = NSTemporaryDirectory() + "cairn-dburl-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
