@@ -41,7 +41,7 @@ public struct Cairn: AsyncParsableCommand {
 
 /// Options every command that talks to a coordinator shares.
 struct Connection: ParsableArguments {
-    @Option(name: .customLong("coordinator"), help: "The coordinator's HOST:PORT (or CAIRN_COORDINATOR).")
+    @Option(name: .customLong("coordinator"), help: "The coordinator's HOST:PORT (or CAIRN_COORDINATOR); with standby coordinators, all of them, comma-separated: the one that answers serves.")
     var coordinator: String?
 
     @Option(name: .customLong("token-file"), help: "A file holding the token (or CAIRN_TOKEN).")
@@ -62,11 +62,11 @@ struct Connection: ParsableArguments {
     func config() throws -> ClientConfig {
         var c = ClientConfig()
         let address = coordinator ?? ProcessInfo.processInfo.environment["CAIRN_COORDINATOR"] ?? "127.0.0.1:7400"
-        guard let (host, port) = ClientConfig.parseAddress(address) else {
-            throw ValidationError("the coordinator address must be HOST:PORT, not '\(address)'")
+        guard let all = ClientConfig.parseAddresses(address) else {
+            throw ValidationError("the coordinator address must be HOST:PORT (or several, comma-separated: standby coordinators), not '\(address)'")
         }
-        c.host = host
-        c.port = port
+        (c.host, c.port) = all[0]
+        c.others = Array(all.dropFirst())
         do { c.token = try Tokens.read(file: tokenFile) } catch { throw ValidationError("\(error)") }
         let tls = TLSFiles(certificate: tlsCert, key: tlsKey, ca: tlsCA).withEnvironment()
         if !tls.isEmpty { c.tls = tls }

@@ -11,8 +11,13 @@ import SwiftProtobuf
 public struct ClientConfig: Sendable {
     public var host: String = "127.0.0.1"
     public var port: Int = 7400
+    /// More coordinators of the same store (standbys): tried in turn when one cannot be reached.
+    public var others: [(host: String, port: Int)] = []
     public var token: String?
     public var connectTimeout: Double = 5
+    /// How long a coordinator that accepted the connection may take to say anything: one that
+    /// never does (frozen, wedged) is given up, and with standbys the next one is asked.
+    public var answerTimeout: Double = 5
     public var maxFrameSize: Int = Frame.defaultMaxSize
     /// TLS to the coordinator (`--tls-ca`, and `--tls-cert`/`--tls-key` for mutual TLS); nil: plaintext.
     public var tls: TLSFiles?
@@ -27,6 +32,13 @@ public struct ClientConfig: Sendable {
         let host = String(t[..<colon])
         guard let port = Int(t[t.index(after: colon)...]), (1...65535).contains(port) else { return nil }
         return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+
+    /// A comma-separated list of addresses (standby coordinators), or nil when any is malformed.
+    public static func parseAddresses(_ text: String, defaultPort: Int = 7400) -> [(host: String, port: Int)]? {
+        let parts = text.split(separator: ",").map { parseAddress($0.trimmingCharacters(in: .whitespaces), defaultPort: defaultPort) }
+        guard !parts.isEmpty, !parts.contains(where: { $0 == nil }) else { return nil }
+        return parts.compactMap { $0 }
     }
 }
 
@@ -82,7 +94,25 @@ public final class CairnClient {
     }
 
     /// Connects, says Hello (its answer is read with the first response), runs `body`, and closes.
+    /// With standbys (`others`), the first coordinator that can be reached serves.
     public static func withConnection<T: Sendable>(_ config: ClientConfig, _ body: (CairnClient) async throws -> T) async throws -> T {
+        guard !config.others.isEmpty else { return try await withOneConnection(config, body) }
+        var reasons: [String] = []
+        for (host, port) in [(config.host, config.port)] + config.others {
+            var one = config
+            (one.host, one.port, one.others) = (host, port, [])
+            one.answerTimeout = min(config.answerTimeout, 2)  // a standby is about to take over: ask it soon
+            do {
+                return try await withOneConnection(one, body)
+            } catch ClientError.unreachable(let address, let reason) {
+                reasons.append("\(address): \(reason)")
+            }
+        }
+        throw ClientError.unreachable(address: "any of " + ([(config.host, config.port)] + config.others).map { "\($0.0):\($0.1)" }.joined(separator: ", "),
+                                      reason: reasons.joined(separator: "; "))
+    }
+
+    static func withOneConnection<T: Sendable>(_ config: ClientConfig, _ body: (CairnClient) async throws -> T) async throws -> T {
         let address = "\(config.host):\(config.port)"
         let group = MultiThreadedEventLoopGroup.singleton
         let channel: FramedChannel.AsyncChannel
@@ -93,13 +123,17 @@ public final class CairnClient {
         do {
             let maxFrame = config.maxFrameSize
             let host = config.host
+            let answerTimeout = config.answerTimeout
             let tls = tlsContext
             channel = try await ClientBootstrap(group: group)
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.milliseconds(Int64(config.connectTimeout * 1000)))
                 .connect(host: config.host, port: config.port) { (ch: any Channel) -> EventLoopFuture<FramedChannel.AsyncChannel> in
                     // A watch on a coordinator that vanished (a partition) ends within about 11 s.
-                    do { try DeadPeer.arm(ch, idle: 5, interval: 2, count: 3, timeout: 10) } catch {
+                    do {
+                        try DeadPeer.arm(ch, idle: 5, interval: 2, count: 3, timeout: 10)
+                        try ch.pipeline.syncOperations.addHandler(AnswerDeadline(timeout: .milliseconds(Int64(answerTimeout * 1000))))
+                    } catch {
                         return ch.eventLoop.makeFailedFuture(error)
                     }
                     if let tls {
@@ -139,7 +173,11 @@ public final class CairnClient {
     func receive() async throws -> WireMessage {
         if welcomePending {
             welcomePending = false
-            switch try await receiveFrame() {
+            let first: WireMessage
+            do { first = try await receiveFrame() } catch ClientError.closed {
+                throw ClientError.unreachable(address: "\(peer.host):\(peer.port)", reason: "it took the connection but did not answer (frozen, wedged or stopping)")
+            }
+            switch first {
             case .welcome: break
             case .error(let e): throw ClientError.rejected(code: e.code, message: e.message)
             case let other: throw ClientError.protocolError("expected Welcome, got \(other.type)")

@@ -130,6 +130,9 @@ struct ConnectionHandler: Sendable {
                         try await outbound.send(.error(.errorUnavailable, "this worker was presumed lost (no heartbeat for \(Int(config.heartbeatTimeout))s) and its tasks were handed to others; reconnect"), codec: codec)
                         break receiving
                     }
+                    // Answered, so that a worker can tell a live coordinator from a frozen one
+                    // (whose kernel still acknowledges every byte): it leaves one that stops answering.
+                    try await outbound.send(.heartbeat(Cairn_V1_Heartbeat()), codec: codec)
                 case .bundleRequest(let req):
                     var reply = Cairn_V1_BundleData()
                     reply.hash = req.hash

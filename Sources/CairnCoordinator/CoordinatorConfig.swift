@@ -47,6 +47,9 @@ public struct CoordinatorConfig: Sendable {
     public var retentionInterval: Double = 3_600
     /// On shutdown, how long to wait for queued writes to commit (a store refusing writes).
     public var shutdownWriteTimeout: Double = 30.0
+    /// The epoch leases and workers see: the lead's epoch when standby coordinators share the
+    /// store (PostgreSQL), else the start time in milliseconds.
+    public var epoch: UInt64?
 
     /// Where metrics go (the executable bootstraps Prometheus; the default discards them).
     public var metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance

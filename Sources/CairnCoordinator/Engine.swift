@@ -132,7 +132,7 @@ actor Engine {
         self.config = config
         self.logger = logger
         self.writer = StoreWriter(store: store, loop: loop, logger: logger)
-        self.epoch = UInt64(Date().timeIntervalSince1970 * 1000)
+        self.epoch = config.epoch ?? UInt64(Date().timeIntervalSince1970 * 1000)
         self.scheduler = Scheduler(config: config, epoch: epoch)
         self.metrics = CoordinatorMetrics(factory: config.metricsFactory)
     }

@@ -5,6 +5,7 @@ import CairnCoordinator
 import CairnHTTP
 import CairnHotTier
 import CairnStack
+import CairnStore
 import Foundation
 import Logging
 import NIOSSL
@@ -109,6 +110,12 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Serve /metrics (Prometheus) and /healthz on this HOST:PORT, e.g. 0.0.0.0:9400.")
     var metrics: String?
 
+    @Option(name: .customLong("leader-lease"), help: "With PostgreSQL: several coordinators may share the database, one active and the others standing by. The active one holds the lead this long on the database's clock and renews it every third of it; a standby takes over when it runs out, e.g. 3s.")
+    var leaderLease = "3s"
+
+    @Option(help: "With PostgreSQL: the HOST:PORT at which workers and clients reach this coordinator, recorded when it leads so that standbys can name it (default: the --listen address, with this machine's name for 0.0.0.0).")
+    var advertise: String?
+
     @Flag(name: .customLong("insecure-no-auth"), help: "Listen on an address other machines can reach without a token. Without a token the coordinator otherwise listens on loopback only: whoever reaches the port can run commands on every worker.")
     var insecureNoAuth = false
 
@@ -188,12 +195,38 @@ public struct CoordinatorCommand: AsyncParsableCommand {
             }
             httpAddress = (host, port)
         }
-        let coordinator: Coordinator
+        let stores: StoreStack
         do {
-            coordinator = try CoordinatorStack.make(config, storage: storage, logger: logger)
+            stores = try CoordinatorStack.stores(storage, logger: logger)
         } catch {
             throw ExitCode(Bootstrap.failure("cairn-coordinator", "cannot open the store (\(location)): \(error)"))
         }
+        if let election = stores.election {
+            guard let lease = Durations.seconds(leaderLease), lease >= 0.5 else { throw ValidationError("--leader-lease looks like 3s (at least 500ms)") }
+            let advertised = advertise ?? ElectedCoordinator.advertise(host: config.host, port: config.port)
+            let httpAdvertised = httpAddress.map { ElectedCoordinator.advertise(host: $0.host, port: $0.port) } ?? ""
+            let elector = LeaderElector(election: election, lease: lease, address: advertised, http: httpAdvertised, logger: logger,
+                                        metrics: config.metricsFactory)
+            let active = ActiveCoordinator()
+            var services: [any Service] = [ElectedCoordinator(config: config, stores: stores, elector: elector, active: active,
+                                                              httpAddress: httpAddress, httpAdvertised: httpAdvertised,
+                                                              advertised: advertised, logger: logger),
+                                           TokenReloader(keyring: config.keyring, logger: logger)]
+            if let metrics {
+                do {
+                    services.append(try OpsServer(address: metrics, metrics: {
+                        await active.current?.refreshMetrics()
+                        return registry.emitToString()
+                    }, health: { await active.health(elector) }, logger: logger))
+                } catch {
+                    throw ExitCode(Bootstrap.failure("cairn-coordinator", "--metrics: \(error)"))
+                }
+            }
+            let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            try await group.run()
+            return
+        }
+        let coordinator = Coordinator(config: config, stores: stores, logger: logger)
         do {
             try await coordinator.start()
         } catch {

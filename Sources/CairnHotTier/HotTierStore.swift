@@ -67,6 +67,8 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
     private var lastFlushError: String?
     private var holding = false
     private var flusherTask: Task<Void, Never>?
+    /// Set when this coordinator leads among standbys: every hot write checks the epoch in Redis.
+    private var fencing: (epoch: UInt64, onDeposed: @Sendable (LeaderRecord?) -> Void)?
 
     // counters
     public private(set) var hotBatches: UInt64 = 0
@@ -83,6 +85,44 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
     }
 
     var dirtyKey: String { "\(config.keyPrefix):dirty" }
+    var epochKey: String { "\(config.keyPrefix):epoch" }
+
+    /// A hot write of a leading coordinator, in one atomic step: refused when a newer leader has
+    /// raised the epoch in Redis (a deposed coordinator that woke late), else the epoch raised to
+    /// this one's (if it was not yet), the batch stored and indexed as dirty.
+    static let fencedWrite = """
+        local e = tonumber(redis.call('GET', KEYS[3]) or '0')
+        local mine = tonumber(ARGV[3])
+        if e > mine then return redis.error_reply('CAIRN_DEPOSED ' .. e) end
+        if e < mine then redis.call('SET', KEYS[3], ARGV[3]) end
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        redis.call('ZADD', KEYS[2], ARGV[4], KEYS[1])
+        redis.call('PEXPIRE', KEYS[2], ARGV[2])
+        return 'OK'
+        """
+
+    /// Raises the epoch in Redis to `epoch` unless it is higher already; returns what it was.
+    static let raiseEpoch = """
+        local e = tonumber(redis.call('GET', KEYS[1]) or '0')
+        if e < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+        return e
+        """
+
+    /// From now on every hot write checks this coordinator still leads (the epoch in Redis is
+    /// not newer), and the epoch is raised now, before the batches a deposed leader left are
+    /// replayed: a write it makes after this is refused. Redis down: its writes go to the
+    /// durable store (fenced there), and the first hot write once it is back raises the epoch.
+    public func fence(epoch: UInt64, onDeposed: @escaping @Sendable (LeaderRecord?) -> Void) async throws {
+        fencing = (epoch, onDeposed)
+        do {
+            let reply = try await redis.pipeline([["EVAL", Self.raiseEpoch, "1", epochKey, String(epoch)].map { Array($0.utf8) }])[0]
+            if case .integer(let was) = reply, was > Int64(epoch) {
+                throw Deposed(epoch: epoch, leader: LeaderRecord(holder: "", epoch: UInt64(was), address: "", http: "", remaining: 0))
+            }
+        } catch let e as RedisError {
+            markDown(e)
+        }
+    }
     var ttlMillis: String { String(Int64(config.ttl * 1000)) }
 
     /// Checks the Redis's eviction policy: one that may evict keys with a TTL before they expire
@@ -231,14 +271,30 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         let key = "\(config.keyPrefix):batch:\(epoch):\(seq)"
         let packed = try Self.encode(batch)
         do {
-            let replies = try await redis.pipeline([
-                [Array("SET".utf8), Array(key.utf8), packed, Array("PX".utf8), Array(ttlMillis.utf8)],
-                ["ZADD", dirtyKey, String(seq), key].map { Array($0.utf8) },
-                ["PEXPIRE", dirtyKey, ttlMillis].map { Array($0.utf8) },
-            ])
+            let replies: [RedisReply]
+            if let fencing {
+                replies = try await redis.pipeline([
+                    [Array("EVAL".utf8), Array(Self.fencedWrite.utf8), Array("3".utf8), Array(key.utf8), Array(dirtyKey.utf8), Array(epochKey.utf8),
+                     packed, Array(ttlMillis.utf8), Array(String(fencing.epoch).utf8), Array(String(seq).utf8)],
+                ])
+                if case .error(let e) = replies[0], e.hasPrefix("CAIRN_DEPOSED") {
+                    let newer = UInt64(e.split(separator: " ").last ?? "") ?? 0
+                    let leader = LeaderRecord(holder: "", epoch: newer, address: "", http: "", remaining: 0)
+                    fencing.onDeposed(leader)
+                    throw StoreFault(.transient, "\(Deposed(epoch: fencing.epoch, leader: leader)) (Redis \(redis.url))")
+                }
+            } else {
+                replies = try await redis.pipeline([
+                    [Array("SET".utf8), Array(key.utf8), packed, Array("PX".utf8), Array(ttlMillis.utf8)],
+                    ["ZADD", dirtyKey, String(seq), key].map { Array($0.utf8) },
+                    ["PEXPIRE", dirtyKey, ttlMillis].map { Array($0.utf8) },
+                ])
+            }
             if let bad = replies.first(where: { if case .error = $0 { return true } else { return false } }), case .error(let e) = bad {
                 throw RedisError.server(e)
             }
+        } catch let fault as StoreFault {
+            throw fault
         } catch {
             // The write may have reached Redis before the failure (a lost reply): it goes to
             // the durable store now, and its key is removed before the hot tier is used again, so that no

@@ -52,10 +52,16 @@ extension PostgresStore {
         }
     }
 
-    /// `work` in one transaction on a leased connection.
+    /// `work` in one transaction on a leased connection; once this store is fenced (it leads
+    /// among standby coordinators), the transaction first checks the leader row's epoch is still
+    /// its own, holding the row `FOR SHARE` so that no claim can commit before it does.
     func transaction<T: Sendable>(workTimeout: Duration? = nil, _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await leased(workTimeout: workTimeout) { conn in
-            try await conn.withTransaction(logger: self.logger) { try await work($0) }
+        let fencing = self.fencing
+        return try await leased(workTimeout: workTimeout) { conn in
+            try await conn.withTransaction(logger: self.logger) { conn in
+                if let epoch = fencing.epoch { try await self.checkFence(conn, epoch: epoch) }
+                return try await work(conn)
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ import PostgresNIO
 extension PostgresStore: MaintainedStore {
     public func setPinned(_ runID: String, _ pinned: Bool) async throws -> Bool {
         try await perform("writing") {
-            try await self.leased { conn in
+            try await self.transaction { conn in
                 let rows = try await conn.query("UPDATE runs SET pinned = \(pinned) WHERE run_id = \(runID) RETURNING run_id", logger: self.logger)
                 return try await rows.collect().count > 0
             }

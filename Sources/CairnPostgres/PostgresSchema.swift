@@ -229,5 +229,21 @@ public enum PostgresSchema {
             FROM attempts GROUP BY worker
             """,
         ]),
+        // Which coordinator leads (standby coordinators on one database): one row, its epoch
+        // raised by every claim, its lease on the server's clock.
+        ("v2-leader", [
+            """
+            CREATE TABLE cairn_leader (
+                id smallint PRIMARY KEY CHECK (id = 1),
+                epoch bigint NOT NULL,
+                holder text NOT NULL,
+                address text NOT NULL,
+                http text NOT NULL,
+                lease_until timestamptz NOT NULL,
+                changed_at timestamptz NOT NULL
+            )
+            """,
+            "INSERT INTO cairn_leader VALUES (1, 0, '', '', '', to_timestamp(0), now())",
+        ]),
     ]
 }

@@ -23,6 +23,8 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
     /// rolls it back, and it fails as a transient fault to be retried. Maintenance and records
     /// queries, which may rightly take long, have none.
     public let workTimeout: Duration
+    /// The epoch every write transaction checks, once this coordinator leads (`fence`).
+    let fencing = Fencing()
 
     /// Connects lazily (the pool dials on first use); `migrate()` creates or upgrades the schema.
     public init(url: PostgresURL, logger: Logger, maxConnections: Int = 8, leaseTimeout: Duration = .seconds(3),

@@ -215,7 +215,7 @@ enum PostgresFaults {
             error = inner
         }
         if let t = error as? LeaseTimeout { return !t.busy }
-        if error is WorkTimeout { return false }
+        if error is WorkTimeout || error is Deposed { return false }
         if error is StoredBlob.IntegrityError || error is StoreError || error is StoreFault || error is CancellationError
             || error is PostgresDecodingError { return false }
         if let e = error as? PSQLError {
@@ -233,6 +233,8 @@ enum PostgresFaults {
             error = inner
         }
         if error is StoredBlob.IntegrityError || error is StoreError || error is StoreFault { return error }
+        // Held, not failed: the coordinator steps down as soon as it hears (see `Fencing`).
+        if let d = error as? Deposed { return StoreFault(.transient, "\(d) \(doing)") }
         if error is CancellationError { return error }
         if let t = error as? LeaseTimeout {
             return StoreFault(.transient, "PostgreSQL \(t.busy ? "busy" : "unreachable") (\(t)) \(doing)")

@@ -35,11 +35,13 @@ public enum CoordinatorStack {
         let lifecycle: any StoreLifecycle
         let name: String
         let keySpace: String
+        var election: (any LeaderElection)?
         let location = try StoreLocation(storage.databasePath)
         switch location {
         case .postgres(let url):
             let store = PostgresStore(url: url, logger: logger)
             (durable, lifecycle, name) = (store, PostgresLifecycle(store: store, logger: logger), "PostgreSQL")
+            election = store
             keySpace = "postgres://\(url.host):\(url.port)/\(url.database)"
         case .sqlite(let path):
             let sqlite = try SQLiteStore(path: path, logger: logger)
@@ -48,7 +50,7 @@ public enum CoordinatorStack {
         }
         let description = location.description
         guard let redisURL = storage.redisURL else {
-            return StoreStack(store: durable, hotTier: nil, lifecycle: lifecycle, description: description)
+            return StoreStack(store: durable, hotTier: nil, lifecycle: lifecycle, description: description, election: election)
         }
         var tier = storage.hotTier
         // One key space per authoritative store, so two coordinators can share a Redis.
@@ -58,7 +60,8 @@ public enum CoordinatorStack {
         return StoreStack(store: hot, hotTier: hot,
                           lifecycle: HotTierLifecycle(hot: hot, durable: lifecycle, config: tier,
                                                       allowEviction: storage.allowRedisEviction, logger: logger),
-                          description: "\(description) + Redis \(redis.url)")
+                          description: "\(description) + Redis \(redis.url)",
+                          election: election.map { HotTierElection(durable: $0, hot: hot) })
     }
 }
 
@@ -173,4 +176,27 @@ struct HotTierLifecycle: StoreLifecycle {
     }
 
     func logBytes() -> Int64 { durable.logBytes() }
+}
+
+/// The lead over PostgreSQL with Redis in front: the database decides, and the fence is set in
+/// both, the hot tier first (a deposed coordinator's hot writes are refused in Redis before the
+/// new leader replays what waits there) and then the database.
+struct HotTierElection: LeaderElection {
+    let durable: any LeaderElection
+    let hot: HotTierStore
+
+    func prepareLead() async throws { try await durable.prepareLead() }
+    func claimLead(holder: String, address: String, http: String, lease: Double) async throws -> (epoch: UInt64?, leader: LeaderRecord?) {
+        try await durable.claimLead(holder: holder, address: address, http: http, lease: lease)
+    }
+    func renewLead(epoch: UInt64, lease: Double) async throws -> LeaderRecord? { try await durable.renewLead(epoch: epoch, lease: lease) }
+    func announceLead(epoch: UInt64, address: String, http: String) async throws {
+        try await durable.announceLead(epoch: epoch, address: address, http: http)
+    }
+    func releaseLead(epoch: UInt64) async throws { try await durable.releaseLead(epoch: epoch) }
+    func leader() async throws -> LeaderRecord? { try await durable.leader() }
+    func fence(epoch: UInt64, onDeposed: @escaping @Sendable (LeaderRecord?) -> Void) async throws {
+        try await hot.fence(epoch: epoch, onDeposed: onDeposed)
+        try await durable.fence(epoch: epoch, onDeposed: onDeposed)
+    }
 }

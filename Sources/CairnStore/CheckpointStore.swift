@@ -193,8 +193,12 @@ public struct StoreStack: Sendable {
     public var lifecycle: any StoreLifecycle
     /// What the coordinator logs it runs on, e.g. "SQLite ./data/cairn.db + Redis redis://…".
     public var description: String
+    /// A store several coordinators share (PostgreSQL): one leads, the others stand by.
+    public var election: (any LeaderElection)?
 
-    public init(store: any CheckpointStore, hotTier: (any HotTierStatus)?, lifecycle: any StoreLifecycle, description: String) {
+    public init(store: any CheckpointStore, hotTier: (any HotTierStatus)?, lifecycle: any StoreLifecycle, description: String,
+                election: (any LeaderElection)? = nil) {
         self.store = store; self.hotTier = hotTier; self.lifecycle = lifecycle; self.description = description
+        self.election = election
     }
 }

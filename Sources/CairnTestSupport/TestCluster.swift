@@ -44,7 +44,13 @@ public final class TestCluster: @unchecked Sendable {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     }
 
-    public var address: String { "127.0.0.1:\(port)" }
+    /// Where workers and the CLI reach the coordinator: with standbys, every coordinator's address,
+    /// comma-separated (the first coordinator's first).
+    public var address: String { (["127.0.0.1:\(port)"] + standbyPorts.map { "127.0.0.1:\($0)" }).joined(separator: ",") }
+    /// Ports of the standby coordinators (`standbys:`), on the same store.
+    public private(set) var standbyPorts: [Int] = []
+    /// The standby coordinators' processes, in the order of `standbyPorts`.
+    public private(set) var standbys: [Process] = []
     public var databasePath: String { directory + "/cairn.db" }
 
     /// Starts a coordinator (port 0, so tests never collide) and `workers` workers.
@@ -52,7 +58,7 @@ public final class TestCluster: @unchecked Sendable {
                              coordinatorArgs: [String] = [], directory: String? = nil,
                              workerEnvironment: [String: String] = [:],
                              clientEnvironment: [String: String] = [:],
-                             user: ProcessUser? = nil, store: TestStore = .sqlite) async throws -> TestCluster {
+                             user: ProcessUser? = nil, store: TestStore = .sqlite, standbys: Int = 0) async throws -> TestCluster {
         let dir = directory ?? NSTemporaryDirectory() + "cairn-test-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try user?.own(dir)
@@ -69,6 +75,14 @@ public final class TestCluster: @unchecked Sendable {
                                   postgres: postgres, storeArgs: storeArgs)
         cluster.workerEnvironment = workerEnvironment
         cluster.clientEnvironment = clientEnvironment
+        for i in 0..<standbys {
+            do {
+                try cluster.startStandby(index: i + 1, port: try RedisServer.freePort(), args: coordinatorArgs)
+            } catch {
+                cluster.stop(removeFiles: false)
+                throw error
+            }
+        }
         for i in 0..<workers { cluster.startWorker(name: "w\(i + 1)", slots: slots) }
         do {
             try await cluster.waitForWorkers(workers)
@@ -110,6 +124,25 @@ public final class TestCluster: @unchecked Sendable {
             throw ClusterError("coordinator did not start: \(line)")
         }
         return (p, bound)
+    }
+
+    /// Starts one more coordinator on the same store, on `port`: it stands by while another leads
+    /// (its log `coordinator-N.log`, its stdout `coordinator-N.out`).
+    public func startStandby(index: Int, port: Int, args: [String] = []) throws {
+        let p = Process()
+        ProcessUser.launch(p, as: user, Self.binDirectory + "/cairn-coordinator",
+                           ["--listen", "127.0.0.1:\(port)", "--log-level", "info"] + storeArgs + args)
+        var env = ProcessInfo.processInfo.environment
+        env["CAIRN_TOKEN"] = token
+        if token == nil { env.removeValue(forKey: "CAIRN_TOKEN") }
+        p.environment = user?.environment(env, home: directory) ?? env
+        p.standardOutput = FileHandle(forWritingAtPath: Self.logFile(directory, "coordinator-\(index).out"))
+        p.standardError = FileHandle(forWritingAtPath: Self.logFile(directory, "coordinator-\(index).log"))
+        try p.run()
+        lock.withLock {
+            standbyPorts.append(port)
+            standbys.append(p)
+        }
     }
 
     static func logFile(_ dir: String, _ name: String) -> String {
@@ -322,7 +355,7 @@ public final class TestCluster: @unchecked Sendable {
 
     /// Kills every process; keeps the folder (logs, SQLite) unless `removeFiles`.
     public func stop(removeFiles: Bool = true) {
-        let all = lock.withLock { workers } + [coordinator]
+        let all = lock.withLock { workers + standbys } + [coordinator]
         for p in all where p.isRunning { kill(p.processIdentifier, SIGKILL) }
         for p in all { p.waitUntilExit() }
         postgres?.stop()

@@ -10,8 +10,12 @@ import ServiceLifecycle
 import CoreMetrics
 
 public struct WorkerConfig: Sendable {
+    /// The coordinator to connect to first.
     public var host: String = "127.0.0.1"
     public var port: Int = 7400
+    /// More coordinators of the same store (standbys), tried in turn when one does not answer:
+    /// the worker serves whichever is active.
+    public var others: [CoordinatorAddress] = []
     public var name: String = ""
     public var slots: Int = 4
     public var token: String?
@@ -109,43 +113,73 @@ public final class Worker: Service, Sendable {
         await pools.shutdown(grace: 5)
     }
 
+    /// Connects to each coordinator in turn until one serves; after a round where none did, waits
+    /// (exponential backoff, capped lower when there are standbys: one of them is about to take
+    /// over, and the worker should be there when it does).
     func sessions() async throws {
+        let all = [CoordinatorAddress(host: config.host, port: config.port)] + config.others
+        let maxDelay = all.count > 1 ? min(config.reconnectMaxDelay, 0.5) : config.reconnectMaxDelay
         var delay = config.reconnectInitialDelay
+        var index = 0
+        var lastServed: CoordinatorAddress?
+        // With standbys: the newest epoch served. A coordinator of an older one was deposed and
+        // has not noticed yet (it woke from a pause): its dispatches are refused.
+        let floor = Following(checksEpochs: all.count > 1)
+        var failedRounds = 0
         while !stopSignal.fired {
+            let target = all[index % all.count]
             do {
-                let served = try await session()
-                if served { delay = config.reconnectInitialDelay }
+                _ = try await session(target, movedFrom: lastServed.flatMap { $0 == target ? nil : $0 }, floor: floor)
             } catch let e as WorkerFatalError {
                 throw e
             } catch is DrainComplete {
                 return
             } catch {
-                logger.info("coordinator unreachable; retrying", metadata: ["address": "\(config.host):\(config.port)",
-                                                                           "error": "\(error)", "delay_s": "\(delay)"])
+                if floor.served != target, index % all.count == all.count - 1 {
+                    // With standbys a fail-over takes a few rounds: the first and every 20th are told.
+                    failedRounds += 1
+                    let level: Logger.Level = all.count == 1 || failedRounds % 20 == 1 ? .info : .debug
+                    logger.log(level: level, "coordinator unreachable; retrying", metadata: ["address": "\(all.map(\.description).joined(separator: ","))",
+                                                                                           "error": "\(error)", "delay_s": "\(delay)"])
+                }
+            }
+            if floor.served == target {
+                // It served (and then went away, or the session ended): start afresh.
+                delay = config.reconnectInitialDelay
+                lastServed = target
+                failedRounds = 0
+                floor.served = nil
             }
             if stopSignal.fired { break }
+            index += 1
+            // A lost connection tries the next coordinator at once; a round with none serving waits.
+            guard index % all.count == 0 else { continue }
             let jittered = delay * Double.random(in: 0.8...1.2)
             // Either the backoff passed or a stop was asked: the loop checks which.
             try? await stopSignal.wait(timeout: jittered)
-            delay = min(config.reconnectMaxDelay, delay * 2)
+            delay = min(maxDelay, delay * 2)
         }
     }
 
     struct DrainComplete: Error {}
 
     /// One connection. Returns true when it got past the handshake.
-    func session() async throws -> Bool {
+    func session(_ target: CoordinatorAddress, movedFrom: CoordinatorAddress?, floor: Following? = nil) async throws -> Bool {
         let maxFrame = config.maxFrameSize
         let cache = StateCache()
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
-            .connect(host: config.host, port: config.port) { (ch: any Channel) -> EventLoopFuture<FramedChannel.AsyncChannel> in
-                do { try DeadPeer.arm(ch, idle: 5, interval: 2, count: 3, timeout: self.config.peerTimeout) } catch {
+            .connect(host: target.host, port: target.port) { (ch: any Channel) -> EventLoopFuture<FramedChannel.AsyncChannel> in
+                do {
+                    try DeadPeer.arm(ch, idle: 5, interval: 2, count: 3, timeout: self.config.peerTimeout)
+                    // A coordinator that took the connection but says nothing (frozen) is left for the next.
+                    try ch.pipeline.syncOperations.addHandler(AnswerDeadline(timeout: .milliseconds(Int64(min(5, self.config.peerTimeout) * 1000))))
+                } catch {
                     return ch.eventLoop.makeFailedFuture(error)
                 }
                 if let tls = self.tls {
-                    do { try ch.pipeline.syncOperations.addHandler(try CairnTLS.clientHandler(tls, host: self.config.host)) } catch {
+                    do { try ch.pipeline.syncOperations.addHandler(try CairnTLS.clientHandler(tls, host: target.host)) } catch {
                         return ch.eventLoop.makeFailedFuture(error)
                     }
                 }
@@ -168,10 +202,10 @@ public final class Worker: Service, Sendable {
             do { answer = try await frames.next() } catch {
                 // Certificates and TLS on one side only do not mend by retrying: say so and stop.
                 if CairnTLS.isTLSError(error) {
-                    throw WorkerFatalError(message: CairnTLS.describeClientFailure(error, files: config.tls ?? TLSFiles(), host: config.host))
+                    throw WorkerFatalError(message: CairnTLS.describeClientFailure(error, files: config.tls ?? TLSFiles(), host: target.host))
                 }
                 if let f = error as? FrameError, f.isTLSRecord {
-                    throw WorkerFatalError(message: "the coordinator at \(config.host):\(config.port) speaks TLS: pass --tls-ca (or CAIRN_TLS_CA)")
+                    throw WorkerFatalError(message: "the coordinator at \(target) speaks TLS: pass --tls-ca (or CAIRN_TLS_CA)")
                 }
                 throw error
             }
@@ -186,11 +220,24 @@ public final class Worker: Service, Sendable {
                 throw ProtocolError.unexpected(expected: "Welcome", got: "error: \(e.message)")
             case let other: throw ProtocolError.unexpected(expected: "Welcome", got: "\(other.type)")
             }
-            logger.notice("connected to coordinator", metadata: ["address": "\(config.host):\(config.port)", "worker_id": "\(welcome.workerID)",
-                                                                 "slots": "\(config.slots)"])
+            if let floor {
+                guard !floor.checksEpochs || welcome.epoch >= floor.newest else {
+                    throw StaleCoordinator(description: "\(target) leads with epoch \(welcome.epoch), older than \(floor.newest) served before: it was deposed")
+                }
+                floor.newest = welcome.epoch
+                floor.served = target
+            }
+            if let movedFrom {
+                logger.notice("the active coordinator moved: serving it", metadata: ["from": "\(movedFrom)", "to": "\(target)",
+                                                                                  "worker_id": "\(welcome.workerID)"])
+            } else {
+                logger.notice("connected to coordinator", metadata: ["address": "\(target)", "worker_id": "\(welcome.workerID)",
+                                                                     "slots": "\(config.slots)"])
+            }
             let (outStream, outbox) = AsyncStream<WireMessage>.makeStream()
             let state = SessionState(outbox: outbox)
             let interval = max(0.05, Double(welcome.heartbeatIntervalMs) / 1000)
+            let heard = LastHeard()
             do {
                 // Discarding: a task's child is gone once it has answered (a group that keeps its
                 // children's results grew by about 5 KB a task over a connection's life). Its
@@ -203,9 +250,18 @@ public final class Worker: Service, Sendable {
                         // The outbox was finished (draining is done), or the connection is gone: hang up.
                         try? await channel.channel.close()
                     }
-                    group.addTask {
+                    group.addTask { [config, logger] in
                         while !Task.isCancelled {
                             do { try await Task.sleep(nanoseconds: UInt64(interval * 1e9)) } catch { return }
+                            // The coordinator answers every heartbeat: one that has not for the
+                            // peer timeout is frozen or wedged (its kernel still acknowledges
+                            // bytes, so TCP cannot tell): leave it for the next coordinator.
+                            let silent = heard.silence()
+                            if silent > max(config.peerTimeout, interval * 3) {
+                                logger.warning("the coordinator has not answered heartbeats: leaving it", metadata: ["address": "\(target)", "silent_s": "\(Int(silent))"])
+                                try? await channel.channel.close()
+                                return
+                            }
                             outbox.yield(.heartbeat(await state.heartbeat()))
                         }
                     }
@@ -235,6 +291,8 @@ public final class Worker: Service, Sendable {
                                 continue
                             }
                             group.addTask { await self.execute(a, state) }
+                        case .heartbeat:
+                            heard.now()
                         case .bundleData(let d):
                             await state.bundleArrived(d)
                         case .resultAck(let ack):
@@ -570,5 +628,63 @@ extension Worker {
         r.cost = records.cost
         r.apiCalls = UInt32(clamping: records.apiCalls)
         if records.hasDetail { r.recordsJson = Data(records.json().jsonBytes()) }
+    }
+}
+
+/// A coordinator's `HOST:PORT`.
+public struct CoordinatorAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// `HOST:PORT`, or nil.
+    public init?(parsing text: String) {
+        let text = text.trimmingCharacters(in: .whitespaces)
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), port > 0, port < 65536,
+              colon > text.startIndex else { return nil }
+        self.init(host: String(text[..<colon]), port: port)
+    }
+
+    /// A comma-separated list (`--coordinator A:7400,B:7400`), or nil when any part is not `HOST:PORT`.
+    public static func list(_ text: String) -> [CoordinatorAddress]? {
+        let parts = text.split(separator: ",").map { CoordinatorAddress(parsing: String($0)) }
+        guard !parts.isEmpty, !parts.contains(where: { $0 == nil }) else { return nil }
+        return parts.compactMap { $0 }
+    }
+
+    public var description: String { "\(host):\(port)" }
+}
+
+/// Which coordinator a worker served last, and the newest epoch it served (used by one task at a
+/// time). With standbys, a coordinator of an older epoch is refused.
+final class Following: @unchecked Sendable {
+    let checksEpochs: Bool
+    var newest: UInt64 = 0
+    /// Set when a session gets past its handshake.
+    var served: CoordinatorAddress?
+    init(checksEpochs: Bool) { self.checksEpochs = checksEpochs }
+}
+
+/// A coordinator of an older epoch than one already served: deposed, and not yet aware of it.
+struct StaleCoordinator: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// When the coordinator last answered a heartbeat (set by the session's reader, read by its
+/// heartbeat sender).
+final class LastHeard: @unchecked Sendable {
+    private let lock = NSLock()
+    private var at = ContinuousClock.now
+
+    func now() { lock.withLock { at = .now } }
+
+    /// Seconds since the last answer (or the session's start).
+    func silence() -> Double {
+        let d = lock.withLock { at }.duration(to: .now)
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 }

@@ -24,7 +24,7 @@ public struct WorkerCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "The coordinator's HOST:PORT. CAIRN_COORDINATOR works too.")
+    @Option(help: "The coordinator's HOST:PORT; with standby coordinators, all of them, comma-separated (HOST:PORT,HOST:PORT): the worker serves whichever is active and follows a fail-over. CAIRN_COORDINATOR works too.")
     var coordinator: String?
 
     @Option(help: "How many tasks this worker runs at once.")
@@ -70,12 +70,13 @@ public struct WorkerCommand: AsyncParsableCommand {
         let logger = Logger(label: "cairn.worker")
         var config = WorkerConfig()
         let address = coordinator ?? ProcessInfo.processInfo.environment["CAIRN_COORDINATOR"] ?? "127.0.0.1:7400"
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
-            throw ValidationError("--coordinator must be HOST:PORT, like 127.0.0.1:7400")
+        guard let addresses = CoordinatorAddress.list(address) else {
+            throw ValidationError("--coordinator must be HOST:PORT, like 127.0.0.1:7400, or several, comma-separated (standby coordinators)")
         }
         guard slots >= 1 && slots <= 1024 else { throw ValidationError("--slots must be from 1 to 1024") }
-        config.host = String(address[..<colon])
-        config.port = port
+        config.host = addresses[0].host
+        config.port = addresses[0].port
+        config.others = Array(addresses.dropFirst())
         config.slots = slots
         config.name = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         config.token = try readToken(tokenFile)

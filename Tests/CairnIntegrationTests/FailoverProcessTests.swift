@@ -1,0 +1,89 @@
+import CairnTestSupport
+import Foundation
+import Testing
+
+/// Standby coordinators on one PostgreSQL database, as real processes: one leads, the other
+/// stands by and says so; the active one killed with `kill -9`, or frozen with SIGSTOP past its
+/// lease and woken, and the standby takes over; workers and the CLI, given both addresses,
+/// follow; every run ends exactly as with no fault, one checkpoint per step, nothing applied twice.
+@Suite(.serialized, .enabled(if: PostgresServer.available, "PostgreSQL: \(PostgresServer.unavailableReason ?? "")"))
+struct FailoverProcessTests {
+    static let steps = 12
+
+    static func expectExact(_ cluster: TestCluster, _ runs: [String]) async throws {
+        for run in runs {
+            let status = try await cluster.waitForRun(run, timeout: 90)
+            #expect(status["status"] as? String == "completed", "\(run): \(status)")
+            #expect(status[path: "output.log"] as? [String] == (1...steps).map { "n\($0)" }, "each step applied once: \(status)")
+            #expect(status[path: "output.count"] as? Int == steps)
+        }
+        let rows = try await cluster.sql("SELECT count(*) FROM checkpoints")
+        #expect(rows == "\(runs.count * (steps + 1))", "one checkpoint per step and the input, none from a deposed coordinator: \(rows)")
+    }
+
+    /// Seconds from `since` until every run has recorded a step newer than `before` (asked of the
+    /// new leader directly: the CLI given both addresses gives a frozen one 2 s first).
+    static func stepAgain(_ cluster: TestCluster, _ runs: [String], before: [String: Int], since: ContinuousClock.Instant) async throws -> Double {
+        let leader = "127.0.0.1:\(cluster.standbyPorts[0])"
+        var waiting = Set(runs)
+        try await cluster.waitUntil("every run taking a step after the fail-over", timeout: 60) {
+            for run in waiting {
+                let s = try await cluster.cairn(["status", run, "--json", "--coordinator", leader]).object
+                if (s["step"] as? Int ?? -1) > before[run]! || (s["status"] as? String ?? "running") != "running" { waiting.remove(run) }
+            }
+            return waiting.isEmpty
+        }
+        let d = since.duration(to: .now)
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    static func steps(_ cluster: TestCluster, _ runs: [String]) async throws -> [String: Int] {
+        var out: [String: Int] = [:]
+        for run in runs { out[run] = try await cluster.cairn(["status", run, "--json"]).object["step"] as? Int ?? 0 }
+        return out
+    }
+
+    @Test func theActiveCoordinatorKilledMidRunAStandbyTakesOverAndEveryRunEndsExactly() async throws {
+        let cluster = try await TestCluster.start(workers: 2, store: .postgres, standbys: 1)
+        defer { cluster.stop() }
+        try await cluster.waitForLog("coordinator-1.log", containing: "standing by: another coordinator leads")
+        let graph = try writeGraph(cluster, "chain", chainGraph(name: "chain", nodes: Self.steps, sleep: 150))
+        var runs: [String] = []
+        for i in 0..<6 { runs.append(try await cluster.submit(graph, runID: "fo-\(i)")) }
+        for run in runs { try await cluster.waitForStep(run, atLeast: 3) }
+        let before = try await Self.steps(cluster, runs)
+
+        let killed = ContinuousClock.now
+        kill(cluster.coordinator.processIdentifier, SIGKILL)
+        try await cluster.waitForLog("coordinator-1.log", containing: "this coordinator leads", timeout: 15)
+        let took = try await Self.stepAgain(cluster, runs, before: before, since: killed)
+        print("fail-over after kill -9: every run stepped again \(String(format: "%.2f", took)) s after the kill")
+        #expect(took < 10, "the next step within seconds of the kill: \(took) s")
+        try await Self.expectExact(cluster, runs)
+        #expect(cluster.log("worker-w1.log").contains("the active coordinator moved: serving it"), "one line says where it moved")
+        #expect(try await cluster.sql("SELECT epoch FROM cairn_leader") == "2")
+    }
+
+    @Test func aFrozenActiveCoordinatorIsReplacedAndWhenItWakesItWritesNothingAndStandsBy() async throws {
+        let cluster = try await TestCluster.start(workers: 2, store: .postgres, standbys: 1)
+        defer { cluster.stop() }
+        for name in ["w3", "w4"] { cluster.startWorker(name: name, extraArgs: ["--peer-timeout", "3s"]) }
+        try await cluster.waitForLog("coordinator-1.log", containing: "standing by: another coordinator leads")
+        let graph = try writeGraph(cluster, "chain", chainGraph(name: "chain", nodes: Self.steps, sleep: 150))
+        var runs: [String] = []
+        for i in 0..<4 { runs.append(try await cluster.submit(graph, runID: "frozen-\(i)")) }
+        for run in runs { try await cluster.waitForStep(run, atLeast: 2) }
+        let before = try await Self.steps(cluster, runs)
+
+        let frozen = ContinuousClock.now
+        kill(cluster.coordinator.processIdentifier, SIGSTOP)
+        try await cluster.waitForLog("coordinator-1.log", containing: "this coordinator leads", timeout: 15)
+        let took = try await Self.stepAgain(cluster, runs, before: before, since: frozen)
+        print("fail-over after SIGSTOP: every run stepped again \(String(format: "%.2f", took)) s after the freeze")
+        kill(cluster.coordinator.processIdentifier, SIGCONT)
+        try await cluster.waitForLog("coordinator.log", containing: "stepping down", timeout: 15)
+        try await cluster.waitForLog("coordinator.log", containing: "standing by: another coordinator leads", timeout: 15)
+        try await Self.expectExact(cluster, runs)
+        #expect(try await cluster.sql("SELECT epoch FROM cairn_leader") == "2", "the woken one did not take the lead back")
+    }
+}
