@@ -212,7 +212,7 @@ let package = Package(
         .target(
             name: "CairnCoordinatorMain",
             dependencies: [
-                "CairnCoordinator", "CairnStack", "CairnStore", "CairnHotTier", "CairnOps", "CairnCore", "CairnHTTP", "CairnTLS",
+                "CairnCoordinator", "CairnStack", "CairnStore", "CairnHotTier", "CairnOps", "CairnCore", "CairnHTTP", "CairnTLS", "CairnProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

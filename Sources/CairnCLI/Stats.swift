@@ -53,7 +53,8 @@ struct Stats: AsyncParsableCommand {
                 : Output.color("Redis DOWN: writing SQLite directly (\(s.redisFailures) failures)", "31")),
             ("auth", s.auth == "none" ? Output.color("none: any peer that reaches the port may submit and run work", "33") : s.auth),
             ("uptime", Output.duration(s.uptimeSeconds)),
-        ] + (s.storeError.isEmpty ? [] : [("store error", Output.color(s.storeError, "31"))])
+        ] + (s.role.isEmpty ? [] : [("role", "\(s.role), leading with epoch \(s.leaderEpoch) (standby coordinators share the store)")])
+          + (s.storeError.isEmpty ? [] : [("store error", Output.color(s.storeError, "31"))])
         let width = rows.map(\.0.count).max() ?? 0
         for (k, v) in rows { print(Output.dim(k.padding(toLength: width, withPad: " ", startingAt: 0)) + "  " + v) }
     }

@@ -52,6 +52,8 @@ public enum ClientError: Error, CustomStringConvertible {
     case tls(String)
     /// An open connection died under us: the coordinator went silent (a partition, a host down) or reset it.
     case lost(address: String, reason: String)
+    /// A standby coordinator answered: `leader` is where the active one serves (empty: none leads now).
+    case standby(address: String, leader: String)
     case closed
 
     public var description: String {
@@ -62,6 +64,9 @@ public enum ClientError: Error, CustomStringConvertible {
         case .protocolError(let m): return "protocol error: \(m)"
         case .tls(let m): return m
         case .lost(let a, let r): return "lost the connection to the coordinator at \(a): \(r)"
+        case .standby(let a, let l):
+            return l.isEmpty ? "the coordinator at \(a) stands by, and no coordinator leads right now (one takes over within seconds)"
+                             : "the coordinator at \(a) stands by; the active one is at \(l)"
         case .closed: return "the coordinator closed the connection"
         }
     }
@@ -96,20 +101,31 @@ public final class CairnClient {
     /// Connects, says Hello (its answer is read with the first response), runs `body`, and closes.
     /// With standbys (`others`), the first coordinator that can be reached serves.
     public static func withConnection<T: Sendable>(_ config: ClientConfig, _ body: (CairnClient) async throws -> T) async throws -> T {
-        guard !config.others.isEmpty else { return try await withOneConnection(config, body) }
+        var queue = [(config.host, config.port)] + config.others
+        let several = queue.count > 1
+        var tried: [String] = []
         var reasons: [String] = []
-        for (host, port) in [(config.host, config.port)] + config.others {
+        var lastStandby: ClientError?
+        while !queue.isEmpty {
+            let (host, port) = queue.removeFirst()
+            guard !tried.contains("\(host):\(port)") else { continue }
+            tried.append("\(host):\(port)")
             var one = config
             (one.host, one.port, one.others) = (host, port, [])
-            one.answerTimeout = min(config.answerTimeout, 2)  // a standby is about to take over: ask it soon
+            if several { one.answerTimeout = min(config.answerTimeout, 2) }  // a standby is about to take over: ask it soon
             do {
                 return try await withOneConnection(one, body)
-            } catch ClientError.unreachable(let address, let reason) {
+            } catch ClientError.unreachable(let address, let reason) where several {
                 reasons.append("\(address): \(reason)")
+            } catch ClientError.standby(let address, let leader) {
+                // Asked a standby: the active one next (a standby names it), else the rest.
+                lastStandby = .standby(address: address, leader: leader)
+                if let next = ClientConfig.parseAddress(leader), !tried.contains("\(next.host):\(next.port)") { queue.insert(next, at: 0) }
             }
         }
-        throw ClientError.unreachable(address: "any of " + ([(config.host, config.port)] + config.others).map { "\($0.0):\($0.1)" }.joined(separator: ", "),
-                                      reason: reasons.joined(separator: "; "))
+        if reasons.isEmpty, let lastStandby { throw lastStandby }
+        if !several, let lastStandby { throw lastStandby }
+        throw ClientError.unreachable(address: "any of " + tried.joined(separator: ", "), reason: reasons.joined(separator: "; "))
     }
 
     static func withOneConnection<T: Sendable>(_ config: ClientConfig, _ body: (CairnClient) async throws -> T) async throws -> T {
@@ -179,6 +195,7 @@ public final class CairnClient {
             }
             switch first {
             case .welcome: break
+            case .error(let e) where e.code == .errorStandby: throw ClientError.standby(address: "\(peer.host):\(peer.port)", leader: e.leader)
             case .error(let e): throw ClientError.rejected(code: e.code, message: e.message)
             case let other: throw ClientError.protocolError("expected Welcome, got \(other.type)")
             }

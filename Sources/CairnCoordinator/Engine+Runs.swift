@@ -359,6 +359,11 @@ extension Engine {
         }
         s.uptimeSeconds = Date().timeIntervalSince(startedAt)
         s.auth = config.keyring == nil ? "none" : "token"
+        // Only the active coordinator of standbys serves stats (a standby answers nothing but where it is).
+        if let epoch = config.epoch {
+            s.role = "active"
+            s.leaderEpoch = epoch
+        }
         s.walBytes = UInt64(max(0, walBytes()))
         if let hot = hotTier {
             let st = await hot.tierReport()

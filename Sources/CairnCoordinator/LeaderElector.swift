@@ -93,12 +93,26 @@ public actor LeaderElector {
         activeGauge.record(0)
     }
 
-    /// What /healthz and stats say about the role.
-    public func report() -> (role: String, epoch: UInt64?, leader: String?, sinceRenewal: Double?, failure: String?) {
+    /// What /healthz, the standby's doors and stats say about the role.
+    public struct Report: Sendable {
+        public var role: String
+        /// This coordinator's epoch when active, else the leader's.
+        public var epoch: UInt64?
+        /// The active coordinator's protocol and HTTP addresses (this one's when active).
+        public var leader: String?
+        public var leaderHTTP: String?
+        public var failure: String?
+    }
+
+    public func report() -> Report {
         switch leadership.role {
-        case .active(let epoch): ("active", epoch, address, leadership.sinceRenewal(now: now), leadership.lastFailure)
-        case .standby(let leader): ("standby", leader?.epoch, leader?.address, nil, leadership.lastFailure)
-        case .steppedDown: ("stepped-down", nil, nil, nil, leadership.lastFailure)
+        case .active(let epoch):
+            Report(role: "active", epoch: epoch, leader: address, leaderHTTP: http.isEmpty ? nil : http, failure: leadership.lastFailure)
+        case .standby(let leader):
+            Report(role: "standby", epoch: leader?.epoch, leader: leader?.address,
+                   leaderHTTP: (leader?.http).flatMap { $0.isEmpty ? nil : $0 }, failure: leadership.lastFailure)
+        case .steppedDown:
+            Report(role: "stepped-down", epoch: nil, leader: nil, leaderHTTP: nil, failure: leadership.lastFailure)
         }
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import CairnCoordinator
 import CairnHTTP
 import CairnOps
+import CairnProtocol
 import CairnStore
 import CairnTLS
 import Foundation
@@ -25,13 +26,41 @@ struct ElectedCoordinator: Service {
     let logger: Logger
 
     func run() async throws {
+        let elector = self.elector
+        // While standing by, both ports say where the active coordinator is.
+        let door: StandbyDoor
+        do {
+            door = try await StandbyDoor.open(host: config.host, port: config.port, tls: config.tls,
+                                              limits: .init(handshakeTimeout: config.handshakeTimeout, frameTimeout: config.frameTimeout),
+                                              leader: { await elector.report().leader }, logger: logger)
+        } catch {
+            throw ExitCode(Bootstrap.failure("cairn-coordinator", "cannot listen on \(config.host):\(config.port): \(error)"))
+        }
+        var standbyHTTP: (group: ServiceGroup, task: Task<Void, any Error>)?
+        if let (host, port) = httpAddress {
+            let tls: TLSConfiguration? = try config.tls.map(CairnTLS.serverConfiguration)
+            let app = try StandbyHTTP.application(host: host, port: port, tls: tls, logger: logger) { await elector.report().leaderHTTP }
+            let group = ServiceGroup(services: [app], logger: logger)
+            standbyHTTP = (group, Task { try await group.run() })
+        }
+        func closeStandbyDoors() async {
+            await door.close()
+            if let standbyHTTP {
+                await standbyHTTP.group.triggerGracefulShutdown()
+                _ = await standbyHTTP.task.result
+            }
+        }
         let epoch: UInt64
         do {
-            let elector = self.elector
             epoch = try await cancelWhenGracefulShutdown { try await elector.waitUntilActive() }
         } catch is CancellationError {
+            await closeStandbyDoors()
             return  // stopped while standing by
+        } catch {
+            await closeStandbyDoors()
+            throw error
         }
+        await closeStandbyDoors()
         var config = self.config
         config.epoch = epoch
         let coordinator = Coordinator(config: config, stores: stores, logger: logger)
@@ -44,7 +73,7 @@ struct ElectedCoordinator: Service {
         let address = advertised.hasSuffix(":0") ? String(advertised.dropLast(2)) + ":\(port)" : advertised
         await elector.announce(address: address, http: httpAdvertised)
         active.set(coordinator)
-        let elector = self.elector, logger = self.logger, httpAddress = self.httpAddress
+        let logger = self.logger, httpAddress = self.httpAddress
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
                 await elector.lead { reason in ElectedCoordinator.restartAsStandby(reason, logger: logger) }
@@ -52,8 +81,13 @@ struct ElectedCoordinator: Service {
             if let (host, port) = httpAddress {
                 let api = HTTPAPI(door: coordinator.door, logger: logger)
                 let tls: TLSConfiguration? = try config.tls.map(CairnTLS.serverConfiguration)
+                let advertisedHTTP = httpAdvertised
                 let app = try api.application(host: host, port: port, tls: tls) { bound in
                     logger.notice("HTTP API listening", metadata: ["address": "\(host):\(bound)", "tls": "\(tls == nil ? "off" : "on")"])
+                    // Port 0 picked one: standbys redirect to the port bound.
+                    if advertisedHTTP.hasSuffix(":0") {
+                        await elector.announce(address: address, http: String(advertisedHTTP.dropLast(2)) + ":\(bound)")
+                    }
                 }
                 tasks.addTask { try await app.run() }
             }

@@ -37,7 +37,11 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
                                                   database: url.database, tls: url.tls.client)
         config.options.maximumConnections = maxConnections
         config.options.connectTimeout = .seconds(5)
-        config.options.additionalStartupParameters = [("application_name", "cairn-coordinator")]
+        // A coordinator frozen (SIGSTOP, a debugger, a VM paused) in the middle of a transaction
+        // would hold its row locks for as long as its connection lives, among them the leader
+        // row's FOR SHARE, which a standby's claim waits on: the server ends such a session.
+        config.options.additionalStartupParameters = [("application_name", "cairn-coordinator"),
+                                                      ("idle_in_transaction_session_timeout", "3000")]
         let configuration = config
         // The pool logs each failed dial at info (every 100 ms while a server is down); Cairn's
         // own lines say what matters (unreachable, retried, back), so the pool's start at notice.

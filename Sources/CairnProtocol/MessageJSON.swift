@@ -80,6 +80,7 @@ public enum MessageJSON {
                  "leases_expired": .int(Int64(s.leasesExpired)), "leases_fenced": .int(Int64(s.leasesFenced)),
                  "state_bytes_sent": .int(Int64(s.stateBytesSent)), "state_bytes_kept": .int(Int64(s.stateBytesKept)),
                  "tasks_poisoned": .int(Int64(s.tasksPoisoned)), "auth": .string(s.auth),
+                 "role": s.role.isEmpty ? .null : .string(s.role), "leader_epoch": s.role.isEmpty ? .null : .int(Int64(s.leaderEpoch)),
                  "store_error": s.storeError.isEmpty ? .null : .string(s.storeError)])
     }
 }

@@ -126,6 +126,7 @@ public final class Worker: Service, Sendable {
         // has not noticed yet (it woke from a pause): its dispatches are refused.
         let floor = Following(checksEpochs: all.count > 1)
         var failedRounds = 0
+        var jumped = false
         while !stopSignal.fired {
             let target = all[index % all.count]
             do {
@@ -134,6 +135,12 @@ public final class Worker: Service, Sendable {
                 throw e
             } catch is DrainComplete {
                 return
+            } catch let s as StandbyAnswer where !jumped && s.leader != nil && s.leader != target && all.contains(s.leader!) {
+                // A standby named the active coordinator: go there now (once a round: a row that
+                // names a coordinator that is itself standing by must not make a loop).
+                index = all.firstIndex(of: s.leader!)!
+                jumped = true
+                continue
             } catch {
                 if floor.served != target, index % all.count == all.count - 1 {
                     // With standbys a fail-over takes a few rounds: the first and every 20th are told.
@@ -154,6 +161,7 @@ public final class Worker: Service, Sendable {
             index += 1
             // A lost connection tries the next coordinator at once; a round with none serving waits.
             guard index % all.count == 0 else { continue }
+            jumped = false
             let jittered = delay * Double.random(in: 0.8...1.2)
             // Either the backoff passed or a stop was asked: the loop checks which.
             try? await stopSignal.wait(timeout: jittered)
@@ -213,6 +221,8 @@ public final class Worker: Service, Sendable {
             let welcome: Cairn_V1_Welcome
             switch try codec.decode(first) {
             case .welcome(let w): welcome = w
+            case .error(let e) where e.code == .errorStandby:
+                throw StandbyAnswer(leader: CoordinatorAddress(parsing: e.leader))
             case .error(let e):
                 if e.code == .errorUnauthenticated || e.code == .errorPermissionDenied || e.code == .errorVersion {
                     throw WorkerFatalError(message: "the coordinator refused this worker: \(e.message)")
@@ -687,4 +697,10 @@ final class LastHeard: @unchecked Sendable {
         let d = lock.withLock { at }.duration(to: .now)
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
+}
+
+/// A standby coordinator answered the Hello, naming the active one when it knows it.
+struct StandbyAnswer: Error, CustomStringConvertible {
+    let leader: CoordinatorAddress?
+    var description: String { "the coordinator stands by; the active one is at \(leader.map { "\($0)" } ?? "?")" }
 }

@@ -64,6 +64,44 @@ struct FailoverProcessTests {
         #expect(try await cluster.sql("SELECT epoch FROM cairn_leader") == "2")
     }
 
+    /// A standby asked anything answers with where the active one is: the CLI given only the
+    /// standby's address is served by the active one, the HTTP API redirects there, /healthz and
+    /// stats name each one's role.
+    @Test func aStandbyTellsWhereTheActiveCoordinatorIs() async throws {
+        let metrics = try RedisServer.freePort()
+        let cluster = try await TestCluster.start(workers: 1, coordinatorArgs: ["--http", "127.0.0.1:0", "--metrics", "127.0.0.1:\(metrics)"],
+                                                  store: .postgres)
+        defer { cluster.stop() }
+        let (port, http, standbyMetrics) = (try RedisServer.freePort(), try RedisServer.freePort(), try RedisServer.freePort())
+        try cluster.startStandby(index: 1, port: port, args: ["--http", "127.0.0.1:\(http)", "--metrics", "127.0.0.1:\(standbyMetrics)"])
+        try await cluster.waitForLog("coordinator-1.log", containing: "standing by: another coordinator leads")
+        try await cluster.waitForLog("coordinator.log", containing: "HTTP API listening")
+        let line = try #require(cluster.log("coordinator.log").split(separator: "\n").first { $0.contains("HTTP API listening") })
+        let activeHTTP = try #require(line.split(separator: " ").first { $0.hasPrefix("address=") }?.dropFirst("address=".count))
+
+        // The protocol port: a CLI given only the standby is sent on to the active one.
+        let workers = try await cluster.cairn(["workers", "--json", "--coordinator", "127.0.0.1:\(port)"])
+        #expect(workers.status == 0 && (workers.json as? [Any])?.count == 1, "\(workers.stderr) \(workers.stdout)")
+        let stats = try await cluster.cairn(["stats", "--json", "--coordinator", "127.0.0.1:\(port)"])
+        #expect(stats.object["role"] as? String == "active" && stats.object["leader_epoch"] as? Int == 1, "\(stats.stdout)")
+
+        // The HTTP port: 307 to the same path on the active one's API, and followed, its answer.
+        let head = try await TestCluster.run("/usr/bin/env", ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                                                             "http://127.0.0.1:\(http)/api/runs?limit=5"], timeout: 30)
+        #expect(head.stdout == "307 http://\(activeHTTP)/api/runs?limit=5", "\(head.stdout)")
+        let followed = try await TestCluster.run("/usr/bin/env", ["curl", "-sL", "http://127.0.0.1:\(http)/api/stats"], timeout: 30)
+        #expect(followed.stdout.contains("\"role\":\"active\""), "\(followed.stdout)")
+
+        // /healthz: each says its role; a standby is healthy at its job.
+        let standbyHealth = try await TestCluster.run("/usr/bin/env", ["curl", "-s", "-w", " %{http_code}", "http://127.0.0.1:\(standbyMetrics)/healthz"], timeout: 30)
+        #expect(standbyHealth.stdout.contains("\"role\": \"standby\"") && standbyHealth.stdout.contains("\"leader\": \"127.0.0.1:\(cluster.port)\"")
+                && standbyHealth.stdout.hasSuffix(" 200"), "\(standbyHealth.stdout)")
+        let activeHealth = try await TestCluster.run("/usr/bin/env", ["curl", "-s", "http://127.0.0.1:\(metrics)/healthz"], timeout: 30)
+        #expect(activeHealth.stdout.contains("\"role\": \"active\", \"epoch\": 1"), "\(activeHealth.stdout)")
+        let gauge = try await TestCluster.run("/usr/bin/env", ["curl", "-s", "http://127.0.0.1:\(standbyMetrics)/metrics"], timeout: 30)
+        #expect(gauge.stdout.contains("cairn_coordinator_active 0"), "\(gauge.stdout.prefix(400))")
+    }
+
     @Test func aFrozenActiveCoordinatorIsReplacedAndWhenItWakesItWritesNothingAndStandsBy() async throws {
         let cluster = try await TestCluster.start(workers: 2, store: .postgres, standbys: 1)
         defer { cluster.stop() }

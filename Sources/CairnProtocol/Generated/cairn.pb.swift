@@ -113,6 +113,9 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
 
   /// a known token whose role may not do this
   case errorPermissionDenied // = 12
+
+  /// this coordinator stands by for another (standby coordinators): see Error.leader
+  case errorStandby // = 13
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -134,6 +137,7 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     case 10: self = .errorUnavailable
     case 11: self = .errorDataDamaged
     case 12: self = .errorPermissionDenied
+    case 13: self = .errorStandby
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -153,6 +157,7 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     case .errorUnavailable: return 10
     case .errorDataDamaged: return 11
     case .errorPermissionDenied: return 12
+    case .errorStandby: return 13
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -172,6 +177,7 @@ public nonisolated enum Cairn_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     .errorUnavailable,
     .errorDataDamaged,
     .errorPermissionDenied,
+    .errorStandby,
   ]
 
 }
@@ -311,6 +317,9 @@ public nonisolated struct Cairn_V1_Error: Sendable {
 
   /// set when answering a client request
   public var requestID: UInt64 = 0
+
+  /// ERROR_STANDBY: HOST:PORT of the active coordinator, when known
+  public var leader: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1846,6 +1855,18 @@ public nonisolated struct Cairn_V1_Stats: @unchecked Sendable {
     set {_uniqueStorage()._stateBytesKept = newValue}
   }
 
+  /// "active" among standby coordinators (PostgreSQL), else empty
+  public var role: String {
+    get {_storage._role}
+    set {_uniqueStorage()._role = newValue}
+  }
+
+  /// its epoch, with role "active"
+  public var leaderEpoch: UInt64 {
+    get {_storage._leaderEpoch}
+    set {_uniqueStorage()._leaderEpoch = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1903,7 +1924,7 @@ nonisolated extension Cairn_V1_Role: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Cairn_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_UNSPECIFIED\0\u{1}ERROR_PROTOCOL\0\u{1}ERROR_VERSION\0\u{1}ERROR_UNAUTHENTICATED\0\u{1}ERROR_FRAME_TOO_LARGE\0\u{1}ERROR_NOT_FOUND\0\u{1}ERROR_INVALID_ARGUMENT\0\u{1}ERROR_CONFLICT\0\u{1}ERROR_LIMIT\0\u{1}ERROR_INTERNAL\0\u{1}ERROR_UNAVAILABLE\0\u{1}ERROR_DATA_DAMAGED\0\u{1}ERROR_PERMISSION_DENIED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_UNSPECIFIED\0\u{1}ERROR_PROTOCOL\0\u{1}ERROR_VERSION\0\u{1}ERROR_UNAUTHENTICATED\0\u{1}ERROR_FRAME_TOO_LARGE\0\u{1}ERROR_NOT_FOUND\0\u{1}ERROR_INVALID_ARGUMENT\0\u{1}ERROR_CONFLICT\0\u{1}ERROR_LIMIT\0\u{1}ERROR_INTERNAL\0\u{1}ERROR_UNAVAILABLE\0\u{1}ERROR_DATA_DAMAGED\0\u{1}ERROR_PERMISSION_DENIED\0\u{1}ERROR_STANDBY\0")
 }
 
 nonisolated extension Cairn_V1_StatePartKind: SwiftProtobuf._ProtoNameProviding {
@@ -2076,7 +2097,7 @@ nonisolated extension Cairn_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Cairn_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Error"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0\u{3}request_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0\u{3}request_id\0\u{1}leader\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2087,6 +2108,7 @@ nonisolated extension Cairn_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 1: try { try decoder.decodeSingularEnumField(value: &self.code) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.requestID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.leader) }()
       default: break
       }
     }
@@ -2102,6 +2124,9 @@ nonisolated extension Cairn_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if self.requestID != 0 {
       try visitor.visitSingularUInt64Field(value: self.requestID, fieldNumber: 3)
     }
+    if !self.leader.isEmpty {
+      try visitor.visitSingularStringField(value: self.leader, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2109,6 +2134,7 @@ nonisolated extension Cairn_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.code != rhs.code {return false}
     if lhs.message != rhs.message {return false}
     if lhs.requestID != rhs.requestID {return false}
+    if lhs.leader != rhs.leader {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4963,7 +4989,7 @@ nonisolated extension Cairn_V1_WorkerList: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Stats"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}runs_by_status\0\u{3}tasks_dispatched\0\u{3}tasks_completed\0\u{3}tasks_failed\0\u{3}tasks_retried\0\u{3}queue_depth\0\u{1}workers\0\u{3}stale_results\0\u{3}store_batches\0\u{3}store_rows\0\u{3}uptime_seconds\0\u{3}redis_configured\0\u{3}redis_up\0\u{3}redis_failures\0\u{3}hot_waiting_batches\0\u{3}hot_oldest_seconds\0\u{3}store_error\0\u{3}wal_bytes\0\u{3}hot_batches\0\u{1}flushes\0\u{3}tasks_reassigned\0\u{3}leases_expired\0\u{3}tasks_poisoned\0\u{3}leases_fenced\0\u{1}auth\0\u{3}state_bytes_sent\0\u{3}state_bytes_kept\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}runs_by_status\0\u{3}tasks_dispatched\0\u{3}tasks_completed\0\u{3}tasks_failed\0\u{3}tasks_retried\0\u{3}queue_depth\0\u{1}workers\0\u{3}stale_results\0\u{3}store_batches\0\u{3}store_rows\0\u{3}uptime_seconds\0\u{3}redis_configured\0\u{3}redis_up\0\u{3}redis_failures\0\u{3}hot_waiting_batches\0\u{3}hot_oldest_seconds\0\u{3}store_error\0\u{3}wal_bytes\0\u{3}hot_batches\0\u{1}flushes\0\u{3}tasks_reassigned\0\u{3}leases_expired\0\u{3}tasks_poisoned\0\u{3}leases_fenced\0\u{1}auth\0\u{3}state_bytes_sent\0\u{3}state_bytes_kept\0\u{1}role\0\u{3}leader_epoch\0")
 
   fileprivate class _StorageClass {
     var _runsByStatus: Dictionary<String,UInt64> = [:]
@@ -4993,6 +5019,8 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _auth: String = String()
     var _stateBytesSent: UInt64 = 0
     var _stateBytesKept: UInt64 = 0
+    var _role: String = String()
+    var _leaderEpoch: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -5030,6 +5058,8 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _auth = source._auth
       _stateBytesSent = source._stateBytesSent
       _stateBytesKept = source._stateBytesKept
+      _role = source._role
+      _leaderEpoch = source._leaderEpoch
     }
   }
 
@@ -5075,6 +5105,8 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 25: try { try decoder.decodeSingularStringField(value: &_storage._auth) }()
         case 26: try { try decoder.decodeSingularUInt64Field(value: &_storage._stateBytesSent) }()
         case 27: try { try decoder.decodeSingularUInt64Field(value: &_storage._stateBytesKept) }()
+        case 28: try { try decoder.decodeSingularStringField(value: &_storage._role) }()
+        case 29: try { try decoder.decodeSingularUInt64Field(value: &_storage._leaderEpoch) }()
         default: break
         }
       }
@@ -5164,6 +5196,12 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if _storage._stateBytesKept != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._stateBytesKept, fieldNumber: 27)
       }
+      if !_storage._role.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._role, fieldNumber: 28)
+      }
+      if _storage._leaderEpoch != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._leaderEpoch, fieldNumber: 29)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -5200,6 +5238,8 @@ nonisolated extension Cairn_V1_Stats: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._auth != rhs_storage._auth {return false}
         if _storage._stateBytesSent != rhs_storage._stateBytesSent {return false}
         if _storage._stateBytesKept != rhs_storage._stateBytesKept {return false}
+        if _storage._role != rhs_storage._role {return false}
+        if _storage._leaderEpoch != rhs_storage._leaderEpoch {return false}
         return true
       }
       if !storagesAreEqual {return false}
