@@ -122,6 +122,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     public init() {}
 
     public mutating func run() async throws {
+        ElectedCoordinator.noteInheritedDescriptors()
         Bootstrap.logging(level: logLevel)
         let logger = Logger(label: "cairn.coordinator")
         var config = CoordinatorConfig()

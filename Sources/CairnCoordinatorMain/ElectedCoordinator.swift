@@ -102,10 +102,23 @@ struct ElectedCoordinator: Service {
     static func restartAsStandby(_ reason: String, logger: Logger) -> Never {
         logger.critical("starting again as a standby", metadata: ["reason": "\(reason)"])
         fflush(nil)
+        // What this process opened does not cross the exec (a listening socket would keep its
+        // port, and the fresh start could not bind it again); what it was given does (its
+        // supervisor may watch one to learn when it exits).
+        if let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+            for fd in fds.compactMap(Int32.init) where fd > 2 && !inherited.contains(fd) { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        }
         execv("/proc/self/exe", CommandLine.unsafeArgv)
         // exec failed: exit, and let the supervisor start it again.
         FileHandle.standardError.write(Data("cairn-coordinator: stepped down (\(reason)); could not restart itself (errno \(errno)): exiting\n".utf8))
         exit(75)
+    }
+
+    /// The file descriptors the process was started with (taken first thing in `run`).
+    nonisolated(unsafe) static var inherited: Set<Int32> = []
+
+    static func noteInheritedDescriptors() {
+        inherited = Set(((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap(Int32.init))
     }
 
     /// The default advertised address: the listening one, with the machine's name for a wildcard.

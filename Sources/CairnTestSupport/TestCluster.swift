@@ -58,7 +58,8 @@ public final class TestCluster: @unchecked Sendable {
                              coordinatorArgs: [String] = [], directory: String? = nil,
                              workerEnvironment: [String: String] = [:],
                              clientEnvironment: [String: String] = [:],
-                             user: ProcessUser? = nil, store: TestStore = .sqlite, standbys: Int = 0) async throws -> TestCluster {
+                             user: ProcessUser? = nil, store: TestStore = .sqlite, standbys: Int = 0,
+                             standbyArgs: ((Int) -> [String])? = nil) async throws -> TestCluster {
         let dir = directory ?? NSTemporaryDirectory() + "cairn-test-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try user?.own(dir)
@@ -77,7 +78,7 @@ public final class TestCluster: @unchecked Sendable {
         cluster.clientEnvironment = clientEnvironment
         for i in 0..<standbys {
             do {
-                try cluster.startStandby(index: i + 1, port: try RedisServer.freePort(), args: coordinatorArgs)
+                try cluster.startStandby(index: i + 1, port: try RedisServer.freePort(), args: standbyArgs?(i + 1) ?? coordinatorArgs)
             } catch {
                 cluster.stop(removeFiles: false)
                 throw error
