@@ -93,12 +93,9 @@ struct Submit: AsyncParsableCommand {
         }
         let status: String = try await connection.with { client in
             let started = ContinuousClock.now
-            let info: Cairn_V1_RunInfo
-            do {
-                info = try await client.submit(req)
-            } catch let e as ClientError {
-                throw Connection.report(e, json: json)
-            }
+            // A refusal is reported by `connection.with`, as every command's is; a standby's answer
+            // reaches it too, which asks the active coordinator instead.
+            let info = try await client.submit(req)
             if !wait {
                 if json { Output.printJSON(Output.json(info)) } else {
                     print("submitted \(Output.bold(info.runID)) (\(info.graphName)) — watch it with: cairn watch \(info.runID)")

@@ -71,6 +71,17 @@ public enum ClientError: Error, CustomStringConvertible {
         }
     }
 
+    enum Kind { case failover, other }
+
+    /// A standby answered and no coordinator served: what a fail-over looks like from outside.
+    var kind: Kind {
+        switch self {
+        case .standby: return .failover
+        case .unreachable(_, let reason) where reason.hasSuffix("the rest stand by"): return .failover
+        default: return .other
+        }
+    }
+
     public var code: Cairn_V1_ErrorCode? {
         switch self {
         case .rejected(let c, _), .server(let c, _): return c
@@ -101,6 +112,20 @@ public final class CairnClient {
     /// Connects, says Hello (its answer is read with the first response), runs `body`, and closes.
     /// With standbys (`others`), the first coordinator that can be reached serves.
     public static func withConnection<T: Sendable>(_ config: ClientConfig, _ body: (CairnClient) async throws -> T) async throws -> T {
+        // During a fail-over (a standby answered, and no coordinator serves yet), ask again for a
+        // while: a standby takes over within seconds.
+        let deadline = ContinuousClock.now + .seconds(config.others.isEmpty ? 0 : 15)
+        while true {
+            do {
+                return try await withEach(config, body)
+            } catch let e as ClientError {
+                guard case .failover = e.kind, ContinuousClock.now < deadline else { throw e }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
+    }
+
+    static func withEach<T: Sendable>(_ config: ClientConfig, _ body: (CairnClient) async throws -> T) async throws -> T {
         var queue = [(config.host, config.port)] + config.others
         let several = queue.count > 1
         var tried: [String] = []
@@ -125,7 +150,9 @@ public final class CairnClient {
         }
         if reasons.isEmpty, let lastStandby { throw lastStandby }
         if !several, let lastStandby { throw lastStandby }
-        throw ClientError.unreachable(address: "any of " + tried.joined(separator: ", "), reason: reasons.joined(separator: "; "))
+        // Some stand by and the rest cannot be reached: a fail-over under way.
+        throw ClientError.unreachable(address: "any of " + tried.joined(separator: ", "),
+                                      reason: reasons.joined(separator: "; ") + (lastStandby == nil ? "" : "; the rest stand by"))
     }
 
     static func withOneConnection<T: Sendable>(_ config: ClientConfig, _ body: (CairnClient) async throws -> T) async throws -> T {

@@ -217,7 +217,12 @@ public final class Worker: Service, Sendable {
                 }
                 throw error
             }
-            guard let first = answer else { throw WorkerFatalError(message: "the coordinator closed the connection during the handshake") }
+            guard let first = answer else {
+                // With standbys, a coordinator that closes before answering is one taking or
+                // giving up the lead (or frozen, cut by AnswerDeadline): the next is asked.
+                if !config.others.isEmpty { throw ConnectionLost() }
+                throw WorkerFatalError(message: "the coordinator closed the connection during the handshake")
+            }
             let welcome: Cairn_V1_Welcome
             switch try codec.decode(first) {
             case .welcome(let w): welcome = w
