@@ -113,7 +113,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("leader-lease"), help: "With PostgreSQL: several coordinators may share the database, one active and the others standing by. The active one holds the lead this long on the database's clock and renews it every third of it; a standby takes over when it runs out, e.g. 3s.")
     var leaderLease = "3s"
 
-    @Option(help: "With PostgreSQL: the HOST:PORT at which workers and clients reach this coordinator, recorded when it leads so that standbys can name it (default: the --listen address, with this machine's name for 0.0.0.0).")
+    @Option(help: "With PostgreSQL: the HOST:PORT at which workers and clients reach this coordinator, recorded when it leads so that standbys can name it (and its HTTP API at the same host); CAIRN_ADVERTISE works too (default: the --listen address, with this machine's name for 0.0.0.0).")
     var advertise: String?
 
     @Flag(name: .customLong("insecure-no-auth"), help: "Listen on an address other machines can reach without a token. Without a token the coordinator otherwise listens on loopback only: whoever reaches the port can run commands on every worker.")
@@ -204,8 +204,16 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         }
         if let election = stores.election {
             guard let lease = Durations.seconds(leaderLease), lease >= 0.5 else { throw ValidationError("--leader-lease looks like 3s (at least 500ms)") }
-            let advertised = advertise ?? ElectedCoordinator.advertise(host: config.host, port: config.port)
-            let httpAdvertised = httpAddress.map { ElectedCoordinator.advertise(host: $0.host, port: $0.port) } ?? ""
+            let given = advertise ?? ProcessInfo.processInfo.environment["CAIRN_ADVERTISE"]
+            if let g = given, g.split(separator: ":").count < 2 || Int(g.split(separator: ":").last ?? "") == nil {
+                throw ValidationError("--advertise (or CAIRN_ADVERTISE) must be HOST:PORT, like coordinator-a:7400")
+            }
+            let advertised = given ?? ElectedCoordinator.advertise(host: config.host, port: config.port)
+            // The HTTP API at the advertised host, on its own port.
+            let advertisedHost = given.flatMap { g in g.lastIndex(of: ":").map { String(g[..<$0]) } }
+            let httpAdvertised = httpAddress.map { http in
+                advertisedHost.map { "\($0):\(http.port)" } ?? ElectedCoordinator.advertise(host: http.host, port: http.port)
+            } ?? ""
             let elector = LeaderElector(election: election, lease: lease, address: advertised, http: httpAdvertised, logger: logger,
                                         metrics: config.metricsFactory)
             let active = ActiveCoordinator()
