@@ -83,6 +83,26 @@ struct Connection: ParsableArguments {
         }
     }
 
+    /// `with`, and when the connection is lost and there are standby coordinators (a list), again
+    /// on whichever leads now, saying so in one line on stderr; at most 20 times.
+    func following<T: Sendable>(what: String, _ body: (CairnClient) async throws -> T) async throws -> T {
+        let config = try config()
+        var moves = 0
+        while true {
+            do {
+                return try await CairnClient.withConnection(config, body)
+            } catch let e as ClientError {
+                var lostIt = false
+                if case .lost = e { lostIt = true }
+                if case .closed = e { lostIt = true }
+                guard lostIt, !config.others.isEmpty, moves < 20 else { throw Self.report(e, json: json) }
+                moves += 1
+                FileHandle.standardError.write(Data("cairn: \(e.description); following \(what) on the active coordinator\n".utf8))
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+    }
+
     /// Prints a client error (as JSON too with --json) and returns the exit status it means.
     static func report(_ e: ClientError, json: Bool) -> ExitCode {
         if json { Output.printJSON(.object(["error": .string(e.description)])) }

@@ -18,7 +18,9 @@ struct Watch: AsyncParsableCommand {
     mutating func run() async throws {
         let json = connection.json
         let runID = self.run
-        let last = try await connection.with { client in try await WatchView(json: json).follow(client, runID) }
+        // With standby coordinators, a watch outlives a fail-over: it follows the run on the new
+        // active coordinator (a fresh snapshot, then the events from there).
+        let last = try await connection.following(what: "the run") { client in try await WatchView(json: json).follow(client, runID) }
         throw ExitCode(RunExit.code(last.run.status))
     }
 }

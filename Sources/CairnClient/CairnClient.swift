@@ -71,13 +71,14 @@ public enum ClientError: Error, CustomStringConvertible {
         }
     }
 
-    enum Kind { case failover, other }
+    enum Kind { case failover, noneAnswered, other }
 
     /// A standby answered and no coordinator served: what a fail-over looks like from outside.
     var kind: Kind {
         switch self {
         case .standby: return .failover
         case .unreachable(_, let reason) where reason.hasSuffix("the rest stand by"): return .failover
+        case .unreachable: return .noneAnswered
         default: return .other
         }
     }
@@ -112,14 +113,20 @@ public final class CairnClient {
     /// Connects, says Hello (its answer is read with the first response), runs `body`, and closes.
     /// With standbys (`others`), the first coordinator that can be reached serves.
     public static func withConnection<T: Sendable>(_ config: ClientConfig, _ body: (CairnClient) async throws -> T) async throws -> T {
-        // During a fail-over (a standby answered, and no coordinator serves yet), ask again for a
-        // while: a standby takes over within seconds.
-        let deadline = ContinuousClock.now + .seconds(config.others.isEmpty ? 0 : 15)
+        // During a fail-over (a standby answered, and no coordinator serves yet: up to 15 s), or
+        // with none of several answering at all (the new leader between its standby port and its
+        // own: up to 5 s), ask again: a standby takes over within seconds.
+        let started = ContinuousClock.now
         while true {
             do {
                 return try await withEach(config, body)
             } catch let e as ClientError {
-                guard case .failover = e.kind, ContinuousClock.now < deadline else { throw e }
+                let waited = started.duration(to: .now)
+                switch e.kind {
+                case .failover where waited < .seconds(15): break
+                case .noneAnswered where !config.others.isEmpty && waited < .seconds(5): break
+                default: throw e
+                }
                 try await Task.sleep(for: .milliseconds(250))
             }
         }

@@ -48,10 +48,23 @@ struct FailoverProcessTests {
         defer { cluster.stop() }
         try await cluster.waitForLog("coordinator-1.log", containing: "standing by: another coordinator leads")
         let graph = try writeGraph(cluster, "chain", chainGraph(name: "chain", nodes: Self.steps, sleep: 150))
-        var runs: [String] = []
+        let slow = try writeGraph(cluster, "slow", chainGraph(name: "slow", nodes: Self.steps, sleep: 600))
+        var runs = [try await cluster.submit(slow, runID: "fo-watched")]
         for i in 0..<6 { runs.append(try await cluster.submit(graph, runID: "fo-\(i)")) }
         for run in runs { try await cluster.waitForStep(run, atLeast: 3) }
         let before = try await Self.steps(cluster, runs)
+        // A person watching a run, given both coordinators: the watch goes on across the fail-over.
+        let watch = Process()
+        watch.executableURL = URL(fileURLWithPath: TestCluster.binDirectory + "/cairn")
+        watch.arguments = ["watch", "fo-watched", "--json"]
+        watch.environment = ProcessInfo.processInfo.environment.merging(["CAIRN_COORDINATOR": cluster.address, "NO_COLOR": "1"]) { $1 }
+        let (watchOut, watchErr) = (Pipe(), Pipe())
+        watch.standardOutput = watchOut
+        watch.standardError = watchErr
+        try watch.run()
+        defer { if watch.isRunning { watch.terminate() } }
+        let first = try await TestCluster.readLine(watchOut.fileHandleForReading, timeout: 20, what: "the watch's first event")
+        #expect(first.contains("\"snapshot\""), "\(first)")
 
         let killed = ContinuousClock.now
         kill(cluster.coordinator.processIdentifier, SIGKILL)
@@ -60,6 +73,14 @@ struct FailoverProcessTests {
         print("fail-over after kill -9: every run stepped again \(String(format: "%.2f", took)) s after the kill")
         #expect(took < 10, "the next step within seconds of the kill: \(took) s")
         try await Self.expectExact(cluster, runs)
+        let watched = String(decoding: watchOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let said = String(decoding: watchErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        watch.waitUntilExit()
+        let final = watched.split(separator: "\n").last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] } ?? [:]
+        #expect(watch.terminationStatus == 0 && final["final"] as? Bool == true && final[path: "run.status"] as? String == "completed",
+                "the watch followed the run to its end on the new leader: \(watch.terminationStatus) \(watched.suffix(400)) \(said)")
+        #expect(said.contains("following the run on the active coordinator") && said.split(separator: "\n").count == 1,
+                "one line says it moved: \(said)")
         #expect(cluster.log("worker-w1.log").contains("the active coordinator moved: serving it"), "one line says where it moved")
         #expect(try await cluster.sql("SELECT epoch FROM cairn_leader") == "2")
     }
