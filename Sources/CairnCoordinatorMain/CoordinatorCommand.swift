@@ -27,6 +27,8 @@ public struct CoordinatorCommand: AsyncParsableCommand {
               CAIRN_TOKEN=secret PGPASSWORD=… cairn-coordinator --db postgres://cairn@db.internal:5432/cairn
               CAIRN_DB=postgres://cairn@db.internal/cairn PGPASSWORD=… cairn-coordinator --listen 0.0.0.0:7400
 
+            Standby coordinators (PostgreSQL): start more on the same --db, each with its own --advertise HOST:PORT; one leads, the others stand by and take over within seconds when it dies. Give workers and the CLI every address: --coordinator a:7400,b:7400.
+
             To move a store's runs into another (SQLite into PostgreSQL, or back), see cairn-coordinator move --help.
             """
     )
