@@ -54,6 +54,8 @@ public enum ClientError: Error, CustomStringConvertible {
     case lost(address: String, reason: String)
     /// A standby coordinator answered: `leader` is where the active one serves (empty: none leads now).
     case standby(address: String, leader: String)
+    /// Of several coordinators, some stand by and the rest cannot be reached: a fail-over under way.
+    case failingOver(addresses: String, reasons: String)
     case closed
 
     public var description: String {
@@ -67,6 +69,7 @@ public enum ClientError: Error, CustomStringConvertible {
         case .standby(let a, let l):
             return l.isEmpty ? "the coordinator at \(a) stands by, and no coordinator leads right now (one takes over within seconds)"
                              : "the coordinator at \(a) stands by; the active one is at \(l)"
+        case .failingOver(let a, let r): return "cannot reach the coordinator at \(a): \(r); the rest stand by"
         case .closed: return "the coordinator closed the connection"
         }
     }
@@ -76,8 +79,7 @@ public enum ClientError: Error, CustomStringConvertible {
     /// A standby answered and no coordinator served: what a fail-over looks like from outside.
     var kind: Kind {
         switch self {
-        case .standby: return .failover
-        case .unreachable(_, let reason) where reason.hasSuffix("the rest stand by"): return .failover
+        case .standby, .failingOver: return .failover
         case .unreachable: return .noneAnswered
         default: return .other
         }
@@ -157,9 +159,9 @@ public final class CairnClient {
         }
         if reasons.isEmpty, let lastStandby { throw lastStandby }
         if !several, let lastStandby { throw lastStandby }
-        // Some stand by and the rest cannot be reached: a fail-over under way.
-        throw ClientError.unreachable(address: "any of " + tried.joined(separator: ", "),
-                                      reason: reasons.joined(separator: "; ") + (lastStandby == nil ? "" : "; the rest stand by"))
+        let addresses = "any of " + tried.joined(separator: ", ")
+        if lastStandby != nil { throw ClientError.failingOver(addresses: addresses, reasons: reasons.joined(separator: "; ")) }
+        throw ClientError.unreachable(address: addresses, reason: reasons.joined(separator: "; "))
     }
 
     static func withOneConnection<T: Sendable>(_ config: ClientConfig, _ body: (CairnClient) async throws -> T) async throws -> T {

@@ -68,7 +68,7 @@ public actor LeaderElector {
 
     /// A write transaction found a newer epoch (the store's fence).
     public func fenced(_ leader: LeaderRecord?) {
-        if let action = leadership.record(.fenced(leader: leader.map(Self.leader)), now: now) { perform(action) }
+        if let action = leadership.record(.fenced(leader: leader), now: now) { perform(action) }
     }
 
     /// Says where this coordinator serves, once its ports are bound (port 0 picks one).
@@ -124,13 +124,13 @@ public actor LeaderElector {
         case .claim:
             do {
                 let answer = try await election.claimLead(holder: holder, address: address, http: http, lease: leadership.timing.lease)
-                event = answer.epoch.map { .claimed(epoch: $0) } ?? .claimRefused(leader: answer.leader.map(Self.leader))
+                event = answer.epoch.map { .claimed(epoch: $0) } ?? .claimRefused(leader: answer.leader)
             } catch {
                 event = .databaseFailed("\(error)")
             }
         case .renew(let epoch):
             do {
-                event = try await election.renewLead(epoch: epoch, lease: leadership.timing.lease).map { .renewRefused(leader: Self.leader($0)) } ?? .renewed
+                event = try await election.renewLead(epoch: epoch, lease: leadership.timing.lease).map { .renewRefused(leader: $0) } ?? .renewed
             } catch {
                 event = .databaseFailed("\(error)")
             }
@@ -178,9 +178,5 @@ public actor LeaderElector {
     private func sleepUntilDue() async throws {
         let wait = max(0.01, leadership.nextAttempt - now)
         try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
-    }
-
-    static func leader(_ r: LeaderRecord) -> Leadership.Leader {
-        Leadership.Leader(holder: r.holder, epoch: r.epoch, address: r.address, http: r.http)
     }
 }

@@ -1,3 +1,4 @@
+import CairnStore
 import Foundation
 
 /// Which of several coordinators on one PostgreSQL database acts, as a pure state machine: the
@@ -19,21 +20,8 @@ import Foundation
 /// and holds, as with one coordinator: nobody else can take over without the database either,
 /// and one that does is found out by the fence.
 public struct Leadership: Sendable {
-    /// Who leads, as the database says.
-    public struct Leader: Sendable, Equatable {
-        public var holder: String
-        public var epoch: UInt64
-        /// Where it serves: `HOST:PORT` of its protocol port (and its HTTP API, when it has one).
-        public var address: String
-        public var http: String
-
-        public init(holder: String, epoch: UInt64, address: String, http: String = "") {
-            self.holder = holder
-            self.epoch = epoch
-            self.address = address
-            self.http = http
-        }
-    }
+    /// Who leads, as the database says (its holder, epoch and addresses).
+    public typealias Leader = LeaderRecord
 
     public enum Role: Sendable, Equatable {
         /// Waiting; `leader` is who acts, when known.

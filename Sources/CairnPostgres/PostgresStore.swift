@@ -25,6 +25,9 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
     public let workTimeout: Duration
     /// The epoch every write transaction checks, once this coordinator leads (`fence`).
     let fencing = Fencing()
+    /// Set once this store has brought the schema up to date: a later `migrate()` has nothing to do.
+    private var schemaCurrent = false
+    private let schemaLock = NSLock()
 
     /// Connects lazily (the pool dials on first use); `migrate()` creates or upgrades the schema.
     public init(url: PostgresURL, logger: Logger, maxConnections: Int = 8, leaseTimeout: Duration = .seconds(3),
@@ -79,10 +82,13 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
 
     /// Applies the migrations not yet applied, each in its own transaction, under an advisory
     /// lock so two coordinators starting together migrate once. Returns the identifiers applied.
+    /// Once this store has migrated whole, again is nothing to do (a standby coordinator migrates
+    /// before it claims the lead, and its lifecycle would again when it starts serving).
     @discardableResult
     public func migrate(upTo last: String? = nil) async throws -> [String] {
+        if last == nil, schemaLock.withLock({ schemaCurrent }) { return [] }
         try await probe()
-        return try await perform("migrating the schema of") {
+        let applied = try await perform("migrating the schema of") {
             try await self.transaction { conn in
                 try await conn.query("SELECT pg_advisory_xact_lock(7468235)", logger: self.logger)
                 try await conn.query("CREATE TABLE IF NOT EXISTS cairn_migrations (id text PRIMARY KEY, applied_at double precision NOT NULL)",
@@ -102,6 +108,8 @@ public final class PostgresStore: CheckpointStore, @unchecked Sendable {
                 return applied
             }
         }
+        if last == nil { schemaLock.withLock { schemaCurrent = true } }
+        return applied
     }
 
     public func appliedMigrations() async throws -> [String] {

@@ -10,7 +10,7 @@ public struct LeaderRecord: Sendable, Equatable {
     /// Seconds its lease still runs (negative: run out).
     public var remaining: Double
 
-    public init(holder: String, epoch: UInt64, address: String, http: String, remaining: Double) {
+    public init(holder: String, epoch: UInt64, address: String, http: String = "", remaining: Double = 0) {
         self.holder = holder
         self.epoch = epoch
         self.address = address

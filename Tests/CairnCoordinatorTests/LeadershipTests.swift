@@ -1,4 +1,5 @@
 @testable import CairnCoordinator
+import CairnStore
 import Testing
 
 /// The leadership decider with plain numbers for time: no database, no sleep.
