@@ -179,7 +179,7 @@ let package = Package(
         .target(
             name: "CairnWorker",
             dependencies: [
-                "CairnCore", "CairnGraph", "CairnProtocol", "CairnTLS",
+                "CairnCore", "CairnProtocol", "CairnTLS",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -194,7 +194,7 @@ let package = Package(
         .target(
             name: "CairnClient",
             dependencies: [
-                "CairnCore", "CairnGraph", "CairnProtocol", "CairnTLS",
+                "CairnCore", "CairnProtocol", "CairnTLS",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -204,7 +204,7 @@ let package = Package(
         ),
         .target(
             name: "CairnTestSupport",
-            dependencies: ["CairnCore", "CairnStore", "CairnClient"],
+            dependencies: ["CairnCore", "CairnStore"],
             swiftSettings: swiftSettings
         ),
         // The coordinator's and the worker's command lines, as libraries: the `cairn` executable

@@ -36,10 +36,11 @@ enum JSONArgument {
 /// What `--wait` does after resume, fork or rewind: follow the run to its end, like submit.
 enum Follow {
     static func after(_ info: Cairn_V1_RunInfo, _ client: CairnClient, wait: Bool, json: Bool, verb: String) async throws -> String {
-        if !wait || info.status != "running" {
+        let active = info.status == "running" || info.status == "queued"
+        if !wait || !active {
             if json { Output.printJSON(Output.json(info)) } else {
                 print("\(verb) \(Output.bold(info.runID)) · \(Output.status(info.status)) · checkpoint \(info.checkpointID)"
-                      + (info.status == "running" ? " — watch it with: cairn watch \(info.runID)" : ""))
+                      + (active ? " — watch it with: cairn watch \(info.runID)" : ""))
                 for line in Output.pausedLines(info) { print(line) }
             }
             return info.status

@@ -50,6 +50,9 @@ public enum ClientError: Error, CustomStringConvertible {
     case protocolError(String)
     /// TLS could not be set up or its handshake failed: what to do about it, in one line.
     case tls(String)
+    /// The coordinator closed the connection during the TLS handshake (stopping or stepping
+    /// down just then, or a plaintext port): of several, the next is asked.
+    case tlsClosed(address: String, message: String)
     /// An open connection died under us: the coordinator went silent (a partition, a host down) or reset it.
     case lost(address: String, reason: String)
     /// A standby coordinator answered: `leader` is where the active one serves (empty: none leads now).
@@ -65,6 +68,7 @@ public enum ClientError: Error, CustomStringConvertible {
         case .server(_, let m): return m
         case .protocolError(let m): return "protocol error: \(m)"
         case .tls(let m): return m
+        case .tlsClosed(_, let m): return m
         case .lost(let a, let r): return "lost the connection to the coordinator at \(a): \(r)"
         case .standby(let a, let l):
             return l.isEmpty ? "the coordinator at \(a) stands by, and no coordinator leads right now (one takes over within seconds)"
@@ -102,6 +106,8 @@ public final class CairnClient {
     /// Hello is sent and its answer not yet read: the first request goes out behind it without
     /// waiting (one round trip less for every command); the first read checks the answer.
     private var welcomePending = false
+    /// The coordinator welcomed this connection: TLS ending uncleanly now is a lost connection.
+    private var welcomed = false
     /// Whom this connection reaches, and with which TLS files: for a failed handshake's message.
     let peer: (host: String, port: Int, tls: TLSFiles?)
 
@@ -151,6 +157,8 @@ public final class CairnClient {
                 return try await withOneConnection(one, body)
             } catch ClientError.unreachable(let address, let reason) where several {
                 reasons.append("\(address): \(reason)")
+            } catch ClientError.tlsClosed(let address, _) where several {
+                reasons.append("\(address): it closed the connection during the TLS handshake")
             } catch ClientError.standby(let address, let leader) {
                 // Asked a standby: the active one next (a standby names it), else the rest.
                 lastStandby = .standby(address: address, leader: leader)
@@ -230,7 +238,7 @@ public final class CairnClient {
                 throw ClientError.unreachable(address: "\(peer.host):\(peer.port)", reason: "it took the connection but did not answer (frozen, wedged or stopping)")
             }
             switch first {
-            case .welcome: break
+            case .welcome: welcomed = true
             case .error(let e) where e.code == .errorStandby: throw ClientError.standby(address: "\(peer.host):\(peer.port)", leader: e.leader)
             case .error(let e): throw ClientError.rejected(code: e.code, message: e.message)
             case let other: throw ClientError.protocolError("expected Welcome, got \(other.type)")
@@ -247,6 +255,12 @@ public final class CairnClient {
             throw e
         } catch {
             // A failed TLS handshake, or TLS on one side only, surfaces at the first read.
+            if CairnTLS.closedDuringHandshake(error) {
+                // Welcomed: the coordinator went away (killed, or stepping down) without ending TLS.
+                if welcomed { throw ClientError.lost(address: "\(peer.host):\(peer.port)", reason: "it closed the connection (did it stop?)") }
+                throw ClientError.tlsClosed(address: "\(peer.host):\(peer.port)",
+                                            message: CairnTLS.describeClientFailure(error, files: peer.tls ?? TLSFiles(), host: peer.host))
+            }
             if CairnTLS.isTLSError(error) {
                 throw ClientError.tls(CairnTLS.describeClientFailure(error, files: peer.tls ?? TLSFiles(), host: peer.host))
             }

@@ -5,7 +5,8 @@ import Synchronization
 
 private let incarnations = Atomic<UInt64>(0)
 
-/// A task of the current step: the one record the scheduler keeps of it, lease included.
+/// A task of the current step: the one record the scheduler keeps of it (its lease, while it
+/// runs, is in the scheduler's `LeaseTable`).
 ///
 /// ```
 ///            assign (lease granted)         result under the current lease
@@ -21,7 +22,7 @@ final class TaskState {
     enum Phase: Equatable {
         case ready          // waiting in the run's queue
         case waitingRetry   // backing off until `retryAt`
-        case running        // assigned to a worker under `lease`
+        case running        // assigned to a worker under a lease
         case done           // result in; its writes are queued for the store (acked once durable)
     }
 
@@ -29,11 +30,6 @@ final class TaskState {
     let kind: String
     var phase: Phase = .ready
     var attempt = 0
-    /// The lease of the running attempt (`<epoch>.<n>`), its worker, and when it is over its
-    /// time (the node's timeout plus a grace; nil for no timeout).
-    var lease: String?
-    var workerID: String?
-    var deadline: Double?
     var startedAt: Double = 0
     /// When it last became ready to run (planned, handed back, or its retry due).
     var queuedAt: Double = 0

@@ -8,19 +8,21 @@ import Foundation
 /// client conversation and the HTTP API both call it, so a rule (a resume, a cleanup, what a
 /// damaged row answers) is written once.
 public struct ClientDoor: Sendable {
-    let handler: ConnectionHandler
+    let engine: Engine
+    let store: any CheckpointStore
+    let config: CoordinatorConfig
 
     /// Answers one request: every kind but `watch`, whose answer is a stream (`events`). A
     /// request its token's grants do not cover is refused (`Access`).
     public func answer(_ body: Cairn_V1_ClientRequest.OneOf_Body, as grants: Grants) async throws -> Cairn_V1_ClientResponse.OneOf_Body {
         try Access.check(body, grants)
-        return try await handler.reply(body)
+        return try await reply(body)
     }
 
     /// What a presented token grants: everything when the coordinator asks for no token, nil for
     /// a missing or unknown one. Compared as the TCP handshake compares (`Keyring`).
     public func grants(for token: String?) -> Grants? {
-        guard let keyring = handler.config.keyring else { return .all }
+        guard let keyring = config.keyring else { return .all }
         guard let token, !token.isEmpty else { return nil }
         return keyring.grants(for: token)
     }
@@ -29,7 +31,6 @@ public struct ClientDoor: Sendable {
     /// the event whose `final` is set; for a run that is not active, that final event alone.
     /// Ending the stream early (a client gone) lets go of the subscription.
     public func events(_ runID: String, finalOnly: Bool = false) async throws -> AsyncStream<Cairn_V1_RunEvent> {
-        let engine = handler.engine
         guard let (subID, stream) = await engine.subscribe(runID, finalOnly: finalOnly) else {
             let info = try await engine.runInfo(runID)
             var e = Cairn_V1_RunEvent()
@@ -59,7 +60,6 @@ public struct ClientDoor: Sendable {
     /// that run, not the stream. A client that falls 10,000 events behind is cut off (an `ended`
     /// event, then the end). `snapshots` tells where each run stands.
     public func allEvents(conflated: Bool = false) async -> AsyncStream<Cairn_V1_RunEvent> {
-        let engine = handler.engine
         let (subID, stream) = await engine.subscribeAll(conflated: conflated)
         return AsyncStream { c in
             let task = Task {
@@ -73,7 +73,7 @@ public struct ClientDoor: Sendable {
     }
 
     /// A `snapshot` event for each run the coordinator holds now, oldest first.
-    public func snapshots() async -> [Cairn_V1_RunEvent] { await handler.engine.snapshots() }
+    public func snapshots() async -> [Cairn_V1_RunEvent] { await engine.snapshots() }
 
     /// The last event of a stream the engine ended early: its reader fell too far behind, or
     /// the coordinator is stopping.
@@ -81,7 +81,7 @@ public struct ClientDoor: Sendable {
         var e = Cairn_V1_RunEvent()
         e.runID = runID
         e.kind = "ended"
-        e.message = "the coordinator stopped this stream (it fell more than \(Engine.subscriberBuffer) events behind, or the coordinator is stopping): watch again"
+        e.message = "the coordinator stopped this stream (it fell more than \(EventHub.buffer) events behind, or the coordinator is stopping): watch again"
         e.final = true
         return e
     }
@@ -89,7 +89,7 @@ public struct ClientDoor: Sendable {
     /// The graph a run runs.
     public func graph(_ runID: String, as grants: Grants) async throws -> Graph {
         try Access.checkRead(grants, doing: "read a run's graph")
-        return try await handler.engine.runGraph(runID)
+        return try await engine.runGraph(runID)
     }
 
     /// What an error means to whoever asked: a code and a message (damaged stored data named).
@@ -103,6 +103,6 @@ public struct ClientDoor: Sendable {
 extension Coordinator {
     /// The door the HTTP API (and any other front) calls.
     public var door: ClientDoor {
-        ClientDoor(handler: ConnectionHandler(engine: engine, store: stores.store, config: config, logger: logger))
+        ClientDoor(engine: engine, store: stores.store, config: config)
     }
 }

@@ -100,23 +100,22 @@ extension Engine {
             throw EngineError(.errorInvalidArgument, "\(error)")
         }
         var record = RunRecord(runID: runID, graphHash: graphHash, graphName: graph.name, graphVersion: graph.version,
-                               status: .running, durability: durability, input: .object(input), createdAt: now)
+                               status: .queued, durability: durability, input: .object(input), createdAt: now)
         record.checkpointID = c0
         // Which channels a checkpoint updated is not stored: they are the ones whose version is it.
-        var metadata: [String: JSONValue] = [:]
+        var zero = CheckpointBuilder(runID: runID, id: c0, parentID: nil, step: 0, source: "input", versions: versions)
+        zero.next = first
         if let n = first.first(where: { graph.interruptBefore.contains($0.node) })?.node {
             record.status = .paused
             record.interrupt = PendingInterrupt.record(checkpointID: c0, pending: [PendingInterrupt.pause(
                 "interrupt_before", node: n, checkpointID: c0, graph: graph, now: now)])
-            metadata["interrupt"] = record.interrupt
+            zero.interrupt = record.interrupt
         }
-        let cp = CheckpointRecord(runID: runID, checkpointID: c0, parentID: nil, step: 0, source: "input",
-                                  channelVersions: versions, nextTasks: .array(first.map(\.json)),
-                                  metadata: .object(metadata), createdAt: now)
+        let cp = zero.build(at: now)
         batch.checkpoints.append(cp)
         batch.runs.append(record)
         let run = ActiveRun(record: record, graph: graph, bundleHash: bundleHash, checkpoint: cp, state: state, joins: [:])
-        if record.status == .running { run.beginStep(planned: first, done: [:], at: now) }
+        if record.status == .queued { run.beginStep(planned: first, done: [:], at: now) }
         // The run starts once its first rows are durable (the writer retries until they are).
         try await ask({ .runSubmitted(run, batch, reply: $0) }, unconfirmed: "run \(runID) is submitted", runID: runID)
         if record.status == .paused { armDeadline(record) }
@@ -170,9 +169,8 @@ extension Engine {
             throw EngineError(.errorNotFound, "no checkpoint")
         }
         let state = try await store.state(at: cp)
-        var joins: [String: [String]] = [:]
-        for (k, v) in cp.metadata["joins"]?.objectValue ?? [:] { joins[k] = (v.arrayValue ?? []).compactMap(\.stringValue) }
-        let planned = (cp.nextTasks.arrayValue ?? []).compactMap(PlannedTask.init(json:))
+        let joins = CheckpointBuilder.joins(of: cp)
+        let planned = CheckpointBuilder.next(of: cp)
         let writes = try await store.pendingWrites(runID: rec.runID, namespace: "", checkpointID: cp.checkpointID)
         var done: [String: TaskOutcome] = [:]
         let nodes = Dictionary(planned.map { ($0.id, $0.node) }, uniquingKeysWith: { a, _ in a })
@@ -181,7 +179,8 @@ extension Engine {
             if let o = Scheduler.outcome(taskID: taskID, node: node, records: records) { done[taskID] = o }
         }
         var record = rec
-        record.status = .running
+        // A run no worker had a task of yet stays queued; any other goes on running.
+        record.status = rec.status == .queued ? .queued : .running
         let run = ActiveRun(record: record, graph: graph, bundleHash: g.bundleHash, checkpoint: cp, state: state, joins: joins)
         for ch in graph.channels.keys { run.appendDepth[ch] = Int.max / 2 }
         logger.notice("run recovered", metadata: ["run_id": "\(rec.runID)", "step": "\(cp.step + 1)",
@@ -317,12 +316,12 @@ extension Engine {
             s.workerID = w.info.id
             s.name = w.info.name
             s.slots = UInt32(w.info.slots)
-            s.running = UInt32(w.leases.count)
+            s.running = UInt32(scheduler.leases.count(heldBy: w.info.id))
             s.kinds = w.info.kinds.sorted()
             s.connectedAt = w.connectedAt
             s.lastHeartbeat = w.lastHeartbeat
             s.tasksDone = UInt64(w.tasksDone)
-            s.state = w.draining ? "draining" : (w.leases.isEmpty ? "idle" : "busy")
+            s.state = w.draining ? "draining" : (s.running == 0 ? "idle" : "busy")
             s.address = w.info.address
             list.workers.append(s)
         }
@@ -396,126 +395,54 @@ extension Engine {
     /// Subscribes to a run's events; nil when the run is not active (the caller reports its final state).
     func subscribe(_ runID: String, finalOnly: Bool = false) -> (UUID, AsyncStream<Cairn_V1_RunEvent>)? {
         guard let run = scheduler.runs[runID] else { return nil }
-        let id = UUID()
-        let (stream, continuation) = AsyncStream<Cairn_V1_RunEvent>.makeStream(bufferingPolicy: .bufferingOldest(Self.subscriberBuffer))
         scheduler.watched.insert(runID)
-        if finalOnly {
-            finalWatchers[runID, default: [:]][id] = continuation
-            return (id, stream)
-        }
-        subscribers[runID, default: [:]][id] = continuation
-        var e = Cairn_V1_RunEvent()
-        e.runID = runID
-        e.kind = "snapshot"
-        e.step = UInt32(run.checkpoint.step + 1)
-        e.run = runInfo(run)
-        continuation.yield(e)
-        return (id, stream)
+        return hub.subscribe(runID, finalOnly: finalOnly, snapshot: snapshot(run))
     }
-
-    /// How many events a watcher may fall behind before it is dropped (its stream ends without
-    /// a final event): a client that stops reading costs at most this much memory.
-    static let subscriberBuffer = 10_000
 
     /// Subscribes to every event of every run from now on (each run's `final` marks that run's
     /// end; the stream goes on). `snapshots` tells where each run stands.
     /// `conflated`: a run's task events and checkpoints held back to the newest per 20 ms (`EventConflation`).
     func subscribeAll(conflated: Bool = false) -> (UUID, AsyncStream<Cairn_V1_RunEvent>) {
-        let id = UUID()
-        let (stream, continuation) = AsyncStream<Cairn_V1_RunEvent>.makeStream(bufferingPolicy: .bufferingOldest(Self.subscriberBuffer))
-        if conflated { conflatedWatchers[id] = continuation } else { allWatchers[id] = continuation }
         scheduler.watchAll = true
-        return (id, stream)
+        return hub.subscribeAll(conflated: conflated)
     }
 
     /// A `snapshot` event for each run the coordinator holds, oldest first.
     func snapshots() -> [Cairn_V1_RunEvent] {
-        scheduler.runs.values.sorted(by: { $0.record.createdAt < $1.record.createdAt }).map { run in
-            var e = Cairn_V1_RunEvent()
-            e.runID = run.record.runID
-            e.kind = "snapshot"
-            e.step = UInt32(run.checkpoint.step + 1)
-            e.run = runInfo(run)
-            return e
-        }
+        scheduler.runs.values.sorted(by: { $0.record.createdAt < $1.record.createdAt }).map(snapshot)
     }
 
-    func unsubscribeAll(_ id: UUID) {
-        allWatchers.removeValue(forKey: id)?.finish()
-        conflatedWatchers.removeValue(forKey: id)?.finish()
-        if conflatedWatchers.isEmpty { _ = conflation.take() }
-        scheduler.watchAll = !allWatchers.isEmpty || !conflatedWatchers.isEmpty
-    }
-
-    func unsubscribe(_ runID: String, _ id: UUID) {
-        subscribers[runID]?[id]?.finish()
-        subscribers[runID]?[id] = nil
-        if subscribers[runID]?.isEmpty == true { subscribers[runID] = nil }
-        finalWatchers[runID]?[id]?.finish()
-        finalWatchers[runID]?[id] = nil
-        if finalWatchers[runID]?.isEmpty == true { finalWatchers[runID] = nil }
-        if subscribers[runID] == nil && finalWatchers[runID] == nil { scheduler.watched.remove(runID) }
-    }
-
-    /// A note from the scheduler, to the run's watchers (final-only watchers hear only the end).
-    func publish(_ note: Scheduler.RunNote) {
-        let finals = note.final ? finalWatchers[note.runID] ?? [:] : [:]
-        let subs = subscribers[note.runID] ?? [:]
-        var conflatedNow = false
-        if !conflatedWatchers.isEmpty {
-            switch conflation.offer(note, runID: note.runID, kind: note.kind, final: note.final) {
-            case .held(let flushDue):
-                if flushDue {
-                    loop.scheduleTask(in: .milliseconds(Int64(EventConflation<Scheduler.RunNote>.window * 1000))) {
-                        self.assumeIsolated { $0.flushConflated() }
-                    }
-                }
-            case .now: conflatedNow = true
-            }
-        }
-        guard !subs.isEmpty || !finals.isEmpty || !allWatchers.isEmpty || conflatedNow else { return }
-        let e = Self.event(note)
-        for (id, c) in subs where Self.full(c.yield(e)) { drop(id, c); subscribers[note.runID]?[id] = nil }
-        for (id, c) in finals where Self.full(c.yield(e)) { drop(id, c); finalWatchers[note.runID]?[id] = nil }
-        for (id, c) in allWatchers where Self.full(c.yield(e)) { drop(id, c); allWatchers[id] = nil }
-        if conflatedNow { yieldConflated(e) }
-        scheduler.watchAll = !allWatchers.isEmpty || !conflatedWatchers.isEmpty
-    }
-
-    /// The held-back events of the window that closed, built now.
-    func flushConflated() {
-        for note in conflation.take() { yieldConflated(Self.event(note)) }
-        scheduler.watchAll = !allWatchers.isEmpty || !conflatedWatchers.isEmpty
-    }
-
-    private func yieldConflated(_ e: Cairn_V1_RunEvent) {
-        for (id, c) in conflatedWatchers where Self.full(c.yield(e)) { drop(id, c); conflatedWatchers[id] = nil }
-    }
-
-    static func event(_ note: Scheduler.RunNote) -> Cairn_V1_RunEvent {
+    private func snapshot(_ run: ActiveRun) -> Cairn_V1_RunEvent {
         var e = Cairn_V1_RunEvent()
-        e.runID = note.runID
-        e.kind = note.kind
-        e.step = UInt32(note.step)
-        e.node = note.node
-        e.taskID = note.taskID
-        e.worker = note.worker
-        e.message = note.message
-        e.attempt = UInt32(note.attempt)
-        e.final = note.final
-        e.run = Self.info(note.summary)
+        e.runID = run.record.runID
+        e.kind = "snapshot"
+        e.step = UInt32(run.checkpoint.step + 1)
+        e.run = runInfo(run)
         return e
     }
 
-    static func full(_ r: AsyncStream<Cairn_V1_RunEvent>.Continuation.YieldResult) -> Bool {
-        if case .dropped = r { return true }
-        return false
+    func unsubscribeAll(_ id: UUID) {
+        hub.unsubscribeAll(id)
+        scheduler.watchAll = hub.watchesEveryRun
     }
 
-    /// Ends a watcher that stopped reading: its stream finishes without a final event.
-    func drop(_ id: UUID, _ c: AsyncStream<Cairn_V1_RunEvent>.Continuation) {
-        c.finish()
-        metrics.watchersDropped.increment()
-        logger.warning("a watcher fell \(Self.subscriberBuffer) events behind and was dropped", metadata: ["watcher": "\(id)"])
+    func unsubscribe(_ runID: String, _ id: UUID) {
+        hub.unsubscribe(runID, id)
+        if !hub.watches(runID) { scheduler.watched.remove(runID) }
+    }
+
+    /// A note from the scheduler, to its watchers; a window of held-back events closes 20 ms after it opens.
+    func publish(_ note: Scheduler.RunNote) {
+        if hub.publish(note) {
+            loop.scheduleTask(in: .milliseconds(Int64(EventConflation<Scheduler.RunNote>.window * 1000))) {
+                self.assumeIsolated { $0.flushHeld() }
+            }
+        }
+        scheduler.watchAll = hub.watchesEveryRun
+    }
+
+    func flushHeld() {
+        hub.flushHeld()
+        scheduler.watchAll = hub.watchesEveryRun
     }
 }

@@ -176,7 +176,7 @@ extension Engine {
     /// Writes the edit's batch and starts the run from its new checkpoint (or, with nothing left
     /// to run, records it completed).
     private func start(_ edit: RunEdit, _ stored: StoredRun) async throws -> Cairn_V1_RunInfo {
-        guard edit.record.status == .running else {
+        guard edit.record.status.isActive else {
             try await ask({ .record(edit.batch, reply: $0) }, unconfirmed: "run \(edit.record.runID) is changed", runID: edit.record.runID)
             return Self.info(edit.record)
         }

@@ -90,14 +90,8 @@ actor Engine {
     /// Open worker connections, by worker id. A worker presumed lost stays here until its
     /// connection closes, so its late results can still be answered "not accepted".
     var connections: [String: WorkerConnection] = [:]
-    var subscribers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
-    /// Watchers that want only a run's final event (scripts waiting for the outcome).
-    var finalWatchers: [String: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation]] = [:]
-    /// Watchers of every run (`GET /api/events`, the dashboard).
-    var allWatchers: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation] = [:]
-    /// Subscribers to every run's events with task events held back (`EventConflation`).
-    var conflatedWatchers: [UUID: AsyncStream<Cairn_V1_RunEvent>.Continuation] = [:]
-    var conflation = EventConflation<Scheduler.RunNote>()
+    /// Every watcher of run events: the TCP watch and the HTTP streams alike.
+    let hub: EventHub
     var replies: [Scheduler.ReplyID: CheckedContinuation<Void, Never>] = [:]
     /// Replies answered with an error instead (`replyFailed`), until their `ask` reads them.
     var failedReplies: [Scheduler.ReplyID: String] = [:]
@@ -134,7 +128,12 @@ actor Engine {
         self.writer = StoreWriter(store: store, loop: loop, logger: logger)
         self.epoch = config.epoch ?? UInt64(Date().timeIntervalSince1970 * 1000)
         self.scheduler = Scheduler(config: config, epoch: epoch)
-        self.metrics = CoordinatorMetrics(factory: config.metricsFactory)
+        let metrics = CoordinatorMetrics(factory: config.metricsFactory)
+        self.metrics = metrics
+        self.hub = EventHub { [logger] id in
+            metrics.watchersDropped.increment()
+            logger.warning("a watcher fell \(EventHub.buffer) events behind and was dropped", metadata: ["watcher": "\(id)"])
+        }
     }
 
     var now: Double { Date().timeIntervalSince1970 }
@@ -226,8 +225,7 @@ actor Engine {
             case .paused(let record):
                 armDeadline(record)
             case .closed(let runID):
-                if let subs = subscribers.removeValue(forKey: runID) { subs.values.forEach { $0.finish() } }
-                if let subs = finalWatchers.removeValue(forKey: runID) { subs.values.forEach { $0.finish() } }
+                hub.runClosed(runID)
                 scheduler.watched.remove(runID)
             case .reply(let id):
                 replies.removeValue(forKey: id)?.resume()

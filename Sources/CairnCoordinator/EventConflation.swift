@@ -1,15 +1,15 @@
 /// Which of every run's events a dashboard's stream holds back (pure; the engine carries it out
 /// for the conflated all-runs subscription, `GET /api/events`).
 ///
-/// A run's task events (`task_started`, `task_finished`, `task_failed`, `progress`) and its
-/// `checkpoint`s are held back, the newest per run replacing the one before, and go out together
+/// A run's task events (`task_started`, `task_finished`, `task_failed`, `progress`), its
+/// `checkpoint`s and `running` (its first task is with a worker) are held back, the newest per run replacing the one before, and go out together
 /// when the window (20 ms) closes; any other event (`started`, `paused`, `finished`, anything
 /// final) goes out at once and replaces what is held of its run, which it is newer than. So a
 /// run's events stay in order, and what a dashboard costs the engine does not grow with how fast
 /// runs step: a held event is a dictionary entry, built into an event only when it goes out.
 struct EventConflation<Item> {
     static var window: Double { 0.020 }
-    static var heldKinds: Set<String> { ["task_started", "task_finished", "task_failed", "progress", "checkpoint"] }
+    static var heldKinds: Set<String> { ["task_started", "task_finished", "task_failed", "progress", "checkpoint", "running"] }
 
     enum Decision: Equatable {
         /// Held back; `flushDue`: the first held since the last flush, so one must be scheduled.

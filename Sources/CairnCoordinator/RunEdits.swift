@@ -81,19 +81,20 @@ enum RunEdits {
             default: break
             }
         }
-        var plan = (cp.nextTasks.arrayValue ?? []).compactMap(PlannedTask.init(json:))
+        var plan = CheckpointBuilder.next(of: cp)
         for i in plan.indices {
             if let answer = answeredTasks[plan[i].id] { plan[i].resumes.append(answer ?? .null) }
             if let a = beforeNodes[plan[i].node] { plan[i].resumes.append(a) }
         }
         // An answered task runs again: its stored question is not carried over.
         let carried = s.writes.filter { answeredTasks[$0.taskID] == nil }
-        var metadata = cp.metadata.objectValue ?? [:]
-        metadata["interrupt"] = nil
-        metadata["update"] = nil
-        metadata["resume"] = .object(["answers": .array(given), "by": .string(by), "at": .double(now)])
+        // What the resumed checkpoint said of itself stays, but its questions (answered now) and
+        // an update note (of that checkpoint, not this one).
+        var notes = cp.metadata.objectValue ?? [:]
+        for key in ["joins", "interrupt", "update"] { notes[key] = nil }
+        notes["resume"] = .object(["answers": .array(given), "by": .string(by), "at": .double(now)])
         var edit = derive(s, runID: runID, newID: newID, step: step, source: "resume", plan: plan, writes: carried,
-                          versions: cp.channelVersions, metadata: metadata, now: now)
+                          versions: cp.channelVersions, joins: CheckpointBuilder.joins(of: cp), notes: notes, now: now)
         edit.record.status = .running
         edit.record.interrupt = nil
         edit.record.error = nil
@@ -155,7 +156,7 @@ enum RunEdits {
         r.finishedAt = now
         var batch = StoreBatch()
         batch.runs = [r]
-        return RunEdit(record: r, checkpoint: s.checkpoint, batch: batch, state: s.state, joins: joins(of: s.checkpoint),
+        return RunEdit(record: r, checkpoint: s.checkpoint, batch: batch, state: s.state, joins: CheckpointBuilder.joins(of: s.checkpoint),
                        planned: [], done: [:])
     }
 
@@ -181,14 +182,11 @@ enum RunEdits {
         var (state, versions, rows, planned, joins, step) = try apply(s, values: values, asNode: asNode, newID: newID)
         var writes: [PendingWriteRecord] = []
         if asNode == nil {
-            planned = (cp.nextTasks.arrayValue ?? []).compactMap(PlannedTask.init(json:))
+            planned = CheckpointBuilder.next(of: cp)
             writes = s.writes
         }
-        var metadata: [String: JSONValue] = [:]
-        if !joins.isEmpty { metadata["joins"] = .object(joins.mapValues { .array($0.map { .string($0) }) }) }
-        metadata["update"] = updateNote(values: rows, asNode: asNode, by: by, now: now)
         var edit = derive(s, runID: runID, newID: newID, step: step, source: "update", plan: planned, writes: writes,
-                          versions: versions, metadata: metadata, now: now)
+                          versions: versions, joins: joins, notes: ["update": updateNote(values: rows, asNode: asNode, by: by, now: now)], now: now)
         edit.state = state
         edit.batch.channelValues = rows
         var r = edit.record
@@ -228,20 +226,20 @@ enum RunEdits {
         var (state, versions, newValues, planned, _, step) = try apply(s, values: values, asNode: asNode, newID: newID)
         var writes: [PendingWriteRecord] = []
         if asNode == nil {
-            planned = (cp.nextTasks.arrayValue ?? []).compactMap(PlannedTask.init(json:))
+            planned = CheckpointBuilder.next(of: cp)
             writes = s.writes
         }
         // Values the parent wrote are read where they are.
         versions = versions.mapValues { v in v == newID ? v : ChannelVersion(v, run: cp.runID).stored(in: runID) }
         for i in newValues.indices { newValues[i].runID = runID }
         var metadata: [String: JSONValue] = [:]
-        if let j = cp.metadata["joins"], asNode == nil { metadata["joins"] = j }
         let origin = "\(cp.runID)@\(cp.checkpointID)"
         metadata[inPlace ? "rewound_to" : "forked_from"] = .string(origin)
         metadata["by"] = .string(by)
         if !values.isEmpty || asNode != nil { metadata["update"] = updateNote(values: newValues, asNode: asNode, by: by, now: now) }
         var edit = derive(s, runID: runID, newID: newID, step: step, source: inPlace ? "rewind" : "fork", plan: planned,
-                          writes: writes.map { var w = $0; w.runID = runID; return w }, versions: versions, metadata: metadata, now: now)
+                          writes: writes.map { var w = $0; w.runID = runID; return w }, versions: versions,
+                          joins: asNode == nil ? CheckpointBuilder.joins(of: cp) : [:], notes: metadata, now: now)
         edit.state = state
         edit.batch.channelValues = newValues
         var r = edit.record
@@ -252,7 +250,8 @@ enum RunEdits {
             r.step = step
             r.checkpointID = newID
         }
-        r.status = edit.planned.isEmpty ? .completed : .running
+        // A fork is a new run: queued until a worker has its first task.
+        r.status = edit.planned.isEmpty ? .completed : (inPlace ? .running : .queued)
         r.output = edit.planned.isEmpty ? .object(state) : nil
         r.error = nil
         r.interrupt = nil
@@ -289,7 +288,7 @@ enum RunEdits {
             versions[ch] = newID
             rows.append(ChannelValueRecord(runID: s.record.runID, channel: ch, version: newID, baseVersion: nil, value: state[ch] ?? .null))
         }
-        var joins = joins(of: s.checkpoint)
+        var joins = CheckpointBuilder.joins(of: s.checkpoint)
         var planned: [PlannedTask] = []
         var step = s.checkpoint.step
         if let n = asNode {
@@ -302,12 +301,6 @@ enum RunEdits {
         return (state, versions, rows, planned, joins, step)
     }
 
-    static func joins(of cp: CheckpointRecord) -> [String: [String]] {
-        var joins: [String: [String]] = [:]
-        for (k, v) in cp.metadata["joins"]?.objectValue ?? [:] { joins[k] = (v.arrayValue ?? []).compactMap(\.stringValue) }
-        return joins
-    }
-
     static func updateNote(values: [ChannelValueRecord], asNode: String?, by: String, now: Double) -> JSONValue {
         var o: [String: JSONValue] = ["channels": .array(values.map { .string($0.channel) }), "by": .string(by), "at": .double(now)]
         if let asNode { o["as_node"] = .string(asNode) }
@@ -317,7 +310,8 @@ enum RunEdits {
     /// The new checkpoint: `plan` re-planned at it (new task ids), `writes` re-keyed to those
     /// ids, and the tasks they belong to counted done.
     static func derive(_ s: StoredRun, runID: String, newID: String, step: Int, source: String, plan: [PlannedTask],
-                       writes: [PendingWriteRecord], versions: [String: String], metadata: [String: JSONValue], now: Double) -> RunEdit {
+                       writes: [PendingWriteRecord], versions: [String: String], joins: [String: [String]], notes: [String: JSONValue],
+                       now: Double) -> RunEdit {
         var ids: [String: String] = [:]
         let planned = plan.map { t -> PlannedTask in
             let n = t.replanned(checkpointID: newID, step: step + 1)
@@ -340,9 +334,12 @@ enum RunEdits {
         for (taskID, records) in Dictionary(grouping: carried, by: \.taskID) {
             if let node = nodes[taskID], let o = Scheduler.outcome(taskID: taskID, node: node, records: records) { done[taskID] = o }
         }
-        let cp = CheckpointRecord(runID: runID, checkpointID: newID, parentID: s.checkpoint.checkpointID, step: step, source: source,
-                                  channelVersions: versions, nextTasks: .array(planned.map(\.json)), metadata: .object(metadata),
-                                  createdAt: now)
+        var made = CheckpointBuilder(runID: runID, id: newID, parentID: s.checkpoint.checkpointID, step: step, source: source,
+                                     versions: versions)
+        made.next = planned
+        made.joins = joins
+        made.notes = notes
+        let cp = made.build(at: now)
         batch.checkpoints = [cp]
         // The run's newest checkpoint was resumed or updated: its writes live on under the new one.
         // (A fork or a rewind leaves the checkpoint it started from as it was.)
@@ -353,6 +350,6 @@ enum RunEdits {
         record.step = step
         record.checkpointID = newID
         record.updatedAt = now
-        return RunEdit(record: record, checkpoint: cp, batch: batch, state: s.state, joins: joins(of: cp), planned: planned, done: done)
+        return RunEdit(record: record, checkpoint: cp, batch: batch, state: s.state, joins: CheckpointBuilder.joins(of: cp), planned: planned, done: done)
     }
 }

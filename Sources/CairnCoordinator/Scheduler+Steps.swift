@@ -11,8 +11,8 @@ extension Scheduler {
     /// run, an earlier coordinator) is stale: discarded, counted, answered "not accepted".
     mutating func result(from workerID: String, _ r: Cairn_V1_TaskResult) {
         let w = workers[workerID]
-        if let w, w.leases.contains(r.lease) { w.tasksDone += 1 }
-        guard let (run, t) = task(holding: r.lease), t.workerID == workerID, t.planned.id == r.taskID, t.phase == .running else {
+        if let w, leases.lease(r.lease)?.workerID == w.info.id { w.tasksDone += 1 }
+        guard let (run, t, lease) = task(holding: r.lease), lease.workerID == workerID, t.planned.id == r.taskID else {
             counters.stale += 1
             log(.notice, "stale result discarded", ["task_id": "\(r.taskID)", "lease": "\(r.lease)", "worker_id": "\(workerID)",
                                                     "lease_ended": "\(leaseEnd(r.lease)?.rawValue ?? "unknown")"])
@@ -291,12 +291,12 @@ extension Scheduler {
 
         batch.merge(run.carry)
         // Which channels a checkpoint updated is not stored: they are the ones whose version is it.
-        var metadata: [String: JSONValue] = [:]
-        if !joins.isEmpty { metadata["joins"] = .object(joins.mapValues { .array($0.map { .string($0) }) }) }
-        if let interrupt { metadata["interrupt"] = interrupt }
-        let cp = CheckpointRecord(runID: runID, checkpointID: newID, parentID: run.checkpoint.checkpointID, step: step,
-                                  source: "loop", channelVersions: versions, nextTasks: .array(next.map(\.json)),
-                                  metadata: .object(metadata), createdAt: time)
+        var made = CheckpointBuilder(runID: runID, id: newID, parentID: run.checkpoint.checkpointID, step: step,
+                                     source: "loop", versions: versions)
+        made.next = next
+        made.joins = joins
+        made.interrupt = interrupt
+        let cp = made.build(at: time)
         batch.checkpoints.append(cp)
         // The step's writes now live in the new checkpoint's channel values.
         batch.prunedWrites.append(CheckpointKey(runID: runID, checkpointID: run.checkpoint.checkpointID))
@@ -361,7 +361,7 @@ extension Scheduler {
             return
         }
         for t in run.tasks.values {
-            if let lease = t.lease { endLease(lease, .revoked) }
+            if let lease = leases.lease(runID: run.record.runID, taskID: t.planned.id) { endLease(lease.token, .revoked) }
             if t.phase != .done { t.phase = .done }
         }
         run.record.status = status

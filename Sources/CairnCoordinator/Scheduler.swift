@@ -117,12 +117,11 @@ struct Scheduler {
         var stateBytesKept: UInt64 = 0
     }
 
-    /// A worker as the scheduler sees it: its slots and the leases it holds.
+    /// A worker as the scheduler sees it: its slots (the leases it holds are in `leases`).
     final class WorkerState {
         let info: WorkerInfo
         let connectedAt: Double
         var lastHeartbeat: Double
-        var leases: Set<String> = []
         var tasksDone = 0
         var draining = false
         /// What its state cache holds (nil: it has none).
@@ -133,12 +132,11 @@ struct Scheduler {
             if info.stateCacheBytes > 0 { mirror = StateMirror(budget: info.stateCacheBytes) }
         }
 
-        var free: Int { draining ? 0 : max(0, info.slots - leases.count) }
         func accepts(_ kind: String) -> Bool { info.kinds.contains(kind) || info.kinds.contains("*") }
     }
 
     /// How a lease that is no longer current ended, so a late result can be told why.
-    enum LeaseEnd: String { case fenced, expired, revoked, completed }
+    typealias LeaseEnd = LeaseTable.End
 
     /// What waits for a write to be durable.
     enum AfterCommit {
@@ -146,11 +144,13 @@ struct Scheduler {
         case stepRecorded(ActiveRun, record: RunRecord, step: Int, next: [String], status: RunStatus, reason: String?)
         case runEnded(ActiveRun, record: RunRecord, status: RunStatus, error: String?)
         case begin(ActiveRun)
+        /// A queued run's first task is with a worker, and its row says running.
+        case running(ActiveRun)
         case reply(ReplyID)
     }
 
     let config: CoordinatorConfig
-    let epoch: UInt64
+    var epoch: UInt64 { leases.epoch }
     /// Jitter factor for a retry's delay, drawn in 0.8...1.2 (a fixed value in tests).
     let jitter: () -> Double
     /// A new checkpoint's id (time-sortable); injected so tests choose.
@@ -161,10 +161,8 @@ struct Scheduler {
     /// Runs with ready tasks, in round-robin order.
     private var rotation: [String] = []
     private var rotationIndex = 0
-    /// Current leases → their task; the task record holds the rest.
-    private var leases: [String: (runID: String, taskID: String)] = [:]
-    private var endedLeases: [String: LeaseEnd] = [:]
-    private var leaseCounter: UInt64 = 0
+    /// Every running attempt's lease: the one place one is kept.
+    private(set) var leases: LeaseTable
     private var nextWrite: WriteID = 0
     private var afterCommit: [WriteID: [AfterCommit]] = [:]
     private var rowsByWrite: [WriteID: Int] = [:]
@@ -187,7 +185,7 @@ struct Scheduler {
     init(config: CoordinatorConfig, epoch: UInt64, jitter: @escaping () -> Double = { Double.random(in: 0.8...1.2) },
          newCheckpointID: @escaping (Double) -> String = { Identifiers.sortable(now: Date(timeIntervalSince1970: $0)) }) {
         self.config = config
-        self.epoch = epoch
+        self.leases = LeaseTable(epoch: epoch)
         self.jitter = jitter
         self.newCheckpointID = newCheckpointID
     }
@@ -211,6 +209,9 @@ struct Scheduler {
 
     /// Current leases (running attempts).
     var activeLeases: Int { leases.count }
+
+    /// Slots a worker has free for a new task (none while it drains).
+    func free(_ w: WorkerState) -> Int { w.draining ? 0 : max(0, w.info.slots - leases.count(heldBy: w.info.id)) }
 
     /// Node kinds registered by connected workers beyond the built-in ones (Swift handlers).
     var customKinds: Set<String> {
@@ -292,7 +293,7 @@ struct Scheduler {
             case .reply(let r): out.append(.reply(r))
             case .begin(let run):
                 // A run paused before its first step (interrupt_before) is not kept in memory.
-                guard run.record.status == .running else {
+                guard run.record.status.isActive else {
                     note(run, kind: "paused", message: "paused before its first step", step: run.checkpoint.step, final: true)
                     continue
                 }
@@ -312,6 +313,11 @@ struct Scheduler {
                     close(run, final: status == .paused ? "paused" : "finished", message: reason ?? status.rawValue)
                     log(.info, "run \(status.rawValue)", ["run_id": "\(run.record.runID)", "steps": "\(step)", "error": "\(reason ?? "")"])
                 }
+            case .running(let run):
+                guard runs[run.record.runID] === run, run.durable.status == .queued else { continue }
+                run.durable.status = .running
+                run.durable.updatedAt = run.record.updatedAt
+                note(run, kind: "running", message: "a worker has its first task")
             case .runEnded(let run, let record, let status, let error):
                 guard runs[run.record.runID] === run else { continue }
                 run.durable = record
@@ -343,7 +349,7 @@ struct Scheduler {
         guard let w = workers[workerID] else { return }
         w.lastHeartbeat = now
         for p in tasks where !p.progress.isEmpty {
-            guard let (run, t) = task(holding: p.lease), t.workerID == workerID else { continue }
+            guard let (run, t, lease) = task(holding: p.lease), lease.workerID == workerID else { continue }
             t.progress = p.progress
             note(run, kind: "progress", node: t.planned.node, taskID: t.planned.id, worker: w.info.name,
                  message: String(decoding: t.progress, as: UTF8.self), attempt: t.attempt)
@@ -358,9 +364,10 @@ struct Scheduler {
         var batch = workerBatch(w, disconnected: now)
         var handedBack = 0
         var poisoned: [(ActiveRun, TaskState)] = []
-        for lease in w.leases.sorted() {
-            guard let (run, t) = task(holding: lease) else { continue }
-            endLease(lease, .fenced)
+        for lease in leases.held(by: workerID) {
+            let holder = task(holding: lease.token)
+            endLease(lease.token, .fenced)
+            guard let (run, t, _) = holder else { continue }
             counters.leasesFenced += 1
             batch.taskExecutions.append(execution(run, t, worker: w.info.name, status: "lost",
                                                   error: "worker \(w.info.name) lost: \(reason)", errorKind: "lost"))
@@ -395,13 +402,13 @@ struct Scheduler {
         for w in workers.values.sorted(by: { $0.info.id < $1.info.id }) where w.lastHeartbeat < silentBefore {
             workerLost(w.info.id, reason: "no heartbeat for \(Int(config.heartbeatTimeout))s")
         }
-        let overdue = leases.compactMap { token, ref -> (String, ActiveRun, TaskState)? in
-            guard let run = runs[ref.runID], let t = run.tasks[ref.taskID], let d = t.deadline, d < now else { return nil }
-            return (token, run, t)
-        }.sorted { $0.0 < $1.0 }
-        for (lease, run, t) in overdue {
-            let workerName = t.workerID.flatMap { workers[$0]?.info.name } ?? t.workerID ?? "?"
-            endLease(lease, .expired)
+        for lease in leases.overdue(at: now) {
+            guard let (run, t, _) = task(holding: lease.token) else {
+                endLease(lease.token, .expired)
+                continue
+            }
+            let workerName = workers[lease.workerID]?.info.name ?? lease.workerID
+            endLease(lease.token, .expired)
             counters.leasesExpired += 1
             let limit = Durations.format(millis: run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
             attemptFailed(run, t, message: "no result within the node's timeout (\(limit)) and its grace period", errorKind: "timeout",
@@ -419,29 +426,18 @@ struct Scheduler {
 
     // MARK: - leases
 
-    /// The task that holds `lease` now, if any.
-    func task(holding lease: String) -> (ActiveRun, TaskState)? {
-        guard let ref = leases[lease], let run = runs[ref.runID], let t = run.tasks[ref.taskID], t.lease == lease else { return nil }
-        return (run, t)
+    /// The running task that holds `lease` now, with the lease, if any.
+    func task(holding lease: String) -> (ActiveRun, TaskState, LeaseTable.Lease)? {
+        guard let l = leases.lease(lease), let run = runs[l.runID], let t = run.tasks[l.taskID], t.phase == .running else { return nil }
+        return (run, t, l)
     }
 
     /// Why a lease is not current: never issued (or from an earlier epoch), or how it ended.
-    func leaseEnd(_ lease: String) -> LeaseEnd? { endedLeases[lease] }
+    func leaseEnd(_ lease: String) -> LeaseEnd? { leases.howEnded(lease) }
 
     /// Ends a task's current lease: the task and its worker no longer hold it.
     mutating func endLease(_ lease: String, _ how: LeaseEnd) {
-        guard let ref = leases.removeValue(forKey: lease) else { return }
-        if how != .completed {
-            endedLeases[lease] = how
-            if endedLeases.count > 100_000 { endedLeases.removeAll(keepingCapacity: true) }
-        }
-        if let t = runs[ref.runID]?.tasks[ref.taskID], t.lease == lease {
-            if let w = t.workerID { workers[w]?.leases.remove(lease) }
-            t.lease = nil
-            t.deadline = nil
-        } else {
-            for w in workers.values { w.leases.remove(lease) }
-        }
+        leases.end(lease, how)
     }
 
     // MARK: - dispatch
@@ -458,13 +454,13 @@ struct Scheduler {
         while !rotation.isEmpty, idleTurns < rotation.count {
             if rotationIndex >= rotation.count { rotationIndex = 0 }
             let runID = rotation[rotationIndex]
-            guard let run = runs[runID], run.record.status == .running, let t = run.peekReady() else {
+            guard let run = runs[runID], run.record.status.isActive, let t = run.peekReady() else {
                 rotation.remove(at: rotationIndex)
                 continue
             }
             guard let w = pickWorker(for: t.kind) else {
                 // Every slot is taken: stop here, and this run is first in line for the next free slot.
-                if workers.values.allSatisfy({ $0.free == 0 }) { return }
+                if workers.values.allSatisfy({ free($0) == 0 }) { return }
                 // Slots are free, but not on a worker that runs this kind: let the next run try.
                 idleTurns += 1
                 rotationIndex += 1
@@ -479,23 +475,21 @@ struct Scheduler {
 
     private func pickWorker(for kind: String) -> WorkerState? {
         var best: WorkerState?
-        for w in workers.values where w.free > 0 && w.accepts(kind) {
-            if best == nil || w.free > best!.free || (w.free == best!.free && w.info.id < best!.info.id) { best = w }
+        var bestFree = 0
+        for w in workers.values where w.accepts(kind) {
+            let f = free(w)
+            guard f > 0 else { continue }
+            if best == nil || f > bestFree || (f == bestFree && w.info.id < best!.info.id) { (best, bestFree) = (w, f) }
         }
         return best
     }
 
     private mutating func assign(_ t: TaskState, of run: ActiveRun, to w: WorkerState) {
-        leaseCounter += 1
-        let lease = "\(epoch).\(leaseCounter)"
+        let deadline = run.graph.nodes[t.planned.node]?.timeoutMS.map { now + Double($0) / 1000 + config.timeoutGrace }
+        let lease = leases.grant(runID: run.record.runID, taskID: t.planned.id, to: w.info.id, deadline: deadline).token
         t.attempt += 1
         t.phase = .running
-        t.lease = lease
-        t.workerID = w.info.id
         t.startedAt = now
-        t.deadline = run.graph.nodes[t.planned.node]?.timeoutMS.map { now + Double($0) / 1000 + config.timeoutGrace }
-        leases[lease] = (run.record.runID, t.planned.id)
-        w.leases.insert(lease)
         counters.dispatched += 1
 
         var a = Cairn_V1_TaskAssignment()
@@ -524,15 +518,27 @@ struct Scheduler {
         a.step = UInt32(run.checkpoint.step + 1)
         a.checkpointID = run.checkpoint.checkpointID
         a.timeoutMs = UInt64(run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
+        if run.record.status == .queued { firstTaskTaken(run) }
         out.append(.dispatch(workerID: w.info.id, a))
         note(run, kind: "task_started", node: t.planned.node, taskID: t.planned.id, worker: w.info.name, attempt: t.attempt)
     }
 
     // MARK: - runs
 
+    /// A queued run (submitted or forked, no task with a worker yet) has its first task with a
+    /// worker: it is running from now. Queries and watchers say so once its row does (`cairn
+    /// list`, `stats`): a `running` event then.
+    private mutating func firstTaskTaken(_ run: ActiveRun) {
+        run.record.status = .running
+        run.record.updatedAt = now
+        var batch = StoreBatch()
+        batch.runs.append(run.record)
+        write(batch, run.durability, then: [.running(run)])
+    }
+
     private mutating func recovered(_ run: ActiveRun, done: [String: TaskOutcome]) {
         let runID = run.record.runID
-        run.beginStep(planned: (run.checkpoint.nextTasks.arrayValue ?? []).compactMap(PlannedTask.init(json:)), done: done, at: now)
+        run.beginStep(planned: CheckpointBuilder.next(of: run.checkpoint), done: done, at: now)
         runs[runID] = run
         if run.allDone {
             completeStep(run, acks: [])

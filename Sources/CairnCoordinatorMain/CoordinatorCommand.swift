@@ -118,6 +118,9 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "With PostgreSQL: the HOST:PORT at which workers and clients reach this coordinator, recorded when it leads so that standbys can name it (and its HTTP API at the same host); CAIRN_ADVERTISE works too (default: the --listen address, with this machine's name for 0.0.0.0).")
     var advertise: String?
 
+    @Option(name: .customLong("advertise-http"), help: "With PostgreSQL and --http: the HOST:PORT at which people reach this coordinator's HTTP API and dashboard, where a standby's redirects send a browser while this one leads; CAIRN_ADVERTISE_HTTP works too (default: the --advertise host with the --http port). Set it when the API is published on another port or name, as behind a container's port mapping.")
+    var advertiseHTTP: String?
+
     @Flag(name: .customLong("insecure-no-auth"), help: "Listen on an address other machines can reach without a token. Without a token the coordinator otherwise listens on loopback only: whoever reaches the port can run commands on every worker.")
     var insecureNoAuth = false
 
@@ -213,7 +216,14 @@ public struct CoordinatorCommand: AsyncParsableCommand {
             let advertised = given ?? ElectedCoordinator.advertise(host: config.host, port: config.port)
             // The HTTP API at the advertised host, on its own port.
             let advertisedHost = given.flatMap { g in g.lastIndex(of: ":").map { String(g[..<$0]) } }
-            let httpAdvertised = httpAddress.map { http in
+            let givenHTTP = advertiseHTTP ?? ProcessInfo.processInfo.environment["CAIRN_ADVERTISE_HTTP"]
+            if let g = givenHTTP {
+                guard httpAddress != nil else { throw ValidationError("--advertise-http (or CAIRN_ADVERTISE_HTTP) names where the HTTP API is reached: give --http too") }
+                guard g.split(separator: ":").count >= 2, Int(g.split(separator: ":").last ?? "") != nil, !g.contains("/") else {
+                    throw ValidationError("--advertise-http (or CAIRN_ADVERTISE_HTTP) must be HOST:PORT, like cairn.example.com:7480")
+                }
+            }
+            let httpAdvertised = givenHTTP ?? httpAddress.map { http in
                 advertisedHost.map { "\($0):\(http.port)" } ?? ElectedCoordinator.advertise(host: http.host, port: http.port)
             } ?? ""
             let elector = LeaderElector(election: election, lease: lease, address: advertised, http: httpAdvertised, logger: logger,

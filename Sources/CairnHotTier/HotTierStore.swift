@@ -63,6 +63,10 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
     /// Keys of hot writes that failed and went to the durable store directly; removed from Redis before it is used again.
     private var maybeInRedis: [String] = []
     private var flushing = false
+    /// Flushes waiting for the one in progress to end (resumed when it does), by id so a
+    /// cancelled one can leave.
+    private var flushWaiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+    private var nextFlushWaiter: UInt64 = 0
     public private(set) var redisUp = true
     private var lastFlushError: String?
     private var holding = false
@@ -311,6 +315,21 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
         if pendingRows >= config.flushBatchRows { Task { try? await self.flush() } }
     }
 
+    /// Returns when the flush in progress ends; throws CancellationError when cancelled first.
+    private func untilFlushEnds() async throws {
+        nextFlushWaiter += 1
+        let id = nextFlushWaiter
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+                if !flushing { c.resume() } else if Task.isCancelled { c.resume(throwing: CancellationError()) } else { flushWaiters[id] = c }
+            }
+        } onCancel: {
+            Task { await self.leaveFlushWait(id) }
+        }
+    }
+
+    private func leaveFlushWait(_ id: UInt64) { flushWaiters.removeValue(forKey: id)?.resume(throwing: CancellationError()) }
+
     /// Flushes what waits (keeping order), then writes `batch` to the durable store.
     private func direct(_ batch: StoreBatch) async throws {
         try await flush()
@@ -320,10 +339,15 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
 
     /// Moves every waiting batch to the durable store in one transaction, then forgets them in Redis.
     public func flush() async throws {
-        while flushing { try await Task.sleep(nanoseconds: 1_000_000) }
+        while flushing { try await untilFlushEnds() }
         guard !pending.isEmpty else { return }
         flushing = true
-        defer { flushing = false }
+        defer {
+            flushing = false
+            let waiting = flushWaiters
+            flushWaiters = [:]
+            for c in waiting.values { c.resume() }
+        }
         let entries = pending
         var merged = StoreBatch()
         for e in entries { merged.merge(e.batch) }

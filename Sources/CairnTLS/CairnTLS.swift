@@ -126,6 +126,13 @@ public enum CairnTLS {
         error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError
     }
 
+    /// The peer closed the connection in the middle of the handshake: a coordinator stopping,
+    /// restarting or stepping down just then, or a plaintext port that dropped the ClientHello.
+    /// Of several coordinators, the next is asked; alone, it is said as a failed handshake.
+    public static func closedDuringHandshake(_ error: any Error) -> Bool {
+        isTLSError(error) && "\(error)".contains("uncleanShutdown")
+    }
+
     /// A failed handshake, as the worker or client tells its person (one line).
     public static func describeClientFailure(_ error: any Error, files: TLSFiles, host: String) -> String {
         let text = "\(error)"

@@ -208,6 +208,8 @@ public final class Worker: Service, Sendable {
             try await outbound.send(.hello(hello), codec: codec)
             let answer: Frame?
             do { answer = try await frames.next() } catch {
+                // With standbys, one that closes mid-handshake is taking or giving up the lead.
+                if CairnTLS.closedDuringHandshake(error) && !config.others.isEmpty { throw ConnectionLost() }
                 // Certificates and TLS on one side only do not mend by retrying: say so and stop.
                 if CairnTLS.isTLSError(error) {
                     throw WorkerFatalError(message: CairnTLS.describeClientFailure(error, files: config.tls ?? TLSFiles(), host: target.host))
@@ -529,7 +531,12 @@ public final class Worker: Service, Sendable {
 /// Per-connection state: running leases with unsent progress, bundle fetches in flight.
 actor SessionState {
     let outbox: AsyncStream<WireMessage>.Continuation
-    var running: [String: [UInt8]?] = [:]
+    var running: [String: [UInt8]?] = [:] {
+        didSet { if running.isEmpty && !idleWaiters.isEmpty { wakeIdleWaiters() } }
+    }
+    /// Who waits for `running` to empty (a drain), by id so a cancelled wait can leave.
+    private var idleWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+    private var nextWaiter: UInt64 = 0
     var bundleWaiters: [String: [CheckedContinuation<Cairn_V1_BundleData, any Error>]] = [:]
     /// Set once the connection is gone: bundle fetches fail at once instead of waiting forever.
     var ended = false
@@ -562,12 +569,35 @@ actor SessionState {
         return hb
     }
 
+    /// Returns once no task runs, after `timeout` seconds, or when cancelled (a drain cut short).
     func waitIdle(timeout: Double) async {
-        let deadline = Date().addingTimeInterval(timeout)
-        while !running.isEmpty && Date() < deadline {
-            // Cancelled: the drain is being cut short; the deadline check ends the wait.
-            try? await Task.sleep(nanoseconds: 50_000_000)
+        guard !running.isEmpty else { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.untilIdle() }
+            group.addTask { try? await Task.sleep(for: .seconds(timeout)) }
+            await group.next()
+            group.cancelAll()
         }
+    }
+
+    private func untilIdle() async {
+        nextWaiter += 1
+        let id = nextWaiter
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                if running.isEmpty || Task.isCancelled { c.resume() } else { idleWaiters[id] = c }
+            }
+        } onCancel: {
+            Task { await self.leaveIdleWait(id) }
+        }
+    }
+
+    private func leaveIdleWait(_ id: UInt64) { idleWaiters.removeValue(forKey: id)?.resume() }
+
+    private func wakeIdleWaiters() {
+        let waiting = idleWaiters
+        idleWaiters = [:]
+        for c in waiting.values { c.resume() }
     }
 
     func fetchBundle(_ hash: String) async throws -> Cairn_V1_BundleData {
@@ -600,23 +630,52 @@ actor SessionState {
     }
 }
 
-/// A one-shot flag that async code can wait on (by polling, so waiting is always cancellable).
+/// A one-shot flag that async code can wait on: waiters are resumed the moment it fires (no
+/// polling), and a cancelled wait ends at once with CancellationError.
 final class StopSignal: @unchecked Sendable {
     private let lock = NSLock()
     private var _fired = false
+    private var waiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+    private var nextID: UInt64 = 0
 
     var fired: Bool { lock.withLock { _fired } }
-    func fire() { lock.withLock { _fired = true } }
+
+    func fire() {
+        let waiting: [CheckedContinuation<Void, any Error>] = lock.withLock {
+            _fired = true
+            defer { waiters = [:] }
+            return Array(waiters.values)
+        }
+        for c in waiting { c.resume() }
+    }
 
     /// Returns when the flag is set; throws CancellationError when the task is cancelled.
     func wait() async throws {
-        while !fired { try await Task.sleep(nanoseconds: 50_000_000) }
+        let id = lock.withLock { nextID += 1; return nextID }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+                let now: Result<Void, any Error>? = lock.withLock {
+                    if _fired { return .success(()) }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    waiters[id] = c
+                    return nil
+                }
+                if let now { c.resume(with: now) }
+            }
+        } onCancel: {
+            lock.withLock { waiters.removeValue(forKey: id) }?.resume(throwing: CancellationError())
+        }
     }
 
-    /// Waits for the flag or the timeout, whichever comes first.
+    /// Waits for the flag or the timeout, whichever comes first (throws when cancelled).
     func wait(timeout: Double) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while !fired && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+        guard !fired else { return }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.wait() }
+            group.addTask { try await Task.sleep(for: .seconds(timeout)) }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
     }
 }
 

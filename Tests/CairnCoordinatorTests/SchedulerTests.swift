@@ -63,7 +63,7 @@ struct Harness {
         let planner = Planner(graph: graph)
         let state = graph.initialState
         let first = try planner.firstTasks(checkpointID: "cp-input", step: 1, state: state)
-        var record = RunRecord(runID: runID, graphHash: "g", graphName: graph.name, graphVersion: 1, status: .running,
+        var record = RunRecord(runID: runID, graphHash: "g", graphName: graph.name, graphVersion: 1, status: .queued,
                                durability: "sync", input: .object([:]), createdAt: now)
         record.checkpointID = "cp-input"
         let cp = CheckpointRecord(runID: runID, checkpointID: "cp-input", parentID: nil, step: 0, source: "input",
@@ -151,6 +151,33 @@ let fanOut = """
     """
 
 @Suite struct SchedulerTests {
+    @Test func aRunIsQueuedUntilAWorkerHasItsFirstTaskThenRunningInMemoryAndInTheStore() throws {
+        var h = Harness()
+        try h.submit(fanOut)
+        #expect(h.scheduler.runs["r1"]?.record.status == .queued && h.lastRunRecord()?.status == .queued)
+        #expect(h.scheduler.queueDepth == 3)
+        h.now += 60  // an hour of no worker changes nothing
+        h.send(.tick)
+        #expect(h.scheduler.runs["r1"]?.record.status == .queued)
+
+        h.join("w1", slots: 1)
+        let first = Harness.dispatches(h.log)
+        #expect(first.count == 1)
+        // The run is running from its first dispatch, and a write says so before the result comes.
+        #expect(h.scheduler.runs["r1"]?.record.status == .running)
+        let rowWrites = h.uncommitted.filter { !$0.batch.runs.isEmpty }
+        #expect(rowWrites.count == 1 && rowWrites[0].batch.runs[0].status == .running)
+        // Queries and watchers are told once that row is durable: a `running` event.
+        #expect(h.scheduler.runs["r1"]?.summary.record.status == .queued)
+        let told = h.commitAll()
+        #expect(h.scheduler.runs["r1"]?.summary.record.status == .running)
+        #expect(Harness.notes(told).map(\.kind) == ["running"] && Harness.notes(told)[0].summary.record.status == .running)
+        // Only once: later dispatches of the same run write no run row.
+        h.send(.result(workerID: "w1", Harness.ok(first[0].task)))
+        h.join("w2")
+        #expect(Harness.dispatches(h.log).count == 3 && h.uncommitted.allSatisfy { $0.batch.runs.isEmpty })
+    }
+
     @Test func aRunIsReportedFinishedOnlyOnceItsLastStepIsDurable() throws {
         var h = Harness()
         h.join("w1")

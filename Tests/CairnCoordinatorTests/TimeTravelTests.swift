@@ -227,7 +227,7 @@ import Testing
         s.checkpoint.channelVersions = ["log": "cp-input"]
         s.state["log"] = ["seed"]
         let fork = try RunEdits.branch(s, into: "r2", values: [:], asNode: nil, by: "x", now: 9, newID: "cp-f")
-        #expect(fork.record.runID == "r2" && fork.record.forkedFrom == "r1@cp-input" && fork.record.status == .running)
+        #expect(fork.record.runID == "r2" && fork.record.forkedFrom == "r1@cp-input" && fork.record.status == .queued)
         #expect(fork.checkpoint.source == "fork" && fork.checkpoint.parentID == "cp-input")
         #expect(fork.checkpoint.channelVersions == ["log": "r1/cp-input"])
         #expect(fork.batch.channelValues.isEmpty, "no value is copied")

@@ -423,10 +423,13 @@ import Testing
         try await cluster.waitUntil("both streams have the end", timeout: 20) {
             Self.read(file).contains("event: finished") && Self.read(everyFile).contains("event: finished")
         }
-        let held = Self.read(file).components(separatedBy: "event: task_").count - 1
-        let all = Self.read(everyFile).components(separatedBy: "event: task_").count - 1
+        func count(_ text: String, _ kinds: [String]) -> Int { kinds.reduce(0) { $0 + text.components(separatedBy: "event: \($1)").count - 1 } }
+        let all = count(Self.read(everyFile), ["task_"])
         #expect(all == 80, "every task's start and end: \(all)")
-        #expect(held > 0 && held < all, "held back: \(held) of \(all)")
+        // Held back: of the task events and checkpoints, the newest per run per window went out
+        // (in a chain whose steps take 25 ms that is mostly the step's checkpoint).
+        let held = count(Self.read(file), ["task_", "checkpoint"]), unheld = count(Self.read(everyFile), ["task_", "checkpoint"])
+        #expect(held > 0 && held < unheld / 2, "held back: \(held) of \(unheld)")
         for text in [Self.read(file), Self.read(everyFile)] {
             #expect(text.contains("event: started") && text.contains("event: finished"))
         }

@@ -36,6 +36,34 @@ import Testing
         #expect(tasks.filter { $0["status"] as? String == "completed" }.count == 8)
     }
 
+    /// With no worker connected a run is queued (status, list, stats, the store's row), stays
+    /// queued across a coordinator kill, and is running once a worker has its first task.
+    @Test func aRunWithNoWorkerIsQueuedAcrossARestartAndRunningOnceAWorkerTakesIt() async throws {
+        let cluster = try await TestCluster.start(workers: 0)
+        defer { cluster.stop() }
+        let graph = try writeGraph(cluster, "chain", chainGraph(name: "chain", nodes: 3, sleep: 1500))
+        let runID = try await cluster.submit(graph)
+        func status() async throws -> String? { try await cluster.cairn(["status", runID, "--json"]).object["status"] as? String }
+        #expect(try await status() == "queued")
+        let list = (try await cluster.cairn(["list", "--status", "queued", "--json"]).json as? [[String: Any]]) ?? []
+        #expect(list.map { $0["run_id"] as? String } == [runID])
+        let stats = try await cluster.cairn(["stats", "--json"]).object
+        #expect((stats["runs_by_status"] as? [String: Any])?["queued"] as? Int == 1 && stats["queue_depth"] as? Int == 1, "\(stats)")
+        #expect(try await cluster.sql("SELECT status FROM runs WHERE run_id = '\(runID)'") == "queued")
+
+        try await cluster.restartCoordinator(signal: SIGKILL)
+        #expect(try await status() == "queued", "a run no worker took is still queued after a restart")
+
+        cluster.startWorker(name: "late", slots: 1)
+        try await cluster.waitUntil("the run running", timeout: 20) { try await status() == "running" }
+        // The stored row says so too, while the first task runs (before any step is recorded).
+        try await cluster.waitUntil("the stored row running", timeout: 5) {
+            try await cluster.sql("SELECT status || ' ' || step FROM runs WHERE run_id = '\(runID)'") == "running 0"
+        }
+        let done = try await cluster.waitForRun(runID)
+        #expect(done["status"] as? String == "completed" && (done[path: "output.log"] as? [String]) == ["n1", "n2", "n3"])
+    }
+
     @Test(arguments: TestStore.available)
     func aCoordinatorKilledMidRunResumesFromItsCheckpoints(_ store: TestStore) async throws {
         let cluster = try await TestCluster.start(workers: 2, store: store)

@@ -210,7 +210,7 @@ function runsView(params) {
   const events = stream('/events', (kind, e) => {
     if (!e.run || !e.run.run_id) return;
     if (rows.has(e.run.run_id)) put(e.run);
-    else if (!cursor && matches(e.run) && (kind === 'started' || kind === 'snapshot' || kind === 'paused' || kind === 'finished')) {
+    else if (!cursor && matches(e.run) && (kind === 'started' || kind === 'running' || kind === 'snapshot' || kind === 'paused' || kind === 'finished')) {
       put(e.run, true);
       while (tbody.children.length > PAGE) { const last = tbody.lastElementChild; rows.delete(last.dataset.run); last.remove(); }
     }
