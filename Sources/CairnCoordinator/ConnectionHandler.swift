@@ -128,7 +128,9 @@ struct ConnectionHandler: Sendable {
                 switch try codec.decode(frame) {
                 case .taskResult(let r):
                     // Only before the tap is armed (never in practice): handled the same way.
-                    await engine.handle(.result(workerID: workerID, r))
+                    // Decoded here, on the connection's own task: the engine gets domain values.
+                    let report = TaskReport(wire: r)
+                    await engine.handle(.result(workerID: workerID, report))
                 case .heartbeat(let hb):
                     guard (try? current(credential))?.contains(.register) == true else {
                         logger.notice("closing a worker whose token was removed or lost its worker role", metadata: ["worker": "\(workerID)"])

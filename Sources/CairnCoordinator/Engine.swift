@@ -207,7 +207,7 @@ actor Engine {
         for action in actions {
             switch action {
             case .dispatch(let workerID, let a):
-                connections[workerID]?.send(.taskAssignment(a))
+                connections[workerID]?.send(.taskAssignment(Cairn_V1_TaskAssignment(a)))
             case .write(let id, let batch, let durability):
                 writer.enqueue(batch, durability: durability) { [unowned self] result in
                     switch result {
@@ -291,7 +291,8 @@ actor Engine {
         if let tap = try? channel.pipeline.syncOperations.handler(type: MessageTap.self) {
             tap.handler = { [unowned self] message, _ in
                 guard case .taskResult(let r) = message else { return false }
-                self.assumeIsolated { $0.handle(.result(workerID: id, r)) }
+                let report = TaskReport(wire: r)
+                self.assumeIsolated { $0.handle(.result(workerID: id, report)) }
                 return true
             }
         }

@@ -1,6 +1,5 @@
 import CairnCore
 import CairnGraph
-import CairnProtocol
 import CairnStore
 import Logging
 
@@ -9,7 +8,7 @@ extension Scheduler {
     /// A worker's result. Accepted only under the lease its task holds now; the worker is told
     /// so once the result's writes are durable. Any other lease (fenced, expired, a cancelled
     /// run, an earlier coordinator) is stale: discarded, counted, answered "not accepted".
-    mutating func result(from workerID: String, _ r: Cairn_V1_TaskResult) {
+    mutating func result(from workerID: String, _ r: TaskReport) {
         let w = workers[workerID]
         if let w, leases.lease(r.lease)?.workerID == w.info.id { w.tasksDone += 1 }
         guard let (run, t, lease) = task(holding: r.lease), lease.workerID == workerID, t.planned.id == r.taskID else {
@@ -23,7 +22,7 @@ extension Scheduler {
         let workerName = w?.info.name ?? workerID
         emit(.taskLatency(seconds: max(0, time - t.startedAt)))
         let ack = AfterCommit.ack(workerID: workerID, taskID: r.taskID)
-        if r.errorKind == "state_cache" && t.lostWorkers + 1 < config.poisonAfter {
+        if let f = r.failure, f.kind == "state_cache", t.lostWorkers + 1 < config.poisonAfter {
             // The worker could not build the state from its cache (the two sides disagree, a bug):
             // not the node's failure. It drops the run's values, and the task goes out again whole.
             w?.mirror?.forget(run.record.runID)
@@ -32,29 +31,30 @@ extension Scheduler {
             activate(run.record.runID)
             counters.reassigned += 1
             log(.warning, "state cache out of step; task sent again whole", ["run_id": "\(run.record.runID)", "task_id": "\(r.taskID)",
-                                                                            "worker": "\(workerName)", "error": "\(r.error)"])
+                                                                            "worker": "\(workerName)", "error": "\(f.message)"])
             note(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: workerName,
-                 message: "\(r.error); task handed back", attempt: t.attempt)
+                 message: "\(f.message); task handed back", attempt: t.attempt)
             return
         }
 
         let records: TaskRecords
-        do {
-            records = try Self.decodeRecords(r)
-        } catch {
+        switch r.records {
+        case .success(let x): records = x
+        case .failure(let error):
             attemptFailed(run, t, message: "node '\(t.planned.node)' reported bad records: \(error)", errorKind: "bad_result",
-                          nonRetryable: true, worker: workerName, records: Self.figures(r), ack: ack)
+                          nonRetryable: true, worker: workerName, records: r.figures, ack: ack)
             return
         }
-        if !r.error.isEmpty {
-            attemptFailed(run, t, message: r.error, errorKind: r.errorKind, nonRetryable: r.nonRetryable,
+        if let f = r.failure {
+            attemptFailed(run, t, message: f.message, errorKind: f.kind, nonRetryable: f.nonRetryable,
                           worker: workerName, records: records, ack: ack)
             return
         }
         var outcome: TaskOutcome
-        do {
-            outcome = try Self.decodeOutcome(r, task: t)
-        } catch {
+        switch r.produced {
+        case .success(let p):
+            outcome = TaskOutcome(taskID: t.planned.id, node: t.planned.node, writes: p.writes, goto: p.goto, sends: p.sends, interrupt: p.interrupt)
+        case .failure(let error):
             attemptFailed(run, t, message: "node '\(t.planned.node)' returned a bad result: \(error)", errorKind: "bad_result",
                           nonRetryable: true, worker: workerName, records: records, ack: ack)
             return
@@ -112,36 +112,6 @@ extension Scheduler {
         run.tasksDoneTotal += 1
         counters.completed += 1
         note(run, kind: "task_finished", node: t.planned.node, taskID: t.planned.id, worker: worker, attempt: t.attempt)
-    }
-
-    /// What the attempt reported about itself: the JSON the worker checked, or (from an older
-    /// worker) the two figures the result always had.
-    static func decodeRecords(_ r: Cairn_V1_TaskResult) throws -> TaskRecords {
-        guard !r.recordsJson.isEmpty else { return figures(r) }
-        return try TaskRecords.parse(json: try JSONValue.parse([UInt8](r.recordsJson)))
-    }
-
-    /// The cost and API calls every result carries beside its records.
-    static func figures(_ r: Cairn_V1_TaskResult) -> TaskRecords {
-        var x = TaskRecords()
-        x.cost = r.cost; x.apiCalls = Int(r.apiCalls)
-        return x
-    }
-
-    static func decodeOutcome(_ r: Cairn_V1_TaskResult, task t: TaskState) throws -> TaskOutcome {
-        var writes: [(channel: String, value: JSONValue)] = []
-        if !r.writesJson.isEmpty {
-            guard case .object(let o) = try JSONValue.parse([UInt8](r.writesJson)) else {
-                throw PlanError("'writes' must be an object of channel to value")
-            }
-            writes = o.keys.sorted().map { ($0, o[$0]!) }
-        }
-        var sends: [(node: String, input: JSONValue)] = []
-        for s in r.sends {
-            sends.append((s.node, s.inputJson.isEmpty ? .null : try JSONValue.parse([UInt8](s.inputJson))))
-        }
-        let interrupt = r.interruptJson.isEmpty ? nil : try JSONValue.parse([UInt8](r.interruptJson))
-        return TaskOutcome(taskID: t.planned.id, node: t.planned.node, writes: writes, goto: r.goto, sends: sends, interrupt: interrupt)
     }
 
     /// The control record stored beside a task's writes: enough to rebuild its outcome after a restart.

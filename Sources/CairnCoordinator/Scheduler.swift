@@ -1,6 +1,5 @@
 import CairnCore
 import CairnGraph
-import CairnProtocol
 import CairnStore
 import Foundation
 import Logging
@@ -45,7 +44,7 @@ struct Scheduler {
         case workerJoined(WorkerInfo)
         /// The leases a worker reports running, with any progress since its last heartbeat.
         case heartbeat(workerID: String, tasks: [(lease: String, progress: [UInt8])])
-        case result(workerID: String, Cairn_V1_TaskResult)
+        case result(workerID: String, TaskReport)
         case workerLost(workerID: String, reason: String)
         case workerDraining(workerID: String)
         /// Time passed: silent workers, leases past their deadline, retries due.
@@ -70,7 +69,7 @@ struct Scheduler {
     }
 
     enum Action {
-        case dispatch(workerID: String, Cairn_V1_TaskAssignment)
+        case dispatch(workerID: String, Assignment)
         case write(WriteID, StoreBatch, Durability)
         case ack(workerID: String, taskID: String, accepted: Bool)
         case notify(RunNote)
@@ -492,32 +491,23 @@ struct Scheduler {
         t.startedAt = now
         counters.dispatched += 1
 
-        var a = Cairn_V1_TaskAssignment()
-        a.taskID = t.planned.id
-        a.lease = lease
-        a.runID = run.record.runID
-        a.node = t.planned.node
-        a.kind = t.kind
-        a.configJson = Data(run.configBytes[t.planned.node] ?? [])
         let node = run.graph.nodes[t.planned.node]
+        let state: StateDelivery
         if w.mirror != nil, let channels = run.stateChannels(for: node) {
             let (parts, evict, sent, kept) = w.mirror!.parts(for: run, channels: channels)
-            a.stateParts = parts
-            a.cacheEvict = evict
+            state = .parts(parts, evict: evict)
             counters.stateBytesSent += UInt64(sent)
             counters.stateBytesKept += UInt64(kept)
         } else {
-            a.stateJson = Data(run.stateBytes(for: node))
-            counters.stateBytesSent += UInt64(a.stateJson.count)
+            let bytes = run.stateBytes(for: node)
+            state = .whole(bytes)
+            counters.stateBytesSent += UInt64(bytes.count)
         }
-        if let input = t.planned.input { a.inputJson = Data(input.jsonBytes()) }
-        if !t.planned.resumes.isEmpty { a.resumeJson = Data(JSONValue.array(t.planned.resumes).jsonBytes()) }
-        a.attempt = UInt32(t.attempt)
-        a.progressJson = Data(t.progress)
-        a.bundleHash = run.bundleHash ?? ""
-        a.step = UInt32(run.checkpoint.step + 1)
-        a.checkpointID = run.checkpoint.checkpointID
-        a.timeoutMs = UInt64(run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
+        let a = Assignment(taskID: t.planned.id, lease: lease, runID: run.record.runID, node: t.planned.node, kind: t.kind,
+                           config: run.configBytes[t.planned.node] ?? [], state: state, input: t.planned.input,
+                           resumes: t.planned.resumes, attempt: t.attempt, progress: t.progress, bundleHash: run.bundleHash ?? "",
+                           step: run.checkpoint.step + 1, checkpointID: run.checkpoint.checkpointID,
+                           timeoutMS: Int(node?.timeoutMS ?? 0))
         if run.record.status == .queued { firstTaskTaken(run) }
         out.append(.dispatch(workerID: w.info.id, a))
         note(run, kind: "task_started", node: t.planned.node, taskID: t.planned.id, worker: w.info.name, attempt: t.attempt)

@@ -1,6 +1,5 @@
 import CairnCore
 import CairnGraph
-import CairnProtocol
 import CairnStore
 import Foundation
 
@@ -35,40 +34,38 @@ struct StateMirror {
 
     /// The state parts of a task of `run` that reads `channels`, and the runs the worker drops
     /// first; the mirror is left as the worker's cache will be once it has read them.
-    mutating func parts(for run: ActiveRun, channels: [String]) -> (parts: [Cairn_V1_StatePart], evict: [String], sent: Int, kept: Int) {
+    mutating func parts(for run: ActiveRun, channels: [String]) -> (parts: [StatePart], evict: [String], sent: Int, kept: Int) {
         let runID = run.record.runID
         held.touch(runID)
-        var parts: [Cairn_V1_StatePart] = []
+        var parts: [StatePart] = []
         parts.reserveCapacity(channels.count)
         var sent = 0, kept = 0
         for name in channels {
-            var p = Cairn_V1_StatePart()
-            p.channel = name
             let version = run.checkpoint.channelVersions[name] ?? ""
-            p.version = version
+            var p = StatePart(channel: name, version: version, kind: .whole)
             let had = held.entry(runID, name)
             if !version.isEmpty, let had, had.version == version {
-                p.kind = .statePartKept
+                p.kind = .kept
                 kept += held.bytes(runID, name)
             } else if !version.isEmpty, let had, let count = had.items, had.incarnation == run.incarnation,
                       run.graph.channels[name]?.reducer == .append, case .array(let items)? = run.state[name], items.count >= count {
                 let delta = JSONValue.array(Array(items[count...])).jsonBytes()
                 let before = held.bytes(runID, name)
                 if held.fit(runID, name, bytes: before + delta.count) {
-                    p.kind = .statePartAppend
+                    p.kind = .append
                     p.baseVersion = had.version
-                    p.valueJson = Data(delta)
+                    p.value = delta
                     held.hold(runID, name, Held(version: version, items: items.count, incarnation: run.incarnation), bytes: before + delta.count)
                     kept += before
                 } else {
-                    p.kind = .statePartWhole
-                    p.valueJson = Data(run.channelBytes(name))
+                    p.kind = .whole
+                    p.value = run.channelBytes(name)
                 }
-                sent += p.valueJson.count
+                sent += p.value.count
             } else {
-                p.kind = .statePartWhole
+                p.kind = .whole
                 let bytes = run.channelBytes(name)
-                p.valueJson = Data(bytes)
+                p.value = bytes
                 sent += bytes.count
                 if !version.isEmpty, held.fit(runID, name, bytes: bytes.count) {
                     p.keep = true

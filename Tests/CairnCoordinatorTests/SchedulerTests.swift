@@ -78,9 +78,9 @@ struct Harness {
         commitAll()
     }
 
-    /// The assignments in `actions`, by worker.
+    /// The assignments in `actions`, by worker, as the engine puts them on the wire.
     static func dispatches(_ actions: [Scheduler.Action]) -> [(worker: String, task: Cairn_V1_TaskAssignment)] {
-        actions.compactMap { if case .dispatch(let w, let a) = $0 { return (w, a) } else { return nil } }
+        actions.compactMap { if case .dispatch(let w, let a) = $0 { return (w, Cairn_V1_TaskAssignment(a)) } else { return nil } }
     }
 
     static func acks(_ actions: [Scheduler.Action]) -> [(worker: String, task: String, accepted: Bool)] {
@@ -119,6 +119,13 @@ struct Harness {
             if case .write(_, let b, _) = a, let r = b.runs.last(where: { $0.runID == runID }) { return r }
         }
         return nil
+    }
+}
+
+extension Scheduler.Event {
+    /// A result as a worker sends it, read as the engine reads it (`TaskReport(wire:)`).
+    static func result(workerID: String, _ r: Cairn_V1_TaskResult) -> Scheduler.Event {
+        .result(workerID: workerID, TaskReport(wire: r))
     }
 }
 
