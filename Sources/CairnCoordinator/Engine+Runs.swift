@@ -8,10 +8,10 @@ import Logging
 import NIOCore
 
 extension Engine {
-    static func validRunID(_ id: String) -> Bool {
-        !id.isEmpty && id.count <= 128 && id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.:".contains($0)) }
-    }
+    static func validRunID(_ id: String) -> Bool { Submission.validRunID(id) }
 
+    /// Carries out a submit: the graph parsed (once per source), the id checked against what is
+    /// active and stored, then what `Submission` decides written, and the run started.
     func submit(_ req: Cairn_V1_SubmitRequest) async throws -> Cairn_V1_RunInfo {
         let source = String(decoding: req.graphSource, as: UTF8.self)
         let fileName = req.graphFileName.isEmpty ? "graph.yaml" : req.graphFileName
@@ -28,29 +28,16 @@ extension Engine {
             if graphCache.count >= 256 { graphCache.removeAll() }
             graphCache[sourceKey] = graph
         }
-        var input: [String: JSONValue] = [:]
-        if !req.inputJson.isEmpty {
-            let parsed: JSONValue
-            do { parsed = try JSONValue.parse([UInt8](req.inputJson)) } catch {
-                throw EngineError(.errorInvalidArgument, "input is not JSON (\(error)); it must be a JSON object of channel to value")
-            }
-            guard case .object(let o) = parsed else {
-                throw EngineError(.errorInvalidArgument, "input must be a JSON object of channel to value")
-            }
-            for k in o.keys.sorted() where graph.channels[k] == nil {
-                throw EngineError(.errorInvalidArgument, "input names '\(k)', which is not a channel of graph '\(graph.name)' (channels: \(graph.channelNames.joined(separator: ", ")))")
-            }
-            input = o
-        }
-        let durability: String
-        switch req.durability {
-        case "": durability = hotTier == nil ? "sync" : "hot"
-        case "hot", "sync": durability = hotTier == nil ? "sync" : req.durability  // without a hot tier every run is sync
-        default: throw EngineError(.errorInvalidArgument, "durability must be 'hot' or 'sync', not '\(req.durability)'")
+        let input: [String: JSONValue], durability: String
+        do {
+            input = try Submission.input([UInt8](req.inputJson), for: graph)
+            durability = try Submission.durability(req.durability, hotTier: hotTier != nil)
+        } catch {
+            throw EngineError(.errorInvalidArgument, "\(error)")
         }
         let generated = req.runID.isEmpty
         let runID = generated ? "r-" + Identifiers.random(12) : req.runID
-        guard Self.validRunID(runID) else {
+        guard Submission.validRunID(runID) else {
             throw EngineError(.errorInvalidArgument, "run id '\(runID)' must be 1-128 letters, digits, '-', '_', '.' or ':'")
         }
         if let why = scheduler.refusal("submitted") { throw EngineError(.errorUnavailable, why) }
@@ -64,62 +51,20 @@ extension Engine {
         if !generated, let old = try await store.run(runID) {
             throw EngineError(.errorConflict, "run id \(runID) is already taken (status \(old.status.rawValue)); submit with another --run-id")
         }
-        var bundleHash: String?
-        var batch = StoreBatch()
-        if !req.bundle.isEmpty {
-            do {
-                let archive = try BundleArchive(packed: [UInt8](req.bundle), expectedHash: req.bundleHash.isEmpty ? nil : req.bundleHash)
-                bundleHash = archive.hash
-                batch.bundles.append(BundleRecord(hash: archive.hash, data: archive.packed))
-            } catch {
-                throw EngineError(.errorInvalidArgument, "graph bundle rejected: \(error)")
-            }
-        }
-        let graphHash = Hashing.sha256Hex(Array(source.utf8) + [0] + Array((bundleHash ?? "").utf8))
-        batch.graphs.append(GraphRecord(hash: graphHash, name: graph.name, version: graph.version, fileName: fileName,
-                                        source: source, bundleHash: bundleHash, createdAt: now))
-
-        let planner = Planner(graph: graph)
-        var state = graph.initialState
-        let written: Set<String>
+        let s: Submission
         do {
-            written = try planner.apply(input.keys.sorted().map { ($0, input[$0]!) }, to: &state)
-        } catch {
-            throw EngineError(.errorInvalidArgument, "input: \(error)")
-        }
-        let c0 = Identifiers.sortable()
-        var versions: [String: String] = [:]
-        for ch in written.sorted() {
-            versions[ch] = c0
-            batch.channelValues.append(ChannelValueRecord(runID: runID, channel: ch, version: c0, baseVersion: nil, value: state[ch] ?? .null))
-        }
-        let first: [PlannedTask]
-        do {
-            first = try planner.firstTasks(checkpointID: c0, step: 1, state: state)
+            s = try Submission(graph: graph, source: source, fileName: fileName, input: input, bundle: [UInt8](req.bundle),
+                               bundleHash: req.bundleHash.isEmpty ? nil : req.bundleHash, runID: runID, durability: durability,
+                               checkpointID: Identifiers.sortable(), now: now)
         } catch {
             throw EngineError(.errorInvalidArgument, "\(error)")
         }
-        var record = RunRecord(runID: runID, graphHash: graphHash, graphName: graph.name, graphVersion: graph.version,
-                               status: .queued, durability: durability, input: .object(input), createdAt: now)
-        record.checkpointID = c0
-        // Which channels a checkpoint updated is not stored: they are the ones whose version is it.
-        var zero = CheckpointBuilder(runID: runID, id: c0, parentID: nil, step: 0, source: "input", versions: versions)
-        zero.next = first
-        if let n = first.first(where: { graph.interruptBefore.contains($0.node) })?.node {
-            record.status = .paused
-            record.interrupt = PendingInterrupt.record(checkpointID: c0, pending: [PendingInterrupt.pause(
-                "interrupt_before", node: n, checkpointID: c0, graph: graph, now: now)])
-            zero.interrupt = record.interrupt
-        }
-        let cp = zero.build(at: now)
-        batch.checkpoints.append(cp)
-        batch.runs.append(record)
-        let run = ActiveRun(record: record, graph: graph, bundleHash: bundleHash, checkpoint: cp, state: state, joins: [:])
-        if record.status == .queued { run.beginStep(planned: first, done: [:], at: now) }
+        let run = ActiveRun(record: s.record, graph: graph, bundleHash: s.bundleHash, checkpoint: s.checkpoint, state: s.state, joins: [:])
+        if s.record.status == .queued { run.beginStep(planned: s.first, done: [:], at: now) }
         // The run starts once its first rows are durable (the writer retries until they are).
-        try await ask({ .runSubmitted(run, batch, reply: $0) }, unconfirmed: "run \(runID) is submitted", runID: runID)
-        if record.status == .paused { armDeadline(record) }
-        logger.info("run submitted", metadata: ["run_id": "\(runID)", "graph": "\(graph.name)", "first": "\(first.map(\.node))"])
+        try await ask({ .runSubmitted(run, s.batch, reply: $0) }, unconfirmed: "run \(runID) is submitted", runID: runID)
+        if s.record.status == .paused { armDeadline(s.record) }
+        logger.info("run submitted", metadata: ["run_id": "\(runID)", "graph": "\(graph.name)", "first": "\(s.first.map(\.node))"])
         return runInfo(run)
     }
 
