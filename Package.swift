@@ -222,10 +222,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What a worker or a client presents to a coordinator (token, TLS files): options declared once.
+        .target(
+            name: "CairnOptions",
+            dependencies: ["CairnCore", "CairnTLS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "CairnWorkerMain",
             dependencies: [
-                "CairnWorker", "CairnOps", "CairnCore", "CairnTLS",
+                "CairnWorker", "CairnOps", "CairnCore", "CairnTLS", "CairnOptions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -242,7 +248,7 @@ let package = Package(
         .target(
             name: "CairnCLI",
             dependencies: [
-                "CairnClient", "CairnGraph", "CairnCore", "CairnProtocol", "CairnTLS",
+                "CairnClient", "CairnGraph", "CairnCore", "CairnProtocol", "CairnTLS", "CairnOptions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

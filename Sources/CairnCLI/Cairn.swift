@@ -2,6 +2,7 @@ import ArgumentParser
 import CairnClient
 import CairnCore
 import CairnGraph
+import CairnOptions
 import CairnProtocol
 import CairnTLS
 import Foundation
@@ -44,17 +45,7 @@ struct Connection: ParsableArguments {
     @Option(name: .customLong("coordinator"), help: "The coordinator's HOST:PORT (or CAIRN_COORDINATOR); with standby coordinators, all of them, comma-separated: the one that answers serves.")
     var coordinator: String?
 
-    @Option(name: .customLong("token-file"), help: "A file holding the token (or CAIRN_TOKEN).")
-    var tokenFile: String?
-
-    @Option(name: .customLong("tls-ca"), help: "Connect with TLS, trusting the coordinator's certificate if this CA signed it (or CAIRN_TLS_CA).")
-    var tlsCA: String?
-
-    @Option(name: .customLong("tls-cert"), help: "This client's certificate, for a coordinator that asks for one (mutual TLS; or CAIRN_TLS_CERT).")
-    var tlsCert: String?
-
-    @Option(name: .customLong("tls-key"), help: "The key of --tls-cert (or CAIRN_TLS_KEY).")
-    var tlsKey: String?
+    @OptionGroup var credentials: PeerCredentials
 
     @Flag(help: "Print machine-readable JSON.")
     var json = false
@@ -67,9 +58,8 @@ struct Connection: ParsableArguments {
         }
         (c.host, c.port) = all[0]
         c.others = Array(all.dropFirst())
-        do { c.token = try Tokens.read(file: tokenFile) } catch { throw ValidationError("\(error)") }
-        let tls = TLSFiles(certificate: tlsCert, key: tlsKey, ca: tlsCA).withEnvironment()
-        if !tls.isEmpty { c.tls = tls }
+        do { c.token = try credentials.token() } catch { throw ValidationError("\(error)") }
+        c.tls = credentials.tls
         return c
     }
 

@@ -1,10 +1,11 @@
 import ArgumentParser
 import CairnCore
+import CairnOps
+import CairnOptions
 import CairnTLS
 import CairnWorker
 import Foundation
 import Logging
-import CairnOps
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -33,17 +34,7 @@ public struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "A name shown in `cairn workers` (default: host name and process id).")
     var name: String?
 
-    @Option(name: .customLong("token-file"), help: "A file holding the coordinator's token. CAIRN_TOKEN works too.")
-    var tokenFile: String?
-
-    @Option(name: .customLong("tls-ca"), help: "Connect with TLS, trusting the coordinator's certificate if this CA signed it (or CAIRN_TLS_CA).")
-    var tlsCA: String?
-
-    @Option(name: .customLong("tls-cert"), help: "This worker's certificate, for a coordinator that asks for one (mutual TLS; or CAIRN_TLS_CERT).")
-    var tlsCert: String?
-
-    @Option(name: .customLong("tls-key"), help: "The key of --tls-cert (or CAIRN_TLS_KEY).")
-    var tlsKey: String?
+    @OptionGroup var credentials: PeerCredentials
 
     @Option(name: .customLong("peer-timeout"), help: "Heartbeats unacknowledged this long mean the coordinator is gone (a partition, a host down, no FIN): reconnect, e.g. 10s.")
     var peerTimeout = "10s"
@@ -79,9 +70,8 @@ public struct WorkerCommand: AsyncParsableCommand {
         config.others = Array(addresses.dropFirst())
         config.slots = slots
         config.name = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
-        config.token = try readToken(tokenFile)
-        let tls = TLSFiles(certificate: tlsCert, key: tlsKey, ca: tlsCA).withEnvironment()
-        if !tls.isEmpty { config.tls = tls }
+        do { config.token = try credentials.token() } catch { throw ExitCode(Bootstrap.failure("cairn-worker", "\(error)")) }
+        if let tls = credentials.tls { config.tls = tls }
         if let cacheDir { config.cacheDirectory = cacheDir }
         config.drainGrace = drainGrace
         guard let pt = Durations.seconds(peerTimeout), pt >= 1 else { throw ValidationError("--peer-timeout looks like 10s (at least 1s)") }
@@ -116,6 +106,3 @@ public struct WorkerCommand: AsyncParsableCommand {
     }
 }
 
-func readToken(_ file: String?) throws -> String? {
-    do { return try Tokens.read(file: file) } catch { throw ExitCode(Bootstrap.failure("cairn-worker", "\(error)")) }
-}
