@@ -81,7 +81,6 @@ let package = Package(
             dependencies: [
                 "CairnCore",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -296,7 +295,8 @@ let package = Package(
         ),
         .testTarget(
             name: "CairnCoordinatorTests",
-            dependencies: ["CairnCoordinator", "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore", "CairnWorker"],
+            dependencies: ["CairnCoordinator", "CairnCore", "CairnGraph", "CairnProtocol", "CairnStore", "CairnWorker", "CairnSQLite",
+                           "CairnTestSupport", .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import CairnCore
+import CairnStore
 import Logging
 import NIOCore
 
@@ -23,7 +24,7 @@ import NIOCore
 /// step. `sync` batches never wait: whoever asked for `sync` is waiting for SQLite.
 ///
 /// Confined to one event loop: every method must be called on `loop` (the scheduler's executor).
-public final class StoreWriter {
+final class StoreWriter {
     public typealias Completion = (Result<Void, any Error>) -> Void
 
     public let store: any CheckpointStore
