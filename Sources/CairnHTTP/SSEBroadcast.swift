@@ -15,7 +15,7 @@ import NIOCore
 /// the newest per run per 20 ms (`EventConflation`), every other event going out at once: so
 /// what a dashboard costs does not grow with how fast runs step. Unconflated (`?every=true`),
 /// every event goes out.
-actor EventHub {
+actor SSEBroadcast {
     let door: ClientDoor
     let fanout: Fanout
     let conflated: Bool
@@ -240,10 +240,10 @@ final class EventReader: @unchecked Sendable {
 /// engine subscription, each event encoded once into one log, each reader's write carrying all
 /// since its last; the stream ends after the run's final event. A reader joining later gets the
 /// run's snapshot first. So 200 people watching one run cost the engine one watcher.
-actor RunEventHubs {
+actor RunSSEBroadcasts {
     let door: ClientDoor
     let maxPending: Int
-    private var hubs: [String: RunEventHub] = [:]
+    private var hubs: [String: RunSSEBroadcast] = [:]
 
     init(door: ClientDoor, maxPending: Int) {
         self.door = door
@@ -251,10 +251,10 @@ actor RunEventHubs {
     }
 
     /// A reader of the run's events; throws what the door throws for a run it does not know.
-    func join(_ runID: String) async throws -> (RunEventHub, EventReader) {
+    func join(_ runID: String) async throws -> (RunSSEBroadcast, EventReader) {
         while true {
-            let hub: RunEventHub
-            if let h = hubs[runID] { hub = h } else { hub = RunEventHub(runID: runID, door: door, maxPending: maxPending); hubs[runID] = hub }
+            let hub: RunSSEBroadcast
+            if let h = hubs[runID] { hub = h } else { hub = RunSSEBroadcast(runID: runID, door: door, maxPending: maxPending); hubs[runID] = hub }
             do {
                 if let reader = try await hub.join() { return (hub, reader) }
             } catch {
@@ -266,14 +266,14 @@ actor RunEventHubs {
         }
     }
 
-    func leave(_ hub: RunEventHub, _ reader: EventReader) async {
+    func leave(_ hub: RunSSEBroadcast, _ reader: EventReader) async {
         if await hub.leave(reader), hubs[hub.runID] === hub { hubs[hub.runID] = nil }
     }
 
     var count: Int { hubs.count }
 }
 
-actor RunEventHub {
+actor RunSSEBroadcast {
     let runID: String
     let door: ClientDoor
     let fanout: Fanout
@@ -306,13 +306,13 @@ actor RunEventHub {
                 for await e in stream {
                     // Each reader is handed a snapshot of its own when it joins.
                     if e.kind == "snapshot" && !e.final { continue }
-                    fanout.broadcast(EventHub.encode(e))
+                    fanout.broadcast(SSEBroadcast.encode(e))
                     if e.final { break }
                 }
                 fanout.endAll()
             }
         }
-        let snapshot = await door.snapshots().filter { $0.runID == runID }.flatMap(EventHub.encode)
+        let snapshot = await door.snapshots().filter { $0.runID == runID }.flatMap(SSEBroadcast.encode)
         reader.prepend(snapshot)
         return reader
     }
