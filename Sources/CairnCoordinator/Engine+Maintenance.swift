@@ -8,15 +8,6 @@ import NIOCore
 /// The life of stored data — verify, cleanup and pins, export and import — as one set of rules
 /// every door (CLI, HTTP, the coordinator's own `--retention` schedule) calls.
 extension Engine {
-    var maintained: any MaintainedStore {
-        get throws {
-            guard let m = store as? any MaintainedStore else {
-                throw EngineError(.errorUnavailable, "this coordinator's store cannot verify, export or delete runs")
-            }
-            return m
-        }
-    }
-
     /// Runs the coordinator holds right now: never deleted, exported or overwritten under it.
     var busyRuns: Set<String> { Set(scheduler.runs.keys).union(editingRuns).union(pendingSubmits) }
 
@@ -37,7 +28,7 @@ extension Engine {
     func verify(_ r: Cairn_V1_VerifyRequest) async throws -> Cairn_V1_VerifyReply {
         for id in r.runIds where try await store.run(id) == nil { throw EngineError(.errorNotFound, "no run with id \(id)") }
         await writesCommitted()
-        let report = try await maintained.verify(runIDs: r.runIds.isEmpty ? nil : r.runIds)
+        let report = try await store.verify(runIDs: r.runIds.isEmpty ? nil : r.runIds)
         var reply = Cairn_V1_VerifyReply()
         reply.runs = UInt32(clamping: report.runs); reply.checkpoints = UInt32(clamping: report.checkpoints)
         reply.values = UInt32(clamping: report.values); reply.writes = UInt32(clamping: report.writes)
@@ -75,7 +66,6 @@ extension Engine {
 
     func cleanup(_ policy: RetentionPolicy, dryRun: Bool) async throws -> Cairn_V1_CleanupReply {
         if !dryRun, let why = scheduler.refusal("cleaned up") { throw EngineError(.errorUnavailable, why) }
-        let store = try maintained
         let runs = try await self.store.runs(RunFilter(limit: Int.max)).compactMap(\.record).map(RetentionPolicy.Run.init)
         let decision = policy.decide(runs, active: busyRuns, now: now)
         var reply = Cairn_V1_CleanupReply()
@@ -116,7 +106,7 @@ extension Engine {
     }
 
     func pin(_ r: Cairn_V1_PinRequest) async throws -> Cairn_V1_RunInfo {
-        guard try await maintained.setPinned(r.runID, r.pinned) else { throw EngineError(.errorNotFound, "no run with id \(r.runID)") }
+        guard try await store.setPinned(r.runID, r.pinned) else { throw EngineError(.errorNotFound, "no run with id \(r.runID)") }
         return try await runInfo(r.runID)
     }
 
@@ -128,7 +118,7 @@ extension Engine {
         }
         if editingRuns.contains(r.runID) { throw EngineError(.errorConflict, "run \(r.runID) is being changed right now; try again") }
         await writesCommitted()
-        guard let batch = try await maintained.exportRun(r.runID), let run = batch.runs.first else {
+        guard let batch = try await store.exportRun(r.runID), let run = batch.runs.first else {
             throw EngineError(.errorNotFound, "no run with id \(r.runID)")
         }
         guard !run.status.isActive else {
@@ -169,7 +159,7 @@ extension Engine {
             throw EngineError(.errorInvalidArgument, "run \(run.runID) was forked from run \(parent), which is not in this store: export and import them together")
         }
         await writesCommitted()
-        if let existing = try await maintained.exportRun(run.runID) {
+        if let existing = try await store.exportRun(run.runID) {
             guard RunExport.fingerprint(existing) == RunExport.fingerprint(batch) else {
                 throw EngineError(.errorConflict, "run \(run.runID) already exists here with other content (status \(existing.runs[0].status.rawValue)); nothing was imported")
             }

@@ -79,7 +79,7 @@ struct EngineError: Error, CustomStringConvertible {
 actor Engine {
     nonisolated let loop: any EventLoop
     nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
-    let store: any CheckpointStore
+    let store: any CheckpointStore & MaintainedStore
     let writer: StoreWriter
     let logger: Logger
     let epoch: UInt64
@@ -119,7 +119,7 @@ actor Engine {
     let metrics: CoordinatorMetrics
     var reported = Scheduler.Counters()
 
-    init(store: any CheckpointStore, hotTier: (any HotTierStatus)?, loop: any EventLoop, config: CoordinatorConfig, logger: Logger) {
+    init(store: any CheckpointStore & MaintainedStore, hotTier: (any HotTierStatus)?, loop: any EventLoop, config: CoordinatorConfig, logger: Logger) {
         self.loop = loop
         self.store = store
         self.hotTier = hotTier

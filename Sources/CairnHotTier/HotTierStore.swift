@@ -40,7 +40,7 @@ public struct HotTierConfig: Sendable {
 /// accepts again, so no entry can expire before it is flushed.
 public actor HotTierStore: CheckpointStore, HotTierStatus {
     /// The authoritative store behind the hot tier: SQLite or PostgreSQL (a decorator in tests).
-    public nonisolated let durable: any CheckpointStore
+    public nonisolated let durable: any CheckpointStore & MaintainedStore
     /// What the log calls it ("SQLite", "PostgreSQL").
     public nonisolated let durableName: String
     public nonisolated let redis: RedisClient
@@ -80,7 +80,7 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
     public private(set) var flushes: UInt64 = 0
     public private(set) var redisFailures: UInt64 = 0
 
-    public init(durable: any CheckpointStore, named durableName: String = "SQLite", redis: RedisClient, config: HotTierConfig, logger: Logger) {
+    public init(durable: any CheckpointStore & MaintainedStore, named durableName: String = "SQLite", redis: RedisClient, config: HotTierConfig, logger: Logger) {
         self.durable = durable
         self.durableName = durableName
         self.redis = redis
@@ -449,15 +449,9 @@ public actor HotTierStore: CheckpointStore, HotTierStatus {
 /// Maintenance reads and deletes reach the durable store once what waits in Redis has been flushed, so they
 /// see (and delete) every run whole.
 extension HotTierStore: MaintainedStore {
-    private nonisolated var maintained: any MaintainedStore {
-        get throws {
-            guard let m = durable as? any MaintainedStore else { throw MaintenanceUnsupported("verify, export or delete runs") }
-            return m
-        }
-    }
-    public func verify(runIDs: [String]?) async throws -> VerifyReport { await flushForRead(); return try await maintained.verify(runIDs: runIDs) }
-    public func exportRun(_ runID: String) async throws -> StoreBatch? { await flushForRead(); return try await maintained.exportRun(runID) }
+    public func verify(runIDs: [String]?) async throws -> VerifyReport { await flushForRead(); return try await durable.verify(runIDs: runIDs) }
+    public func exportRun(_ runID: String) async throws -> StoreBatch? { await flushForRead(); return try await durable.exportRun(runID) }
     /// A batch still in Redis could write rows of a deleted run back: deleting needs a flush that succeeds.
-    public func deleteRuns(_ runIDs: [String]) async throws -> DeletionReport { try await flush(); return try await maintained.deleteRuns(runIDs) }
-    public func setPinned(_ runID: String, _ pinned: Bool) async throws -> Bool { try await flush(); return try await maintained.setPinned(runID, pinned) }
+    public func deleteRuns(_ runIDs: [String]) async throws -> DeletionReport { try await flush(); return try await durable.deleteRuns(runIDs) }
+    public func setPinned(_ runID: String, _ pinned: Bool) async throws -> Bool { try await flush(); return try await durable.setPinned(runID, pinned) }
 }

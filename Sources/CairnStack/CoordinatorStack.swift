@@ -31,7 +31,7 @@ public enum CoordinatorStack {
     /// The authoritative store — SQLite (opened and migrated now) or PostgreSQL (migrated when the
     /// coordinator opens its stores) — with the hot tier in front of it when Redis is configured.
     public static func stores(_ storage: StorageConfig, logger: Logger) throws -> StoreStack {
-        let durable: any CheckpointStore
+        let durable: any CheckpointStore & MaintainedStore
         let lifecycle: any StoreLifecycle
         let name: String
         let keySpace: String

@@ -187,7 +187,7 @@ public protocol StoreLifecycle: Sendable {
 /// knows them only by these protocols.
 public struct StoreStack: Sendable {
     /// Where every read and write goes (the hot tier when there is one, which flushes before reads).
-    public var store: any CheckpointStore
+    public var store: any CheckpointStore & MaintainedStore
     /// The hot tier's report, when there is one.
     public var hotTier: (any HotTierStatus)?
     public var lifecycle: any StoreLifecycle
@@ -196,7 +196,7 @@ public struct StoreStack: Sendable {
     /// A store several coordinators share (PostgreSQL): one leads, the others stand by.
     public var election: (any LeaderElection)?
 
-    public init(store: any CheckpointStore, hotTier: (any HotTierStatus)?, lifecycle: any StoreLifecycle, description: String,
+    public init(store: any CheckpointStore & MaintainedStore, hotTier: (any HotTierStatus)?, lifecycle: any StoreLifecycle, description: String,
                 election: (any LeaderElection)? = nil) {
         self.store = store; self.hotTier = hotTier; self.lifecycle = lifecycle; self.description = description
         self.election = election

@@ -135,3 +135,83 @@ public actor InMemoryStore: CheckpointStore {
         }
     }
 }
+
+/// The life of data in memory, as the durable stores do it (so an engine on this store can
+/// verify, export, delete and pin).
+extension InMemoryStore: MaintainedStore {
+    private func owned(by runID: String, _ k: String) -> Bool { k.hasPrefix(runID + "\u{1F}") }
+    private func parts(_ k: String) -> [String] { k.split(separator: "\u{1F}", omittingEmptySubsequences: false).map(String.init) }
+
+    public func verify(runIDs: [String]?) async throws -> VerifyReport {
+        var report = VerifyReport()
+        for id in runIDs ?? runsByID.keys.sorted() where runsByID[id] != nil {
+            report.runs += 1
+            report.checkpoints += checkpointsByRun.filter { owned(by: id, $0.key) }.values.reduce(0) { $0 + $1.count }
+            for (k, blob) in values where owned(by: id, k) {
+                report.values += 1
+                let p = parts(k)
+                do { _ = try blob.decode(context: "run \(id)") } catch {
+                    report.damage.append(Damage(runID: id, channel: p[2], version: p[3], problem: "\(error)"))
+                }
+            }
+            for (k, ws) in writes where owned(by: id, k) {
+                for (w, blob) in ws.values {
+                    report.writes += 1
+                    do { _ = try blob.decode(context: "run \(id)") } catch {
+                        report.damage.append(Damage(runID: id, checkpointID: w.checkpointID, problem: "pending write of task \(w.taskID): \(error)"))
+                    }
+                }
+            }
+            report.attempts += executions.filter { $0.runID == id }.count
+        }
+        return report
+    }
+
+    public func exportRun(_ runID: String) async throws -> StoreBatch? {
+        guard let run = runsByID[runID] else { return nil }
+        var b = StoreBatch()
+        b.runs = [run]
+        if let g = graphs[run.graphHash] {
+            b.graphs = [g]
+            if let h = g.bundleHash, let data = bundles[h] { b.bundles = [BundleRecord(hash: h, data: data)] }
+        }
+        b.checkpoints = checkpointsByRun.filter { owned(by: runID, $0.key) }.values.flatMap(\.values).sorted { $0.createdAt < $1.createdAt }
+        for (k, blob) in values.sorted(by: { $0.key < $1.key }) where owned(by: runID, k) {
+            let p = parts(k)
+            b.channelValues.append(ChannelValueRecord(runID: runID, namespace: p[1], channel: p[2], version: p[3], baseVersion: valueBases[k],
+                                                      value: try blob.decode(context: "run \(runID) channel '\(p[2])' version \(p[3])")))
+        }
+        for (k, ws) in writes where owned(by: runID, k) {
+            for (w, blob) in ws.values.sorted(by: { ($0.0.taskID, $0.0.idx) < ($1.0.taskID, $1.0.idx) }) {
+                var r = w
+                r.value = try blob.decode(context: "run \(runID) checkpoint \(w.checkpointID) task \(w.taskID) write")
+                b.pendingWrites.append(r)
+            }
+        }
+        b.taskExecutions = executions.filter { $0.runID == runID }
+        return b
+    }
+
+    public func deleteRuns(_ runIDs: [String]) async throws -> DeletionReport {
+        var report = DeletionReport()
+        for id in runIDs where runsByID.removeValue(forKey: id) != nil {
+            report.runs.append(id)
+            for k in checkpointsByRun.keys where owned(by: id, k) { report.checkpoints += checkpointsByRun.removeValue(forKey: k)?.count ?? 0 }
+            for k in values.keys where owned(by: id, k) { values[k] = nil; valueBases[k] = nil; report.values += 1 }
+            for k in writes.keys where owned(by: id, k) { writes[k] = nil }
+            report.attempts += executions.filter { $0.runID == id }.count
+            executions.removeAll { $0.runID == id }
+        }
+        let usedGraphs = Set(runsByID.values.map(\.graphHash))
+        for (hash, _) in graphs where !usedGraphs.contains(hash) { graphs[hash] = nil; report.graphs += 1 }
+        let usedBundles = Set(graphs.values.compactMap(\.bundleHash))
+        for hash in bundles.keys where !usedBundles.contains(hash) { bundles[hash] = nil; report.bundles += 1 }
+        return report
+    }
+
+    public func setPinned(_ runID: String, _ pinned: Bool) async throws -> Bool {
+        guard runsByID[runID] != nil else { return false }
+        runsByID[runID]!.pinned = pinned
+        return true
+    }
+}

@@ -19,12 +19,6 @@ public protocol MaintainedStore: Sendable {
     func setPinned(_ runID: String, _ pinned: Bool) async throws -> Bool
 }
 
-public struct MaintenanceUnsupported: Error, CustomStringConvertible {
-    public var what: String
-    public init(_ what: String) { self.what = what }
-    public var description: String { "this store cannot \(what)" }
-}
-
 /// One thing `verify` found wrong, named as precisely as the store can: the run, and where it
 /// applies the checkpoint, channel and version (or the table and key of an orphaned row).
 public struct Damage: Sendable, Equatable, CustomStringConvertible {

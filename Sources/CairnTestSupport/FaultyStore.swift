@@ -5,12 +5,12 @@ import Foundation
 /// A `CheckpointStore` decorator whose writes fail while `failing` is set, as a full disk or a
 /// read-only file would make SQLite fail. Reads pass through.
 public final class FaultyStore: CheckpointStore, @unchecked Sendable {
-    public let inner: any CheckpointStore
+    public let inner: any CheckpointStore & MaintainedStore
     private let lock = NSLock()
     private var _failing = false
     private var _failedCommits = 0
 
-    public init(_ inner: any CheckpointStore) { self.inner = inner }
+    public init(_ inner: any CheckpointStore & MaintainedStore) { self.inner = inner }
 
     public var failing: Bool {
         get { lock.withLock { _failing } }
@@ -64,14 +64,8 @@ public final class FaultyStore: CheckpointStore, @unchecked Sendable {
 }
 
 extension FaultyStore: MaintainedStore {
-    private var maintained: any MaintainedStore {
-        get throws {
-            guard let m = inner as? any MaintainedStore else { throw MaintenanceUnsupported("verify, export or delete runs") }
-            return m
-        }
-    }
-    public func verify(runIDs: [String]?) async throws -> VerifyReport { try await maintained.verify(runIDs: runIDs) }
-    public func exportRun(_ runID: String) async throws -> StoreBatch? { try await maintained.exportRun(runID) }
-    public func deleteRuns(_ runIDs: [String]) async throws -> DeletionReport { try await maintained.deleteRuns(runIDs) }
-    public func setPinned(_ runID: String, _ pinned: Bool) async throws -> Bool { try await maintained.setPinned(runID, pinned) }
+    public func verify(runIDs: [String]?) async throws -> VerifyReport { try await inner.verify(runIDs: runIDs) }
+    public func exportRun(_ runID: String) async throws -> StoreBatch? { try await inner.exportRun(runID) }
+    public func deleteRuns(_ runIDs: [String]) async throws -> DeletionReport { try await inner.deleteRuns(runIDs) }
+    public func setPinned(_ runID: String, _ pinned: Bool) async throws -> Bool { try await inner.setPinned(runID, pinned) }
 }
