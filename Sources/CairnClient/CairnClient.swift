@@ -239,8 +239,7 @@ public final class CairnClient {
             }
             switch first {
             case .welcome: welcomed = true
-            case .error(let e) where e.code == .errorStandby: throw ClientError.standby(address: "\(peer.host):\(peer.port)", leader: e.leader)
-            case .error(let e): throw ClientError.rejected(code: e.code, message: e.message)
+            case .error(let e): throw refusal(e)
             case let other: throw ClientError.protocolError("expected Welcome, got \(other.type)")
             }
         }
@@ -286,6 +285,13 @@ public final class CairnClient {
         return try await response(for: id)
     }
 
+    /// The coordinator's answer to the Hello when it is not a welcome: a standby naming the
+    /// active coordinator (asked next), or a refusal (wrong token, other version). The same
+    /// whether it is read as the first response or after a request met the closed connection.
+    func refusal(_ e: Cairn_V1_Error) -> ClientError {
+        e.code == .errorStandby ? .standby(address: "\(peer.host):\(peer.port)", leader: e.leader) : .rejected(code: e.code, message: e.message)
+    }
+
     func send(_ body: Cairn_V1_ClientRequest.OneOf_Body) async throws -> UInt64 {
         var req = Cairn_V1_ClientRequest()
         req.id = nextID
@@ -297,9 +303,7 @@ public final class CairnClient {
             // A coordinator that refuses the Hello (wrong token, other version) answers and
             // closes; a request already behind the Hello then meets a closed channel. The
             // refusal is what the user needs to see, and it is waiting in the inbound stream.
-            if welcomePending, case .error(let e)? = try? await receiveFrame() {
-                throw ClientError.rejected(code: e.code, message: e.message)
-            }
+            if welcomePending, case .error(let e)? = try? await receiveFrame() { throw refusal(e) }
             throw ClientError.closed
         }
         return req.id
