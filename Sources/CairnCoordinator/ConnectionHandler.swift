@@ -13,8 +13,6 @@ import NIOCore
 /// touches other connections.
 struct ConnectionHandler: Sendable {
     let engine: Engine
-    /// For a worker's bundle requests.
-    let store: any CheckpointStore
     let config: CoordinatorConfig
     let logger: Logger
     let door: ClientDoor
@@ -22,7 +20,6 @@ struct ConnectionHandler: Sendable {
 
     init(engine: Engine, store: any CheckpointStore, config: CoordinatorConfig, logger: Logger) {
         self.engine = engine
-        self.store = store
         self.config = config
         self.logger = logger
         self.door = ClientDoor(engine: engine, store: store, config: config)
@@ -151,7 +148,7 @@ struct ConnectionHandler: Sendable {
                     var reply = Cairn_V1_BundleData()
                     reply.hash = req.hash
                     do {
-                        if let data = try await store.bundle(req.hash) {
+                        if let data = try await door.store.bundle(req.hash) {
                             reply.data = Data(data)
                             reply.found = true
                         }

@@ -184,7 +184,7 @@ enum RunExport {
     static func check(_ b: StoreBatch) throws -> RunRecord {
         func bad(_ why: String) -> EngineError { EngineError(.errorInvalidArgument, "the export file's run part is not importable: \(why)") }
         guard b.runs.count == 1, let run = b.runs.first else { throw bad("it holds \(b.runs.count) runs, not one") }
-        guard Engine.validRunID(run.runID) else { throw bad("'\(run.runID)' is not a run id") }
+        guard Submission.validRunID(run.runID) else { throw bad("'\(run.runID)' is not a run id") }
         guard !run.status.isActive else { throw bad("run \(run.runID) is \(run.status.rawValue); only finished and paused runs are exported") }
         guard b.graphs.count == 1, let g = b.graphs.first, g.hash == run.graphHash else { throw bad("it does not hold the run's graph") }
         guard Hashing.sha256Hex(Array(g.source.utf8) + [0] + Array((g.bundleHash ?? "").utf8)) == g.hash else {

@@ -8,8 +8,6 @@ import Logging
 import NIOCore
 
 extension Engine {
-    static func validRunID(_ id: String) -> Bool { Submission.validRunID(id) }
-
     /// Carries out a submit: the graph parsed (once per source), the id checked against what is
     /// active and stored, then what `Submission` decides written, and the run started.
     func submit(_ req: Cairn_V1_SubmitRequest) async throws -> Cairn_V1_RunInfo {

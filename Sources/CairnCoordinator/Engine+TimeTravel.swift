@@ -76,7 +76,7 @@ extension Engine {
         }
         let generated = req.newRunID.isEmpty && !req.inPlace
         let target = req.inPlace ? parentID : (generated ? "r-" + Identifiers.random(12) : req.newRunID)
-        guard Self.validRunID(target) else {
+        guard Submission.validRunID(target) else {
             throw EngineError(.errorInvalidArgument, "run id '\(target)' must be 1-128 letters, digits, '-', '_', '.' or ':'")
         }
         let what = req.inPlace ? "rewound" : "forked"

@@ -29,15 +29,17 @@ final class EventHub {
     func watches(_ runID: String) -> Bool { perRun[runID] != nil || finalOnly[runID] != nil }
     var watchesEveryRun: Bool { !everyRun.isEmpty || !heldBack.isEmpty }
 
-    /// A watcher of one run; `snapshot` is its first event (a watcher of the final event alone gets none).
-    func subscribe(_ runID: String, finalOnly wantsFinalOnly: Bool, snapshot: Cairn_V1_RunEvent) -> (UUID, AsyncStream<Cairn_V1_RunEvent>) {
+    /// A watcher of one run; `snapshot` is its first event (a watcher of the final event alone
+    /// gets none, and it is not built for one).
+    func subscribe(_ runID: String, finalOnly wantsFinalOnly: Bool,
+                   snapshot: @autoclosure () -> Cairn_V1_RunEvent) -> (UUID, AsyncStream<Cairn_V1_RunEvent>) {
         let id = UUID()
         let (stream, continuation) = AsyncStream<Cairn_V1_RunEvent>.makeStream(bufferingPolicy: .bufferingOldest(Self.buffer))
         if wantsFinalOnly {
             finalOnly[runID, default: [:]][id] = continuation
         } else {
             perRun[runID, default: [:]][id] = continuation
-            continuation.yield(snapshot)
+            continuation.yield(snapshot())
         }
         return (id, stream)
     }

@@ -93,8 +93,7 @@ extension TaskReport {
     init(wire r: Cairn_V1_TaskResult) {
         taskID = r.taskID
         lease = r.lease
-        failure = r.error.isEmpty && r.errorKind != "state_cache" ? nil
-            : Failure(message: r.error, kind: r.errorKind, nonRetryable: r.nonRetryable)
+        failure = r.error.isEmpty ? nil : Failure(message: r.error, kind: r.errorKind, nonRetryable: r.nonRetryable)
         var figures = TaskRecords()
         figures.cost = r.cost
         figures.apiCalls = Int(r.apiCalls)
