@@ -117,7 +117,7 @@ public final class TestCluster: @unchecked Sendable {
         p.environment = user?.environment(env, home: directory) ?? env
         let out = Pipe()
         p.standardOutput = out
-        p.standardError = FileHandle(forWritingAtPath: logFile(directory, "coordinator.log"))
+        p.standardError = logFile(directory, "coordinator.log")
         try p.run()
         let line = try await readLine(out.fileHandleForReading, timeout: 20)
         guard let range = line.range(of: "listening on "), let bound = Int(line[range.upperBound...].split(separator: ":").last ?? "") else {
@@ -137,8 +137,8 @@ public final class TestCluster: @unchecked Sendable {
         env["CAIRN_TOKEN"] = token
         if token == nil { env.removeValue(forKey: "CAIRN_TOKEN") }
         p.environment = user?.environment(env, home: directory) ?? env
-        p.standardOutput = FileHandle(forWritingAtPath: Self.logFile(directory, "coordinator-\(index).out"))
-        p.standardError = FileHandle(forWritingAtPath: Self.logFile(directory, "coordinator-\(index).log"))
+        p.standardOutput = Self.logFile(directory, "coordinator-\(index).out")
+        p.standardError = Self.logFile(directory, "coordinator-\(index).log")
         try p.run()
         lock.withLock {
             standbyPorts.append(port)
@@ -146,13 +146,14 @@ public final class TestCluster: @unchecked Sendable {
         }
     }
 
-    static func logFile(_ dir: String, _ name: String) -> String {
+    /// A handle that appends to the log file `name` in `dir` (created if new): a restarted
+    /// process's log follows its predecessor's instead of overwriting it.
+    static func logFile(_ dir: String, _ name: String) -> FileHandle? {
         let path = dir + "/" + name
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         let h = FileHandle(forWritingAtPath: path)
         h?.seekToEndOfFile()
-        try? h?.close()
-        return path
+        return h
     }
 
     /// The first line `handle` gives (without its newline), or an error naming `what` was awaited.
@@ -192,7 +193,7 @@ public final class TestCluster: @unchecked Sendable {
         if env["CAIRN_TOKEN"] == nil { env.removeValue(forKey: "CAIRN_TOKEN") }
         p.environment = user?.environment(env, home: directory) ?? env
         p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle(forWritingAtPath: Self.logFile(directory, "worker-\(name).log"))
+        p.standardError = Self.logFile(directory, "worker-\(name).log")
         try? p.run()
         lock.withLock { workers.append(p); workersByName[name] = p }
         return p
@@ -212,7 +213,7 @@ public final class TestCluster: @unchecked Sendable {
             }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
-        throw ClusterError("fewer than \(count) workers connected after \(timeout)s")
+        throw ClusterError("fewer than \(count) workers connected after \(timeout)s\n" + logTails())
     }
 
     public struct CommandResult: Sendable {
@@ -352,6 +353,16 @@ public final class TestCluster: @unchecked Sendable {
     /// Text of a log file in the cluster's folder.
     public func log(_ name: String) -> String {
         (try? String(contentsOfFile: directory + "/" + name, encoding: .utf8)) ?? ""
+    }
+
+    /// The last `lines` lines of each log in the cluster's folder, headed by its name: what a
+    /// failed wait reports, so that a failure seen once in CI says what the processes said.
+    public func logTails(lines: Int = 15) -> String {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".log") }.sorted()
+        return names.map { name in
+            let tail = log(name).split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+            return "--- \(name) (last \(lines) lines)\n\(tail)"
+        }.joined(separator: "\n")
     }
 
     /// Kills every process; keeps the folder (logs, SQLite) unless `removeFiles`.

@@ -208,8 +208,9 @@ public final class Worker: Service, Sendable {
             try await outbound.send(.hello(hello), codec: codec)
             let answer: Frame?
             do { answer = try await frames.next() } catch {
-                // With standbys, one that closes mid-handshake is taking or giving up the lead.
-                if CairnTLS.closedDuringHandshake(error) && !config.others.isEmpty { throw ConnectionLost() }
+                // One that closes mid-handshake is starting, stopping, or taking or giving up the
+                // lead: asked again (the next one first, with standbys), never a reason to stop.
+                if CairnTLS.closedDuringHandshake(error) { throw ClosedBeforeAnswering() }
                 // Certificates and TLS on one side only do not mend by retrying: say so and stop.
                 if CairnTLS.isTLSError(error) {
                     throw WorkerFatalError(message: CairnTLS.describeClientFailure(error, files: config.tls ?? TLSFiles(), host: target.host))
@@ -219,12 +220,11 @@ public final class Worker: Service, Sendable {
                 }
                 throw error
             }
-            guard let first = answer else {
-                // With standbys, a coordinator that closes before answering is one taking or
-                // giving up the lead (or frozen, cut by AnswerDeadline): the next is asked.
-                if !config.others.isEmpty { throw ConnectionLost() }
-                throw WorkerFatalError(message: "the coordinator closed the connection during the handshake")
-            }
+            // A coordinator that closes before answering is starting, stopping, taking or giving
+            // up the lead (a standby's door closes as it takes over), or frozen and cut by
+            // AnswerDeadline: asked again, as an unreachable one is (found by a test that killed
+            // a lone coordinator on PostgreSQL: the worker used to stop here for good).
+            guard let first = answer else { throw ClosedBeforeAnswering() }
             let welcome: Cairn_V1_Welcome
             switch try codec.decode(first) {
             case .welcome(let w): welcome = w
@@ -338,6 +338,10 @@ public final class Worker: Service, Sendable {
     }
 
     struct ConnectionLost: Error {}
+
+    struct ClosedBeforeAnswering: Error, CustomStringConvertible {
+        var description: String { "the coordinator closed the connection before answering the handshake (starting, stopping or changing role)" }
+    }
 
     /// Answers assignments of immediate handlers (echo, fail, flaky, map, and any Swift
     /// `ImmediateNodeHandler` without a bundle) where they are read, on the event loop; the

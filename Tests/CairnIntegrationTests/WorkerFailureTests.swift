@@ -181,4 +181,37 @@ import Testing
         // 6,000 more tasks after the first 3,000: it grew about 30 MB before.
         #expect(sizes[2] - sizes[0] < 8 << 20, "the worker's resident memory went \(sizes.map { $0 >> 20 }) MiB")
     }
+
+    /// A coordinator that takes the connection and closes it before answering is starting,
+    /// stopping or changing role (a standby's door closes as it takes the lead). A worker given
+    /// that one coordinator keeps asking; it used to stop for good, which a lone coordinator
+    /// killed and restarted on PostgreSQL showed now and then in CI.
+    @Test func aWorkerKeepsAskingACoordinatorThatClosesBeforeAnswering() async throws {
+        let cluster = try await TestCluster.start(workers: 0)
+        defer { cluster.stop() }
+        kill(cluster.coordinator.processIdentifier, SIGKILL)
+        cluster.coordinator.waitUntilExit()
+        // On the coordinator's port: a listener that reads each Hello and hangs up without a word.
+        let closer = Process()
+        closer.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        closer.arguments = ["python3", "-c", """
+            import socket, time
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", \(cluster.port))); s.listen(16); s.settimeout(0.2)
+            end = time.time() + 3
+            while time.time() < end:
+                try:
+                    c, _ = s.accept(); c.settimeout(1); c.recv(4096); c.close()
+                except OSError:
+                    pass
+            """]
+        try closer.run()
+        defer { if closer.isRunning { closer.terminate() } }
+        let worker = cluster.startWorker(name: "patient")
+        closer.waitUntilExit()
+        #expect(worker.isRunning, "the worker stopped: \(cluster.log("worker-patient.log"))")
+        #expect(cluster.log("worker-patient.log").contains("closed the connection before answering"), "\(cluster.log("worker-patient.log"))")
+        try await cluster.restartCoordinator()
+        try await cluster.waitForWorkers(1, timeout: 30)
+    }
 }
