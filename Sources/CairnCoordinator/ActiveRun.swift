@@ -74,12 +74,8 @@ final class ActiveRun {
     /// Task ids waiting for a worker, in planned order.
     var ready: [String] = []
     var readyHead = 0
-    /// Deltas written per append channel since its last full snapshot.
-    var appendDepth: [String: Int] = [:]
-    /// Items in each append channel's last full snapshot (or the value a fork's deltas rest on).
-    var appendSnapshotItems: [String: Int] = [:]
-    /// Items appended by the deltas since.
-    var appendSinceItems: [String: Int] = [:]
+    /// How its append channels' values are stored next: a delta or a full value (`AppendChains`).
+    var chains = AppendChains()
     var configBytes: [String: [UInt8]] = [:]
     var tasksDoneTotal = 0
     /// The run as last made durable: what queries report (the scheduler may be a step ahead).

@@ -4,15 +4,15 @@ import CairnStore
 import Foundation
 
 /// The client requests that are queries of the store (a list, a history, the state at a
-/// checkpoint), answered here for every door; the rest go to the engine.
+/// checkpoint), answered here for every door; the rest go to the run commands.
 extension ClientDoor {
     /// One request's answer (every request but `watch`, which streams), its grants checked
     /// by the caller: what every door calls.
     func reply(_ body: Cairn_V1_ClientRequest.OneOf_Body) async throws -> Cairn_V1_ClientResponse.OneOf_Body {
         switch body {
-        case .submit(let s): return .run(try await engine.submit(s))
-        case .status(let q): return .run(try await engine.runInfo(q.runID))
-        case .cancel(let q): return .run(try await engine.cancel(q.runID))
+        case .submit(let s): return .run(try await commands.runs.submit(s))
+        case .status(let q): return .run(try await commands.reads.runInfo(q.runID))
+        case .cancel(let q): return .run(try await commands.runs.cancel(q.runID))
         case .list(let l):
             var filter = RunFilter(limit: l.limit == 0 ? 50 : Int(min(l.limit, 10_000)))
             if !l.status.isEmpty {
@@ -34,11 +34,11 @@ extension ClientDoor {
             for listing in listings {
                 switch listing {
                 case .run(let r):
-                    do { list.runs.append(try await engine.runInfo(record: r)) } catch where StoreFailure.isDamage(error) {
-                        list.runs.append(Engine.damagedInfo(runID: r.runID, error))
+                    do { list.runs.append(try await commands.reads.runInfo(record: r)) } catch where StoreFailure.isDamage(error) {
+                        list.runs.append(RunReads.damagedInfo(runID: r.runID, error))
                     }
                 case .damaged(let runID, let error):
-                    list.runs.append(Engine.damagedInfo(runID: runID, error))
+                    list.runs.append(RunReads.damagedInfo(runID: runID, error))
                 }
             }
             // A full page may have a next one. A damaged row has no creation time to go on
@@ -49,19 +49,19 @@ extension ClientDoor {
             return .runs(list)
         case .history(let q): return .history(try await history(q.runID))
         case .state(let q): return .state(try await stateAt(q.runID, q.checkpointID))
-        case .workers: return .workers(await engine.workerList())
-        case .stats: return .stats(await engine.stats())
+        case .workers: return .workers(await workerList())
+        case .stats: return .stats(await stats())
         case .watch: throw EngineError(.errorInvalidArgument, "watch streams its answer: ask for its events")
-        case .resume(let r): return .run(try await engine.resume(r))
-        case .update(let u): return .run(try await engine.update(u))
-        case .fork(let f): return .run(try await engine.fork(f))
-        case .records(let q): return .records(try await engine.records(q))
-        case .verify(let v): return .verify(try await engine.verify(v))
-        case .cleanup(let c): return .cleanup(try await engine.cleanup(c))
-        case .pin(let p): return .run(try await engine.pin(p))
-        case .exportRun(let e): return .exportRun(try await engine.exportRun(e))
-        case .importRun(let i): return .importRun(try await engine.importRun(i))
-        case .debug(let d): return .debug(try await engine.debug(d))
+        case .resume(let r): return .run(try await commands.timeTravel.resume(r))
+        case .update(let u): return .run(try await commands.timeTravel.update(u))
+        case .fork(let f): return .run(try await commands.timeTravel.fork(f))
+        case .records(let q): return .records(try await commands.reads.records(q))
+        case .verify(let v): return .verify(try await commands.dataLife.verify(v))
+        case .cleanup(let c): return .cleanup(try await commands.dataLife.cleanup(c))
+        case .pin(let p): return .run(try await commands.dataLife.pin(p))
+        case .exportRun(let e): return .exportRun(try await commands.dataLife.exportRun(e))
+        case .importRun(let i): return .importRun(try await commands.dataLife.importRun(i))
+        case .debug(let d): return .debug(try await commands.debug.debug(d))
         }
     }
 
@@ -156,7 +156,7 @@ extension ClientDoor {
         guard let cp = try await store.checkpoint(runID: runID, namespace: "", checkpointID: checkpointID.isEmpty ? nil : checkpointID) else {
             throw EngineError(.errorNotFound, "run \(runID) has no checkpoint \(checkpointID)")
         }
-        var state = try await engine.initialState(runID: runID)
+        var state = try await commands.reads.initialState(runID: runID)
         for (k, v) in try await store.state(at: cp) { state[k] = v }
         var s = Cairn_V1_StateReply()
         s.runID = runID

@@ -8,9 +8,10 @@ import Foundation
 /// client conversation and the HTTP API both call it, so a rule (a resume, a cleanup, what a
 /// damaged row answers) is written once.
 public struct ClientDoor: Sendable {
-    let engine: Engine
-    let store: any CheckpointStore
-    let config: CoordinatorConfig
+    let commands: Commands
+    var engine: Engine { commands.context.engine }
+    var store: any CheckpointStore { commands.context.store }
+    var config: CoordinatorConfig { commands.context.config }
 
     /// Answers one request: every kind but `watch`, whose answer is a stream (`events`). A
     /// request its token's grants do not cover is refused (`Access`).
@@ -32,7 +33,7 @@ public struct ClientDoor: Sendable {
     /// Ending the stream early (a client gone) lets go of the subscription.
     public func events(_ runID: String, finalOnly: Bool = false) async throws -> AsyncStream<Cairn_V1_RunEvent> {
         guard let (subID, stream) = await engine.subscribe(runID, finalOnly: finalOnly) else {
-            let info = try await engine.runInfo(runID)
+            let info = try await commands.reads.runInfo(runID)
             var e = Cairn_V1_RunEvent()
             e.runID = runID
             e.kind = info.status == "paused" ? "paused" : "finished"
@@ -89,7 +90,7 @@ public struct ClientDoor: Sendable {
     /// The graph a run runs.
     public func graph(_ runID: String, as grants: Grants) async throws -> Graph {
         try Access.checkRead(grants, doing: "read a run's graph")
-        return try await engine.runGraph(runID)
+        return try await commands.reads.runGraph(runID)
     }
 
     /// What an error means to whoever asked: a code and a message (damaged stored data named).
@@ -100,9 +101,24 @@ public struct ClientDoor: Sendable {
     }
 }
 
+/// The run commands and reads, made once per coordinator: what the doors call.
+struct Commands: Sendable {
+    let context: CommandContext
+    let runs: RunCommands
+    let timeTravel: TimeTravel
+    let dataLife: DataLife
+    var reads: RunReads { RunReads(context: context) }
+    var debug: RunDebug { RunDebug(context: context) }
+
+    init(context: CommandContext) {
+        self.context = context
+        runs = RunCommands(context: context)
+        timeTravel = TimeTravel(context: context)
+        dataLife = DataLife(context: context)
+    }
+}
+
 extension Coordinator {
     /// The door the HTTP API (and any other front) calls.
-    public var door: ClientDoor {
-        ClientDoor(engine: engine, store: stores.store, config: config)
-    }
+    public var door: ClientDoor { ClientDoor(commands: commands) }
 }

@@ -18,11 +18,11 @@ struct ConnectionHandler: Sendable {
     let door: ClientDoor
     let codec = WireCodec()
 
-    init(engine: Engine, store: any CheckpointStore, config: CoordinatorConfig, logger: Logger) {
-        self.engine = engine
-        self.config = config
+    init(door: ClientDoor, logger: Logger) {
+        self.engine = door.engine
+        self.config = door.config
         self.logger = logger
-        self.door = ClientDoor(engine: engine, store: store, config: config)
+        self.door = door
     }
 
     func handle(_ connection: FramedChannel.AsyncChannel) async {

@@ -19,6 +19,8 @@ public final class Coordinator: Service, Sendable {
     let logger: Logger
     let stores: StoreStack
     let engine: Engine
+    /// Submit, time travel, the life of stored data: what the doors call (`ClientDoor`).
+    let commands: Commands
     let group: MultiThreadedEventLoopGroup
     let serverBox = ServerBox()
 
@@ -39,7 +41,11 @@ public final class Coordinator: Service, Sendable {
         // One event loop serves every connection and is the scheduler's executor: a worker's
         // result is handled on the thread that read it, and assignments are written from there.
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.engine = Engine(store: stores.store, hotTier: stores.hotTier, loop: group.next(), config: config, logger: logger)
+        let engine = Engine(store: stores.store, hotTier: stores.hotTier, loop: group.next(), config: config, logger: logger)
+        self.engine = engine
+        // Queries go through the hot tier when there is one: it flushes first, so they see every step.
+        self.commands = Commands(context: CommandContext(engine: engine, store: stores.store, graphs: GraphCache(), config: config,
+                                                         hotTier: stores.hotTier, logger: logger))
     }
 
     /// The bound port (useful with port 0).
@@ -61,9 +67,12 @@ public final class Coordinator: Service, Sendable {
         let lifecycle = stores.lifecycle
         await engine.setWALProbe { lifecycle.logBytes() }
         await engine.start()
+        let timeTravel = commands.timeTravel
+        // Called on the engine's loop, which is time travel's executor too.
+        await engine.setPausedHandler { record in timeTravel.assumeIsolated { $0.armDeadline(record) } }
         try await lifecycle.open()
-        let recovered = await engine.recover()
-        await engine.armDeadlines()
+        let recovered = await commands.runs.recover()
+        await timeTravel.armDeadlines()
         if recovered > 0 { logger.notice("recovered unfinished runs", metadata: ["count": "\(recovered)"]) }
         let maxFrame = config.maxFrameSize
         let limits = ConnectionWatch.Limits(handshakeTimeout: config.handshakeTimeout, frameTimeout: config.frameTimeout)
@@ -104,8 +113,7 @@ public final class Coordinator: Service, Sendable {
     /// the hot tier to SQLite and truncates the WAL, so the file holds every step taken.
     public func run() async throws {
         guard let server = serverBox.channel else { throw EngineError(.errorInternal, "start() first") }
-        // Queries go through the hot tier when there is one: it flushes first, so they see every step.
-        let handler = ConnectionHandler(engine: engine, store: stores.store, config: config, logger: logger)
+        let handler = ConnectionHandler(door: door, logger: logger)
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { tasks in
                 tasks.addTask { await self.housekeeping() }
@@ -170,7 +178,7 @@ public final class Coordinator: Service, Sendable {
 
     /// Brings gauges (runs by status, queue depth, workers, Redis, WAL) up to date before a scrape.
     public func refreshMetrics() async {
-        _ = await engine.refreshGauges()
+        _ = await door.refreshGauges()
     }
 
     /// Periodic work: presume silent workers lost, keep the WAL bounded, apply `--retention`.
@@ -191,8 +199,8 @@ public final class Coordinator: Service, Sendable {
             }
             if let olderThan = config.retention, Date().timeIntervalSince(lastRetention) >= config.retentionInterval {
                 lastRetention = Date()
-                let engine = self.engine
-                Task { await engine.scheduledCleanup(olderThan: olderThan) }
+                let dataLife = commands.dataLife
+                Task { await dataLife.scheduledCleanup(olderThan: olderThan) }
             }
         }
     }

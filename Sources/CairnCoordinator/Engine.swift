@@ -7,68 +7,6 @@ import Foundation
 import Logging
 import NIOCore
 
-/// A worker's connection: where its assignments and acks are written.
-final class WorkerConnection {
-    let channel: any Channel
-    private var flushScheduled = false
-    private let logger: Logger
-    private static let codec = WireCodec()
-
-    init(channel: any Channel, logger: Logger) {
-        self.channel = channel
-        self.logger = logger
-    }
-
-    /// Writes a message to the worker (called on the engine's event loop, which is the channel's).
-    /// Messages written in one turn of the loop go out with one flush.
-    func send(_ message: WireMessage) {
-        let frame: Frame
-        do { frame = try Self.codec.encode(message, allocator: channel.allocator) } catch {
-            // Protobuf encoding does not fail for messages built here; were zstd to fail, the task
-            // this message carried is not lost: its lease expires and it is handed out again.
-            logger.error("could not encode a message to a worker", metadata: ["type": "\(message.type)", "error": "\(error)"])
-            return
-        }
-        channel.write(frame, promise: nil)
-        guard !flushScheduled else { return }
-        flushScheduled = true
-        let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
-        channel.eventLoop.execute {
-            bound.value.flushScheduled = false
-            bound.value.channel.flush()
-        }
-    }
-}
-
-/// Resumes a continuation the first time it is asked (confined to the engine's loop).
-final class ResumeOnce {
-    private var continuation: CheckedContinuation<Void, Never>?
-    init(_ c: CheckedContinuation<Void, Never>) { continuation = c }
-    func resume() {
-        continuation?.resume()
-        continuation = nil
-    }
-}
-
-/// A command was accepted, but its write is not yet durable because the store refuses writes: it
-/// takes effect once the store heals (or never, if the coordinator stops first).
-struct Unconfirmed: Error {
-    let storeError: String
-
-    /// What the client is told, about `what` ("run r-1 is submitted").
-    func answer(_ what: String, check runID: String) -> EngineError {
-        EngineError(.errorUnavailable, "\(what) but not yet recorded: the store refuses writes (\(storeError)). It takes effect once the store accepts writes again, unless the coordinator stops first; cairn status \(runID) tells whether it is recorded")
-    }
-}
-
-/// A failure the coordinator reports to a client with an error code.
-struct EngineError: Error, CustomStringConvertible {
-    let code: Cairn_V1_ErrorCode
-    let message: String
-    init(_ code: Cairn_V1_ErrorCode, _ message: String) { self.code = code; self.message = message }
-    var description: String { message }
-}
-
 /// The scheduler's driver: one actor whose executor is the server's event loop, so there is one
 /// order of events and a worker's result is handled where its bytes arrive (no thread hop).
 ///
@@ -76,6 +14,11 @@ struct EngineError: Error, CustomStringConvertible {
 /// a worker joins, a result arrives, a write commits, time passes — into events, and carries
 /// out the actions that come back: frames to workers, batches to the `StoreWriter` (which
 /// commits in order, group commit), events to watchers, replies to clients, metrics and logs.
+///
+/// It reads nothing from the store and decides no request: the run commands (`RunCommands`,
+/// `TimeTravel`, `DataLife`) read, decide through pure functions, and hand it what to hold
+/// (`Engine+Commands`). It keeps the claims on run ids (`RunClaims`) beside the runs it holds,
+/// so "is this id free" has one answer.
 actor Engine {
     nonisolated let loop: any EventLoop
     nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
@@ -102,19 +45,10 @@ actor Engine {
     var inbox: [Scheduler.Event] = []
     var handling = false
     let startedAt = Date()
-    /// Graphs parsed and validated, by the SHA-256 of their source.
-    var graphCache: [String: Graph] = [:]
-    /// Run ids being submitted right now (between the id check and the first write).
-    var pendingSubmits = Set<String>()
-    /// Runs being resumed, updated, forked into, rewound or cancelled right now.
-    var editingRuns = Set<String>()
-    /// The questions a resume in progress is answering, by run: a resume that loses the race
-    /// is told which, even once the winner's checkpoint no longer lists them as pending.
-    var answering: [String: [String]] = [:]
-    /// Paused runs whose question has a deadline: when their timer fires.
-    var deadlineTimers: [String: Double] = [:]
-    /// A `--retention` pass is deleting right now.
-    var retentionRunning = false
+    /// Run ids a request is submitting or changing right now.
+    var claims = RunClaims()
+    /// Told of every paused run the scheduler reports, to arm its question's deadline (`TimeTravel`).
+    var onPaused: (@Sendable (RunRecord) -> Void)?
     var walBytes: @Sendable () -> Int64 = { 0 }
     let metrics: CoordinatorMetrics
     var reported = Scheduler.Counters()
@@ -139,6 +73,8 @@ actor Engine {
     var now: Double { Date().timeIntervalSince1970 }
 
     func setWALProbe(_ probe: @escaping @Sendable () -> Int64) { walBytes = probe }
+
+    func setPausedHandler(_ handler: @escaping @Sendable (RunRecord) -> Void) { onPaused = handler }
 
     /// A failing write holds new work until a write commits again.
     func start() {
@@ -223,7 +159,7 @@ actor Engine {
             case .notify(let note):
                 publish(note)
             case .paused(let record):
-                armDeadline(record)
+                onPaused?(record)
             case .closed(let runID):
                 hub.runClosed(runID)
                 scheduler.watched.remove(runID)

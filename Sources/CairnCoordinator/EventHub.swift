@@ -120,7 +120,7 @@ final class EventHub {
         e.message = note.message
         e.attempt = UInt32(note.attempt)
         e.final = note.final
-        e.run = Engine.info(note.summary)
+        e.run = RunReads.info(note.summary)
         return e
     }
 

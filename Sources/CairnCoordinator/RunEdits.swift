@@ -332,7 +332,7 @@ enum RunEdits {
         var done: [String: TaskOutcome] = [:]
         let nodes = Dictionary(planned.map { ($0.id, $0.node) }, uniquingKeysWith: { a, _ in a })
         for (taskID, records) in Dictionary(grouping: carried, by: \.taskID) {
-            if let node = nodes[taskID], let o = Scheduler.outcome(taskID: taskID, node: node, records: records) { done[taskID] = o }
+            if let node = nodes[taskID], let o = StoredOutcome.outcome(taskID: taskID, node: node, records: records) { done[taskID] = o }
         }
         var made = CheckpointBuilder(runID: runID, id: newID, parentID: s.checkpoint.checkpointID, step: step, source: source,
                                      versions: versions)

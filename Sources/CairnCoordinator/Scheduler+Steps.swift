@@ -81,20 +81,9 @@ extension Scheduler {
             completeStep(run, acks: [ack])
             return
         }
-        let runID = run.record.runID, cpID = run.checkpoint.checkpointID
         var batch = StoreBatch()
-        for (i, w) in outcome.writes.enumerated() {
-            batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: cpID, taskID: t.planned.id, idx: i,
-                                                          channel: w.channel, value: w.value))
-        }
-        // The control record is needed only for what the writes do not say (routing, sends,
-        // an interrupt, cost); a task that just wrote is rebuilt from its writes after a restart.
-        if outcome.writes.isEmpty || !outcome.goto.isEmpty || !outcome.sends.isEmpty || outcome.interrupt != nil
-            || records.cost != 0 || records.apiCalls != 0 {
-            batch.pendingWrites.append(PendingWriteRecord(runID: runID, checkpointID: cpID, taskID: t.planned.id,
-                                                          idx: PendingWriteRecord.resultIdx, channel: "__result__",
-                                                          value: Self.resultRecord(outcome, cost: records.cost, apiCalls: records.apiCalls)))
-        }
+        batch.pendingWrites = StoredOutcome.rows(outcome, runID: run.record.runID, checkpointID: run.checkpoint.checkpointID,
+                                                 cost: records.cost, apiCalls: records.apiCalls)
         batch.taskExecutions.append(done)
         // Counted done now; the step's checkpoint is written after these writes, so it can never
         // be durable without them.
@@ -112,35 +101,6 @@ extension Scheduler {
         run.tasksDoneTotal += 1
         counters.completed += 1
         note(run, kind: "task_finished", node: t.planned.node, taskID: t.planned.id, worker: worker, attempt: t.attempt)
-    }
-
-    /// The control record stored beside a task's writes: enough to rebuild its outcome after a restart.
-    static func resultRecord(_ o: TaskOutcome, cost: Double, apiCalls: Int) -> JSONValue {
-        var rec: [String: JSONValue] = ["node": .string(o.node)]
-        if !o.goto.isEmpty { rec["goto"] = .array(o.goto.map { .string($0) }) }
-        if !o.sends.isEmpty { rec["sends"] = .array(o.sends.map { .object(["node": .string($0.node), "input": $0.input]) }) }
-        if let i = o.interrupt { rec["interrupt"] = i }
-        if let i = o.interruptID { rec["interrupt_id"] = .string(i) }
-        if cost != 0 { rec["cost"] = .double(cost) }
-        if apiCalls != 0 { rec["api_calls"] = .int(Int64(apiCalls)) }
-        return .object(rec)
-    }
-
-    /// A task's outcome rebuilt from its stored writes (after a restart); nil when the task has
-    /// not finished. `node` is the planned task's node, for tasks stored without a control record.
-    static func outcome(taskID: String, node plannedNode: String, records: [PendingWriteRecord]) -> TaskOutcome? {
-        let writes = records.filter { $0.idx >= 0 }.sorted { $0.idx < $1.idx }.map { (channel: $0.channel, value: $0.value) }
-        guard let result = records.first(where: { $0.idx == PendingWriteRecord.resultIdx })?.value else {
-            return writes.isEmpty ? nil : TaskOutcome(taskID: taskID, node: plannedNode, writes: writes, goto: [], sends: [], interrupt: nil)
-        }
-        let node = result["node"]?.stringValue ?? plannedNode
-        let sends = (result["sends"]?.arrayValue ?? []).compactMap { s -> (node: String, input: JSONValue)? in
-            guard let n = s["node"]?.stringValue else { return nil }
-            return (n, s["input"] ?? .null)
-        }
-        return TaskOutcome(taskID: taskID, node: node, writes: writes,
-                           goto: (result["goto"]?.arrayValue ?? []).compactMap(\.stringValue), sends: sends,
-                           interrupt: result["interrupt"], interruptID: result["interrupt_id"]?.stringValue)
     }
 
     /// An attempt failed (an error, a bad result, or its deadline passed): retried after the
@@ -194,107 +154,36 @@ extension Scheduler {
             pauseForQuestions(run, outcomes, acks: acks)
             return
         }
-        let step = run.checkpoint.step + 1
         var state = run.takeState()
-        var updated = Set<String>()
-        var appended: [String: [JSONValue]] = [:]
-        let newID = newCheckpointID(time)
-        var joins = run.joins
-        let next: [PlannedTask]
+        let fold: StepFold
         do {
-            for o in outcomes {
-                updated.formUnion(try run.planner.apply(o.writes, to: &state))
-                for w in o.writes where run.graph.channels[w.channel]?.reducer == .append {
-                    if case .array(let items) = w.value { appended[w.channel, default: []] += items } else { appended[w.channel, default: []].append(w.value) }
-                }
-            }
-            next = try run.planner.next(after: outcomes, state: state, joins: &joins, checkpointID: newID, step: step + 1)
+            fold = try StepFold(state: &state, run: run, outcomes: outcomes, newID: newCheckpointID(time), now: time, config: config)
         } catch {
             run.state = state
             let carry = run.carry
             run.carry = StoreBatch()
-            finishRun(run, status: .failed, error: "step \(step): \(error)", extra: carry, then: acks)
+            finishRun(run, status: .failed, error: "step \(run.checkpoint.step + 1): \(error)", extra: carry, then: acks)
             return
         }
-
-        var versions = run.checkpoint.channelVersions
         var batch = StoreBatch()
-        for ch in updated.sorted() {
-            let base = versions[ch]
-            let since = run.appendSinceItems[ch] ?? 0
-            if let base, let delta = appended[ch], (run.appendDepth[ch] ?? Int.max) < config.appendMaxChain,
-               since + delta.count < max(run.appendSnapshotItems[ch] ?? 0, config.appendSnapshotMinItems) {
-                batch.channelValues.append(ChannelValueRecord(runID: runID, channel: ch, version: newID, baseVersion: base, value: .array(delta)))
-                run.appendDepth[ch, default: 0] += 1
-                run.appendSinceItems[ch] = since + delta.count
-            } else {
-                let value = state[ch] ?? .null
-                batch.channelValues.append(ChannelValueRecord(runID: runID, channel: ch, version: newID, baseVersion: nil, value: value))
-                run.appendDepth[ch] = 0
-                run.appendSinceItems[ch] = 0
-                run.appendSnapshotItems[ch] = value.arrayValue?.count ?? 0
-            }
-            versions[ch] = newID
-        }
-
-        let pauseAfter = outcomes.first(where: { run.graph.interruptAfter.contains($0.node) })?.node
-        let pauseBefore = next.first(where: { run.graph.interruptBefore.contains($0.node) })?.node
-        var status = RunStatus.running
-        var error: String?
-        var interrupt: JSONValue?
-        func pause(_ reason: String, _ node: String) -> JSONValue {
-            PendingInterrupt.record(checkpointID: newID, pending: [PendingInterrupt.pause(reason, node: node, checkpointID: newID,
-                                                                                        graph: run.graph, now: time)])
-        }
-        if next.isEmpty {
-            status = .completed
-        } else if step >= run.graph.limits.maxSteps {
-            status = .failed
-            error = "stopped after \(step) steps: the step limit (limits.max_steps = \(run.graph.limits.maxSteps)) was reached with \(Set(next.map(\.node)).sorted().joined(separator: ", ")) still to run"
-        } else if let n = pauseAfter {
-            status = .paused
-            interrupt = pause("interrupt_after", n)
-        } else if let n = pauseBefore {
-            status = .paused
-            interrupt = pause("interrupt_before", n)
-        }
-
+        batch.channelValues = fold.values
         batch.merge(run.carry)
-        // Which channels a checkpoint updated is not stored: they are the ones whose version is it.
-        var made = CheckpointBuilder(runID: runID, id: newID, parentID: run.checkpoint.checkpointID, step: step,
-                                     source: "loop", versions: versions)
-        made.next = next
-        made.joins = joins
-        made.interrupt = interrupt
-        let cp = made.build(at: time)
-        batch.checkpoints.append(cp)
+        batch.checkpoints.append(fold.checkpoint)
         // The step's writes now live in the new checkpoint's channel values.
         batch.prunedWrites.append(CheckpointKey(runID: runID, checkpointID: run.checkpoint.checkpointID))
-        var record = run.record
-        record.step = step
-        record.checkpointID = newID
-        record.status = status
-        record.error = error
-        record.interrupt = interrupt
-        record.updatedAt = time
-        if status == .completed { record.output = .object(state) }
-        if status.isFinished { record.finishedAt = time }
-        batch.runs.append(record)
+        batch.runs.append(fold.record)
 
         counters.checkpoints += 1
         run.carry = StoreBatch()
-        run.record = record
-        run.checkpoint = cp
+        run.record = fold.record
+        run.checkpoint = fold.checkpoint
         run.state = state
-        run.joins = joins
-        run.beginStep(planned: status == .running ? next : [], done: [:], at: time)
-        var nextNodes: [String] = []
-        if status == .running || status == .paused {
-            var seen = Set<String>()
-            for t in next where seen.insert(t.node).inserted { nextNodes.append(t.node) }
-        }
-        write(batch, run.durability, then: acks + [.stepRecorded(run, record: record, step: step, next: nextNodes, status: status, reason: error)])
-        if status == .running { activate(runID) }
+        run.joins = fold.joins
+        run.chains = fold.chains
+        run.beginStep(planned: fold.status == .running ? fold.next : [], done: [:], at: time)
+        write(batch, run.durability, then: acks + [.stepRecorded(run, record: fold.record, step: fold.record.step, next: fold.nextNodes,
+                                                                 status: fold.status, reason: fold.record.error)])
+        if fold.status == .running { activate(runID) }
     }
 
     /// Every task of the step is in and some asked a question: the run pauses inside the step.

@@ -30,124 +30,6 @@ struct Scheduler {
     typealias WriteID = UInt64
     typealias ReplyID = UInt64
 
-    struct WorkerInfo: Sendable, Equatable {
-        var id: String
-        var name: String
-        var slots: Int
-        var kinds: Set<String>
-        var address: String
-        /// The worker's state cache budget (0: it keeps nothing; each task gets its state whole).
-        var stateCacheBytes: Int = 0
-    }
-
-    enum Event {
-        case workerJoined(WorkerInfo)
-        /// The leases a worker reports running, with any progress since its last heartbeat.
-        case heartbeat(workerID: String, tasks: [(lease: String, progress: [UInt8])])
-        case result(workerID: String, TaskReport)
-        case workerLost(workerID: String, reason: String)
-        case workerDraining(workerID: String)
-        /// Time passed: silent workers, leases past their deadline, retries due.
-        case tick
-        case writeCommitted(WriteID)
-        /// The writer could not commit (it retries the same batch): hold new work.
-        case writeFailed(String, permanent: Bool = false)
-        /// The store stopped taking writes for good (a damaged file): this write never commits.
-        case writeAbandoned(WriteID)
-        /// A new run: its first rows are written, then it starts and `reply` is answered.
-        case runSubmitted(ActiveRun, StoreBatch, reply: ReplyID)
-        /// A run picked up after a restart, with the tasks of its step already done.
-        case runRecovered(ActiveRun, done: [String: TaskOutcome])
-        /// A stored run goes on from a new checkpoint (resume, fork, rewind): its rows are
-        /// written durably, then it starts (its step already begun) and `reply` is answered.
-        case runContinued(ActiveRun, StoreBatch, reply: ReplyID)
-        case cancel(runID: String, reply: ReplyID)
-        /// Rows of the engine's own (a stored run cancelled, a run that could not be recovered).
-        case record(StoreBatch, reply: ReplyID?)
-        /// Shutting down: no new work is handed out.
-        case stop
-    }
-
-    enum Action {
-        case dispatch(workerID: String, Assignment)
-        case write(WriteID, StoreBatch, Durability)
-        case ack(workerID: String, taskID: String, accepted: Bool)
-        case notify(RunNote)
-        /// The run left memory (finished or paused) after its final note: end its watchers.
-        case closed(runID: String)
-        /// A run is paused, durably (its record as written): arm its questions' deadlines.
-        case paused(RunRecord)
-        case reply(ReplyID)
-        /// What `reply` waited for will never happen (the store is damaged): answer with this error.
-        case replyFailed(ReplyID, String)
-        /// Send `.tick` at this time (a retry falls due).
-        case wake(at: Double)
-        case taskLatency(seconds: Double)
-        case log(Logger.Level, String, Logger.Metadata)
-    }
-
-    /// What a run's watchers are told.
-    struct RunNote {
-        var runID: String
-        var kind: String
-        var node = ""
-        var taskID = ""
-        var worker = ""
-        var message = ""
-        var attempt = 0
-        var step: Int
-        var final = false
-        var summary: RunSummary
-    }
-
-    struct Counters: Equatable {
-        var dispatched: UInt64 = 0
-        var completed: UInt64 = 0
-        var failed: UInt64 = 0
-        var retried: UInt64 = 0
-        var reassigned: UInt64 = 0
-        var poisoned: UInt64 = 0
-        var stale: UInt64 = 0
-        var leasesFenced: UInt64 = 0
-        var leasesExpired: UInt64 = 0
-        var checkpoints: UInt64 = 0
-        /// Bytes of channel values put in assignments, and those workers already held (not sent).
-        var stateBytesSent: UInt64 = 0
-        var stateBytesKept: UInt64 = 0
-    }
-
-    /// A worker as the scheduler sees it: its slots (the leases it holds are in `leases`).
-    final class WorkerState {
-        let info: WorkerInfo
-        let connectedAt: Double
-        var lastHeartbeat: Double
-        var tasksDone = 0
-        var draining = false
-        /// What its state cache holds (nil: it has none).
-        var mirror: StateMirror?
-
-        init(_ info: WorkerInfo, now: Double) {
-            self.info = info; self.connectedAt = now; self.lastHeartbeat = now
-            if info.stateCacheBytes > 0 { mirror = StateMirror(budget: info.stateCacheBytes) }
-        }
-
-        func accepts(_ kind: String) -> Bool { info.kinds.contains(kind) || info.kinds.contains("*") }
-    }
-
-    /// How a lease that is no longer current ended, so a late result can be told why.
-    typealias LeaseEnd = LeaseTable.End
-
-    /// What waits for a write to be durable.
-    enum AfterCommit {
-        case ack(workerID: String, taskID: String)
-        case stepRecorded(ActiveRun, record: RunRecord, step: Int, next: [String], status: RunStatus, reason: String?)
-        case runEnded(ActiveRun, record: RunRecord, status: RunStatus, error: String?)
-        case begin(ActiveRun)
-        /// A queued run's first task is with a worker, and its row says running.
-        case running(ActiveRun)
-        case reply(ReplyID)
-    }
-
     let config: CoordinatorConfig
     var epoch: UInt64 { leases.epoch }
     /// Jitter factor for a retry's delay, drawn in 0.8...1.2 (a fixed value in tests).
@@ -156,21 +38,13 @@ struct Scheduler {
     let newCheckpointID: (Double) -> String
 
     var runs: [String: ActiveRun] = [:]
-    private(set) var workers: [String: WorkerState] = [:]
-    /// Runs with ready tasks, in round-robin order.
-    private var rotation: [String] = []
-    private var rotationIndex = 0
+    /// The connected workers, and which ready task goes to which of them.
+    private var dispatcher = Dispatcher()
+    var workers: [String: WorkerState] { dispatcher.workers }
     /// Every running attempt's lease: the one place one is kept.
     private(set) var leases: LeaseTable
-    private var nextWrite: WriteID = 0
-    private var afterCommit: [WriteID: [AfterCommit]] = [:]
-    private var rowsByWrite: [WriteID: Int] = [:]
-    /// Rows written and not yet durable.
-    private(set) var queuedRows = 0
-    /// Why the store cannot be written right now (the writer retries); nil when it can.
-    private(set) var storeFailure: String?
-    /// The store failed in a way no retry heals (a damaged file): nothing will be written again.
-    private(set) var storeDamaged = false
+    /// Writes not yet durable, what waits on each, and whether the store takes writes.
+    private var ledger: CommitLedger<AfterCommit>
     private(set) var stopping = false
     var counters = Counters()
     /// Runs someone watches: notes are built only for these.
@@ -185,23 +59,18 @@ struct Scheduler {
          newCheckpointID: @escaping (Double) -> String = { Identifiers.sortable(now: Date(timeIntervalSince1970: $0)) }) {
         self.config = config
         self.leases = LeaseTable(epoch: epoch)
+        self.ledger = CommitLedger(maxQueuedRows: config.maxQueuedRows)
         self.jitter = jitter
         self.newCheckpointID = newCheckpointID
     }
 
     /// True while new work waits: the store refuses writes, or too many rows are not yet durable.
-    var holding: Bool { storeFailure != nil || queuedRows > config.maxQueuedRows }
+    var holding: Bool { ledger.holding }
+    /// Rows written and not yet durable.
+    var queuedRows: Int { ledger.queuedRows }
 
     /// Why a command that writes (`what`: "submitted", "cancelled") must be refused now, or nil.
-    /// While the store refuses writes, a request would only queue behind the failing batch and
-    /// take effect whenever the store heals, long after its client gave up: it is refused at once,
-    /// with nothing done, so the answer is prompt and true.
-    func refusal(_ what: String) -> String? {
-        if storeDamaged, let why = storeFailure {
-            return "not \(what): the store is damaged and takes no more writes (\(why)), so nothing was done. What is intact can still be read (status, list, history, state). Check the file (sqlite3 FILE 'PRAGMA integrity_check'), restore it from a copy, or move it aside, then restart the coordinator"
-        }
-        return storeFailure.map { "not \(what): the store refuses writes (\($0)), so nothing was done; try again once it accepts them (cairn stats shows the store error)" }
-    }
+    func refusal(_ what: String) -> String? { ledger.refusal(what) }
 
     /// Ready tasks waiting for a worker, across runs.
     var queueDepth: Int { runs.values.reduce(0) { $0 + $1.tasks.values.filter { $0.phase == .ready }.count } }
@@ -210,7 +79,7 @@ struct Scheduler {
     var activeLeases: Int { leases.count }
 
     /// Slots a worker has free for a new task (none while it drains).
-    func free(_ w: WorkerState) -> Int { w.draining ? 0 : max(0, w.info.slots - leases.count(heldBy: w.info.id)) }
+    func free(_ w: WorkerState) -> Int { Dispatcher.free(w, leases) }
 
     /// Node kinds registered by connected workers beyond the built-in ones (Swift handlers).
     var customKinds: Set<String> {
@@ -238,9 +107,7 @@ struct Scheduler {
         case .tick: tick()
         case .writeCommitted(let id): committed(id)
         case .writeFailed(let why, let permanent):
-            if storeFailure == nil { log(.warning, "store writes are failing: holding new work", ["error": "\(why)"]) }
-            storeFailure = why
-            if permanent { storeDamaged = true }
+            if ledger.failed(why, permanent: permanent) { log(.warning, "store writes are failing: holding new work", ["error": "\(why)"]) }
         case .writeAbandoned(let id): abandoned(id)
         case .runSubmitted(let run, let batch, let reply):
             write(batch, run.durability, then: [.begin(run), .reply(reply)])
@@ -262,31 +129,22 @@ struct Scheduler {
     // MARK: - writes
 
     mutating func write(_ batch: StoreBatch, _ durability: Durability, then effects: [AfterCommit]) {
-        nextWrite += 1
-        let id = nextWrite
-        if !effects.isEmpty { afterCommit[id] = effects }
-        rowsByWrite[id] = batch.rowCount
-        queuedRows += batch.rowCount
-        out.append(.write(id, batch, durability))
+        out.append(.write(ledger.record(rowCount: batch.rowCount, then: effects), batch, durability))
     }
 
     /// A write that will never commit: whoever waits on it is told so; acks are never sent (the
     /// workers' results were not stored), runs do not start, steps are not reported recorded.
     private mutating func abandoned(_ id: WriteID) {
-        queuedRows -= rowsByWrite.removeValue(forKey: id) ?? 0
         let why = refusal("done") ?? "the store refuses writes"
-        for effect in afterCommit.removeValue(forKey: id) ?? [] {
+        for effect in ledger.abandoned(id) {
             if case .reply(let r) = effect { out.append(.replyFailed(r, why)) }
         }
     }
 
     private mutating func committed(_ id: WriteID) {
-        queuedRows -= rowsByWrite.removeValue(forKey: id) ?? 0
-        if storeFailure != nil {
-            storeFailure = nil
-            log(.notice, "store writes succeed again: handing out work", [:])
-        }
-        for effect in afterCommit.removeValue(forKey: id) ?? [] {
+        let (effects, healed) = ledger.committed(id)
+        if healed { log(.notice, "store writes succeed again: handing out work", [:]) }
+        for effect in effects {
             switch effect {
             case .ack(let w, let task): out.append(.ack(workerID: w, taskID: task, accepted: true))
             case .reply(let r): out.append(.reply(r))
@@ -331,7 +189,7 @@ struct Scheduler {
 
     private mutating func workerJoined(_ info: WorkerInfo) {
         let w = WorkerState(info, now: now)
-        workers[info.id] = w
+        dispatcher.join(w)
         log(.info, "worker joined", ["worker": "\(info.name)", "worker_id": "\(info.id)", "slots": "\(info.slots)", "address": "\(info.address)"])
         write(workerBatch(w, disconnected: nil), .sync, then: [])
     }
@@ -359,7 +217,7 @@ struct Scheduler {
     /// later is rejected) and its tasks go back to their runs' queues with their last progress.
     /// A task whose workers died `poisonAfter` times fails its run instead.
     private mutating func workerLost(_ workerID: String, reason: String) {
-        guard let w = workers.removeValue(forKey: workerID) else { return }
+        guard let w = dispatcher.remove(workerID) else { return }
         var batch = workerBatch(w, disconnected: now)
         var handedBack = 0
         var poisoned: [(ActiveRun, TaskState)] = []
@@ -441,46 +299,13 @@ struct Scheduler {
 
     // MARK: - dispatch
 
-    mutating func activate(_ runID: String) {
-        if !rotation.contains(runID) { rotation.append(runID) }
-    }
+    mutating func activate(_ runID: String) { dispatcher.activate(runID) }
 
-    /// Hands ready tasks to free worker slots, one task per run per turn (fair across runs).
+    /// Hands ready tasks to free worker slots as the `Dispatcher` picks them.
     private mutating func pump() {
         // While the store cannot keep up (or cannot be written), no new work: nothing is dropped.
         guard !workers.isEmpty, !holding, !stopping else { return }
-        var idleTurns = 0
-        while !rotation.isEmpty, idleTurns < rotation.count {
-            if rotationIndex >= rotation.count { rotationIndex = 0 }
-            let runID = rotation[rotationIndex]
-            guard let run = runs[runID], run.record.status.isActive, let t = run.peekReady() else {
-                rotation.remove(at: rotationIndex)
-                continue
-            }
-            guard let w = pickWorker(for: t.kind) else {
-                // Every slot is taken: stop here, and this run is first in line for the next free slot.
-                if workers.values.allSatisfy({ free($0) == 0 }) { return }
-                // Slots are free, but not on a worker that runs this kind: let the next run try.
-                idleTurns += 1
-                rotationIndex += 1
-                continue
-            }
-            idleTurns = 0
-            _ = run.popReady()
-            assign(t, of: run, to: w)
-            rotationIndex += 1
-        }
-    }
-
-    private func pickWorker(for kind: String) -> WorkerState? {
-        var best: WorkerState?
-        var bestFree = 0
-        for w in workers.values where w.accepts(kind) {
-            let f = free(w)
-            guard f > 0 else { continue }
-            if best == nil || f > bestFree || (f == bestFree && w.info.id < best!.info.id) { (best, bestFree) = (w, f) }
-        }
-        return best
+        while let (run, t, w) = dispatcher.next(runs: runs, leases: leases) { assign(t, of: run, to: w) }
     }
 
     private mutating func assign(_ t: TaskState, of run: ActiveRun, to w: WorkerState) {
@@ -542,7 +367,7 @@ struct Scheduler {
         let runID = run.record.runID
         note(run, kind: kind, message: message, step: run.checkpoint.step, final: true)
         runs[runID] = nil
-        rotation.removeAll { $0 == runID }
+        dispatcher.forget(runID)
         for w in workers.values where w.mirror?.held.holds(run: runID) == true { w.mirror!.forget(runID) }
         out.append(.closed(runID: runID))
     }

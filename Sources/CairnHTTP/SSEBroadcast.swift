@@ -43,7 +43,7 @@ actor SSEBroadcast {
                 for await e in stream { fanout.broadcast(Self.encode(e)) }
                 if !Task.isCancelled {
                     fanout.endAll()  // the coordinator is stopping, or the hub fell behind
-                    await self.ended(gen)
+                    self.ended(gen)
                 }
             }
             source = (gen, Task { for await _ in readyStream {} }, pump)

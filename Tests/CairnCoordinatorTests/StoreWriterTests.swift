@@ -62,7 +62,7 @@ import Testing
         let bound = try await loop.submit {
             NIOLoopBound(StoreWriter(store: store, loop: loop, logger: Logger(label: "test"), hotLinger: .seconds(2)), eventLoop: loop)
         }.get()
-        func batch(_ i: Int) -> StoreBatch {
+        @Sendable func batch(_ i: Int) -> StoreBatch {
             var b = StoreBatch()
             b.pendingWrites.append(PendingWriteRecord(runID: "r", checkpointID: "c", taskID: "t\(i)", idx: 0, channel: "x", value: .int(Int64(i))))
             return b
