@@ -209,6 +209,27 @@ final class ActiveRun {
         computeNextNodes()
     }
 
+    /// What task `t`'s attempt under `lease` is sent: the run's state whole, or as parts over what the
+    /// worker's state cache holds (`mirror`, updated to what it will hold). Also the bytes of
+    /// values sent, and of those the worker already held.
+    func assignment(_ t: TaskState, lease: String, mirror: inout StateMirror?) -> (Assignment, sent: Int, kept: Int) {
+        let node = graph.nodes[t.planned.node]
+        let state: StateDelivery, sent: Int, kept: Int
+        if mirror != nil, let channels = stateChannels(for: node) {
+            let (parts, evict, s, k) = mirror!.parts(for: self, channels: channels)
+            (state, sent, kept) = (.parts(parts, evict: evict), s, k)
+        } else {
+            let bytes = stateBytes(for: node)
+            (state, sent, kept) = (.whole(bytes), bytes.count, 0)
+        }
+        let a = Assignment(taskID: t.planned.id, lease: lease, runID: record.runID, node: t.planned.node, kind: t.kind,
+                           config: configBytes[t.planned.node] ?? [], state: state, input: t.planned.input,
+                           resumes: t.planned.resumes, attempt: t.attempt, progress: t.progress, bundleHash: bundleHash ?? "",
+                           step: checkpoint.step + 1, checkpointID: checkpoint.checkpointID,
+                           timeoutMS: Int(node?.timeoutMS ?? 0))
+        return (a, sent, kept)
+    }
+
     var stepTotal: Int { order.count }
     /// Tasks of the current step whose results are in.
     var stepDone = 0

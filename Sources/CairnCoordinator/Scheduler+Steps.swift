@@ -22,7 +22,9 @@ extension Scheduler {
         let workerName = w?.info.name ?? workerID
         emit(.taskLatency(seconds: max(0, time - t.startedAt)))
         let ack = AfterCommit.ack(workerID: workerID, taskID: r.taskID)
-        if let f = r.failure, f.kind == "state_cache", t.lostWorkers + 1 < config.poisonAfter {
+        let outcome: TaskOutcome, records: TaskRecords
+        switch ResultVerdict(r, task: t, run: run, poisonAfter: config.poisonAfter) {
+        case .resendWhole(let why):
             // The worker could not build the state from its cache (the two sides disagree, a bug):
             // not the node's failure. It drops the run's values, and the task goes out again whole.
             w?.mirror?.forget(run.record.runID)
@@ -31,45 +33,15 @@ extension Scheduler {
             activate(run.record.runID)
             counters.reassigned += 1
             log(.warning, "state cache out of step; task sent again whole", ["run_id": "\(run.record.runID)", "task_id": "\(r.taskID)",
-                                                                            "worker": "\(workerName)", "error": "\(f.message)"])
+                                                                            "worker": "\(workerName)", "error": "\(why)"])
             note(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: workerName,
-                 message: "\(f.message); task handed back", attempt: t.attempt)
+                 message: "\(why); task handed back", attempt: t.attempt)
             return
-        }
-
-        let records: TaskRecords
-        switch r.records {
-        case .success(let x): records = x
-        case .failure(let error):
-            attemptFailed(run, t, message: "node '\(t.planned.node)' reported bad records: \(error)", errorKind: "bad_result",
-                          nonRetryable: true, worker: workerName, records: r.figures, ack: ack)
+        case .failed(let message, let kind, let nonRetryable, let spent):
+            attemptFailed(run, t, message: message, errorKind: kind, nonRetryable: nonRetryable, worker: workerName, records: spent, ack: ack)
             return
-        }
-        if let f = r.failure {
-            attemptFailed(run, t, message: f.message, errorKind: f.kind, nonRetryable: f.nonRetryable,
-                          worker: workerName, records: records, ack: ack)
-            return
-        }
-        var outcome: TaskOutcome
-        switch r.produced {
-        case .success(let p):
-            outcome = TaskOutcome(taskID: t.planned.id, node: t.planned.node, writes: p.writes, goto: p.goto, sends: p.sends, interrupt: p.interrupt)
-        case .failure(let error):
-            attemptFailed(run, t, message: "node '\(t.planned.node)' returned a bad result: \(error)", errorKind: "bad_result",
-                          nonRetryable: true, worker: workerName, records: records, ack: ack)
-            return
-        }
-        if let problem = run.planner.validate(outcome) {
-            attemptFailed(run, t, message: problem.message, errorKind: "bad_result", nonRetryable: true,
-                          worker: workerName, records: records, ack: ack)
-            return
-        }
-
-        if outcome.interrupt != nil {
-            // A question for a person: its id is fixed now, from where it was asked. The task's
-            // writes are not kept: it runs again, with the answer, when the run is resumed.
-            outcome.interruptID = PendingInterrupt.id(checkpointID: run.checkpoint.checkpointID, key: t.planned.id)
-            outcome.writes = []
+        case .done(let o, let spent):
+            (outcome, records) = (o, spent)
         }
         let done = execution(run, t, worker: workerName, status: "completed", error: nil, records: records)
         markDone(run, t, outcome, records: records, worker: workerName)

@@ -108,6 +108,15 @@ extension Scheduler {
         }
 
         func accepts(_ kind: String) -> Bool { info.kinds.contains(kind) || info.kinds.contains("*") }
+
+        /// Its row in the store (`cairn workers` after it has gone, `cairn records`).
+        func batch(disconnected: Double?) -> StoreBatch {
+            var b = StoreBatch()
+            b.workers.append(WorkerRecord(workerID: info.id, name: info.name, slots: info.slots, kinds: info.kinds.sorted(),
+                                          address: info.address, connectedAt: connectedAt, lastSeen: lastHeartbeat,
+                                          disconnectedAt: disconnected, tasksDone: tasksDone))
+            return b
+        }
     }
 
     /// How a lease that is no longer current ended, so a late result can be told why.

@@ -191,15 +191,7 @@ struct Scheduler {
         let w = WorkerState(info, now: now)
         dispatcher.join(w)
         log(.info, "worker joined", ["worker": "\(info.name)", "worker_id": "\(info.id)", "slots": "\(info.slots)", "address": "\(info.address)"])
-        write(workerBatch(w, disconnected: nil), .sync, then: [])
-    }
-
-    private func workerBatch(_ w: WorkerState, disconnected: Double?) -> StoreBatch {
-        var b = StoreBatch()
-        b.workers.append(WorkerRecord(workerID: w.info.id, name: w.info.name, slots: w.info.slots, kinds: w.info.kinds.sorted(),
-                                      address: w.info.address, connectedAt: w.connectedAt, lastSeen: w.lastHeartbeat,
-                                      disconnectedAt: disconnected, tasksDone: w.tasksDone))
-        return b
+        write(w.batch(disconnected: nil), .sync, then: [])
     }
 
     private mutating func heartbeat(_ workerID: String, _ tasks: [(lease: String, progress: [UInt8])]) {
@@ -218,7 +210,7 @@ struct Scheduler {
     /// A task whose workers died `poisonAfter` times fails its run instead.
     private mutating func workerLost(_ workerID: String, reason: String) {
         guard let w = dispatcher.remove(workerID) else { return }
-        var batch = workerBatch(w, disconnected: now)
+        var batch = w.batch(disconnected: now)
         var handedBack = 0
         var poisoned: [(ActiveRun, TaskState)] = []
         for lease in leases.held(by: workerID) {
@@ -316,23 +308,9 @@ struct Scheduler {
         t.startedAt = now
         counters.dispatched += 1
 
-        let node = run.graph.nodes[t.planned.node]
-        let state: StateDelivery
-        if w.mirror != nil, let channels = run.stateChannels(for: node) {
-            let (parts, evict, sent, kept) = w.mirror!.parts(for: run, channels: channels)
-            state = .parts(parts, evict: evict)
-            counters.stateBytesSent += UInt64(sent)
-            counters.stateBytesKept += UInt64(kept)
-        } else {
-            let bytes = run.stateBytes(for: node)
-            state = .whole(bytes)
-            counters.stateBytesSent += UInt64(bytes.count)
-        }
-        let a = Assignment(taskID: t.planned.id, lease: lease, runID: run.record.runID, node: t.planned.node, kind: t.kind,
-                           config: run.configBytes[t.planned.node] ?? [], state: state, input: t.planned.input,
-                           resumes: t.planned.resumes, attempt: t.attempt, progress: t.progress, bundleHash: run.bundleHash ?? "",
-                           step: run.checkpoint.step + 1, checkpointID: run.checkpoint.checkpointID,
-                           timeoutMS: Int(node?.timeoutMS ?? 0))
+        let (a, sent, kept) = run.assignment(t, lease: lease, mirror: &w.mirror)
+        counters.stateBytesSent += UInt64(sent)
+        counters.stateBytesKept += UInt64(kept)
         if run.record.status == .queued { firstTaskTaken(run) }
         out.append(.dispatch(workerID: w.info.id, a))
         note(run, kind: "task_started", node: t.planned.node, taskID: t.planned.id, worker: w.info.name, attempt: t.attempt)
