@@ -32,10 +32,8 @@ struct Scheduler {
 
     let config: CoordinatorConfig
     var epoch: UInt64 { leases.epoch }
-    /// Jitter factor for a retry's delay, drawn in 0.8...1.2 (a fixed value in tests).
-    let jitter: () -> Double
-    /// A new checkpoint's id (time-sortable); injected so tests choose.
-    let newCheckpointID: (Double) -> String
+    /// What happens to a run as its tasks finish (results, retries, steps, ends).
+    let steps: RunSteps
 
     var runs: [String: ActiveRun] = [:]
     /// The connected workers, and which ready task goes to which of them.
@@ -43,34 +41,31 @@ struct Scheduler {
     var workers: [String: WorkerState] { dispatcher.workers }
     /// Every running attempt's lease: the one place one is kept.
     private(set) var leases: LeaseTable
-    /// Writes not yet durable, what waits on each, and whether the store takes writes.
-    private var ledger: CommitLedger<AfterCommit>
+    /// What this event says and writes (actions, the ledger of writes, counters, notes).
+    private var fx: Effects
     private(set) var stopping = false
-    var counters = Counters()
+    var counters: Counters { fx.counters }
     /// Runs someone watches: notes are built only for these.
-    var watched: Set<String> = []
+    var watched: Set<String> { get { fx.watched } set { fx.watched = newValue } }
     /// Someone watches every run: notes are built for all of them.
-    var watchAll = false
-
-    private var now: Double = 0
-    private var out: [Action] = []
+    var watchAll: Bool { get { fx.watchAll } set { fx.watchAll = newValue } }
+    private var now: Double { fx.now }
 
     init(config: CoordinatorConfig, epoch: UInt64, jitter: @escaping () -> Double = { Double.random(in: 0.8...1.2) },
          newCheckpointID: @escaping (Double) -> String = { Identifiers.sortable(now: Date(timeIntervalSince1970: $0)) }) {
         self.config = config
         self.leases = LeaseTable(epoch: epoch)
-        self.ledger = CommitLedger(maxQueuedRows: config.maxQueuedRows)
-        self.jitter = jitter
-        self.newCheckpointID = newCheckpointID
+        self.fx = Effects(maxQueuedRows: config.maxQueuedRows)
+        self.steps = RunSteps(config: config, jitter: jitter, newCheckpointID: newCheckpointID)
     }
 
     /// True while new work waits: the store refuses writes, or too many rows are not yet durable.
-    var holding: Bool { ledger.holding }
+    var holding: Bool { fx.ledger.holding }
     /// Rows written and not yet durable.
-    var queuedRows: Int { ledger.queuedRows }
+    var queuedRows: Int { fx.ledger.queuedRows }
 
     /// Why a command that writes (`what`: "submitted", "cancelled") must be refused now, or nil.
-    func refusal(_ what: String) -> String? { ledger.refusal(what) }
+    func refusal(_ what: String) -> String? { fx.ledger.refusal(what) }
 
     /// Ready tasks waiting for a worker, across runs.
     var queueDepth: Int { runs.values.reduce(0) { $0 + $1.tasks.values.filter { $0.phase == .ready }.count } }
@@ -94,8 +89,7 @@ struct Scheduler {
     // MARK: - the one way in
 
     mutating func handle(_ event: Event, now: Double) -> [Action] {
-        self.now = now
-        out = []
+        fx.begin(at: now)
         switch event {
         case .workerJoined(let info): workerJoined(info)
         case .heartbeat(let id, let tasks): heartbeat(id, tasks)
@@ -107,7 +101,7 @@ struct Scheduler {
         case .tick: tick()
         case .writeCommitted(let id): committed(id)
         case .writeFailed(let why, let permanent):
-            if ledger.failed(why, permanent: permanent) { log(.warning, "store writes are failing: holding new work", ["error": "\(why)"]) }
+            if fx.ledger.failed(why, permanent: permanent) { log(.warning, "store writes are failing: holding new work", ["error": "\(why)"]) }
         case .writeAbandoned(let id): abandoned(id)
         case .runSubmitted(let run, let batch, let reply):
             write(batch, run.durability, then: [.begin(run), .reply(reply)])
@@ -115,7 +109,7 @@ struct Scheduler {
         case .runContinued(let run, let batch, let reply):
             write(batch, .sync, then: [.begin(run), .reply(reply)])
         case .cancel(let runID, let reply):
-            guard let run = runs[runID], !run.record.status.isFinished else { out.append(.reply(reply)); break }
+            guard let run = runs[runID], !run.record.status.isFinished else { fx.emit(.reply(reply)); break }
             finishRun(run, status: .cancelled, error: "cancelled by request", extra: StoreBatch(), then: [.reply(reply)])
         case .record(let batch, let reply):
             write(batch, .sync, then: reply.map { [.reply($0)] } ?? [])
@@ -123,31 +117,31 @@ struct Scheduler {
             stopping = true
         }
         pump()
-        return out
+        return fx.out
     }
 
     // MARK: - writes
 
     mutating func write(_ batch: StoreBatch, _ durability: Durability, then effects: [AfterCommit]) {
-        out.append(.write(ledger.record(rowCount: batch.rowCount, then: effects), batch, durability))
+        fx.write(batch, durability, then: effects)
     }
 
     /// A write that will never commit: whoever waits on it is told so; acks are never sent (the
     /// workers' results were not stored), runs do not start, steps are not reported recorded.
     private mutating func abandoned(_ id: WriteID) {
         let why = refusal("done") ?? "the store refuses writes"
-        for effect in ledger.abandoned(id) {
-            if case .reply(let r) = effect { out.append(.replyFailed(r, why)) }
+        for effect in fx.ledger.abandoned(id) {
+            if case .reply(let r) = effect { fx.emit(.replyFailed(r, why)) }
         }
     }
 
     private mutating func committed(_ id: WriteID) {
-        let (effects, healed) = ledger.committed(id)
+        let (effects, healed) = fx.ledger.committed(id)
         if healed { log(.notice, "store writes succeed again: handing out work", [:]) }
         for effect in effects {
             switch effect {
-            case .ack(let w, let task): out.append(.ack(workerID: w, taskID: task, accepted: true))
-            case .reply(let r): out.append(.reply(r))
+            case .ack(let w, let task): fx.emit(.ack(workerID: w, taskID: task, accepted: true))
+            case .reply(let r): fx.emit(.reply(r))
             case .begin(let run):
                 // A run paused before its first step (interrupt_before) is not kept in memory.
                 guard run.record.status.isActive else {
@@ -165,7 +159,7 @@ struct Scheduler {
                 var summary = run.summary
                 summary.nextNodes = next
                 note(run, kind: "checkpoint", message: "step \(step) recorded", step: step, summary: summary)
-                if status == .paused { out.append(.paused(record)) }
+                if status == .paused { fx.emit(.paused(record)) }
                 if status != .running {
                     close(run, final: status == .paused ? "paused" : "finished", message: reason ?? status.rawValue)
                     log(.info, "run \(status.rawValue)", ["run_id": "\(run.record.runID)", "steps": "\(step)", "error": "\(reason ?? "")"])
@@ -178,11 +172,71 @@ struct Scheduler {
             case .runEnded(let run, let record, let status, let error):
                 guard runs[run.record.runID] === run else { continue }
                 run.durable = record
-                if status == .paused { out.append(.paused(record)) }
+                if status == .paused { fx.emit(.paused(record)) }
                 close(run, final: status == .paused ? "paused" : "finished", message: error ?? status.rawValue)
                 log(.info, "run \(status.rawValue)", ["run_id": "\(run.record.runID)", status == .paused ? "waiting" : "error": "\(error ?? "")"])
             }
         }
+    }
+
+    // MARK: - results
+
+    /// A worker's result. Accepted only under the lease its task holds now; the worker is told
+    /// so once the result's writes are durable. Any other lease (fenced, expired, a cancelled
+    /// run, an earlier coordinator) is stale: discarded, counted, answered "not accepted".
+    private mutating func result(from workerID: String, _ r: TaskReport) {
+        let w = workers[workerID]
+        if let w, leases.lease(r.lease)?.workerID == w.info.id { w.tasksDone += 1 }
+        guard let (run, t, lease) = task(holding: r.lease), lease.workerID == workerID, t.planned.id == r.taskID else {
+            fx.counters.stale += 1
+            log(.notice, "stale result discarded", ["task_id": "\(r.taskID)", "lease": "\(r.lease)", "worker_id": "\(workerID)",
+                                                    "lease_ended": "\(leaseEnd(r.lease)?.rawValue ?? "unknown")"])
+            fx.emit(.ack(workerID: workerID, taskID: r.taskID, accepted: false))
+            return
+        }
+        endLease(r.lease, .completed)
+        let workerName = w?.info.name ?? workerID
+        fx.emit(.taskLatency(seconds: max(0, now - t.startedAt)))
+        let ack = AfterCommit.ack(workerID: workerID, taskID: r.taskID)
+        let outcome: TaskOutcome, records: TaskRecords
+        switch ResultVerdict(r, task: t, run: run, poisonAfter: config.poisonAfter) {
+        case .resendWhole(let why):
+            // The worker could not build the state from its cache (the two sides disagree, a bug):
+            // not the node's failure. It drops the run's values, and the task goes out again whole.
+            w?.mirror?.forget(run.record.runID)
+            t.lostWorkers += 1
+            run.enqueue(t, at: now)
+            activate(run.record.runID)
+            fx.counters.reassigned += 1
+            log(.warning, "state cache out of step; task sent again whole", ["run_id": "\(run.record.runID)", "task_id": "\(r.taskID)",
+                                                                            "worker": "\(workerName)", "error": "\(why)"])
+            note(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: workerName,
+                 message: "\(why); task handed back", attempt: t.attempt)
+            return
+        case .failed(let message, let kind, let nonRetryable, let spent):
+            attemptFailed(run, t, message: message, errorKind: kind, nonRetryable: nonRetryable, worker: workerName, records: spent, ack: ack)
+            return
+        case .done(let o, let spent):
+            (outcome, records) = (o, spent)
+        }
+        let done = fx.execution(run, t, worker: workerName, status: "completed", error: nil, records: records)
+        steps.markDone(run, t, outcome, records: records, worker: workerName, &fx)
+        // The last task of its step: its writes go straight into the step's checkpoint, in one
+        // transaction, instead of being stored as pending writes first (a chain's common case).
+        // A step in which a task asked a question has no checkpoint yet: its writes are stored.
+        if run.allDone && !run.asked {
+            run.carry.taskExecutions.append(done)
+            completeStep(run, acks: [ack])
+            return
+        }
+        var batch = StoreBatch()
+        batch.pendingWrites = StoredOutcome.rows(outcome, runID: run.record.runID, checkpointID: run.checkpoint.checkpointID,
+                                                 cost: records.cost, apiCalls: records.apiCalls)
+        batch.taskExecutions.append(done)
+        // Counted done now; the step's checkpoint is written after these writes, so it can never
+        // be durable without them.
+        write(batch, run.durability, then: [ack])
+        if run.allDone { completeStep(run, acks: []) }  // the step asked: it pauses
     }
 
     // MARK: - workers
@@ -217,8 +271,8 @@ struct Scheduler {
             let holder = task(holding: lease.token)
             endLease(lease.token, .fenced)
             guard let (run, t, _) = holder else { continue }
-            counters.leasesFenced += 1
-            batch.taskExecutions.append(execution(run, t, worker: w.info.name, status: "lost",
+            fx.counters.leasesFenced += 1
+            batch.taskExecutions.append(fx.execution(run, t, worker: w.info.name, status: "lost",
                                                   error: "worker \(w.info.name) lost: \(reason)", errorKind: "lost"))
             t.lostWorkers += 1
             if t.lostWorkers >= config.poisonAfter {
@@ -228,7 +282,7 @@ struct Scheduler {
             run.enqueue(t, at: now)
             activate(run.record.runID)
             handedBack += 1
-            counters.reassigned += 1
+            fx.counters.reassigned += 1
             note(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: w.info.name,
                  message: "worker \(w.info.name) lost (\(reason)); task handed back", attempt: t.attempt)
         }
@@ -236,7 +290,7 @@ struct Scheduler {
                                       "tasks_handed_back": "\(handedBack)"])
         write(batch, .sync, then: [])
         for (run, t) in poisoned where runs[run.record.runID] === run {
-            counters.poisoned += 1
+            fx.counters.poisoned += 1
             let why = "task \(t.planned.id) (node '\(t.planned.node)') was running on \(t.lostWorkers) workers that all died; declared poisonous instead of handing it out again"
             log(.error, "poisonous task", ["run_id": "\(run.record.runID)", "task_id": "\(t.planned.id)", "node": "\(t.planned.node)"])
             note(run, kind: "task_failed", node: t.planned.node, taskID: t.planned.id, worker: w.info.name, message: why, attempt: t.attempt)
@@ -258,7 +312,7 @@ struct Scheduler {
             }
             let workerName = workers[lease.workerID]?.info.name ?? lease.workerID
             endLease(lease.token, .expired)
-            counters.leasesExpired += 1
+            fx.counters.leasesExpired += 1
             let limit = Durations.format(millis: run.graph.nodes[t.planned.node]?.timeoutMS ?? 0)
             attemptFailed(run, t, message: "no result within the node's timeout (\(limit)) and its grace period", errorKind: "timeout",
                           nonRetryable: false, worker: workerName, records: TaskRecords(), ack: nil)
@@ -291,11 +345,13 @@ struct Scheduler {
 
     // MARK: - dispatch
 
-    mutating func activate(_ runID: String) { dispatcher.activate(runID) }
+    mutating func activate(_ runID: String) { fx.activate(runID) }
 
     /// Hands ready tasks to free worker slots as the `Dispatcher` picks them.
     private mutating func pump() {
         // While the store cannot keep up (or cannot be written), no new work: nothing is dropped.
+        for runID in fx.activated { dispatcher.activate(runID) }
+        fx.activated = []
         guard !workers.isEmpty, !holding, !stopping else { return }
         while let (run, t, w) = dispatcher.next(runs: runs, leases: leases) { assign(t, of: run, to: w) }
     }
@@ -306,13 +362,13 @@ struct Scheduler {
         t.attempt += 1
         t.phase = .running
         t.startedAt = now
-        counters.dispatched += 1
+        fx.counters.dispatched += 1
 
         let (a, sent, kept) = run.assignment(t, lease: lease, mirror: &w.mirror)
-        counters.stateBytesSent += UInt64(sent)
-        counters.stateBytesKept += UInt64(kept)
+        fx.counters.stateBytesSent += UInt64(sent)
+        fx.counters.stateBytesKept += UInt64(kept)
         if run.record.status == .queued { firstTaskTaken(run) }
-        out.append(.dispatch(workerID: w.info.id, a))
+        fx.emit(.dispatch(workerID: w.info.id, a))
         note(run, kind: "task_started", node: t.planned.node, taskID: t.planned.id, worker: w.info.name, attempt: t.attempt)
     }
 
@@ -347,31 +403,30 @@ struct Scheduler {
         runs[runID] = nil
         dispatcher.forget(runID)
         for w in workers.values where w.mirror?.held.holds(run: runID) == true { w.mirror!.forget(runID) }
-        out.append(.closed(runID: runID))
+        fx.emit(.closed(runID: runID))
     }
 
     // MARK: - output helpers
 
     mutating func note(_ run: ActiveRun, kind: String, node: String = "", taskID: String = "", worker: String = "",
                        message: String = "", attempt: Int = 0, step: Int? = nil, final: Bool = false, summary: RunSummary? = nil) {
-        guard watchAll || watched.contains(run.record.runID) else { return }
-        out.append(.notify(RunNote(runID: run.record.runID, kind: kind, node: node, taskID: taskID, worker: worker, message: message,
-                                   attempt: attempt, step: step ?? (run.checkpoint.step + 1), final: final,
-                                   summary: summary ?? run.summary)))
+        fx.note(run, kind: kind, node: node, taskID: taskID, worker: worker, message: message, attempt: attempt, step: step,
+                final: final, summary: summary)
     }
 
-    mutating func log(_ level: Logger.Level, _ message: String, _ metadata: Logger.Metadata) {
-        out.append(.log(level, message, metadata))
+    mutating func log(_ level: Logger.Level, _ message: String, _ metadata: Logger.Metadata) { fx.log(level, message, metadata) }
+
+    // MARK: - what happens to a run as its tasks finish (`RunSteps`)
+
+    private mutating func completeStep(_ run: ActiveRun, acks: [AfterCommit]) { steps.completeStep(run, acks: acks, &fx, &leases) }
+
+    private mutating func finishRun(_ run: ActiveRun, status: RunStatus, error: String?, extra: StoreBatch, then: [AfterCommit]) {
+        steps.finishRun(run, status: status, error: error, extra: extra, then: then, &fx, &leases)
     }
 
-    mutating func emit(_ action: Action) { out.append(action) }
-
-    var time: Double { now }
-
-    func execution(_ run: ActiveRun, _ t: TaskState, worker: String, status: String, error: String?,
-                   errorKind: String? = nil, records: TaskRecords = TaskRecords()) -> TaskExecutionRecord {
-        TaskExecutionRecord(runID: run.record.runID, taskID: t.planned.id, node: t.planned.node, step: run.checkpoint.step + 1,
-                            attempt: t.attempt, worker: worker, status: status, startedAt: t.startedAt, finishedAt: now,
-                            error: error, cost: 0, apiCalls: 0, queuedAt: t.queuedAt, errorKind: errorKind, records: records)
+    private mutating func attemptFailed(_ run: ActiveRun, _ t: TaskState, message: String, errorKind: String, nonRetryable: Bool,
+                                        worker: String, records: TaskRecords, ack: AfterCommit?) {
+        steps.attemptFailed(run, t, message: message, errorKind: errorKind, nonRetryable: nonRetryable, worker: worker,
+                            records: records, ack: ack, &fx, &leases)
     }
 }
