@@ -73,10 +73,12 @@ actor DataLife {
         reply.kept = decision.kept.map { row($0.run, $0.reason) }
         reply.dryRun = dryRun
         guard !dryRun, !decision.delete.isEmpty else { return reply }
-        // Held as edits while they go (the policy left out busy runs, and nothing ran since): a
-        // resume, fork or import of one of them is refused, and afterwards finds it gone.
-        let ids = decision.delete.map(\.runID)
-        try await engine.claimAll(ids)
+        // Held as edits while they go: a resume, fork or import of one of them is refused, and
+        // afterwards finds it gone. One a request took since the policy looked is kept, and said so.
+        let ids = await engine.claimFree(decision.delete.map(\.runID))
+        let taken = Set(ids)
+        reply.kept += decision.delete.filter { !taken.contains($0.runID) }.map { row($0, "the coordinator is working on it") }
+        guard !ids.isEmpty else { reply.deleted = []; return reply }
         let deleted: DeletionReport
         do {
             await engine.writesCommitted()

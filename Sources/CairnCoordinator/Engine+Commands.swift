@@ -35,9 +35,10 @@ extension Engine {
 
     func release(_ runID: String, _ kind: RunClaims.Kind) { claims.release(runID, kind) }
 
-    /// Takes every id for an edit (a cleanup's deletes), or none.
-    func claimAll(_ runIDs: [String]) throws {
-        if let why = claims.claimAll(runIDs) { throw EngineError(.errorConflict, why) }
+    /// Takes for an edit every id no run held now and no request holds (a cleanup's deletes);
+    /// returns those taken.
+    func claimFree(_ runIDs: [String]) -> [String] {
+        claims.claimFree(runIDs.filter { scheduler.runs[$0] == nil })
     }
 
     func releaseAll(_ runIDs: [String]) { claims.releaseAll(runIDs) }

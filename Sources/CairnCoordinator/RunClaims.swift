@@ -29,14 +29,12 @@ struct RunClaims {
         return nil
     }
 
-    /// Takes every id in `runIDs` for an edit at once (a cleanup's deletes: the retention policy
-    /// already left out busy runs); none is taken when one is busy, which is named.
-    mutating func claimAll(_ runIDs: [String]) -> String? {
-        if let busy = runIDs.first(where: { submitting.contains($0) || editing.contains($0) }) {
-            return "run \(busy) is being changed by another request right now"
-        }
-        editing.formUnion(runIDs)
-        return nil
+    /// Takes for an edit every id in `runIDs` no other request holds (a cleanup's deletes: the
+    /// retention policy left out busy runs, but one may have been taken since); returns those taken.
+    mutating func claimFree(_ runIDs: [String]) -> [String] {
+        let free = runIDs.filter { !submitting.contains($0) && !editing.contains($0) }
+        editing.formUnion(free)
+        return free
     }
 
     mutating func release(_ runID: String, _ kind: Kind) {
