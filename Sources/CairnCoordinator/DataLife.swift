@@ -79,16 +79,15 @@ actor DataLife {
         let taken = Set(ids)
         reply.kept += decision.delete.filter { !taken.contains($0.runID) }.map { row($0, "the coordinator is working on it") }
         guard !ids.isEmpty else { reply.deleted = []; return reply }
-        let deleted: DeletionReport
+        let report: DeletionReport
         do {
             await engine.writesCommitted()
-            deleted = try await store.deleteRuns(ids)
+            report = try await store.deleteRuns(ids)
             await engine.releaseAll(ids)
         } catch {
             await engine.releaseAll(ids)
             throw error
         }
-        let report = deleted
         let gone = Set(report.runs)
         reply.deleted = decision.delete.filter { gone.contains($0.runID) }.map { row($0) }
         reply.checkpoints = UInt32(clamping: report.checkpoints); reply.values = UInt32(clamping: report.values)
@@ -152,7 +151,7 @@ actor DataLife {
             throw EngineError(.errorInvalidArgument, "the run's part of the export file cannot be read: \(error)")
         }
         let run = try RunExport.check(batch)
-        _ = try context.graphs.stored(batch.graphs[0])  // a graph this coordinator cannot parse cannot be resumed or planned
+        _ = try await context.graphs.stored(batch.graphs[0])  // a graph this coordinator cannot parse cannot be resumed or planned
         var reply = Cairn_V1_ImportReply()
         reply.runID = run.runID
         reply.checkpoints = UInt32(clamping: batch.checkpoints.count); reply.values = UInt32(clamping: batch.channelValues.count)

@@ -10,12 +10,13 @@ final class GraphCache: Sendable {
     private let graphs = Mutex<[String: Graph]>([:])
     static let limit = 256
 
-    /// The graph `text` (from `file`) describes, parsed once; `kinds` are the custom node kinds
-    /// a graph may use (from the connected workers). A parse error is thrown as it is.
-    func parse(file: String, text: String, kinds: Set<String>) throws -> Graph {
+    /// The graph `text` (from `file`) describes, parsed once; `kinds` gives the custom node kinds
+    /// a graph may use (from the connected workers), asked only when the graph is not cached. A
+    /// parse error is thrown as it is.
+    func parse(file: String, text: String, kinds: () async -> Set<String>) async throws -> Graph {
         let key = Hashing.sha256Hex(Array(text.utf8))
         if let cached = graphs.withLock({ $0[key] }) { return cached }
-        let graph = try GraphParser.parse(file: file, text: text, customKinds: kinds)
+        let graph = try GraphParser.parse(file: file, text: text, customKinds: await kinds())
         graphs.withLock {
             if $0.count >= Self.limit { $0.removeAll() }
             $0[key] = graph
@@ -24,7 +25,7 @@ final class GraphCache: Sendable {
     }
 
     /// A stored graph, parsed: any node kind is accepted (it was validated when its run was submitted).
-    func stored(_ g: GraphRecord) throws -> Graph {
-        try parse(file: g.fileName, text: g.source, kinds: ["*"])
+    func stored(_ g: GraphRecord) async throws -> Graph {
+        try await parse(file: g.fileName, text: g.source) { ["*"] }
     }
 }

@@ -22,7 +22,7 @@ struct RunCommands: Sendable {
         let fileName = req.graphFileName.isEmpty ? "graph.yaml" : req.graphFileName
         let graph: Graph
         do {
-            graph = try context.graphs.parse(file: fileName, text: source, kinds: await engine.customKinds)
+            graph = try await context.graphs.parse(file: fileName, text: source) { await engine.customKinds }
         } catch {
             throw EngineError(.errorInvalidArgument, "\(error)")
         }
@@ -105,10 +105,7 @@ struct RunCommands: Sendable {
     }
 
     private func load(_ rec: RunRecord) async throws {
-        guard let g = try await store.graph(rec.graphHash) else {
-            throw StoredBlob.IntegrityError(context: "run \(rec.runID) (runs.graph_hash)", reason: "names graph \(rec.graphHash), which is not stored")
-        }
-        let graph = try context.graphs.stored(g)
+        let (g, graph) = try await reads.graph(of: rec)
         guard let cp = try await store.checkpoint(runID: rec.runID, namespace: "", checkpointID: nil) else {
             throw EngineError(.errorNotFound, "no checkpoint")
         }

@@ -15,10 +15,7 @@ struct RunDebug: Sendable {
     func debug(_ r: Cairn_V1_DebugRequest) async throws -> Cairn_V1_DebugReply {
         let runID = r.runID
         guard let rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
-        guard let g = try await store.graph(rec.graphHash) else {
-            throw StoredBlob.IntegrityError(context: "run \(runID) (runs.graph_hash)", reason: "names graph \(rec.graphHash), which is not stored")
-        }
-        let graph = try context.graphs.stored(g)
+        let graph = try await RunReads(context: context).graph(of: rec).graph
         guard let head = try await store.checkpoint(runID: runID, namespace: "", checkpointID: nil) else {
             throw EngineError(.errorNotFound, "run \(runID) has no checkpoint yet")
         }

@@ -5,33 +5,6 @@ import CairnStore
 import Foundation
 import Logging
 
-/// What every run command needs: the engine that holds the runs, the store (through the hot
-/// tier when there is one, so reads see every step), the parsed graphs, and the settings.
-struct CommandContext: Sendable {
-    let engine: Engine
-    let store: any CheckpointStore & MaintainedStore
-    let graphs: GraphCache
-    let config: CoordinatorConfig
-    let hotTier: (any HotTierStatus)?
-    let logger: Logger
-
-    var now: Double { Date().timeIntervalSince1970 }
-
-    /// Runs `body` holding a claim on `runID` (`RunClaims`), let go of however it ends.
-    func claimed<T>(_ runID: String, _ kind: RunClaims.Kind, doing what: String?, isolation: isolated (any Actor)? = #isolation,
-                    _ body: () async throws -> T) async throws -> T {
-        try await engine.claim(runID, kind, doing: what)
-        do {
-            let result = try await body()
-            await engine.release(runID, kind)
-            return result
-        } catch {
-            await engine.release(runID, kind)
-            throw error
-        }
-    }
-}
-
 /// Reads of runs every door shares: a run's summary (from the engine while it holds the run,
 /// else from its stored row), its graph, a stored run as an edit starts from it, the records
 /// reports, and the stats. Decides nothing; writes nothing.
@@ -44,15 +17,16 @@ struct RunReads: Sendable {
     func runGraph(_ runID: String) async throws -> Graph {
         if let graph = await engine.activeGraph(runID) { return graph }
         guard let rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
-        return try await graph(of: rec)
+        return try await graph(of: rec).graph
     }
 
-    /// A stored run's graph, parsed once.
-    func graph(of rec: RunRecord) async throws -> Graph {
+    /// A stored run's graph: its row (with its bundle's hash) and the graph parsed (once per
+    /// coordinator); a row that names a graph not stored is an error naming the run.
+    func graph(of rec: RunRecord) async throws -> (record: GraphRecord, graph: Graph) {
         guard let g = try await store.graph(rec.graphHash) else {
             throw StoredBlob.IntegrityError(context: "run \(rec.runID) (runs.graph_hash)", reason: "names graph \(rec.graphHash), which is not stored")
         }
-        return try context.graphs.stored(g)
+        return (g, try await context.graphs.stored(g))
     }
 
     /// The channels' values before any write (defaults), for reading state at a checkpoint.
@@ -63,10 +37,7 @@ struct RunReads: Sendable {
     /// What an edit of a stored run starts from: its newest checkpoint, or the one named.
     func stored(_ runID: String, checkpointID: String?) async throws -> StoredRun {
         guard let rec = try await store.run(runID) else { throw EngineError(.errorNotFound, "no run with id \(runID)") }
-        guard let g = try await store.graph(rec.graphHash) else {
-            throw StoredBlob.IntegrityError(context: "run \(runID) (runs.graph_hash)", reason: "names graph \(rec.graphHash), which is not stored")
-        }
-        let graph = try context.graphs.stored(g)
+        let (g, graph) = try await graph(of: rec)
         guard let cp = try await store.checkpoint(runID: runID, namespace: "", checkpointID: checkpointID) else {
             if let checkpointID {
                 throw EngineError(.errorNotFound, "run \(runID) has no checkpoint \(checkpointID) (a checkpoint of another run cannot be used; cairn history \(runID) lists this run's)")

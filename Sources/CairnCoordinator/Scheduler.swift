@@ -70,11 +70,7 @@ struct Scheduler {
     /// Ready tasks waiting for a worker, across runs.
     var queueDepth: Int { runs.values.reduce(0) { $0 + $1.tasks.values.filter { $0.phase == .ready }.count } }
 
-    /// Current leases (running attempts).
-    var activeLeases: Int { leases.count }
 
-    /// Slots a worker has free for a new task (none while it drains).
-    func free(_ w: WorkerState) -> Int { Dispatcher.free(w, leases) }
 
     /// Node kinds registered by connected workers beyond the built-in ones (Swift handlers).
     var customKinds: Set<String> {
